@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): rke2ha against HAProxy and nginx in the same run."""

@@ -1,0 +1,53 @@
+"""The `rke2ha` command: parse arguments, call the library, print, exit.
+
+No logic lives here. Each command group is a module in `rke2ha.commands` exposing
+`register(subparsers)`, which adds its parser and sets `handler(args) -> int`. Errors the
+user can act on (`Rke2haError`) become one message on stderr and their exit code; argparse
+usage errors exit 2; Ctrl-C exits 130. Nothing reaches the user as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from rke2ha import __version__
+from rke2ha.errors import EXIT_USAGE, Rke2haError
+
+# Order is the order of `rke2ha --help`.
+COMMAND_MODULES: tuple[str, ...] = (
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rke2ha",
+        description=(
+            "Build, serve and verify the infrastructure of a highly available Rancher "
+            "server on RKE2: three server nodes, a load balancer and a DNS record, "
+            "all from one spec file."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"rke2ha {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(handler(args))
+    except Rke2haError as err:
+        print(f"rke2ha {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,108 @@
+"""Read YAML while remembering where each value came from, so errors can name the line.
+
+PyYAML's composer gives us nodes with marks; we construct plain data with the safe
+constructor and, walking the same node tree, record `path -> line` for every key and item.
+Duplicate keys, which PyYAML would silently resolve to the last one, are reported instead:
+an operator who wrote `ports` twice meant one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rke2ha.errors import InvalidError, UsageError
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass
+class YamlSource:
+    """Parsed YAML data plus the 1-based line of every path in it."""
+
+    data: Any
+    filename: str
+    lines: dict[PathKey, int] = field(default_factory=dict)
+
+    def line_of(self, path: PathKey) -> int | None:
+        """The line of `path`, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:end]))
+            if line is not None:
+                return line
+        return None
+
+
+def format_path(path: PathKey) -> str:
+    """`("load_balancer", "ports", 2)` -> `load_balancer.ports[2]`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], filename: str) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise InvalidError(
+                    f"{filename}:{line}: {format_path((*path, key))}: key given twice "
+                    f"(first on line {seen[key]}); keep one of them"
+                )
+            seen[key] = line
+            lines[(*path, key)] = line
+            _walk(value_node, (*path, key), lines, filename)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _walk(item, (*path, index), lines, filename)
+
+
+def parse_yaml(text: str, filename: str = "<spec>") -> YamlSource:
+    """Parse one YAML document; raise UsageError (exit 2) when it is not YAML."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
+        raise UsageError(f"{where}: not valid YAML: {err.problem or err}") from None
+    except yaml.YAMLError as err:
+        raise UsageError(f"{filename}: not valid YAML: {err}") from None
+    lines: dict[PathKey, int] = {}
+    if node is not None:
+        _walk(node, (), lines, filename)
+    return YamlSource(data=data, filename=filename, lines=lines)
+
+
+def read_yaml_file(path: Path) -> YamlSource:
+    """Read and parse `path`; a missing or unreadable file is a UsageError (exit 2)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(
+            f"{path}: no such file; write a spec (see examples/) or pass -f FILE"
+        ) from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory; pass the spec file with -f FILE") from None
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r})"
+        ) from None
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read: {err.strerror}") from None
+    return parse_yaml(text, str(path))
