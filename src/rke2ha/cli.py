@@ -17,8 +17,7 @@ from rke2ha import __version__
 from rke2ha.errors import EXIT_USAGE, Rke2haError
 
 # Order is the order of `rke2ha --help`.
-COMMAND_MODULES: tuple[str, ...] = (
-)
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,9 +23,7 @@ def parse_duration(value: object) -> float:
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
-            raise ValueError(
-                f"{value!r} is not a duration; write it as 500ms, 1s, 2m or 1h"
-            )
+            raise ValueError(f"{value!r} is not a duration; write it as 500ms, 1s, 2m or 1h")
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     else:
         raise ValueError("a duration is a number of seconds or a string such as 1s, 500ms, 2m")

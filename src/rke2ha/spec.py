@@ -38,7 +38,9 @@ class _Strict(BaseModel):
 class Node(_Strict):
     """One RKE2 server node. `address` is assigned by the provider for `aws`."""
 
-    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    ]
     address: str | None = None
     zone: str | None = None
     region: str | None = None
@@ -57,6 +59,10 @@ class Health(_Strict):
     path: str | None = None
     # Bearer token sent with the 6443 `/readyz` check; with it only 200 counts as healthy.
     token_file: Path | None = None
+    # Statuses of the 6443 `/readyz` check that count as up. None: [200] when a token or
+    # anonymous health endpoints let the check see readiness, else [200, 401] (RKE2 answers
+    # 401 to anonymous callers). `[200]` without either marks every RKE2 server down.
+    readyz_status: list[Annotated[int, Field(ge=100, le=599)]] | None = None
 
 
 class TlsFiles(_Strict):

@@ -101,7 +101,7 @@ def read_yaml_file(path: Path) -> YamlSource:
         raise UsageError(f"{path}: is a directory; pass the spec file with -f FILE") from None
     except UnicodeDecodeError as err:
         raise UsageError(
-            f"{path}: not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r})"
+            f"{path}: not UTF-8 text (byte {err.start}: {err.object[err.start : err.start + 1]!r})"
         ) from None
     except OSError as err:
         raise UsageError(f"{path}: cannot read: {err.strerror}") from None

@@ -1,0 +1,70 @@
+"""Secrets on disk: created once with mode 0600, reused, never printed.
+
+The RKE2 token, TSIG secrets, the lab CA key and bootstrap passwords all go through here,
+so the one rule (owner-only files, written atomically, content never in a message) lives
+in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import tempfile
+from pathlib import Path
+
+from rke2ha.errors import InvalidError, UsageError
+
+SECRET_MODE = 0o600
+
+
+def write_secret(path: Path, content: bytes) -> None:
+    """Write `content` to `path` atomically with mode 0600 (parents created 0700)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, SECRET_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ensure_secret(path: Path, nbytes: int = 32) -> str:
+    """The secret in `path`, generating a random hex one (mode 0600) the first time.
+
+    Stable across calls: an RKE2 token must never change once servers have joined.
+    """
+    if not path.exists():
+        write_secret(path, (secrets.token_hex(nbytes) + "\n").encode())
+    return read_secret(path)
+
+
+def is_private(path: Path) -> bool:
+    """True when only the owner may read or write `path`."""
+    return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+
+
+def read_secret(path: Path, *, what: str = "secret") -> str:
+    """The stripped text of a secret file; errors name the file and the fix, never the content.
+
+    A file others can read is refused (InvalidError): chmod it to 0600.
+    """
+    try:
+        if not is_private(path):
+            raise InvalidError(
+                f"{path}: {what} file is readable by others "
+                f"(mode {stat.S_IMODE(path.stat().st_mode):o}); run: chmod 600 {path}"
+            )
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: {what} file not found; create it (mode 0600)") from None
+    except UnicodeDecodeError:
+        raise InvalidError(f"{path}: {what} file is not UTF-8 text") from None
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read {what} file: {err.strerror}") from None
+    if not text:
+        raise InvalidError(f"{path}: {what} file is empty")
+    return text
