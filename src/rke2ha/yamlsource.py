@@ -36,6 +36,17 @@ class YamlSource:
         return None
 
 
+class DuplicateKeyError(InvalidError):
+    """A mapping key given twice (exit 1); `path` and `line` say where the second one is."""
+
+    def __init__(self, filename: str, path: str, line: int, first_line: int) -> None:
+        self.filename, self.path, self.line, self.first_line = filename, path, line, first_line
+        super().__init__(
+            f"{filename}:{line}: {path}: key given twice (first on line {first_line}); "
+            "keep one of them"
+        )
+
+
 def format_path(path: PathKey) -> str:
     """`("load_balancer", "ports", 2)` -> `load_balancer.ports[2]`."""
     text = ""
@@ -55,10 +66,7 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], filename: s
             key = str(key_node.value)
             line = key_node.start_mark.line + 1
             if key in seen:
-                raise InvalidError(
-                    f"{filename}:{line}: {format_path((*path, key))}: key given twice "
-                    f"(first on line {seen[key]}); keep one of them"
-                )
+                raise DuplicateKeyError(filename, format_path((*path, key)), line, seen[key])
             seen[key] = line
             lines[(*path, key)] = line
             _walk(value_node, (*path, key), lines, filename)

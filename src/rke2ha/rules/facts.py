@@ -1,0 +1,91 @@
+"""What the rules need to know about the world beyond the spec, read once before they run.
+
+Rules are pure functions of (Spec, Facts): all file access happens here, in
+`gather_facts`, so every rule can be unit-tested with a hand-made `Facts` and the clock
+is a value (`now`), not a call.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rke2ha.errors import Rke2haError
+from rke2ha.spec import Spec
+from rke2ha.tlsfiles import TlsMaterial, load_tls_files
+
+
+@dataclass(frozen=True)
+class FileFact:
+    """What a file named in the spec looks like on disk (never its content)."""
+
+    path: Path
+    exists: bool
+    is_file: bool = False
+    mode: int | None = None  # permission bits, e.g. 0o600
+
+    @property
+    def private(self) -> bool:
+        """Only the owner may read or write it (mode 0600 or stricter)."""
+        return self.mode is not None and self.mode & 0o077 == 0
+
+
+@dataclass(frozen=True)
+class TlsFact:
+    """The layer-7 certificate and key: loaded, or the reason they could not be."""
+
+    material: TlsMaterial | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    files: Mapping[Path, FileFact] = field(default_factory=dict)
+    tls: TlsFact | None = None
+
+    def file(self, path: Path) -> FileFact:
+        """The fact for `path` (an absolute path from `Spec.resolve`); unknown -> missing."""
+        return self.files.get(path, FileFact(path, exists=False))
+
+
+def stat_file(path: Path) -> FileFact:
+    try:
+        info = path.stat()
+    except OSError:
+        return FileFact(path, exists=False)
+    return FileFact(path, True, stat.S_ISREG(info.st_mode), stat.S_IMODE(info.st_mode))
+
+
+def spec_files(spec: Spec) -> list[Path]:
+    """Every file the spec names that rules look at, resolved against the spec's folder."""
+    paths = []
+    health_token = spec.health_token_file
+    if health_token is not None:
+        paths.append(health_token)
+    if spec.dns.rfc2136 is not None:
+        paths.append(spec.resolve(spec.dns.rfc2136.key_file))
+    if spec.load_balancer.tls is not None:
+        paths += [
+            spec.resolve(spec.load_balancer.tls.cert),
+            spec.resolve(spec.load_balancer.tls.key),
+        ]
+    return paths
+
+
+def gather_facts(spec: Spec, now: datetime | None = None) -> Facts:
+    """Read what the rules need: file modes and, at layer 7, the certificate and key."""
+    files = {path: stat_file(path) for path in spec_files(spec)}
+    tls = None
+    if spec.load_balancer.tls is not None:
+        try:
+            material = load_tls_files(
+                spec.resolve(spec.load_balancer.tls.cert), spec.resolve(spec.load_balancer.tls.key)
+            )
+            tls = TlsFact(material)
+        except Rke2haError as err:
+            tls = TlsFact(None, str(err))
+    return Facts(now=now or datetime.now(UTC), files=files, tls=tls)

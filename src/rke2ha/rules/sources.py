@@ -1,0 +1,38 @@
+"""Where the requirements come from: one string per document, cited by the rules."""
+
+from __future__ import annotations
+
+TUTORIAL = (
+    "Rancher docs: Setting up Infrastructure for a High Availability RKE2 Kubernetes Cluster "
+    "(https://ranchermanager.docs.rancher.com/how-to-guides/new-user-guides/"
+    "infrastructure-setup/ha-rke2-kubernetes-cluster)"
+)
+RKE2_HA = "RKE2 docs: High Availability (https://docs.rke2.io/install/ha)"
+RKE2_FOR_RANCHER = (
+    "Rancher docs: Setting up a High-availability RKE2 Kubernetes Cluster for Rancher "
+    "(two listeners: 9345 supervisor, 6443 Kubernetes API)"
+)
+RANCHER_EXTERNAL_TLS = (
+    "Rancher docs: Helm chart options, External TLS Termination (--set tls=external; "
+    "https://ranchermanager.docs.rancher.com/getting-started/installation-and-upgrade/"
+    "installation-references/helm-chart-options)"
+)
+RANCHER_HELM_TLS = (
+    "Rancher docs: Install Rancher on a Kubernetes cluster, choose your SSL configuration "
+    "(ingress.tls.source: rancher | letsEncrypt | secret)"
+)
+INGRESS_HOST = (
+    "Kubernetes API: Ingress rule host must be a lowercase RFC 1123 DNS name; "
+    "RFC 1123 §2.1 / RFC 1035 §2.3.1"
+)
+CNAME_APEX = "RFC 1034 §3.6.2 / RFC 2181 §10.1: a CNAME cannot share a name with SOA and NS"
+RECORD_TYPES = "RFC 1035 §3.3.1 (CNAME holds a domain name) and §3.4.1 (A holds an IPv4 address)"
+ROUTE53_ALIAS = "AWS docs: Route 53 alias records to an Elastic Load Balancing load balancer"
+NLB_LAYER4 = "AWS docs: Network Load Balancers work at layer 4 (TCP/UDP/TLS listeners)"
+READYZ_401 = "rancher/rke2#7374, k3s-io/k3s#3576 (RKE2 answers 401 to an anonymous /readyz)"
+HEALTH_DETECTION = "DESIGN.md §1 (health checks); HAProxy manual: inter, fall, timeout check"
+SECRETS = "DESIGN.md §3 (secrets are files with mode 0600)"
+DESIGN_SPEC = "DESIGN.md §3 (the spec and its provider blocks)"
+DESIGN_LAB = "DESIGN.md §5 (the lab never sends a packet off the machine)"
+KEEPALIVED = "keepalived docs: VRRP virtual_ipaddress is shared by two distinct hosts"
+RANCHER_LETSENCRYPT = "Rancher docs: Helm chart options, letsEncrypt.email is required"
