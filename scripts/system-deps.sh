@@ -17,6 +17,7 @@ have wrk || need+=(wrk)
 have curl || need+=(curl)
 have ip || need+=(iproute2)
 have dnsperf || need+=(dnsperf)
+have keepalived || need+=(keepalived)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -33,6 +34,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 # Debian starts the services it installs; the tests start their own on loopback ports.
-for svc in haproxy nginx named bind9; do
+for svc in haproxy nginx named bind9 keepalived; do
   systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -17,7 +17,12 @@ from rke2ha import __version__
 from rke2ha.errors import EXIT_USAGE, Rke2haError
 
 # Order is the order of `rke2ha --help`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "rke2ha.commands.validate",
+    "rke2ha.commands.dns",
+    "rke2ha.commands.render",
+    "rke2ha.commands.lab",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,64 @@
+"""`rke2ha render`: write the configs of the real engines for the spec into a folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json
+from rke2ha.errors import EXIT_OK
+from rke2ha.render import render_to_dir
+from rke2ha.specfile import DEFAULT_SPEC_FILE, load_spec
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "render",
+        help="write configs for HAProxy, nginx, keepalived, RKE2, Rancher and DNS",
+        description=(
+            "Render the spec into configs for the engines operators already run: "
+            "haproxy/haproxy.cfg, nginx/nginx.conf, keepalived/<role>/keepalived.conf (LB "
+            "pair only), rke2/<node>/config.yaml, rancher/values.yaml + install.sh, "
+            "dns/<zone>.zone + nsupdate.txt. Files holding secrets (RKE2 token, TLS key, "
+            "health token) are written mode 0600. The RKE2 token and the Rancher bootstrap "
+            "password are created once and reused. The spec must pass `rke2ha validate` "
+            "first (exit 1 otherwise) unless --force is given. Same spec, same bytes."
+        ),
+    )
+    add_spec_argument(parser)
+    parser.add_argument(
+        "-o", "--out", required=True, metavar="DIR", help="folder to write into (created)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="render even when validate reports errors"
+    )
+    add_json_argument(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec_file)
+    label = Path(args.spec_file).name if args.spec_file else DEFAULT_SPEC_FILE.name
+    out_dir = Path(args.out)
+    result = render_to_dir(spec, out_dir, label, force=args.force)
+    secret = set(result.secret)
+    if args.json:
+        print_json(
+            {
+                "ok": True,
+                "out": str(out_dir),
+                "files": [str(path) for path in result.written],
+                "secret_files": [str(path) for path in result.written if path in secret],
+                "skipped": [
+                    {"path": str(out_dir / relative), "reason": why}
+                    for relative, why in result.skipped.items()
+                ],
+            }
+        )
+        return EXIT_OK
+    for path in result.written:
+        print(f"{path}{'  (0600: holds a secret)' if path in secret else ''}")
+    for relative, why in result.skipped.items():
+        print(f"skipped {out_dir / relative}: {why}", file=sys.stderr)
+    return EXIT_OK

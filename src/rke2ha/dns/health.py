@@ -1,0 +1,145 @@
+"""Which load balancer addresses to serve when there are several (an LB pair without a VIP).
+
+Probe (decided here, once): an HTTP `GET <ingress health path>` with the Rancher `Host`
+header *through* the load balancer's port 80, passing on the statuses the shared health
+plan accepts for the ingress (`healthplan.ingress_probe`). It proves what a client needs
+from that address: the load balancer is up *and* forwards to a node whose ingress
+answers. A bare TCP connect to 443 would only prove that a process listens.
+
+Each address rises after `rise` passing probes and falls after `fall` failing ones
+(`load_balancer.health`), like the load balancer's own checks. When every address is
+down the server answers with all of them (fail open, as Route 53 does): an answer that
+might work beats NODATA, which certainly does not. With one address there is nothing to
+choose, so nothing is probed. Answers carry a short TTL so clients follow changes.
+
+`HealthState` is the sans-I/O part (counters in, addresses out); `probe_http` and
+`HealthWatcher` are the thin asyncio part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from rke2ha.healthplan import ingress_probe
+from rke2ha.spec import Spec
+
+HEALTH_TTL_MAX = 10  # seconds: the short TTL of answers chosen by health
+LB_HTTP_PORT = 80
+
+
+@dataclass
+class _Counter:
+    up: bool = True  # assume up at start: serving all beats serving none
+    streak: int = 0  # consecutive results that disagree with `up`
+
+
+@dataclass
+class HealthState:
+    """Rise/fall counting per address; `serving` is what the DNS answer should hold."""
+
+    addresses: list[str]
+    rise: int = 2
+    fall: int = 2
+    _counters: dict[str, _Counter] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._counters = {address: _Counter() for address in self.addresses}
+
+    def record(self, address: str, ok: bool) -> bool:
+        """Count one probe result; True when the address changed between up and down."""
+        counter = self._counters[address]
+        if ok == counter.up:
+            counter.streak = 0
+            return False
+        counter.streak += 1
+        if counter.streak >= (self.rise if ok else self.fall):
+            counter.up, counter.streak = ok, 0
+            return True
+        return False
+
+    def up(self) -> list[str]:
+        return [a for a in self.addresses if self._counters[a].up]
+
+    def serving(self) -> list[str]:
+        """The addresses to answer with: the healthy ones, or all when none is healthy."""
+        return self.up() or list(self.addresses)
+
+
+def health_ttl(spec: Spec) -> int:
+    return min(spec.dns.ttl, HEALTH_TTL_MAX)
+
+
+def url_host(address: str) -> str:
+    try:
+        return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+    except ValueError:
+        return address
+
+
+async def probe_http(
+    session: aiohttp.ClientSession,
+    address: str,
+    port: int,
+    path: str,
+    host_header: str,
+    ok_statuses: tuple[int, ...],
+    timeout: float,
+) -> bool:
+    """One GET through the load balancer; True when it answers with an accepted status."""
+    url = f"http://{url_host(address)}:{port}{path}"
+    try:
+        async with session.get(
+            url,
+            headers={"Host": host_header},
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            return response.status in ok_statuses
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return False
+
+
+class HealthWatcher:
+    """Probes every address each interval and calls `on_change(serving)` when it changes."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        on_change: Callable[[list[str]], None],
+        port: int = LB_HTTP_PORT,
+    ) -> None:
+        health = spec.load_balancer.health
+        self.state = HealthState(list(spec.load_balancer.addresses), health.rise, health.fall)
+        self.interval, self.timeout = health.interval, health.timeout
+        self.port = port
+        self.probe = ingress_probe(spec)
+        self.on_change = on_change
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                results = await asyncio.gather(
+                    *(
+                        probe_http(
+                            session,
+                            address,
+                            self.port,
+                            self.probe.path,
+                            self.probe.host_header or "",
+                            self.probe.ok_statuses,
+                            self.timeout,
+                        )
+                        for address in self.state.addresses
+                    )
+                )
+                changed = False
+                for address, ok in zip(self.state.addresses, results, strict=True):
+                    changed |= self.state.record(address, ok)
+                if changed:
+                    self.on_change(self.state.serving())
+                await asyncio.sleep(self.interval)

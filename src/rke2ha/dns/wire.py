@@ -1,0 +1,75 @@
+"""DNS messages on the wire: bytes in, the zone's answer out, sized for the transport.
+
+`respond` parses a query, asks `Zone.answer`, applies the client's UDP size (its EDNS0
+buffer, else 512 bytes) and truncates with TC when the answer does not fit, so the client
+retries over TCP. A message that cannot be parsed gets FORMERR when its header can be
+read, and nothing otherwise: nothing a client sends makes `respond` raise. Sans-I/O like
+the zone; the server adapters call it with the bytes they received.
+"""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+
+from rke2ha.dns.zone import Zone
+
+PLAIN_UDP_LIMIT = 512  # RFC 1035 limit for a client without EDNS0
+HEADER_LEN = 12
+
+
+def udp_limit(query: dns.message.Message) -> int:
+    """How large a UDP answer the client accepts: its EDNS0 payload, else 512 bytes."""
+    if query.edns < 0:
+        return PLAIN_UDP_LIMIT
+    return max(PLAIN_UDP_LIMIT, min(query.payload, 65535))
+
+
+def formerr(wire: bytes) -> bytes | None:
+    """A bare FORMERR echoing the ID of an unparseable query; None when it must be dropped."""
+    if len(wire) < HEADER_LEN or wire[2] & 0x80:  # no header, or a response (QR): drop
+        return None
+    # Keep the opcode and RD, set QR and the rcode; all four section counts are zero.
+    flags = dns.flags.QR | (int.from_bytes(wire[2:4], "big") & (0x7800 | dns.flags.RD))
+    return wire[0:2] + (flags | dns.rcode.FORMERR).to_bytes(2, "big") + bytes(8)
+
+
+def render(response: dns.message.Message, limit: int) -> bytes:
+    """`response` in wire format within `limit` bytes; too big: empty sections and TC."""
+    try:
+        return response.to_wire(max_size=limit)
+    except dns.exception.TooBig:
+        # Partial answers confuse caches (RFC 2181 §9): send none, the client retries on TCP.
+        response.answer.clear()
+        response.authority.clear()
+        response.additional.clear()
+        response.flags |= dns.flags.TC
+        return response.to_wire(max_size=limit)
+
+
+def respond(zone: Zone, wire: bytes, *, tcp: bool, client: str) -> bytes | None:
+    """The answer to the query bytes `wire`, or None when nothing should be sent."""
+    try:
+        query = dns.message.from_wire(wire, one_rr_per_rrset=False, ignore_trailing=False)
+    except dns.message.UnknownTSIGKey:
+        return _refused_header(wire, dns.rcode.NOTAUTH)
+    except Exception:  # dnspython raises many kinds for bad input; all mean FORMERR.
+        return formerr(wire)
+    if query.flags & dns.flags.QR:
+        return None
+    try:
+        response = zone.answer(query, tcp=tcp, client=client)
+    except Exception:
+        return _refused_header(wire, dns.rcode.SERVFAIL)
+    if query.tsig is not None:  # we hold no keys: a signed query cannot be answered signed
+        return _refused_header(wire, dns.rcode.NOTAUTH)
+    return render(response, 65535 if tcp else udp_limit(query))
+
+
+def _refused_header(wire: bytes, rcode: int) -> bytes | None:
+    header = formerr(wire)
+    if header is None:
+        return None
+    return header[:3] + bytes([rcode]) + header[4:]

@@ -1,0 +1,124 @@
+"""`rke2ha render` as a user runs it: files listed, --json, exit codes, same bytes twice."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import CliResult
+from tests.render.helpers import SpecFactory
+
+Cli = Callable[..., CliResult]
+
+
+def tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(path.relative_to(root)): (path.read_bytes(), stat.S_IMODE(path.stat().st_mode))
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_render_writes_and_lists_files(specs: SpecFactory, tmp_path: Path, run_cli: Cli) -> None:
+    spec_file = specs.write({})
+    out = tmp_path / "out"
+    result = run_cli("render", "-f", str(spec_file), "-o", str(out))
+    assert result.code == 0, result.err
+    listed = result.out.splitlines()
+    expected = [
+        "dns/example.com.zone",
+        "dns/nsupdate.txt",
+        "haproxy/haproxy.cfg",
+        "nginx/nginx.conf",
+        "rancher/install.sh",
+        "rancher/values.yaml",
+        "rke2/node-1/authentication-config.yaml",
+        "rke2/node-1/config.yaml",
+    ]
+    for relative in expected:
+        assert any(line.startswith(f"{out}/{relative}") for line in listed), relative
+        assert (out / relative).is_file()
+    assert f"{out}/rke2/node-2/config.yaml  (0600: holds a secret)" in listed
+    token = (tmp_path / ".rke2ha/secrets/rancher-rke2-token").read_text().strip()
+    assert token not in result.out + result.err
+
+
+def test_render_json_and_same_bytes(specs: SpecFactory, tmp_path: Path, run_cli: Cli) -> None:
+    spec_file = specs.write(specs.tls())
+    one, two = tmp_path / "one", tmp_path / "two"
+    first = run_cli("render", "-f", str(spec_file), "-o", str(one), "--json")
+    assert first.code == 0, first.err
+    document = json.loads(first.out)
+    assert document["ok"] is True
+    assert f"{one}/haproxy/haproxy.cfg" in document["files"]
+    assert f"{one}/haproxy/tls/rancher.example.com.pem" in document["secret_files"]
+    assert document["skipped"] == []
+    second = run_cli("render", "-f", str(spec_file), "-o", str(two), "--json")
+    assert second.code == 0
+    assert tree(one) == tree(two)  # same spec, same bytes (and modes)
+    # and rendering over an existing output changes nothing
+    assert run_cli("render", "-f", str(spec_file), "-o", str(one)).code == 0
+    assert tree(one) == tree(two)
+
+
+def test_missing_spec_is_usage_error(tmp_path: Path, run_cli: Cli) -> None:
+    result = run_cli("render", "-f", str(tmp_path / "nope.yaml"), "-o", str(tmp_path / "out"))
+    assert result.code == 2
+    assert "Traceback" not in result.err and "nope.yaml" in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_must_be_a_folder(specs: SpecFactory, tmp_path: Path, run_cli: Cli) -> None:
+    spec_file = specs.write({})
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli("render", "-f", str(spec_file), "-o", str(blocker))
+    assert result.code == 2
+    assert "not a folder" in result.err and "Traceback" not in result.err
+
+
+def test_invalid_spec_renders_nothing_unless_forced(
+    specs: SpecFactory, tmp_path: Path, run_cli: Cli
+) -> None:
+    spec_file = specs.write({"nodes": [{"name": "node-1", "address": "10.0.1.11"}]})
+    out = tmp_path / "out"
+    result = run_cli("render", "-f", str(spec_file), "-o", str(out))
+    assert result.code == 1
+    assert "nodes.count" in result.err and "Traceback" not in result.err
+    assert not out.exists()
+    forced = run_cli("render", "-f", str(spec_file), "-o", str(out), "--force")
+    assert forced.code == 0, forced.err
+    assert (out / "rke2/node-1/config.yaml").is_file()
+
+
+def test_unassigned_addresses_are_skipped_with_reason(
+    specs: SpecFactory, tmp_path: Path, run_cli: Cli
+) -> None:
+    spec_file = specs.write(
+        {
+            "provider": "aws",
+            "region": "us-east-1",
+            "nodes": [{"name": f"node-{i}", "zone": f"us-east-1{z}"} for i, z in enumerate("abc")],
+            "load_balancer": {"engine": "aws-nlb", "address": None},
+            "dns": {"provider": "route53", "rfc2136": None},
+            "aws": {
+                "region": "us-east-1",
+                "ami": "ami-0123456789abcdef0",
+                "rke2_version": "v1.31.4+rke2r1",
+            },
+        }
+    )
+    out = tmp_path / "out"
+    result = run_cli("render", "-f", str(spec_file), "-o", str(out), "--json", "--force")
+    assert result.code == 0, result.err
+    skipped = {item["path"]: item["reason"] for item in json.loads(result.out)["skipped"]}
+    assert set(skipped) == {
+        f"{out}/haproxy/haproxy.cfg",
+        f"{out}/nginx/nginx.conf",
+        f"{out}/dns/example.com.zone",
+        f"{out}/dns/nsupdate.txt",
+    }
+    assert all("rke2ha up" in reason for reason in skipped.values())
+    assert (out / "rke2/node-0/config.yaml").is_file()
