@@ -62,3 +62,15 @@ def test_nginx_t_catches_a_broken_config(specs: SpecFactory, tmp_path: Path) -> 
     path = tmp_path / "out/nginx/nginx.conf"
     path.write_text(path.read_text().replace("least_conn;", "least_conn", 1))
     assert nginx_check(path).code != 0
+
+
+def test_fractional_detection_time_rounds_up_to_whole_seconds(
+    specs: SpecFactory, tmp_path: Path
+) -> None:
+    # 800ms x 3 + 0s = 2.4 s; nginx reads fail_timeout in whole seconds only.
+    spec = specs.load({"load_balancer": {"health": {"interval": "800ms", "fall": 3, "timeout": 0}}})
+    render(spec, tmp_path / "out")
+    path = tmp_path / "out/nginx/nginx.conf"
+    result = nginx_check(path)
+    assert result.code == 0, result.output
+    assert "fail_timeout=3s;" in path.read_text()

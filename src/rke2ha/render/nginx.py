@@ -20,6 +20,8 @@ the module is static (nginx.org packages).
 
 from __future__ import annotations
 
+import math
+
 from rke2ha.render.common import (
     DEFAULT_LAYOUT,
     Layout,
@@ -56,8 +58,10 @@ def _listen(layout: Layout, port: int, extra: str = "") -> str:
 
 
 def _fail_timeout(spec: Spec) -> str:
+    # nginx parses fail_timeout in whole seconds only ("2400ms" fails `nginx -t`): round up,
+    # so a node is never given back sooner than our own detection time.
     health = spec.load_balancer.health
-    return seconds(max(1.0, health.interval * health.fall + health.timeout))
+    return f"{math.ceil(max(1.0, health.interval * health.fall + health.timeout))}s"
 
 
 def _upstream(spec: Spec, name: str, port: int) -> list[str]:
