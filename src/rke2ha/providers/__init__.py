@@ -20,6 +20,7 @@ ProviderFactory = Callable[[Spec, ProviderOptions], Provider]
 # name -> "package.module:factory"; other engineers add lab and existing here.
 _REGISTRY: dict[str, str] = {
     "aws": "rke2ha.providers.aws.provider:AwsProvider",
+    "existing": "rke2ha.providers.existing.provider:ExistingProvider",
 }
 
 

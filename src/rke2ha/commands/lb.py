@@ -1,0 +1,203 @@
+"""`rke2ha lb serve`: the built-in layer-4 load balancer, from the spec or from flags."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Literal, cast
+
+from rke2ha.commands.common import add_spec_argument
+from rke2ha.durations import parse_duration
+from rke2ha.errors import UsageError
+from rke2ha.lb.config import LbConfig, check_privileges, from_flags, from_spec
+from rke2ha.lb.workers import serve
+from rke2ha.specfile import load_spec
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def _offset(text: str) -> int:
+    if not text.isdigit() or int(text) > 60000:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number 0-60000")
+    return int(text)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lb = subparsers.add_parser("lb", help="the built-in load balancer")
+    lb_sub = lb.add_subparsers(dest="lb_command", metavar="SUBCOMMAND")
+    serve_p = lb_sub.add_parser(
+        "serve",
+        help="serve the layer-4 load balancer (from the spec with -f, or from --listen/--backend)",
+        description=(
+            "Layer-4 load balancer for the RKE2 servers. With -f: a frontend for every "
+            "load_balancer.ports entry on load_balancer.address, to the same port on every "
+            "node, with RKE2/Rancher-aware checks. Ad hoc: one --listen to the --backends. "
+            "SIGHUP re-reads the spec; SIGTERM stops accepting and drains."
+        ),
+    )
+    add_spec_argument(serve_p)
+    serve_p.add_argument("--listen", metavar="HOST:PORT", help="ad hoc: the frontend address")
+    serve_p.add_argument(
+        "--backend", metavar="HOST:PORT", action="append", default=[], help="ad hoc: a backend"
+    )
+    serve_p.add_argument(
+        "--health",
+        default="tcp",
+        metavar="CHECK",
+        help="ad hoc: tcp | http:PATH[@PORT] | https:PATH[@PORT] (default tcp)",
+    )
+    serve_p.add_argument("--host-header", metavar="NAME", help="ad hoc: Host header of checks")
+    serve_p.add_argument("--balance", choices=["leastconn", "roundrobin"], default=None)
+    serve_p.add_argument(
+        "--admin",
+        metavar="HOST:PORT",
+        default=None,
+        help="admin endpoint (default: the spec's, or 127.0.0.1:8404); 'off' to disable",
+    )
+    serve_p.add_argument("--workers", type=_positive, default=1, help="processes (SO_REUSEPORT)")
+    serve_p.add_argument(
+        "--port-offset",
+        type=_offset,
+        default=0,
+        metavar="N",
+        help="add N to every frontend, backend and check port (run the lab without root)",
+    )
+    serve_p.add_argument("--interval", type=_duration, default=1.0, help="ad hoc: check interval")
+    serve_p.add_argument("--timeout", type=_duration, default=1.0, help="ad hoc: check timeout")
+    serve_p.add_argument("--rise", type=_positive, default=2, help="ad hoc: checks to come up")
+    serve_p.add_argument("--fall", type=_positive, default=2, help="ad hoc: checks to go down")
+    serve_p.add_argument("--drain-timeout", type=_duration, default=None, metavar="DURATION")
+    serve_p.add_argument("--idle-timeout", type=_duration, default=3600.0, metavar="DURATION")
+    serve_p.add_argument(
+        "--connect-timeout", type=_duration, default=5.0, metavar="DURATION", help="ad hoc"
+    )
+    serve_p.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=10_000,
+        metavar="N",
+        help="ad hoc: beyond N open connections stop accepting (clients wait in the backlog)",
+    )
+    serve_p.add_argument(
+        "--retries",
+        type=int,
+        choices=range(0, 11),
+        default=2,
+        metavar="N",
+        help="ad hoc: other backends tried after a refused or timed-out connect (0-10)",
+    )
+    serve_p.add_argument("--send-proxy", action="store_true", help="ad hoc: PROXY v2 to backends")
+    serve_p.add_argument(
+        "--access-log",
+        default="-",
+        metavar="FILE",
+        help="JSON line per connection: '-' stdout (default), a file, or 'off'",
+    )
+    serve_p.add_argument(
+        "--relay", choices=["auto", "splice", "copy"], default="auto", help=argparse.SUPPRESS
+    )
+    serve_p.add_argument("-v", "--verbose", action="store_true", help="log every connect failure")
+    serve_p.set_defaults(handler=handle_serve)
+    lb.set_defaults(handler=lambda _args: _no_subcommand(lb))
+
+
+def _no_subcommand(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def build_config(args: argparse.Namespace) -> LbConfig:
+    """The one LbConfig the flags describe (UsageError for contradictory flags)."""
+    admin = None if args.admin == "off" else args.admin
+    access_log = None if args.access_log == "off" else args.access_log
+    relay = cast(Literal["auto", "splice", "copy"], args.relay)
+    if args.listen or args.backend:
+        if args.spec_file:
+            raise UsageError("give either -f FILE or --listen/--backend, not both")
+        if not args.listen:
+            raise UsageError("--backend needs --listen HOST:PORT (the frontend address)")
+        config = from_flags(
+            listen=args.listen,
+            backends=args.backend,
+            health=args.health,
+            host_header=args.host_header,
+            balance=args.balance or "leastconn",
+            admin=admin if args.admin is not None else "127.0.0.1:8404",
+            workers=args.workers,
+            interval=args.interval,
+            timeout=args.timeout,
+            rise=args.rise,
+            fall=args.fall,
+            drain_timeout=args.drain_timeout if args.drain_timeout is not None else 30.0,
+            idle_timeout=args.idle_timeout,
+            send_proxy=args.send_proxy,
+            connect_timeout=args.connect_timeout,
+            max_connections=args.max_connections,
+            retries=args.retries,
+            access_log=access_log,
+            relay=relay,
+        )
+        if args.port_offset:
+            raise UsageError(
+                "--port-offset applies to -f FILE; write the ports in --listen/--backend"
+            )
+    else:
+        config = _from_spec_file(args, admin, access_log, relay)
+    check_privileges(config)
+    return config
+
+
+def _from_spec_file(
+    args: argparse.Namespace,
+    admin: str | None,
+    access_log: str | None,
+    relay: Literal["auto", "splice", "copy"],
+) -> LbConfig:
+    from dataclasses import replace
+
+    from rke2ha.lb.config import parse_hostport
+
+    config = from_spec(
+        load_spec(args.spec_file), port_offset=args.port_offset, workers=args.workers
+    )
+    changes: dict[str, object] = {"access_log": access_log, "relay": relay}
+    if args.admin is not None:
+        changes["admin"] = parse_hostport(admin, "--admin") if admin else None
+    if args.drain_timeout is not None:
+        changes["drain_timeout"] = args.drain_timeout
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
+def handle_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s rke2ha-lb[%(process)d] %(levelname)s %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    config = build_config(args)
+    reload_source = None
+    if not args.listen:
+
+        def reload_source() -> LbConfig:
+            return _from_spec_file(
+                args,
+                None if args.admin == "off" else args.admin,
+                None if args.access_log == "off" else args.access_log,
+                args.relay,
+            )
+
+    return serve(config, reload_source)

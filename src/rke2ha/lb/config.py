@@ -1,0 +1,281 @@
+"""The load balancer's configuration: one object, built from the spec or from ad-hoc flags.
+
+Every part of the load balancer (frontends, pools, checks, admin, reload) reads `LbConfig`;
+nothing re-reads the YAML. The spec path goes through `rke2ha.healthplan`, so the RKE2 and
+Rancher rules (ingress health with the Host header for 80/443, `/readyz` with its 401
+semantics for 6443, supervisor `/ping` *and* `/readyz` for 9345) are decided there once.
+
+`port_offset` adds N to every frontend, backend and probe port: the lab runs as a normal
+user on loopback, where ports below 1024 cannot be bound.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from rke2ha.errors import UsageError
+from rke2ha.healthplan import HttpProbe, port_health
+from rke2ha.secretfiles import read_secret
+from rke2ha.spec import Spec
+
+Balance = Literal["leastconn", "roundrobin"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One active check request; `kind` tcp only connects. All probes of a backend must pass."""
+
+    kind: Literal["tcp", "http", "https"]
+    port: int | None = None  # None: the backend's own port
+    path: str = "/"
+    host_header: str | None = None
+    ok_statuses: tuple[int, ...] = (200,)
+    expect_body: str | None = None
+    # The bearer token itself, read once from its 0600 file; never printed (repr=False).
+    token: str | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        if self.kind == "tcp":
+            return "tcp connect"
+        where = f"@{self.port}" if self.port is not None else ""
+        statuses = "|".join(str(s) for s in self.ok_statuses)
+        body = f" body={self.expect_body!r}" if self.expect_body else ""
+        host = f" Host={self.host_header}" if self.host_header else ""
+        auth = " with bearer token" if self.token else ""
+        return f"{self.kind} GET {self.path}{where}{host} expect {statuses}{body}{auth}"
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    interval: float = 1.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 2
+    jitter: float = 0.1
+    probes: tuple[Probe, ...] = (Probe("tcp"),)
+    why: str = "TCP connect"
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    host: str
+    port: int
+    name: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.key
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    name: str
+    host: str
+    port: int
+    backends: tuple[BackendConfig, ...]
+    health: HealthConfig = field(default_factory=HealthConfig)
+    balance: Balance = "leastconn"
+    connect_timeout: float = 5.0
+    idle_timeout: float = 3600.0
+    max_connections: int = 10_000
+    retries: int = 2
+    send_proxy: bool = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class LbConfig:
+    frontends: tuple[FrontendConfig, ...]
+    admin: tuple[str, int] | None = ("127.0.0.1", 8404)
+    drain_timeout: float = 30.0
+    workers: int = 1
+    access_log: str | None = "-"  # "-" stdout, a path, or None for off
+    relay: Literal["auto", "splice", "copy"] = "auto"
+    # Pipes kept for zero-copy relaying; each is held only while bytes move through it.
+    pipe_pool: int = 256
+
+
+# ---- from the spec ---------------------------------------------------------------------
+
+
+def _probe_from_plan(probe: HttpProbe, offset: int, token: str | None) -> Probe:
+    return Probe(
+        kind=probe.scheme,
+        port=probe.port + offset,
+        path=probe.path,
+        host_header=probe.host_header,
+        ok_statuses=probe.ok_statuses,
+        expect_body=probe.expect_body,
+        token=token if probe.bearer_token_file is not None else None,
+    )
+
+
+def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig:
+    """Frontends for every `load_balancer.ports` entry, each to that port on every node."""
+    lb = spec.load_balancer
+    if lb.layer != 4:
+        raise UsageError(
+            "load_balancer.layer is 7: this `lb serve` speaks layer 4 only; "
+            "set layer: 4 or use the layer-7 server"
+        )
+    if not lb.address:
+        raise UsageError("load_balancer.address is not set; the frontends need an address")
+    missing = [n.name for n in spec.nodes if not n.address]
+    if missing:
+        raise UsageError(f"nodes without an address: {', '.join(missing)}; set nodes[].address")
+    token_file = spec.health_token_file
+    token = read_secret(token_file, what="health token") if token_file is not None else None
+    health = lb.health
+    frontends = []
+    for port in lb.ports:
+        rule = port_health(spec, port)
+        probes = tuple(_probe_from_plan(p, port_offset, token) for p in rule.probes)
+        frontends.append(
+            FrontendConfig(
+                name=f"port-{port}",
+                host=lb.address,
+                port=port + port_offset,
+                backends=tuple(
+                    BackendConfig(str(n.address), rule.backend_port + port_offset, n.name)
+                    for n in spec.nodes
+                ),
+                health=HealthConfig(
+                    interval=health.interval,
+                    timeout=health.timeout,
+                    rise=health.rise,
+                    fall=health.fall,
+                    jitter=health.jitter,
+                    probes=probes or (Probe("tcp"),),
+                    why=rule.why,
+                ),
+                balance=lb.balance,
+                connect_timeout=lb.connect_timeout,
+                idle_timeout=lb.idle_timeout,
+                max_connections=lb.max_connections,
+                retries=lb.retries,
+                send_proxy=lb.send_proxy,
+            )
+        )
+    return LbConfig(
+        frontends=tuple(frontends),
+        admin=parse_hostport(lb.admin, "load_balancer.admin") if lb.admin else None,
+        drain_timeout=lb.drain_timeout,
+        workers=workers,
+    )
+
+
+# ---- from ad-hoc flags ------------------------------------------------------------------
+
+
+def parse_hostport(text: str, what: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[V6]:PORT` -> (host, port); UsageError naming `what` otherwise."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8443")
+    return host, int(port_text)
+
+
+def parse_health(text: str, host_header: str | None) -> Probe:
+    """`tcp`, `http:PATH[@PORT]` or `https:PATH[@PORT]` -> Probe (UsageError otherwise)."""
+    if text == "tcp":
+        return Probe("tcp")
+    kind, sep, rest = text.partition(":")
+    if kind not in ("http", "https") or not sep or not rest.startswith("/"):
+        raise UsageError(
+            f"--health {text!r}: expected tcp, http:PATH[@PORT] or https:PATH[@PORT] "
+            "(e.g. http:/healthz@80)"
+        )
+    path, at, port_text = rest.partition("@")
+    port: int | None = None
+    if at:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise UsageError(f"--health {text!r}: the port after @ must be 1-65535")
+        port = int(port_text)
+    scheme: Literal["http", "https"] = "https" if kind == "https" else "http"
+    return Probe(scheme, port=port, path=path, host_header=host_header)
+
+
+def from_flags(
+    *,
+    listen: str,
+    backends: list[str],
+    health: str = "tcp",
+    host_header: str | None = None,
+    balance: Balance = "leastconn",
+    admin: str | None = "127.0.0.1:8404",
+    workers: int = 1,
+    interval: float = 1.0,
+    timeout: float = 1.0,
+    rise: int = 2,
+    fall: int = 2,
+    connect_timeout: float = 5.0,
+    idle_timeout: float = 3600.0,
+    drain_timeout: float = 30.0,
+    max_connections: int = 10_000,
+    retries: int = 2,
+    send_proxy: bool = False,
+    access_log: str | None = "-",
+    relay: Literal["auto", "splice", "copy"] = "auto",
+) -> LbConfig:
+    """One frontend from `--listen` to every `--backend`."""
+    if not backends:
+        raise UsageError("give at least one --backend HOST:PORT")
+    host, port = parse_hostport(listen, "--listen")
+    probe = parse_health(health, host_header)
+    backend_cfgs = tuple(
+        BackendConfig(*parse_hostport(b, "--backend")) for b in dict.fromkeys(backends)
+    )
+    frontend = FrontendConfig(
+        name=f"listen-{port}",
+        host=host,
+        port=port,
+        backends=backend_cfgs,
+        health=HealthConfig(
+            interval=interval,
+            timeout=timeout,
+            rise=rise,
+            fall=fall,
+            probes=(probe,),
+            why=probe.describe(),
+        ),
+        balance=balance,
+        connect_timeout=connect_timeout,
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        retries=retries,
+        send_proxy=send_proxy,
+    )
+    return LbConfig(
+        frontends=(frontend,),
+        admin=parse_hostport(admin, "--admin") if admin else None,
+        drain_timeout=drain_timeout,
+        workers=workers,
+        access_log=access_log,
+        relay=relay,
+    )
+
+
+def check_privileges(config: LbConfig) -> None:
+    """UsageError when a port below 1024 needs root and we are not root."""
+    if os.geteuid() == 0:
+        return
+    low = sorted({f.port for f in config.frontends if f.port < 1024})
+    if low:
+        raise UsageError(
+            f"ports {', '.join(map(str, low))} are below 1024 and need root; run as root "
+            "or pass --port-offset N (e.g. 10000) to move every frontend and backend port"
+        )
+
+
+def with_overrides(config: LbConfig, **changes: object) -> LbConfig:
+    return replace(config, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,389 @@
+"""The load balancer process: frontends, pools, checks, admin, signals, reload and drain.
+
+Lifecycle:
+- `start()` binds every frontend (SO_REUSEPORT) and the admin endpoint, starts the checks.
+- SIGHUP: `reload_source()` builds a new `LbConfig` (re-reading the spec) and the
+  difference (`reload.plan_reload`) is applied without dropping an established connection.
+- SIGTERM / SIGINT: stop accepting (queued clients are still taken), let established
+  connections finish for up to `drain_timeout`, then close what is left and exit. A new
+  process started on the same ports meanwhile takes the new clients (handover).
+
+The server is also the unit `--workers` builds on (`workers.py`): a worker runs the data
+plane with health adopted from the supervisor, the supervisor runs checks and admin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from rke2ha.errors import InvalidError, Rke2haError
+from rke2ha.lb.accesslog import AccessLog
+from rke2ha.lb.admin import Snapshot, start_admin
+from rke2ha.lb.checks import Checker
+from rke2ha.lb.config import FrontendConfig, LbConfig
+from rke2ha.lb.frontend import Frontend, Session
+from rke2ha.lb.frontend_api import FrontendLike
+from rke2ha.lb.health_state import Change
+from rke2ha.lb.pool import Backend, Pool
+from rke2ha.lb.relay import SPLICE_AVAILABLE, PipePool
+from rke2ha.lb.reload import plan_reload
+
+log = logging.getLogger("rke2ha.lb")
+
+SWEEP_INTERVAL = 1.0
+
+
+@dataclass
+class Site:
+    """One frontend with its pool and its checker."""
+
+    config: FrontendConfig
+    pool: Pool
+    frontend: FrontendLike | None
+    checker: Checker | None
+
+
+def backend_status(backend: Backend) -> dict[str, Any]:
+    return {
+        "name": backend.config.label,
+        "address": backend.key,
+        "state": backend.state.value,
+        "serves": backend.serves,
+        "reason": backend.machine.last_reason,
+        "active": backend.active,
+        "total": backend.total,
+        "connect_failures": backend.connect_failures,
+        "bytes_to_backend": backend.bytes_out,
+        "bytes_from_backend": backend.bytes_in,
+        "check_latency_s": round(backend.check_latency, 6),
+        "checks_failed": backend.checks_failed,
+        "last_check": backend.last_check,
+    }
+
+
+def _migrate_req_off() -> bool:
+    try:
+        return Path("/proc/sys/net/ipv4/tcp_migrate_req").read_text().strip() == "0"
+    except OSError:
+        return False
+
+
+FrontendFactory = Callable[["LoadBalancer", FrontendConfig, Pool], FrontendLike]
+
+
+def layer4_frontend(lb: LoadBalancer, config: FrontendConfig, pool: Pool) -> FrontendLike:
+    """The default factory: a layer-4 frontend relaying bytes (`frontend.Frontend`)."""
+    return Frontend(
+        config,
+        pool,
+        loop=asyncio.get_running_loop(),
+        pipes=lb.pipes,
+        access_log=lb.access_log,
+        adaptive=lb.config.relay == "auto",
+    )
+
+
+def _on(backend: Backend) -> Callable[[Session], bool]:
+    return lambda session: session.backend is backend
+
+
+class LoadBalancer:
+    def __init__(
+        self,
+        config: LbConfig,
+        *,
+        reload_source: Callable[[], LbConfig] | None = None,
+        data_plane: bool = True,
+        checks: bool = True,
+        admin: bool = True,
+        frontend_factory: FrontendFactory = layer4_frontend,
+    ) -> None:
+        self.config = config
+        # Layer 7 (`lb.l7`) passes its own factory and reuses pools, checks, admin, reload.
+        self.frontend_factory = frontend_factory
+        self.reload_source = reload_source
+        self.data_plane, self.checks, self.admin = data_plane, checks, admin
+        self.sites: list[Site] = []
+        self.retired: list[Site] = []  # frontends removed by a reload, still draining
+        use_splice = config.relay != "copy" and SPLICE_AVAILABLE
+        self.pipes = PipePool(config.pipe_pool) if use_splice and data_plane else None
+        self.access_log = AccessLog(config.access_log if data_plane else None)
+        self.started = time.monotonic()
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_change: Callable[[Site, Backend, Change], None] | None = None
+        # `--workers`: the supervisor fills in the workers' counters (workers.py).
+        self.decorate: Callable[[Snapshot], Snapshot] | None = None
+
+    # ---- setup -------------------------------------------------------------------------------
+
+    def _site(self, fc: FrontendConfig) -> Site:
+        pool = Pool(fc.backends, rise=fc.health.rise, fall=fc.health.fall, balance=fc.balance)
+        site = Site(fc, pool, None, None)
+        pool.listener = lambda backend, change: self._log_change(site, backend, change)
+        for backend in pool.backends:
+            backend.listener = pool.listener
+        if self.data_plane:
+            site.frontend = self.frontend_factory(self, fc, pool)
+        if self.checks:
+            site.checker = Checker(pool, fc.health)
+        return site
+
+    def _log_change(self, site: Site, backend: Backend, change: Change) -> None:
+        level = logging.WARNING if not change.new.serves else logging.INFO
+        log.log(
+            level,
+            "%s backend %s (%s): %s -> %s: %s",
+            site.config.name,
+            backend.config.label,
+            backend.key,
+            change.old.value,
+            change.new.value,
+            change.reason,
+        )
+        if self.on_change is not None:
+            self.on_change(site, backend, change)
+
+    async def start(self) -> None:
+        sites = [self._site(fc) for fc in self.config.frontends]
+        try:
+            for site in sites:
+                if site.frontend is not None:
+                    site.frontend.start()
+        except Rke2haError:
+            for site in sites:
+                if site.frontend is not None:
+                    site.frontend.stop_accepting()
+            raise
+        self.sites = sites
+        for site in sites:
+            if site.checker is not None:
+                site.checker.sync()
+        if self.admin and self.config.admin is not None:
+            host, port = self.config.admin
+            try:
+                self._runner = await start_admin(self.snapshot, host, port)
+            except OSError as err:
+                await self.close()
+                raise InvalidError(
+                    f"cannot serve the admin endpoint on {host}:{port}: {err.strerror}; "
+                    "pick another with --admin HOST:PORT"
+                ) from None
+        self._spawn(self._sweeper())
+        verb = "listening on" if self.data_plane else "checking backends of"
+        for site in sites:
+            log.info(
+                "%s: %s %s -> %s; health: %s; balance %s",
+                site.config.name,
+                verb,
+                site.config.address,
+                ", ".join(b.key for b in site.config.backends),
+                site.config.health.why,
+                site.config.balance,
+            )
+        if self._runner is not None and self.config.admin is not None:
+            log.info(
+                "admin: http://%s:%s/ (metrics at /metrics, JSON at /status)", *self.config.admin
+            )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- periodic work ----------------------------------------------------------------------
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.sweep(asyncio.get_running_loop().time())
+
+    def sweep(self, now: float) -> None:
+        """Idle timeouts, drain deadlines, forgetting drained backends and frontends."""
+        mono = time.monotonic()
+        for site in self.sites + self.retired:
+            frontend = site.frontend
+            if frontend is not None:
+                frontend.sweep_idle(mono)
+                for backend in site.pool.draining:
+                    removed = backend.removed_at or now
+                    if now - removed >= self.config.drain_timeout and backend.active:
+                        closed = frontend.close_sessions("drain-timeout", _on(backend))
+                        log.warning(
+                            "%s backend %s: drain timeout, closed %d connections",
+                            site.config.name,
+                            backend.key,
+                            closed,
+                        )
+            for backend in site.pool.forget_idle_drained():
+                log.info("%s backend %s: drained, removed", site.config.name, backend.key)
+        for site in list(self.retired):
+            if site.frontend is None or site.frontend.active == 0:
+                self.retired.remove(site)
+                log.info("%s: drained, removed", site.config.name)
+
+    # ---- reload -------------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        if self.reload_source is None:
+            log.info("reload: started from flags, nothing to re-read")
+            return
+        try:
+            new = self.reload_source()
+        except Rke2haError as err:
+            log.error("reload failed, keeping the running configuration: %s", err)
+            return
+        self.apply(new)
+
+    def apply(self, new: LbConfig) -> None:
+        plan = plan_reload(self.config, new)
+        log.info("reload: %s", plan.summary())
+        now = asyncio.get_running_loop().time()
+        by_address = {s.config.address: s for s in self.sites}
+        for fc in plan.removed:
+            site = by_address.pop(fc.address)
+            self._retire(site, now)
+        for change in plan.changed:
+            site = by_address[change.old.address]
+            site.config = change.new
+            site.pool.balance = change.new.balance
+            site.pool.update(change.new.backends, now)
+            if site.frontend is not None:
+                site.frontend.config = change.new
+            if site.checker is not None:
+                if change.health_changed:
+                    self._spawn(site.checker.stop())
+                    site.pool.rise, site.pool.fall = change.new.health.rise, change.new.health.fall
+                    site.checker = Checker(site.pool, change.new.health)
+                site.checker.sync()
+        added = []
+        for fc in plan.added:
+            site = self._site(fc)
+            try:
+                if site.frontend is not None:
+                    site.frontend.start()
+            except Rke2haError as err:
+                log.error("reload: %s", err)
+                continue
+            if site.checker is not None:
+                site.checker.sync()
+            added.append(site)
+        self.sites = list(by_address.values()) + added
+        self.config = new
+
+    def _retire(self, site: Site, now: float) -> None:
+        if site.frontend is not None:
+            site.frontend.stop_accepting()
+        site.pool.update((), now)
+        if site.checker is not None:
+            self._spawn(site.checker.stop())
+        self.retired.append(site)
+
+    # ---- status ----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        frontends = []
+        for site in self.sites + self.retired:
+            fe = site.frontend
+            frontends.append(
+                {
+                    "name": site.config.name,
+                    "address": site.config.address,
+                    "health": site.config.health.why,
+                    "balance": site.config.balance,
+                    "accepting": bool(fe and fe.accepting),
+                    "active": fe.active if fe else 0,
+                    "total": fe.total if fe else 0,
+                    "retries": fe.retries if fe else 0,
+                    "failovers": fe.failovers if fe else 0,
+                    "failed": fe.failed if fe else 0,
+                    "bytes_from_clients": fe.bytes_up if fe else 0,
+                    "bytes_to_clients": fe.bytes_down if fe else 0,
+                    "backends": [backend_status(b) for b in site.pool.all()],
+                }
+            )
+        pipes = self.pipes
+        snap = {
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "workers": self.config.workers,
+            "relay": "splice" if pipes is not None else "copy",
+            "pipes": {
+                "limit": pipes.limit if pipes else 0,
+                "created": pipes.created if pipes else 0,
+                "in_use": pipes.in_use if pipes else 0,
+                "exhausted": pipes.exhausted if pipes else 0,
+            },
+            "frontends": frontends,
+        }
+        return self.decorate(snap) if self.decorate is not None else snap
+
+    # ---- running and stopping -------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+
+    async def serve(self) -> None:
+        """Run until SIGTERM/SIGINT, then drain and close."""
+        await self.start()
+        self.install_signals()
+        await self._stop.wait()
+        await self.drain()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def drain(self) -> None:
+        """Stop accepting; wait up to drain_timeout for connections to end; close the rest."""
+        frontends = [s.frontend for s in self.sites + self.retired if s.frontend is not None]
+        for frontend in frontends:
+            frontend.stop_accepting()
+        if _migrate_req_off():
+            log.info(
+                "handover: a client whose handshake completes in the instant the listener "
+                "closes is reset unless net.ipv4.tcp_migrate_req=1 (Linux >= 5.14) moves it "
+                "to the new process"
+            )
+        active = sum(f.active for f in frontends)
+        log.info(
+            "stopping: no new connections; draining %d (up to %gs)",
+            active,
+            self.config.drain_timeout,
+        )
+        deadline = time.monotonic() + self.config.drain_timeout
+        while any(f.active for f in frontends) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        closed = sum(f.close_sessions("shutdown") for f in frontends)
+        if closed:
+            log.warning("stopping: drain timeout, closed %d connections", closed)
+        await self.close()
+        log.info("stopped")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for site in self.sites + self.retired:
+            if site.checker is not None:
+                await site.checker.stop()
+            if site.frontend is not None:
+                site.frontend.stop_accepting()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.access_log.close()
+        if self.pipes is not None:
+            self.pipes.close()

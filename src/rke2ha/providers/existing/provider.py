@@ -1,0 +1,320 @@
+"""`ExistingProvider`: the provider protocol for `provider: existing`.
+
+Two resources, applied in this order and destroyed in the reverse one:
+- `load_balancer.engine` (kind `lb_engine`): the engine process rke2ha started on this
+  host; compared by engine name and config fingerprint. A different fingerprint is an
+  in-place update (checked, then reloaded); a different engine is a replacement (the new
+  config is checked before the old engine is stopped).
+- `dns_record.hostname` (kind `dns_record`): the hostname's record through `dns.provider`,
+  published once the load balancer answers.
+Facts come from the state file, checked against the live system: a pid counts only while
+its command line still names our config, a record only while its ownership marker is ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rke2ha.dns.manual import instructions
+from rke2ha.dns.ownership import Ownership
+from rke2ha.errors import InvalidError
+from rke2ha.plan import Change, Desired, Observed, Plan, destroy_plan, diff
+from rke2ha.providers.base import Facts, Outcome, ProviderOptions, Reporter
+from rke2ha.providers.existing import dnsrecord
+from rke2ha.providers.existing.configs import EngineConfig, engine_config
+from rke2ha.providers.existing.dnsrecord import HostnameRecord, RecordFacts
+from rke2ha.providers.existing.health import wait_healthy
+from rke2ha.providers.existing.runner import EngineRunner
+from rke2ha.spec import Spec
+from rke2ha.state import ResourceEntry, State, StateStore
+
+ENGINE = "load_balancer.engine"
+ENGINE_KIND = "lb_engine"
+KIND_RANK = {ENGINE_KIND: 1, dnsrecord.KIND: 2}
+NGINX_NOTE = (
+    "nginx (open source) has no active health checks: a node leaves the pool only after "
+    "failed connections; prefer haproxy or builtin where readiness matters"
+)
+
+
+class ExistingProvider:
+    name = "existing"
+
+    def __init__(self, spec: Spec, options: ProviderOptions) -> None:
+        self.spec = spec
+        self.options = options
+        self.store = StateStore(spec.state_dir, spec.name)
+        self._state: State | None = None
+        self._record: HostnameRecord | None = None
+        self._record_facts: RecordFacts | None = None
+        self._config: EngineConfig | None = None
+        self._stale_engine = False
+
+    @property
+    def state(self) -> State:
+        if self._state is None:
+            state = self.store.load_or_new(self.name)
+            if state.provider != self.name:
+                raise InvalidError(
+                    f"{self.store.path}: this state belongs to provider {state.provider}, not "
+                    f"existing; run `rke2ha down` with the spec that made it first"
+                )
+            self._state = state
+        return self._state
+
+    @property
+    def record(self) -> HostnameRecord | None:
+        if self.spec.dns.provider == "builtin":
+            return None
+        if self._record is None:
+            self._record = HostnameRecord(self.spec)
+        return self._record
+
+    @property
+    def config(self) -> EngineConfig:
+        if self._config is None:
+            self._config = engine_config(self.spec)
+        return self._config
+
+    def _listen(self) -> str:
+        lb = self.spec.load_balancer
+        return f"{lb.address or '*'}:{','.join(str(p) for p in lb.ports)}"
+
+    # ---- describe -------------------------------------------------------------------------
+
+    def describe(self) -> Facts:
+        facts = Facts({})
+        entry = self.state.resources.get(ENGINE)
+        if entry is not None:
+            self._describe_engine(entry, facts)
+        record = self.record
+        if record is None:
+            facts.notes.append(
+                "dns.provider is builtin: provider existing publishes nothing; serve the "
+                "zone with `rke2ha dns serve -f <spec>`"
+            )
+        elif record.readable:
+            found = record.describe()
+            self._record_facts = found
+            if found.properties is not None:
+                facts.observed[dnsrecord.ADDRESS] = Observed(
+                    dnsrecord.ADDRESS,
+                    dnsrecord.KIND,
+                    dnsrecord.record_name(self.spec),
+                    found.properties,
+                    (ENGINE,),
+                )
+        else:
+            facts.notes.append(
+                "dns.provider is manual: rke2ha cannot read that zone; the record counts as "
+                "published once `up` printed its instructions (kept in the state file)"
+            )
+            saved = self.state.resources.get(dnsrecord.ADDRESS)
+            if saved is not None:
+                facts.observed[dnsrecord.ADDRESS] = Observed(
+                    dnsrecord.ADDRESS,
+                    dnsrecord.KIND,
+                    str(saved.id),
+                    dict(saved.attrs.get("properties") or {}),
+                    (ENGINE,),
+                )
+        return facts
+
+    def _describe_engine(self, entry: ResourceEntry, facts: Facts) -> None:
+        engine = str(entry.attrs.get("engine", ""))
+        recorded = entry.attrs.get("pid")
+        runner = EngineRunner(self.spec, engine)
+        pid = runner.running_pid(int(recorded) if isinstance(recorded, int) else None)
+        if pid is None:
+            self._stale_engine = True
+            facts.notes.append(
+                f"{runner.what} recorded in the state (pid {recorded}) is not running; "
+                "`up` starts it again, `down` removes its files"
+            )
+            return
+        if entry.status == "pending":
+            facts.resumed.append(ENGINE)
+        facts.observed[ENGINE] = Observed(
+            ENGINE,
+            ENGINE_KIND,
+            f"{engine} pid {pid}",
+            {k: entry.attrs.get(k) for k in ("engine", "config", "listen")},
+        )
+
+    # ---- plan -----------------------------------------------------------------------------
+
+    def _desired(self) -> list[Desired]:
+        config = self.config
+        resources = [
+            Desired(
+                ENGINE,
+                ENGINE_KIND,
+                {"engine": config.engine, "config": config.short, "listen": self._listen()},
+                replace_on=frozenset({"engine"}),
+            )
+        ]
+        if self.record is not None:
+            resources.append(
+                Desired(
+                    dnsrecord.ADDRESS,
+                    dnsrecord.KIND,
+                    self.record.desired_properties(),
+                    depends_on=(ENGINE,),
+                )
+            )
+        return resources
+
+    def plan(self, facts: Facts) -> Plan:
+        found = self._record_facts
+        foreign = found is not None and found.ownership not in (Ownership.FREE, Ownership.OURS)
+        if self.record is not None and found is not None and foreign:
+            # Someone else's record at the hostname: stop before anything is started.
+            self.record.refuse_foreign(found)
+        notes = list(facts.notes)
+        if self.spec.load_balancer.engine == "nginx":
+            notes.append(NGINX_NOTE)
+        return diff(self._desired(), facts.observed, kind_rank=KIND_RANK, notes=notes)
+
+    # ---- apply ----------------------------------------------------------------------------
+
+    def apply(self, plan: Plan, facts: Facts, reporter: Reporter) -> Outcome:
+        done: list[Change] = []
+        steps: list[str] = []
+        for change in plan.changes:
+            with reporter.step(change):
+                if change.kind == ENGINE_KIND:
+                    self._apply_engine(change, reporter)
+                else:
+                    steps += self._apply_record(change, reporter)
+            done.append(change)
+        lb = self.spec.load_balancer
+        steps.append(
+            f"{self.config.engine} serves {self.spec.hostname} on {self._listen()}; "
+            f"verify the whole path: rke2ha check -f <spec>"
+        )
+        if lb.engine == "haproxy":
+            steps.append(f"HAProxy's stats page: http://{lb.admin}/ (loopback only)")
+        return Outcome(done, steps)
+
+    def _save_engine(self, runner: EngineRunner, pid: int | None, status: Any) -> None:
+        config = self.config
+        self.state.resources[ENGINE] = ResourceEntry(
+            ENGINE_KIND,
+            f"{config.engine} pid {pid}" if pid is not None else None,
+            status,
+            {
+                "engine": config.engine,
+                "pid": pid,
+                "pidfile": str(runner.paths.pidfile),
+                "config": config.short,
+                "config_file": str(runner.paths.running_config),
+                "listen": self._listen(),
+            },
+        )
+        self.store.save(self.state)
+
+    def _apply_engine(self, change: Change, reporter: Reporter) -> None:
+        runner = EngineRunner(self.spec, self.config.engine)
+        # Written and checked by the engine's binary before anything running is touched.
+        version = runner.prepare(self.config)
+        old = self.state.resources.get(ENGINE)
+        old_engine = str(old.attrs.get("engine")) if old is not None else None
+        old_runner = EngineRunner(self.spec, old_engine) if old_engine else None
+        old_pid = old_runner.running_pid() if old_runner is not None else None
+        if change.action == "update" and old_pid is not None and old_engine == runner.engine:
+            runner.make_current(version)
+            runner.reload(old_pid)
+            reporter.note(f"{runner.what} (pid {old_pid}) reloaded with config {self.config.short}")
+            self._save_engine(runner, old_pid, "created")
+            runner.prune()
+            return
+        if old_runner is not None and old_pid is not None:
+            reporter.note(f"stopping {old_runner.what} (pid {old_pid})")
+            old_runner.stop(old_pid)
+        if old_runner is not None and old_engine != runner.engine:
+            old_runner.remove_files()
+        runner.make_current(version)
+        self._save_engine(runner, None, "pending")
+        try:
+            pid = runner.start()
+        except BaseException:
+            del self.state.resources[ENGINE]
+            self.store.save(self.state)
+            raise
+        reporter.note(f"{runner.what} started (pid {pid})")
+        self._save_engine(runner, pid, "created")
+        runner.prune()
+
+    def _apply_record(self, change: Change, reporter: Reporter, *, tell: bool = False) -> list[str]:
+        """Publish or unpublish; the manual instructions (noted now when `tell`)."""
+        record = self.record
+        assert record is not None
+        lines: list[str] = []
+        if change.action == "delete":
+            if record.readable:
+                record.unpublish()
+            else:
+                lines = instructions(record.desired, remove=True)
+            self.state.resources.pop(dnsrecord.ADDRESS, None)
+        else:
+            outcome = record.publish()
+            lines = record.manual_lines()
+            self.state.resources[dnsrecord.ADDRESS] = ResourceEntry(
+                dnsrecord.KIND,
+                dnsrecord.record_name(self.spec),
+                "created",
+                {"provider": record.provider, "properties": record.desired_properties()},
+            )
+            if outcome.applied and record.readable:
+                reporter.note(f"{record.provider}: {outcome.plan.action} ({outcome.plan.reason})")
+        self.store.save(self.state)
+        for line in lines if tell else []:
+            reporter.note(line)
+        return lines
+
+    # ---- destroy --------------------------------------------------------------------------
+
+    def plan_destroy(self, facts: Facts) -> Plan:
+        observed = dict(facts.observed)
+        entry = self.state.resources.get(ENGINE)
+        if self._stale_engine and entry is not None:
+            observed[ENGINE] = Observed(ENGINE, ENGINE_KIND, "not running", dict(entry.attrs))
+        plan = destroy_plan(observed, kind_rank=KIND_RANK)
+        plan.notes.extend(facts.notes)
+        return plan
+
+    def destroy(self, plan: Plan, facts: Facts, reporter: Reporter) -> Outcome:
+        done: list[Change] = []
+        steps: list[str] = []
+        for change in plan.changes:
+            with reporter.step(change):
+                if change.kind == ENGINE_KIND:
+                    self._destroy_engine(reporter)
+                else:
+                    # `down` prints no next steps: the manual instructions are noted.
+                    steps += self._apply_record(change, reporter, tell=True)
+            done.append(change)
+        if not self.state.resources:
+            self.store.delete()
+        return Outcome(done, steps)
+
+    def _destroy_engine(self, reporter: Reporter) -> None:
+        entry = self.state.resources.get(ENGINE)
+        if entry is None:
+            return
+        runner = EngineRunner(self.spec, str(entry.attrs.get("engine")))
+        recorded = entry.attrs.get("pid")
+        pid = runner.running_pid(int(recorded) if isinstance(recorded, int) else None)
+        if pid is not None:
+            runner.stop(pid)
+            reporter.note(f"{runner.what} (pid {pid}) stopped")
+        runner.remove_files()
+        del self.state.resources[ENGINE]
+        self.store.save(self.state)
+
+    def addressed_spec(self) -> Spec:
+        """Provider existing assigns no address: the spec already names them all."""
+        return self.spec
+
+    def wait_ready(self, timeout: float, reporter: Reporter) -> list[str]:
+        return wait_healthy(self.spec, timeout, reporter)

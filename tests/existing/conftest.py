@@ -1,0 +1,320 @@
+"""Fixtures for provider existing: three node emulators as the "existing" servers, spec
+files, the CLI, curl, and a real BIND primary for rfc2136.
+
+Everything sits on 127.0.80.0/24 (this area's loopback range): nodes .11-.13 on the real
+ports (80, 443, 6443, 9345; the emulators run with offset 0, which needs root), the load
+balancer on .10 with its admin page on .10:8404. The emulators live for the whole module;
+every engine a test starts is brought down at teardown, and any process still running on
+a test's state folder is stopped there too, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.query
+import pytest
+import yaml
+from tests.conftest import REPO, free_port
+
+from rke2ha.providers import lifecycle
+from rke2ha.providers.base import ProviderOptions
+from rke2ha.specfile import load_spec
+
+HOSTNAME = "rancher.existing.rke2ha.test"
+ZONE = "existing.rke2ha.test"
+LB = "127.0.80.10"
+NODES = ["127.0.80.11", "127.0.80.12", "127.0.80.13"]
+ADMIN = f"{LB}:8404"
+SPAWN_TIMEOUT = 15.0
+NAMED_HOST = "127.0.0.1"  # named binds the addresses its interface scan finds: 127.0.0.1
+TSIG_SECRET = base64.b64encode(b"rke2ha-existing-tsig-secret-32b!").decode()
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def existing_spec(engine: str, **extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "onprem",
+        "hostname": HOSTNAME,
+        "provider": "existing",
+        "ingress": "nginx",
+        "nodes": [{"name": f"node-{i + 1}", "address": a} for i, a in enumerate(NODES)],
+        "load_balancer": {
+            "engine": engine,
+            "address": LB,
+            "admin": ADMIN,
+            # The sandbox's open-file limit (20000) is below what HAProxy wants for the
+            # default 10000 connections; a real host raises it in the service unit.
+            "max_connections": 2000,
+            "health": {"interval": "500ms", "rise": 1, "fall": 2},
+        },
+        "dns": {"provider": "manual", "zone": ZONE},
+    }
+    return merge(spec, extra)
+
+
+@dataclass
+class Emulators:
+    ca: Path
+    token: Path  # the lab's health token: 6443 /readyz answers 200 to it, 401 to others
+    procs: list[subprocess.Popen[str]]
+
+
+def _spawn(spec_file: Path, name: str) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "rke2ha.commands.lab", "node", "--name", name]
+    args += ["-f", str(spec_file), "--port-offset", "0"]
+    proc = subprocess.Popen(
+        args,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + SPAWN_TIMEOUT
+    os.set_blocking(proc.stdout.fileno(), False)
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line and json.loads(line).get("event") == "listening":
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(5)
+    raise AssertionError(f"{name} did not start: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
+    """Three RKE2 server emulators on 127.0.80.11-13, real ports, one lab CA."""
+    if os.geteuid() != 0:
+        pytest.skip("the emulators and engines bind ports 80/443 on 127.0.80.x: needs root")
+    directory = tmp_path_factory.mktemp("existing-nodes")
+    lab = {
+        "name": "onprem",
+        "hostname": HOSTNAME,
+        "provider": "lab",
+        "ingress": "nginx",
+        "nodes": [{"name": f"node-{i + 1}", "address": a} for i, a in enumerate(NODES)],
+        "dns": {"zone": ZONE},
+        "lab": {"subnet": "127.0.80.0/24"},
+    }
+    spec_file = directory / "lab.yaml"
+    spec_file.write_text(yaml.safe_dump(lab))
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for index in range(len(NODES)):
+            procs.append(_spawn(spec_file, f"node-{index + 1}"))
+        state = directory / ".rke2ha"
+        yield Emulators(
+            state / "lab" / "pki" / "ca.crt", state / "secrets" / "onprem-health-token", procs
+        )
+    finally:
+        for proc in procs:
+            _stop(proc)
+
+
+@dataclass(frozen=True)
+class Cli:
+    code: int
+    out: str
+    err: str
+
+
+def cli(*args: str, timeout: float = 60) -> Cli:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200")
+    done = subprocess.run(
+        [sys.executable, "-m", "rke2ha", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    return Cli(done.returncode, done.stdout, done.stderr)
+
+
+@dataclass
+class Deployment:
+    """One test's spec folder, with helpers to read what `up` recorded."""
+
+    directory: Path
+
+    @property
+    def spec_file(self) -> Path:
+        return self.directory / "rke2ha.yaml"
+
+    def write(self, spec: dict[str, Any]) -> Path:
+        self.spec_file.write_text(yaml.safe_dump(spec))
+        return self.spec_file
+
+    def cli(self, *args: str) -> Cli:
+        return cli(args[0], "-f", str(self.spec_file), *args[1:])
+
+    def plan_lines(self) -> list[str]:
+        """`plan` in-process (no interpreter start): one `symbol address` per change."""
+        result = lifecycle.plan(load_spec(self.spec_file), ProviderOptions())
+        return [f"{c.symbol} {c.address}" for c in result.plan.changes]
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / ".rke2ha" / "onprem.state.json"
+
+    def state(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.state_file.read_text())
+        return data
+
+    def engine_pid(self) -> int:
+        return int(self.state()["resources"]["load_balancer.engine"]["attrs"]["pid"])
+
+    def our_processes(self) -> list[int]:
+        """Running (not zombie) processes whose command line names this folder's state."""
+        marker = str(self.directory / ".rke2ha").encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if marker in cmdline and stat.rpartition(")")[2].split()[:1] != ["Z"]:
+                found.append(int(entry.name))
+        return found
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, emulators: Emulators) -> Iterator[Deployment]:
+    """A spec folder; at teardown `down --yes`, then any straggler of ours is killed."""
+    deployed = Deployment(tmp_path)
+    yield deployed
+    if deployed.state_file.exists():
+        deployed.cli("down", "--yes")
+    for pid in deployed.our_processes():
+        os.kill(pid, signal.SIGKILL)
+
+
+def curl(url: str, *args: str, max_time: float = 5.0) -> subprocess.CompletedProcess[str]:
+    """The real curl; stdout is `%{http_code} %{redirect_url}` then the body."""
+    return subprocess.run(
+        ["curl", "-sS", "--noproxy", "*", "--max-time", str(max_time), *args, url],
+        capture_output=True,
+        text=True,
+        timeout=max_time + 5,
+    )
+
+
+# ---- BIND --------------------------------------------------------------------------------
+
+
+@dataclass
+class Named:
+    host: str
+    port: int
+    key_file: Path
+
+
+NAMED_CONF = """\
+options {{
+    directory "{dir}";
+    listen-on port {port} {{ {host}; }};
+    listen-on-v6 {{ none; }};
+    pid-file "{dir}/named.pid";
+    session-keyfile "{dir}/session.key";
+    managed-keys-directory "{dir}";
+    recursion no;
+    dnssec-validation no;
+    allow-transfer {{ none; }};
+}};
+key "rke2ha-key." {{ algorithm hmac-sha256; secret "{secret}"; }};
+controls {{ }};
+zone "{zone}" {{
+    type primary;
+    file "{dir}/zone.db";
+    update-policy {{ grant rke2ha-key. zonesub ANY; }};
+}};
+"""
+
+ZONE_FILE = """\
+$TTL 60
+@ IN SOA ns1 hostmaster 1 3600 600 86400 60
+@ IN NS ns1
+ns1 IN A {host}
+"""
+
+
+@pytest.fixture
+def named(tmp_path: Path) -> Iterator[Named]:
+    """A real BIND primary for the test zone with TSIG key rke2ha-key., on 127.0.0.1."""
+    binary = shutil.which("named") or "/usr/sbin/named"
+    if not Path(binary).exists():
+        pytest.skip("BIND named is not installed (apt-get install bind9)")
+    directory = tmp_path / "named"
+    directory.mkdir()
+    port = free_port(NAMED_HOST)
+    conf = NAMED_CONF.format(
+        dir=directory, port=port, host=NAMED_HOST, secret=TSIG_SECRET, zone=ZONE
+    )
+    (directory / "named.conf").write_text(conf)
+    (directory / "zone.db").write_text(ZONE_FILE.format(host=NAMED_HOST))
+    key_file = tmp_path / "tsig.secret"
+    key_file.write_text(TSIG_SECRET + "\n")
+    key_file.chmod(0o600)
+    proc = subprocess.Popen(
+        [binary, "-g", "-c", str(directory / "named.conf"), "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=(directory / "named.log").open("wb"),
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                query = dns.message.make_query(ZONE, "SOA")
+                dns.query.udp(query, NAMED_HOST, port=port, timeout=0.3)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield Named(NAMED_HOST, port, key_file)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

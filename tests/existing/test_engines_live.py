@@ -1,0 +1,217 @@
+"""`up` / `plan` / `down` with provider existing, for real: HAProxy, nginx and the built-in
+load balancer in front of three node emulators, traffic checked with curl."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from tests.existing.conftest import (
+    HOSTNAME,
+    LB,
+    Deployment,
+    Emulators,
+    curl,
+    existing_spec,
+)
+
+from rke2ha.providers import lifecycle
+from rke2ha.providers.base import ProviderOptions, SilentReporter
+from rke2ha.providers.existing.health import wait_healthy
+from rke2ha.specfile import load_spec
+
+ENGINES = ["haproxy", "nginx", "builtin"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _through_lb(ca: Path) -> tuple[int, str]:
+    """GET https://HOSTNAME/ping through the load balancer: status and serving node."""
+    done = curl(
+        f"https://{HOSTNAME}/ping",
+        "--cacert",
+        str(ca),
+        "--resolve",
+        f"{HOSTNAME}:443:{LB}",
+        "-D",
+        "-",
+    )
+    assert done.returncode == 0, done.stderr
+    head = done.stdout.lower()
+    status = int(head.split()[1])
+    node = head.split("x-rke2ha-node:")[1].split()[0] if "x-rke2ha-node:" in head else ""
+    return status, node
+
+
+def _keepalive_request(sock: socket.socket) -> bytes:
+    """One HTTP/1.1 request on an open connection to the LB's port 80; the full response."""
+    sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed by the load balancer"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_up_serves_reloads_and_down_removes_all(
+    engine: str, deployment: Deployment, emulators: Emulators
+) -> None:
+    # With the health token, a 6443 check only passes on a ready apiserver (200, not 401):
+    # HAProxy gets it through its environment, the built-in engine from the file.
+    token = {"token_file": str(emulators.token)} if engine != "nginx" else {}
+    deployment.write(existing_spec(engine, load_balancer={"health": token}))
+    up = deployment.cli("up", "--yes", "--json")
+    assert up.code == 0, up.err
+    applied = [c["address"] for c in json.loads(up.out)["applied"]]
+    assert applied == ["load_balancer.engine", "dns_record.hostname"]
+    # manual DNS: the records to create are printed as next steps
+    steps = json.loads(up.out)["next_steps"]
+    assert f"{HOSTNAME}. 60 IN A {LB}" in steps
+
+    pid = deployment.engine_pid()
+    config = Path(deployment.state()["resources"]["load_balancer.engine"]["attrs"]["config_file"])
+    if engine == "haproxy":
+        # the token reaches HAProxy through its environment, never through the config file
+        text = config.read_text()
+        assert "${RKE2HA_HEALTH_TOKEN}" in text
+        assert emulators.token.read_text().strip() not in text
+    assert config.exists() and str(config) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(
+        errors="replace"
+    ).replace("\0", " ")
+
+    # Traffic through the engine reaches the nodes: 443 (TLS to the ingress), 80, 6443.
+    status, node = _through_lb(emulators.ca)
+    assert status == 200 and node in {"node-1", "node-2", "node-3"}
+    redirect = curl(
+        f"http://{HOSTNAME}/",
+        "--resolve",
+        f"{HOSTNAME}:80:{LB}",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+    )
+    assert redirect.stdout == f"308 https://{HOSTNAME}/", redirect.stderr
+    api = curl(f"https://{LB}:6443/readyz", "-k", "-o", "/dev/null", "-w", "%{http_code}")
+    assert api.stdout == "401"  # RKE2's apiserver to an anonymous caller, through the LB
+
+    # The engine's own view of its backends (`up --wait` without the DNS-dependent check).
+    seen = wait_healthy(load_spec(deployment.spec_file), 15.0, SilentReporter())
+    if engine == "nginx":
+        assert "no active health checks" in seen[0]
+    else:
+        assert len(seen) == 4 and all(line.endswith(": 3/3 nodes up") for line in seen), seen
+
+    again = deployment.cli("plan", "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
+
+    # A changed spec reloads the same process without dropping an established connection.
+    with socket.create_connection((LB, 80), timeout=5) as sock:
+        assert _keepalive_request(sock).startswith(b"HTTP/1.1 200")
+        deployment.write(
+            existing_spec(engine, load_balancer={"health": {"interval": "1s", **token}})
+        )
+        assert deployment.plan_lines() == ["~ load_balancer.engine"]
+        reload = deployment.cli("up", "--yes")
+        assert reload.code == 0, reload.err
+        assert "reloaded" in reload.out
+        assert deployment.engine_pid() == pid  # reloaded, not restarted
+        assert _keepalive_request(sock).startswith(b"HTTP/1.1 200")
+    assert _through_lb(emulators.ca)[0] == 200
+    assert deployment.plan_lines() == []
+
+    down = deployment.cli("down", "--yes")
+    assert down.code == 0, down.err
+    assert "Delete these records in zone" in down.out
+    assert not _alive(pid)
+    assert deployment.our_processes() == []
+    assert not deployment.state_file.exists()
+    assert not (deployment.directory / ".rke2ha" / "existing").exists()
+    assert curl(f"http://{LB}/", "-o", "/dev/null", max_time=2).returncode != 0
+
+
+@pytest.mark.parametrize("engine", ["haproxy", "nginx"])
+def test_config_the_binary_rejects_replaces_nothing(
+    engine: str, deployment: Deployment, emulators: Emulators
+) -> None:
+    deployment.write(existing_spec(engine))
+    assert deployment.cli("up", "--yes").code == 0
+    pid = deployment.engine_pid()
+    current = os.readlink(deployment.directory / ".rke2ha/existing" / engine / "current")
+
+    # Layer 7 with a file that is no certificate: the renderer copies it, the binary refuses.
+    (deployment.directory / "tls.crt").write_text("not a certificate\n")
+    key = deployment.directory / "tls.key"
+    key.write_text("not a key\n")
+    key.chmod(0o600)
+    deployment.write(
+        existing_spec(
+            engine, load_balancer={"layer": 7, "tls": {"cert": "tls.crt", "key": "tls.key"}}
+        )
+    )
+    failed = deployment.cli("up", "--yes")
+    assert failed.code == 1
+    assert "rejects the rendered config (nothing was started or reloaded)" in failed.err
+    binary_says = "unable to load certificate" if engine == "haproxy" else "cannot load certificate"
+    assert binary_says in failed.err, failed.err
+    assert "Traceback" not in failed.err
+
+    # The running engine, its config and its traffic are untouched.
+    assert deployment.engine_pid() == pid and _alive(pid)
+    assert os.readlink(deployment.directory / ".rke2ha/existing" / engine / "current") == current
+    versions = sorted(
+        p.name for p in (deployment.directory / ".rke2ha/existing" / engine).glob("v-*")
+    )
+    assert versions == [current]  # the rejected version left no folder behind
+    assert _through_lb(emulators.ca)[0] == 200
+    assert deployment.plan_lines() == ["~ load_balancer.engine"]
+
+
+def test_engine_switch_and_restart_after_crash(
+    deployment: Deployment, emulators: Emulators
+) -> None:
+    deployment.write(existing_spec("haproxy"))
+    assert deployment.cli("up", "--yes").code == 0
+    haproxy = deployment.engine_pid()
+
+    # Switching engines: nginx's config is checked, then HAProxy stops and nginx starts.
+    deployment.write(existing_spec("nginx"))
+    assert deployment.plan_lines() == ["-/+ load_balancer.engine"]
+    assert deployment.cli("up", "--yes").code == 0
+    nginx = deployment.engine_pid()
+    assert not _alive(haproxy) and _alive(nginx)
+    assert not (deployment.directory / ".rke2ha/existing/haproxy").exists()
+    assert _through_lb(emulators.ca)[0] == 200
+
+    # The engine died behind our back: plan says so and `up` starts it again.
+    os.kill(nginx, 15)
+    for _ in range(100):
+        if not _alive(nginx):
+            break
+        time.sleep(0.05)
+    plan = lifecycle.plan(load_spec(deployment.spec_file), ProviderOptions()).plan
+    assert [f"{c.symbol} {c.address}" for c in plan.changes] == ["+ load_balancer.engine"]
+    assert any("is not running" in note for note in plan.notes)
+    assert deployment.cli("up", "--yes").code == 0
+    assert deployment.engine_pid() != nginx
+    assert _through_lb(emulators.ca)[0] == 200
