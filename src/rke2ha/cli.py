@@ -20,6 +20,7 @@ from rke2ha.errors import EXIT_USAGE, Rke2haError
 COMMAND_MODULES: tuple[str, ...] = (
     "rke2ha.commands.validate",
     "rke2ha.commands.lifecycle",
+    "rke2ha.commands.check",
     "rke2ha.commands.lb",
     "rke2ha.commands.dns",
     "rke2ha.commands.render",

@@ -1,0 +1,75 @@
+"""The check families: each one's stable rule id, what it asks for and where that comes from.
+
+Verdicts stamp the rule id and source on every result through `CheckRule`, so a check
+never spells either twice and `--json` consumers can key on the rule id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rke2ha.check.result import CheckResult
+from rke2ha.rules import sources
+
+
+@dataclass(frozen=True)
+class CheckRule:
+    id: str
+    summary: str
+    source: str
+
+    def passed(self, check_id: str, detail: str) -> CheckResult:
+        return CheckResult(check_id, "pass", detail, "", self.id, self.source)
+
+    def failed(self, check_id: str, detail: str, fix: str) -> CheckResult:
+        return CheckResult(check_id, "fail", detail, fix, self.id, self.source)
+
+    def skipped(self, check_id: str, detail: str, fix: str) -> CheckResult:
+        return CheckResult(check_id, "skip", detail, fix, self.id, self.source)
+
+
+DNS_RECORD = CheckRule(
+    "check.dns.record",
+    "the Rancher hostname resolves to the load balancer with the expected record type",
+    f"{sources.TUTORIAL} (an A record to the load balancer IP or a CNAME to its hostname)",
+)
+LB_PORT = CheckRule(
+    "check.lb.port",
+    "every load balancer port accepts connections and reaches a node",
+    f"{sources.TUTORIAL}; {sources.RKE2_FOR_RANCHER}",
+)
+NODE_PORT = CheckRule(
+    "check.node.port",
+    "every node answers on each port directly: ingress, apiserver /readyz, supervisor /ping",
+    f"{sources.RKE2_HA}; {sources.READYZ_401}",
+)
+HTTP_REDIRECT = CheckRule(
+    "check.http.redirect",
+    "port 80 redirects to https://<hostname>/ keeping the path",
+    f"{sources.TUTORIAL} (the ingress redirects HTTP to HTTPS)",
+)
+TLS_CERTIFICATE = CheckRule(
+    "check.tls.certificate",
+    "the certificate served for the hostname verifies, covers it, has >= 14 days, TLS >= 1.2",
+    f"{sources.RANCHER_HELM_TLS}; RFC 6125 §6.4 (SAN matching)",
+)
+RANCHER_PING = CheckRule(
+    "check.rancher.ping",
+    "Rancher answers /ping with pong through the load balancer",
+    f"{sources.TUTORIAL}; DESIGN.md §1 (Rancher answers /ping -> pong)",
+)
+RANCHER_WEBSOCKET = CheckRule(
+    "check.rancher.websocket",
+    "a websocket to /v3/subscribe opens through the load balancer",
+    "DESIGN.md §1 (an L7 hop that drops Upgrade/Connection breaks Rancher's websockets)",
+)
+LB_SPREAD = CheckRule(
+    "check.lb.spread",
+    "every healthy node receives traffic through the load balancer",
+    f"{sources.TUTORIAL} (the load balancer sends traffic to all three nodes)",
+)
+REGISTRATION = CheckRule(
+    "check.registration",
+    "the fixed registration address serves 9345 /ping and 6443 /readyz",
+    f"{sources.RKE2_HA} (fixed registration address); DESIGN.md §1 (9345 listens before join)",
+)

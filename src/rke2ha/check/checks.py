@@ -1,0 +1,314 @@
+"""The named checks of a live deployment: each one probes, then asks a verdict.
+
+Each check is a coroutine that probes (see `probes`) with the target's timeout and hands
+what it saw to a verdict (`verdicts`, `verdicts_client`). `runner` starts them all at
+once. `lb.spread` is given the node checks' results, because "every healthy node gets
+traffic" needs to know which nodes are healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from rke2ha.check import catalog, probes, verdicts, verdicts_client
+from rke2ha.check.catalog import CheckRule
+from rke2ha.check.observations import HttpAnswer, TlsObservation, WebsocketAnswer
+from rke2ha.check.probes import HttpConnection, ProbeError
+from rke2ha.check.result import CheckResult
+from rke2ha.check.target import CheckTarget, Endpoint, NodeTarget
+from rke2ha.lab.node_app import NODE_HEADER as LAB_NODE_HEADER
+
+# The lab's node emulator names the node that served a response in this header.
+NODE_HEADER = LAB_NODE_HEADER.lower()
+REDIRECT_PROBE_PATH = "/rke2ha-check/redirect?probe=1"
+WEBSOCKET_PATH = "/v3/subscribe"
+WEBSOCKET_MESSAGE_WAIT = 0.5
+SPREAD_CONNECTIONS_PER_NODE = 2
+SPREAD_ROUNDS = 3
+# A check that outlives this many probe timeouts is stuck: report it, never wait on it.
+GUARD_FACTOR = 3
+
+
+async def _get(
+    endpoint: Endpoint, path: str, target: CheckTarget, *, tls: bool, token: str | None = None
+) -> HttpAnswer | str:
+    try:
+        return await probes.http_get(
+            endpoint,
+            path,
+            host=target.hostname,
+            tls=probes.insecure_context() if tls else None,
+            token=token,
+            timeout=target.timeout,
+        )
+    except ProbeError as err:
+        return str(err)
+
+
+async def _tcp(endpoint: Endpoint, target: CheckTarget) -> str | None:
+    try:
+        await probes.tcp_connect(endpoint, timeout=target.timeout)
+    except ProbeError as err:
+        return str(err)
+    return None
+
+
+# ---- node.<name>.<port> ----------------------------------------------------------------
+
+
+async def node_port(target: CheckTarget, node: NodeTarget, port: int) -> CheckResult:
+    result = await _node_port(target, node, port)
+    if target.is_lab and result.failed and _unreachable(result.detail):
+        # In the lab the node is an emulator process: the fix is the lab's own command.
+        fix = (
+            f"the {node.name} emulator is down or frozen: `rke2ha lab restart {node.name} "
+            f"-f FILE` (or `rke2ha lab thaw {node.name} -f FILE`)"
+        )
+        return dataclasses.replace(result, fix=fix)
+    return result
+
+
+def _unreachable(detail: str) -> bool:
+    return any(word in detail for word in ("refused", "no answer", "reset", "unreachable"))
+
+
+async def _node_port(target: CheckTarget, node: NodeTarget, port: int) -> CheckResult:
+    check_id = f"node.{node.name}.{port}"
+    endpoint = target.node(node, port)
+    if endpoint is None:
+        return catalog.NODE_PORT.skipped(
+            check_id,
+            f"skipped: {node.name} has no address yet",
+            "run `rke2ha up -f FILE` first (the provider assigns it)",
+        )
+    where = f"{node.name} at {endpoint}"
+    if port == 80:
+        seen = await _get(endpoint, target.ingress.path, target, tls=False)
+        return verdicts.ingress_health(check_id, seen, target.ingress, where)
+    if port == 443:
+        seen = await _get(endpoint, "/ping", target, tls=True)
+        return verdicts.rancher_ping(check_id, seen, catalog.NODE_PORT, where)
+    if port == 6443:
+        token = target.readyz_token
+        seen = await _get(endpoint, target.readyz.path, target, tls=True, token=token)
+        return verdicts.readyz(check_id, seen, target.readyz, token_sent=token is not None)
+    if port == 9345:
+        seen = await _get(endpoint, target.supervisor.path, target, tls=True)
+        return verdicts.supervisor_ping(check_id, seen, target.supervisor)
+    return verdicts.tcp_open(
+        check_id, await _tcp(endpoint, target), catalog.NODE_PORT, f"open port {port} on {where}"
+    )
+
+
+# ---- checks through the load balancer --------------------------------------------------
+
+
+def _no_lb(rule: CheckRule, check_id: str) -> CheckResult:
+    return rule.skipped(
+        check_id,
+        "skipped: the load balancer address is not known yet",
+        "run `rke2ha up -f FILE` first, or set load_balancer.address",
+    )
+
+
+def _no_port(rule: CheckRule, check_id: str, port: int) -> CheckResult:
+    return rule.skipped(
+        check_id,
+        f"skipped: port {port} is not in load_balancer.ports",
+        f"add {port} to load_balancer.ports",
+    )
+
+
+async def lb_port(target: CheckTarget, port: int) -> CheckResult:
+    check_id = f"lb.port.{port}"
+    endpoint = target.lb(port)
+    if endpoint is None:
+        return _no_lb(catalog.LB_PORT, check_id)
+    where = str(endpoint)
+    if port == 80:
+        seen = await _get(endpoint, target.ingress.path, target, tls=False)
+        return verdicts.lb_http(check_id, seen, where, tls=False)
+    if port == 443:
+        seen = await _get(endpoint, "/ping", target, tls=True)
+        return verdicts.lb_http(check_id, seen, where, tls=True)
+    if port == 6443:
+        seen = await _get(endpoint, "/readyz", target, tls=True, token=target.readyz_token)
+        return verdicts.lb_readyz(check_id, seen, where)
+    if port == 9345:
+        seen = await _get(endpoint, target.supervisor.path, target, tls=True)
+        return verdicts.lb_ping(check_id, seen, target.supervisor, where)
+    return verdicts.tcp_open(
+        check_id,
+        await _tcp(endpoint, target),
+        catalog.LB_PORT,
+        verdicts.FIX_LB_DOWN.format(where=where),
+    )
+
+
+async def http_redirect(target: CheckTarget) -> CheckResult:
+    check_id = "http.redirect"
+    if 80 not in target.lb_ports:
+        return _no_port(catalog.HTTP_REDIRECT, check_id, 80)
+    endpoint = target.lb(80)
+    if endpoint is None:
+        return _no_lb(catalog.HTTP_REDIRECT, check_id)
+    seen = await _get(endpoint, REDIRECT_PROBE_PATH, target, tls=False)
+    return verdicts_client.http_redirect(
+        seen, target.hostname, REDIRECT_PROBE_PATH, {443, target.port(443)}
+    )
+
+
+async def tls_certificate(target: CheckTarget, now: datetime) -> CheckResult:
+    check_id = "tls.certificate"
+    if 443 not in target.lb_ports:
+        return _no_port(catalog.TLS_CERTIFICATE, check_id, 443)
+    endpoint = target.lb(443)
+    if endpoint is None:
+        return _no_lb(catalog.TLS_CERTIFICATE, check_id)
+    trust = f"--ca {target.ca_file}" if target.ca_file else "the system roots"
+    try:
+        seen: TlsObservation | str = await probes.tls_inspect(
+            endpoint, target.hostname, ca_file=target.ca_file, timeout=target.timeout
+        )
+    except ProbeError as err:
+        seen = str(err)
+    return verdicts_client.tls_certificate(seen, target.hostname, now, trust)
+
+
+async def rancher_ping(target: CheckTarget) -> CheckResult:
+    check_id = "rancher.ping"
+    endpoint = target.lb(443)
+    if endpoint is None:
+        return _no_lb(catalog.RANCHER_PING, check_id)
+    seen = await _get(endpoint, "/ping", target, tls=True)
+    return verdicts.rancher_ping(check_id, seen, catalog.RANCHER_PING, str(endpoint))
+
+
+async def rancher_websocket(target: CheckTarget) -> CheckResult:
+    check_id = "rancher.websocket"
+    endpoint = target.lb(443)
+    if endpoint is None:
+        return _no_lb(catalog.RANCHER_WEBSOCKET, check_id)
+    # The lab's Rancher stand-in streams events to anyone; a real Rancher needs a token.
+    if not target.is_lab and target.rancher_token is None:
+        return verdicts_client.websocket_skipped()
+    try:
+        seen: WebsocketAnswer | str = await probes.websocket_open(
+            endpoint,
+            WEBSOCKET_PATH,
+            hostname=target.hostname,
+            token=target.rancher_token,
+            timeout=target.timeout,
+            message_wait=WEBSOCKET_MESSAGE_WAIT,
+        )
+        status = None
+    except probes.WebsocketRefused as err:
+        seen, status = str(err), err.status
+    except ProbeError as err:
+        seen, status = str(err), None
+    return verdicts_client.websocket(seen, status, WEBSOCKET_MESSAGE_WAIT)
+
+
+@dataclass
+class _SpreadRound:
+    """Concurrent requests whose connections stay open until every one has finished."""
+
+    count: int
+    served: Counter[str] = field(default_factory=Counter)  # node name ("" unnamed) -> count
+    failures: int = 0
+    everyone_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def finish(self, node: str | None) -> None:
+        if node is None:
+            self.failures += 1
+        else:
+            self.served[node] += 1
+        if self.failures + sum(self.served.values()) >= self.count:
+            self.everyone_done.set()
+
+
+async def _spread_one(endpoint: Endpoint, target: CheckTarget, batch: _SpreadRound) -> None:
+    # Held open so that a least-connections balancer sees all of them at once.
+    try:
+        connection = await HttpConnection.open(
+            endpoint, tls=probes.insecure_context(), sni=target.hostname, timeout=target.timeout
+        )
+    except ProbeError:
+        batch.finish(None)
+        return
+    try:
+        answer = await connection.request(
+            "/ping", host=target.hostname, keep_alive=True, timeout=target.timeout
+        )
+    except ProbeError:
+        batch.finish(None)
+        await connection.close()
+        return
+    batch.finish(answer.headers.get(NODE_HEADER, "") if answer.status == 200 else None)
+    try:
+        await asyncio.wait_for(batch.everyone_done.wait(), target.timeout)
+    except TimeoutError:
+        pass
+    finally:
+        await connection.close()
+
+
+async def lb_spread(
+    target: CheckTarget, node_results: Awaitable[dict[str, list[CheckResult]]]
+) -> CheckResult:
+    """Rounds of concurrent requests until every healthy node has answered one.
+
+    Other checks hold connections through the same port meanwhile (the websocket, the TLS
+    handshakes), which skews a least-connections balancer for a moment; a few rounds
+    tell "not yet picked" from "never picked".
+    """
+    check_id = "lb.spread"
+    endpoint = target.lb(443)
+    if endpoint is None:
+        return _no_lb(catalog.LB_SPREAD, check_id)
+    healthy = [name for name, results in (await node_results).items() if all(r.ok for r in results)]
+    served: Counter[str] = Counter()
+    requests = failures = 0
+    for _ in range(SPREAD_ROUNDS):
+        batch = _SpreadRound(SPREAD_CONNECTIONS_PER_NODE * len(target.nodes))
+        await asyncio.gather(*(_spread_one(endpoint, target, batch) for _ in range(batch.count)))
+        served.update(batch.served)
+        requests += batch.count
+        failures += batch.failures
+        if set(healthy) <= set(served) or not any(served.values()):
+            break
+    return verdicts_client.spread(
+        healthy,
+        Counter({name: n for name, n in served.items() if name}),
+        requests=requests,
+        failures=failures,
+        header=NODE_HEADER,
+        lab=target.is_lab,
+        known=[node.name for node in target.nodes],
+    )
+
+
+async def registration(target: CheckTarget) -> CheckResult:
+    check_id = "registration"
+    ping_at, ready_at = target.lb(9345), target.lb(6443)
+    if ping_at is None or ready_at is None:
+        return _no_lb(catalog.REGISTRATION, check_id)
+    token = target.readyz_token
+    ping, ready = await asyncio.gather(
+        _get(ping_at, target.supervisor.path, target, tls=True),
+        _get(ready_at, target.readyz.path, target, tls=True, token=token),
+    )
+    return verdicts.registration(
+        ping,
+        ready,
+        target.supervisor,
+        target.readyz,
+        token_sent=token is not None,
+        address=f"https://{target.hostname}:{ping_at.port}",
+        where=f"{ping_at} and {ready_at}",
+    )

@@ -1,0 +1,126 @@
+"""One `check` run as a library call: spec + options -> results (and a drill report).
+
+`rke2ha check` and the lab's `up` both call `check_deployment`; the command module only
+parses flags and prints. Defaults that depend on the provider live here: the lab's port
+offset (real ports as root) and the lab CA as the trust anchor for `tls.certificate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rke2ha.check.drill import DrillReport, DrillSettings, FaultInjector, run_drill
+from rke2ha.check.result import CheckResult, all_ok
+from rke2ha.check.runner import run_checks
+from rke2ha.check.target import CheckOptions, load_target
+from rke2ha.errors import Rke2haError, UsageError
+from rke2ha.spec import Spec
+
+# The lab provider's `fault_injector(spec, port_offset) -> FaultInjector` lives here.
+LAB_FAULTS_MODULE = "rke2ha.providers.lab.faults"
+
+
+@dataclass
+class CheckRun:
+    results: list[CheckResult]
+    seconds: float
+    drill: DrillReport | None = None
+    drill_skipped: str | None = None  # why a requested drill did not run
+
+    @property
+    def ok(self) -> bool:
+        return all_ok(self.results) and (self.drill is None or self.drill.ok)
+
+
+def lab_ca_file(spec: Spec) -> Path | None:
+    """The lab CA certificate, once `up` has created it."""
+    if spec.provider != "lab":
+        return None
+    from rke2ha.lab.material import LabPki, default_pki_dir
+
+    path = LabPki(default_pki_dir(spec)).ca_cert
+    return path if path.is_file() else None
+
+
+def default_port_offset(spec: Spec) -> int:
+    """The offset a running lab was started with (its state file), else the lab's rule
+    (real ports as root, else lab.port_offset); 0 for other providers."""
+    if spec.provider != "lab":
+        return 0
+    from rke2ha.lab.node_setup import port_offset
+
+    recorded = _recorded_lab_offset(spec)
+    return recorded if recorded is not None else port_offset(spec)
+
+
+def _recorded_lab_offset(spec: Spec) -> int | None:
+    """The port offset in the lab's state, when `up` left one (read only, no lock)."""
+    from rke2ha.providers.lab.records import load_state, process_records
+
+    try:
+        records = process_records(load_state(spec))
+    except Rke2haError:
+        return None  # no usable state: the rule decides
+    offsets = {record.offset for record in records.values()}
+    return offsets.pop() if len(offsets) == 1 else None
+
+
+def with_defaults(spec: Spec, options: CheckOptions, port_offset: int | None) -> CheckOptions:
+    """Fill in what the caller left open: the port offset and, in the lab, the lab CA."""
+    offset = default_port_offset(spec) if port_offset is None else port_offset
+    ca = options.ca_file if options.ca_file is not None else lab_ca_file(spec)
+    return replace(options, port_offset=offset, ca_file=ca)
+
+
+def lab_fault_injector(spec: Spec, port_offset: int) -> FaultInjector:
+    if spec.provider != "lab":
+        raise UsageError(
+            f"--drill kills and freezes nodes, so it runs only in the lab (provider: lab); "
+            f"this spec has provider: {spec.provider}"
+        )
+    try:
+        module = importlib.import_module(LAB_FAULTS_MODULE)
+    except ImportError:
+        raise UsageError(
+            f"--drill needs the lab's fault injection ({LAB_FAULTS_MODULE}), which this "
+            "build does not have yet"
+        ) from None
+    injector: FaultInjector = module.fault_injector(spec, port_offset)
+    return injector
+
+
+async def check_deployment_async(
+    spec: Spec,
+    options: CheckOptions,
+    *,
+    injector: FaultInjector | None = None,
+    drill_node: str | None = None,
+    drill_settings: DrillSettings | None = None,
+) -> CheckRun:
+    target = load_target(spec, options)
+    start = time.monotonic()
+    results = await run_checks(target)
+    seconds = time.monotonic() - start
+    run = CheckRun(results, seconds)
+    if injector is not None and not all_ok(results):
+        # Failing over from a lab that is already broken measures nothing useful.
+        run.drill_skipped = "not run: the lab must pass every check first"
+    elif injector is not None:
+        run.drill = await run_drill(target, injector, drill_node, settings=drill_settings)
+    return run
+
+
+def check_deployment(
+    spec: Spec,
+    options: CheckOptions,
+    *,
+    injector: FaultInjector | None = None,
+    drill_node: str | None = None,
+) -> CheckRun:
+    return asyncio.run(
+        check_deployment_async(spec, options, injector=injector, drill_node=drill_node)
+    )

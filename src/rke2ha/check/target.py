@@ -1,0 +1,210 @@
+"""Where each check connects: spec addresses and ports, shifted by the port offset.
+
+Connections go to the addresses in the spec with the Rancher hostname as TLS SNI and HTTP
+Host (like `curl --resolve`), so no real DNS is needed to test the path behind it. The
+lab uses real ports as root and `port + lab.port_offset` otherwise; the caller passes the
+offset. Everything here is plain data derived from the spec; the only I/O is reading the
+token file in `load_target`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rke2ha.check import DEFAULT_TIMEOUT
+from rke2ha.dns.resolve_check import expectation
+from rke2ha.errors import InvalidError, UsageError
+from rke2ha.healthplan import (
+    HttpProbe,
+    ingress_probe,
+    port_health,
+    readyz_probe,
+    supervisor_probe,
+)
+from rke2ha.secretfiles import read_secret
+from rke2ha.spec import Spec
+
+DNS_PORT = 53
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """What the caller adds to the spec: flags of `rke2ha check` or the lab's choices."""
+
+    port_offset: int = 0
+    dns_server: str | None = None  # HOST[:PORT]; None: builtin listen address or system
+    ca_file: Path | None = None  # trust anchor for tls.certificate; None: system roots
+    token_file: Path | None = None  # bearer token: 6443 readiness, Rancher websocket
+    timeout: float = DEFAULT_TIMEOUT  # per probe; a frozen peer fails within it
+
+
+@dataclass(frozen=True)
+class NodeTarget:
+    name: str
+    address: str | None  # None: assigned by the provider and not known yet
+
+
+@dataclass(frozen=True)
+class DnsTarget:
+    server: Endpoint | None  # None: the system resolver (from /etc/resolv.conf)
+    server_source: str  # where the server came from, for details
+    kind: str  # "A", "CNAME" or "ALIAS" (rke2ha.dns.resolve_check.expectation)
+    expected: tuple[str, ...]  # A: the load balancer addresses; CNAME/ALIAS: the target
+    problem: str | None = None  # why the spec gives nothing to compare with
+
+
+@dataclass(frozen=True)
+class CheckTarget:
+    hostname: str
+    provider: str
+    layer: int
+    lb_address: str | None
+    lb_ports: tuple[int, ...]
+    nodes: tuple[NodeTarget, ...]
+    node_ports: tuple[int, ...]  # node (backend) ports behind the load balancer ports
+    backend_ports: dict[int, int]  # load balancer port -> node port (443 -> 80 at layer 7)
+    port_offset: int
+    ingress: HttpProbe  # node port 80: ingress health with the Rancher Host
+    readyz: HttpProbe  # 6443 /readyz; statuses already say whether 401 may pass
+    supervisor: HttpProbe  # 9345 /ping -> pong
+    dns: DnsTarget
+    lb_admin: Endpoint | None
+    timeout: float
+    ca_file: Path | None = None
+    # Bearer token for /readyz (`--token` or the spec's health token); never printed.
+    readyz_token: str | None = field(default=None, repr=False)
+    # Only an explicit `--token` goes to Rancher: the health token is a Kubernetes one.
+    rancher_token: str | None = field(default=None, repr=False)
+
+    @property
+    def is_lab(self) -> bool:
+        return self.provider == "lab"
+
+    def port(self, port: int) -> int:
+        return port + self.port_offset
+
+    def lb(self, port: int) -> Endpoint | None:
+        if self.lb_address is None:
+            return None
+        return Endpoint(self.lb_address, self.port(port))
+
+    def node(self, node: NodeTarget, port: int) -> Endpoint | None:
+        if node.address is None:
+            return None
+        return Endpoint(node.address, self.port(port))
+
+    @property
+    def readyz_sees_readiness(self) -> bool:
+        """True when 401 does not pass: a token or anonymous health lets /readyz say ready."""
+        return 401 not in self.readyz.ok_statuses
+
+
+def parse_host_port(text: str, default_port: int, what: str) -> Endpoint:
+    """`HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address -> Endpoint (UsageError)."""
+    value = text.strip()
+    host, port_text = value, ""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    if not host:
+        raise UsageError(f"{what} {text!r}: no host; write HOST or HOST:PORT")
+    if not port_text:
+        return Endpoint(host, default_port)
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"{what} {text!r}: port {port_text!r} is not 1-65535")
+    return Endpoint(host, int(port_text))
+
+
+def node_ports(spec: Spec) -> tuple[int, ...]:
+    """The node ports the load balancer forwards to, in the order of its frontends."""
+    ports: list[int] = []
+    for frontend in spec.load_balancer.ports:
+        backend = port_health(spec, frontend).backend_port
+        if backend not in ports:
+            ports.append(backend)
+    return tuple(ports)
+
+
+def _dns_target(spec: Spec, options: CheckOptions) -> DnsTarget:
+    if options.dns_server:
+        server: Endpoint | None = parse_host_port(options.dns_server, DNS_PORT, "--dns-server")
+        source = "--dns-server"
+    elif (spec.provider == "lab" or spec.dns.provider == "builtin") and spec.dns.builtin.listen:
+        listen = parse_host_port(spec.dns.builtin.listen, DNS_PORT, "dns.builtin.listen")
+        host = listen.host
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        server, source = Endpoint(host, listen.port + options.port_offset), "builtin DNS"
+    else:
+        server, source = None, "system resolver"
+    try:
+        kind, expected = expectation(spec)
+    except InvalidError as err:
+        return DnsTarget(server, source, spec.dns.record, (), str(err))
+    return DnsTarget(server, source, kind, tuple(expected))
+
+
+def _admin_endpoint(spec: Spec, options: CheckOptions) -> Endpoint | None:
+    admin = spec.load_balancer.admin
+    if not admin:
+        return None
+    return parse_host_port(admin, 8404, "load_balancer.admin")
+
+
+def build_target(
+    spec: Spec,
+    options: CheckOptions,
+    readyz_token: str | None = None,
+    rancher_token: str | None = None,
+) -> CheckTarget:
+    """Everything the checks need from the spec, with tokens already read."""
+    readyz = readyz_probe(spec)
+    if readyz_token is not None and options.token_file is not None:
+        # An explicit --token always lets the check see readiness: only 200 passes.
+        readyz = replace(readyz, ok_statuses=(200,), bearer_token_file=options.token_file)
+    return CheckTarget(
+        hostname=spec.hostname,
+        provider=spec.provider,
+        layer=spec.load_balancer.layer,
+        lb_address=spec.load_balancer.address,
+        lb_ports=tuple(spec.load_balancer.ports),
+        nodes=tuple(NodeTarget(n.name, n.address) for n in spec.nodes),
+        node_ports=node_ports(spec),
+        backend_ports={p: port_health(spec, p).backend_port for p in spec.load_balancer.ports},
+        port_offset=options.port_offset,
+        ingress=ingress_probe(spec),
+        readyz=readyz,
+        supervisor=supervisor_probe(),
+        dns=_dns_target(spec, options),
+        lb_admin=_admin_endpoint(spec, options),
+        timeout=options.timeout,
+        ca_file=options.ca_file,
+        readyz_token=readyz_token,
+        rancher_token=rancher_token,
+    )
+
+
+def load_target(spec: Spec, options: CheckOptions) -> CheckTarget:
+    """`build_target` after reading the token files (UsageError/InvalidError if unusable)."""
+    if options.ca_file is not None and not options.ca_file.is_file():
+        raise UsageError(f"--ca {options.ca_file}: file not found; give a PEM CA bundle")
+    rancher_token = None
+    if options.token_file is not None:
+        rancher_token = read_secret(options.token_file, what="--token")
+    readyz_token = rancher_token
+    if readyz_token is None and spec.health_token_file is not None:
+        readyz_token = read_secret(spec.health_token_file, what="load_balancer.health.token_file")
+    return build_target(spec, options, readyz_token, rancher_token)

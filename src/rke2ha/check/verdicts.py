@@ -1,0 +1,238 @@
+"""Sans-I/O decisions: what a probe's observation means for each named check.
+
+Every function takes what was seen (an observation, or the reason there was none, as a
+string) and returns a `CheckResult` with a one-line detail and, on failure, a fix. No
+sockets, no clocks: `now` is a value. The per-port meaning of "healthy" comes from
+`rke2ha.healthplan` (`HttpProbe.ok_statuses`, `expect_body`), never re-derived here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rke2ha.check import catalog
+from rke2ha.check.catalog import CheckRule
+from rke2ha.check.observations import HttpAnswer
+from rke2ha.check.result import CheckResult
+from rke2ha.healthplan import HttpProbe
+
+# What one probe produced: an answer, or why there was none.
+Seen = HttpAnswer | str
+
+
+FIX_LB_DOWN = (
+    "start the load balancer (`rke2ha up -f FILE` for the lab, `rke2ha lb serve -f FILE` "
+    "for the built-in one) and make sure it listens on {where}"
+)
+FIX_LB_NO_NODE = (
+    "the load balancer accepted the connection but no node answered: look at the node.* "
+    "checks and the load balancer's /status"
+)
+
+
+def same_name(a: str, b: str) -> bool:
+    return a.rstrip(".").lower() == b.rstrip(".").lower()
+
+
+def join(values: Iterable[str]) -> str:
+    items = sorted(values)
+    return ", ".join(items) if items else "nothing"
+
+
+# ---- one HTTP answer against a health probe ----------------------------------------------
+
+
+def _matches(probe: HttpProbe, answer: HttpAnswer) -> bool:
+    if answer.status not in probe.ok_statuses:
+        return False
+    return probe.expect_body is None or answer.text == probe.expect_body
+
+
+def said(answer: HttpAnswer) -> str:
+    text = answer.text.replace("\n", " ")
+    body = f" {text[:40]!r}" if text else ""
+    return f"HTTP {answer.status}{body}"
+
+
+def ingress_health(check_id: str, seen: Seen, probe: HttpProbe, where: str) -> CheckResult:
+    """Node port 80: the ingress health endpoint answers 200 for the Rancher Host."""
+    rule = catalog.NODE_PORT
+    asked = f"GET {probe.path} Host {probe.host_header}"
+    if isinstance(seen, str):
+        return rule.failed(check_id, seen, f"start RKE2 on {where} (systemctl start rke2-server)")
+    if _matches(probe, seen):
+        return rule.passed(check_id, f"ingress: {asked} -> {said(seen)}")
+    return rule.failed(
+        check_id,
+        f"ingress: {asked} -> {said(seen)}; want {join(map(str, probe.ok_statuses))}",
+        "check the ingress controller pod on that node (kubectl -n kube-system get pods) "
+        "and that spec.ingress matches it (nginx: /healthz, traefik: /ping)",
+    )
+
+
+def readyz(
+    check_id: str,
+    seen: Seen,
+    probe: HttpProbe,
+    *,
+    token_sent: bool,
+    rule: CheckRule = catalog.NODE_PORT,
+) -> CheckResult:
+    """6443 /readyz. 200: ready. 401 without a token: answers, readiness unknown (a pass
+    that says so) unless the spec expects anonymous access. 401 with a token: rejected."""
+    if isinstance(seen, str):
+        return rule.failed(
+            check_id, f"apiserver: {seen}", "start rke2-server on that node and read its journal"
+        )
+    if seen.status == 200:
+        return rule.passed(check_id, "apiserver ready: /readyz -> 200")
+    if seen.status == 401 and token_sent:
+        return rule.failed(
+            check_id,
+            "apiserver answers but refused the bearer token: /readyz -> 401",
+            "give a token the apiserver accepts (--token FILE or "
+            "load_balancer.health.token_file); any authenticated identity may read /readyz",
+        )
+    if seen.status == 401 and 401 in probe.ok_statuses:
+        return rule.passed(
+            check_id,
+            "apiserver answers, readiness unknown (/readyz -> 401 without credentials; "
+            "pass --token FILE to see readiness)",
+        )
+    if seen.status == 401:
+        return rule.failed(
+            check_id,
+            "apiserver refused an anonymous /readyz (401) though the spec expects anonymous "
+            "health endpoints",
+            "apply the authentication-config from `rke2ha render` (rke2.anonymous_health) "
+            "or give --token FILE",
+        )
+    return rule.failed(
+        check_id,
+        f"apiserver not ready: /readyz -> {said(seen)}",
+        "the node has not joined or etcd/apiserver is unhealthy: read "
+        "`journalctl -u rke2-server` on that node",
+    )
+
+
+def supervisor_ping(
+    check_id: str, seen: Seen, probe: HttpProbe, *, rule: CheckRule = catalog.NODE_PORT
+) -> CheckResult:
+    """9345 /ping must answer `pong` (no credentials needed)."""
+    if isinstance(seen, str):
+        return rule.failed(
+            check_id, f"supervisor: {seen}", "start rke2-server on that node; 9345 must listen"
+        )
+    if _matches(probe, seen):
+        return rule.passed(check_id, f"supervisor: /ping -> {said(seen)}")
+    return rule.failed(
+        check_id,
+        f"supervisor: /ping -> {said(seen)}; want HTTP 200 'pong'",
+        "something other than the RKE2 supervisor listens on 9345 there",
+    )
+
+
+def rancher_ping(check_id: str, seen: Seen, rule: CheckRule, where: str) -> CheckResult:
+    """Rancher's /ping answers `pong`; reached through the ingress with the Rancher Host."""
+    if isinstance(seen, str):
+        fix = (
+            FIX_LB_DOWN.format(where=where)
+            if rule is catalog.RANCHER_PING
+            else "start RKE2 (and its ingress) on that node"
+        )
+        return rule.failed(check_id, seen, fix)
+    if seen.status == 200 and seen.text == "pong":
+        return rule.passed(check_id, f"https /ping -> 200 'pong' ({seen.tls_version})")
+    return rule.failed(
+        check_id,
+        f"https /ping -> {said(seen)}; want 200 'pong'",
+        "Rancher is not behind the ingress for this hostname: check the Rancher pods "
+        "(kubectl -n cattle-system get pods) and that the Ingress host is the spec's hostname",
+    )
+
+
+def tcp_open(check_id: str, seen: str | None, rule: CheckRule, fix: str) -> CheckResult:
+    """Ports with no application check: a TCP connect must succeed."""
+    if seen is None:
+        return rule.passed(check_id, "TCP connect succeeded")
+    return rule.failed(check_id, seen, fix)
+
+
+# ---- lb.port.<port> --------------------------------------------------------------------
+
+
+def lb_http(check_id: str, seen: Seen, where: str, *, tls: bool) -> CheckResult:
+    """80/443 through the LB: any answer below 500 shows a node (its ingress) was reached."""
+    rule = catalog.LB_PORT
+    if isinstance(seen, str):
+        if "closed the connection" in seen:
+            return rule.failed(check_id, seen, FIX_LB_NO_NODE)
+        return rule.failed(check_id, seen, FIX_LB_DOWN.format(where=where))
+    if seen.status >= 500:
+        return rule.failed(check_id, f"{said(seen)}: no node behind it answered", FIX_LB_NO_NODE)
+    how = f"TLS {seen.tls_version}, " if tls else ""
+    return rule.passed(check_id, f"{how}a node answered {said(seen)}")
+
+
+def lb_readyz(check_id: str, seen: Seen, where: str) -> CheckResult:
+    """6443 through the LB: 200 or 401 shows that an apiserver answered."""
+    rule = catalog.LB_PORT
+    if isinstance(seen, str):
+        if "closed the connection" in seen:
+            return rule.failed(check_id, seen, FIX_LB_NO_NODE)
+        return rule.failed(check_id, seen, FIX_LB_DOWN.format(where=where))
+    if seen.status == 200:
+        return rule.passed(check_id, "an apiserver answered: /readyz -> 200 (ready)")
+    if seen.status == 401:
+        return rule.passed(
+            check_id, "an apiserver answered: /readyz -> 401 (up, readiness unknown)"
+        )
+    return rule.failed(
+        check_id, f"/readyz -> {said(seen)}; want 200 or 401 from an apiserver", FIX_LB_NO_NODE
+    )
+
+
+def lb_ping(check_id: str, seen: Seen, probe: HttpProbe, where: str) -> CheckResult:
+    """9345 through the LB: a supervisor answers /ping -> pong."""
+    if isinstance(seen, str):
+        fix = FIX_LB_NO_NODE if "closed the connection" in seen else FIX_LB_DOWN.format(where=where)
+        return catalog.LB_PORT.failed(check_id, seen, fix)
+    return supervisor_ping(check_id, seen, probe, rule=catalog.LB_PORT)
+
+
+# ---- registration --------------------------------------------------------------------
+
+
+def registration(
+    ping: Seen,
+    ready: Seen,
+    supervisor: HttpProbe,
+    readyz_probe: HttpProbe,
+    *,
+    token_sent: bool,
+    address: str,
+    where: str,
+) -> CheckResult:
+    """Joins go to https://<fixed address>:9345: 9345 /ping and 6443 /readyz must answer."""
+    rule, check_id = catalog.REGISTRATION, "registration"
+    problems: list[tuple[str, str]] = []
+    details: list[str] = []
+    for seen, judged in (
+        (ping, supervisor_ping(check_id, ping, supervisor, rule=rule)),
+        (ready, readyz(check_id, ready, readyz_probe, token_sent=token_sent, rule=rule)),
+    ):
+        if not judged.failed:
+            details.append(judged.detail)
+        elif isinstance(seen, str):
+            # Not even a connection through the load balancer: the fix is there, not on a node.
+            fix = FIX_LB_NO_NODE if "closed the connection" in seen else FIX_LB_DOWN
+            problems.append((judged.detail, fix.format(where=where)))
+        else:
+            problems.append((judged.detail, judged.fix))
+    if problems:
+        return rule.failed(
+            check_id,
+            "; ".join(detail for detail, _ in problems) + f" (registration address {address})",
+            " and ".join(dict.fromkeys(fix for _, fix in problems)),
+        )
+    return rule.passed(check_id, "; ".join(details))
