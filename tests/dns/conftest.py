@@ -6,26 +6,21 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dns.message
-import dns.query
 import pytest
 import yaml
 from tests.conftest import REPO, free_port
+from tests.support.named import Named, running_named, wait_until_answers
+from tests.support.procs import stop
+from tests.support.specs import merge
 
 SERVER_HOST = "127.0.20.1"
-# named listens only on addresses its interface scan finds, and lo carries 127.0.0.1/8 as
-# one address: so named binds 127.0.0.1 (on an ephemeral port), not an address of our range.
-NAMED_HOST = "127.0.0.1"
 MOTO_HOST = "127.0.20.3"
 LB_HOSTS = [f"127.0.20.{i}" for i in range(10, 60)]
 
@@ -40,16 +35,6 @@ BASE_SPEC: dict[str, Any] = {
     "load_balancer": {"address": "127.0.20.10"},
     "dns": {"zone": "example.com", "ttl": 60},
 }
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @pytest.fixture
@@ -68,18 +53,6 @@ def cli_env(**extra: str) -> dict[str, str]:
     return dict(os.environ, PYTHONUNBUFFERED="1", **extra)
 
 
-def wait_until_answers(host: str, port: int, name: str, deadline: float = 10.0) -> None:
-    end = time.monotonic() + deadline
-    while True:
-        try:
-            dns.query.udp(dns.message.make_query(name, "SOA"), host, port=port, timeout=0.3)
-            return
-        except Exception:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.1)
-
-
 @dataclass
 class Running:
     proc: subprocess.Popen[str]
@@ -87,13 +60,7 @@ class Running:
     port: int
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop(self.proc, timeout=10)
         return self.proc.stderr.read() if self.proc.stderr else ""
 
 
@@ -186,72 +153,8 @@ def section(data: dict[str, Any], name: str) -> list[str]:
 # ---- BIND --------------------------------------------------------------------------------
 
 
-@dataclass
-class Named:
-    host: str
-    port: int
-    directory: Path
-    key_file: Path
-    proc: subprocess.Popen[bytes]
-
-
-NAMED_CONF = """\
-options {{
-    directory "{dir}";
-    listen-on port {port} {{ {host}; }};
-    listen-on-v6 {{ none; }};
-    pid-file "{dir}/named.pid";
-    session-keyfile "{dir}/session.key";
-    managed-keys-directory "{dir}";
-    recursion no;
-    dnssec-validation no;
-    allow-transfer {{ none; }};
-}};
-key "rke2ha-key." {{ algorithm hmac-sha256; secret "{secret}"; }};
-controls {{ }};
-zone "example.com" {{
-    type primary;
-    file "{dir}/example.com.zone";
-    update-policy {{ grant rke2ha-key. zonesub ANY; }};
-}};
-"""
-
-ZONE = """\
-$TTL 60
-@ IN SOA ns1.example.com. hostmaster.example.com. 1 3600 600 86400 60
-@ IN NS ns1.example.com.
-ns1 IN A {host}
-"""
-
-
 @pytest.fixture
 def named(tmp_path: Path) -> Iterator[Named]:
     """A real BIND primary for example.com with TSIG key rke2ha-key., on a loopback port."""
-    binary = shutil.which("named") or "/usr/sbin/named"
-    if not Path(binary).exists():
-        pytest.skip("BIND named is not installed (apt-get install bind9)")
-    directory = tmp_path / "named"
-    directory.mkdir()
-    port = free_port(NAMED_HOST)
-    (directory / "named.conf").write_text(
-        NAMED_CONF.format(dir=directory, port=port, host=NAMED_HOST, secret=TSIG_SECRET)
-    )
-    (directory / "example.com.zone").write_text(ZONE.format(host=NAMED_HOST))
-    key_file = tmp_path / "tsig.secret"
-    key_file.write_text(TSIG_SECRET + "\n")
-    key_file.chmod(0o600)
-    proc = subprocess.Popen(
-        [binary, "-g", "-c", str(directory / "named.conf"), "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=(directory / "named.log").open("wb"),
-    )
-    try:
-        wait_until_answers(NAMED_HOST, port, "example.com")
-        yield Named(NAMED_HOST, port, directory, key_file, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    with running_named(tmp_path, "example.com", TSIG_SECRET) as server:
+        yield server

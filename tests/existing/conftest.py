@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dns.message
-import dns.query
 import pytest
 import yaml
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
+from tests.support.named import Named, running_named
+from tests.support.procs import stop
+from tests.support.specs import merge
 
 from rke2ha.providers import lifecycle
 from rke2ha.providers.base import ProviderOptions
@@ -39,18 +39,7 @@ LB = "127.0.80.10"
 NODES = ["127.0.80.11", "127.0.80.12", "127.0.80.13"]
 ADMIN = f"{LB}:8404"
 SPAWN_TIMEOUT = 15.0
-NAMED_HOST = "127.0.0.1"  # named binds the addresses its interface scan finds: 127.0.0.1
 TSIG_SECRET = base64.b64encode(b"rke2ha-existing-tsig-secret-32b!").decode()
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def existing_spec(engine: str, **extra: Any) -> dict[str, Any]:
@@ -107,16 +96,6 @@ def _spawn(spec_file: Path, name: str) -> subprocess.Popen[str]:
     raise AssertionError(f"{name} did not start: {proc.stderr.read() if proc.stderr else ''}")
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture(scope="session")
 def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
     """Three RKE2 server emulators on 127.0.80.11-13, real ports, one lab CA."""
@@ -144,7 +123,7 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
         )
     finally:
         for proc in procs:
-            _stop(proc)
+            stop(proc, timeout=5)
 
 
 @dataclass(frozen=True)
@@ -241,80 +220,8 @@ def curl(url: str, *args: str, max_time: float = 5.0) -> subprocess.CompletedPro
 # ---- BIND --------------------------------------------------------------------------------
 
 
-@dataclass
-class Named:
-    host: str
-    port: int
-    key_file: Path
-
-
-NAMED_CONF = """\
-options {{
-    directory "{dir}";
-    listen-on port {port} {{ {host}; }};
-    listen-on-v6 {{ none; }};
-    pid-file "{dir}/named.pid";
-    session-keyfile "{dir}/session.key";
-    managed-keys-directory "{dir}";
-    recursion no;
-    dnssec-validation no;
-    allow-transfer {{ none; }};
-}};
-key "rke2ha-key." {{ algorithm hmac-sha256; secret "{secret}"; }};
-controls {{ }};
-zone "{zone}" {{
-    type primary;
-    file "{dir}/zone.db";
-    update-policy {{ grant rke2ha-key. zonesub ANY; }};
-}};
-"""
-
-ZONE_FILE = """\
-$TTL 60
-@ IN SOA ns1 hostmaster 1 3600 600 86400 60
-@ IN NS ns1
-ns1 IN A {host}
-"""
-
-
 @pytest.fixture
 def named(tmp_path: Path) -> Iterator[Named]:
     """A real BIND primary for the test zone with TSIG key rke2ha-key., on 127.0.0.1."""
-    binary = shutil.which("named") or "/usr/sbin/named"
-    if not Path(binary).exists():
-        pytest.skip("BIND named is not installed (apt-get install bind9)")
-    directory = tmp_path / "named"
-    directory.mkdir()
-    port = free_port(NAMED_HOST)
-    conf = NAMED_CONF.format(
-        dir=directory, port=port, host=NAMED_HOST, secret=TSIG_SECRET, zone=ZONE
-    )
-    (directory / "named.conf").write_text(conf)
-    (directory / "zone.db").write_text(ZONE_FILE.format(host=NAMED_HOST))
-    key_file = tmp_path / "tsig.secret"
-    key_file.write_text(TSIG_SECRET + "\n")
-    key_file.chmod(0o600)
-    proc = subprocess.Popen(
-        [binary, "-g", "-c", str(directory / "named.conf"), "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=(directory / "named.log").open("wb"),
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                query = dns.message.make_query(ZONE, "SOA")
-                dns.query.udp(query, NAMED_HOST, port=port, timeout=0.3)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield Named(NAMED_HOST, port, key_file)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    with running_named(tmp_path, ZONE, TSIG_SECRET) as server:
+        yield server

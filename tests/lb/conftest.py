@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests.support.certs import write_self_signed
+from tests.support.procs import stop, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 LB_HOST = "127.0.30.10"
@@ -46,15 +44,6 @@ def free_port(host: str = "127.0.30.10") -> int:
             continue
         return port
     raise RuntimeError("no common free port")
-
-
-def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"nothing listens on {host}:{port}")
 
 
 @dataclass
@@ -97,13 +86,7 @@ class LbProcess:
         raise AssertionError(f"{address} not {states} after {timeout}s: {self.backend(address)}")
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+        stop(self.popen, timeout=15)
 
 
 @pytest.fixture
@@ -168,8 +151,7 @@ def backend_process() -> Iterator[Any]:
     for proc in started:
         with contextlib.suppress(ProcessLookupError):
             proc.thaw()
-        proc.popen.terminate()
-        proc.popen.wait(5)
+        stop(proc.popen, timeout=5)
 
 
 # ---- in-process asyncio backends ------------------------------------------------------------
@@ -238,28 +220,10 @@ async def roundtrip(
 
 @pytest.fixture
 def test_cert(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rke2ha-test-node")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("rke2ha-test-node")]), False)
-        .sign(key, hashes.SHA256())
+    return write_self_signed(
+        tmp_path / "node.crt",
+        tmp_path / "node.key",
+        "rke2ha-test-node",
+        backdate=datetime.timedelta(minutes=5),
+        valid_for=datetime.timedelta(days=1),
     )
-    cert_path, key_path = tmp_path / "node.crt", tmp_path / "node.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path

@@ -7,8 +7,6 @@ Live tests use this area's loopback range 127.0.22.0/24 only."""
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -19,11 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from tests.conftest import EXAMPLES
+from tests.support.certs import write_self_signed
 
 from rke2ha.render import Layout, RenderResult, render_to_dir
 from rke2ha.spec import Spec
@@ -47,38 +42,13 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_cert(directory: Path, hostname: str, *, ip: str | None = None) -> tuple[Path, Path]:
-    """A self-signed certificate for `hostname` (and `ip`) and its key (mode 0600)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.UTC)
-    sans: list[x509.GeneralName] = [x509.DNSName(hostname)]
-    if ip:
-        sans.append(x509.IPAddress(ipaddress.ip_address(ip)))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    """A self-signed certificate for `hostname` (and `ip`) and its key (mode 0600).
+
+    CA:TRUE, so a client given the certificate as its CA file verifies the server."""
     directory.mkdir(parents=True, exist_ok=True)
-    cert_path = directory / f"{hostname}.crt"
-    key_path = directory / f"{hostname}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    return write_self_signed(
+        directory / f"{hostname}.crt", directory / f"{hostname}.key", hostname, ip=ip, ca=True
     )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 @dataclass

@@ -1,14 +1,18 @@
-"""Arguments and output shared by every command: `-f FILE`, `--json`, printing JSON."""
+"""Arguments and output shared by every command: `-f FILE`, `--json`, printing JSON.
+
+Imported by every command module when the parser is built, so it imports nothing heavy:
+the spec model (pydantic) loads only when a handler asks for the spec.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rke2ha.spec import Spec
-from rke2ha.specfile import load_spec
+if TYPE_CHECKING:
+    from rke2ha.spec import Spec
 
 
 def add_spec_argument(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +33,8 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> Spec:
+    from rke2ha.specfile import load_spec
+
     return load_spec(args.spec_file)
 
 

@@ -1,15 +1,16 @@
-"""`rke2ha dns serve|publish|unpublish|check`: the DNS record for the Rancher hostname."""
+"""`rke2ha dns serve|publish|unpublish|check`: the DNS record for the Rancher hostname.
+
+The DNS library and the spec model load inside the handlers, keeping `rke2ha --help` fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json
+from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
 from rke2ha.errors import EXIT_INVALID, EXIT_OK, UsageError
-from rke2ha.specfile import load_spec
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -88,10 +89,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging
+
     from rke2ha.dns.hostport import split_host_port
     from rke2ha.dns.server import DnsServer, Listen, run
 
-    spec = load_spec(args.spec_file)
+    spec = spec_from_args(args)
     listen_text = args.listen or spec.dns.builtin.listen or "0.0.0.0:53"
     try:
         host, port = split_host_port(listen_text, 53, lowest=0)
@@ -121,7 +124,7 @@ def _run_publish(args: argparse.Namespace, *, remove: bool) -> int:
     from rke2ha.dns.providers import publisher_for
     from rke2ha.dns.publish import NotOwnedError, publish, unpublish
 
-    spec = load_spec(args.spec_file)
+    spec = spec_from_args(args)
     publisher, desired = publisher_for(spec)
     if isinstance(publisher, ManualPublisher):
         lines = instructions(desired, remove=remove)
@@ -177,7 +180,7 @@ def _run_publish(args: argparse.Namespace, *, remove: bool) -> int:
 def _check(args: argparse.Namespace) -> int:
     from rke2ha.dns.resolve_check import check
 
-    result = check(load_spec(args.spec_file), args.server)
+    result = check(spec_from_args(args), args.server)
     if args.json:
         print_json(result.as_dict())
     else:

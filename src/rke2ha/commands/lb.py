@@ -1,18 +1,21 @@
-"""`rke2ha lb serve`: the built-in layer-4 load balancer, from the spec or from flags."""
+"""`rke2ha lb serve`: the built-in layer-4 load balancer, from the spec or from flags.
+
+The load balancer (aiohttp, the workers) and the spec model load inside the handler,
+keeping `rke2ha --help` fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
-from rke2ha.commands.common import add_spec_argument
+from rke2ha.commands.common import add_spec_argument, spec_from_args
 from rke2ha.durations import parse_duration
 from rke2ha.errors import UsageError
-from rke2ha.lb.config import LbConfig, check_privileges, from_flags, from_spec
-from rke2ha.lb.workers import serve
-from rke2ha.specfile import load_spec
+
+if TYPE_CHECKING:
+    from rke2ha.lb.config import LbConfig
 
 
 def _duration(text: str) -> float:
@@ -120,6 +123,8 @@ def _no_subcommand(parser: argparse.ArgumentParser) -> int:
 
 def build_config(args: argparse.Namespace) -> LbConfig:
     """The one LbConfig the flags describe (UsageError for contradictory flags)."""
+    from rke2ha.lb.config import check_privileges, from_flags
+
     admin = None if args.admin == "off" else args.admin
     access_log = None if args.access_log == "off" else args.access_log
     relay = cast(Literal["auto", "splice", "copy"], args.relay)
@@ -167,11 +172,9 @@ def _from_spec_file(
 ) -> LbConfig:
     from dataclasses import replace
 
-    from rke2ha.lb.config import parse_hostport
+    from rke2ha.lb.config import from_spec, parse_hostport
 
-    config = from_spec(
-        load_spec(args.spec_file), port_offset=args.port_offset, workers=args.workers
-    )
+    config = from_spec(spec_from_args(args), port_offset=args.port_offset, workers=args.workers)
     changes: dict[str, object] = {"access_log": access_log, "relay": relay}
     if args.admin is not None:
         changes["admin"] = parse_hostport(admin, "--admin") if admin else None
@@ -181,6 +184,10 @@ def _from_spec_file(
 
 
 def handle_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from rke2ha.lb.workers import serve
+
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,

@@ -3,23 +3,25 @@
 `plan --detailed-exitcode` follows Terraform: 0 no changes, 1 error, 2 changes.
 `up` and `down` show the plan and ask before changing anything unless `--yes`; without a
 terminal to ask on they refuse instead of guessing.
+
+The providers (boto3 for aws), the spec model and rich load inside the handlers, keeping
+`rke2ha --help` fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any
 
 from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
 from rke2ha.errors import EXIT_INVALID, Rke2haError, UsageError
-from rke2ha.plan import Plan
-from rke2ha.providers import lifecycle
-from rke2ha.providers.base import ProviderOptions
-from rke2ha.providers.progress import RichReporter
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rke2ha.plan import Plan
+    from rke2ha.providers import lifecycle
 
 EXIT_CHANGES = 2
 DEFAULT_WAIT = 1800.0
@@ -81,11 +83,15 @@ def register(subparsers: Any) -> None:
 
 
 def _console(args: argparse.Namespace) -> Console:
+    from rich.console import Console
+
     # With --json, stdout is for the document alone: people's output goes to stderr.
     return Console(stderr=bool(args.json), highlight=False)
 
 
 def print_plan(plan: Plan, console: Console) -> None:
+    from rich.markup import escape
+
     for line in plan.lines():
         symbol = line.split()[0] if line.strip() else ""
         style = STYLE.get(symbol)
@@ -109,11 +115,16 @@ def _confirm(args: argparse.Namespace, console: Console, verb: str) -> Any:
 
 
 def _notices(console: Console, notices: list[str]) -> None:
+    from rich.markup import escape
+
     for notice in notices:
         console.print(f"[yellow]notice:[/yellow] {escape(notice)}")
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    from rke2ha.providers import lifecycle
+    from rke2ha.providers.base import ProviderOptions
+
     console = _console(args)
     try:
         spec = spec_from_args(args)
@@ -135,6 +146,12 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from rke2ha.providers import lifecycle
+    from rke2ha.providers.base import ProviderOptions
+    from rke2ha.providers.progress import RichReporter
+
     if args.json and not args.yes:
         raise UsageError("up --json needs --yes (there is no one to ask)")
     if args.wait_timeout <= 0:
@@ -175,6 +192,10 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
+    from rke2ha.providers import lifecycle
+    from rke2ha.providers.base import ProviderOptions
+    from rke2ha.providers.progress import RichReporter
+
     if args.json and not args.yes:
         raise UsageError("down --json needs --yes (there is no one to ask)")
     console = _console(args)

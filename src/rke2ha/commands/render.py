@@ -1,4 +1,7 @@
-"""`rke2ha render`: write the configs of the real engines for the spec into a folder."""
+"""`rke2ha render`: write the configs of the real engines for the spec into a folder.
+
+The renderers and the spec model load inside the handler, keeping `rke2ha --help` fast.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json
+from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
 from rke2ha.errors import EXIT_OK
-from rke2ha.render import render_to_dir
-from rke2ha.specfile import DEFAULT_SPEC_FILE, load_spec
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec_file)
+    from rke2ha.render import render_to_dir
+    from rke2ha.specfile import DEFAULT_SPEC_FILE
+
+    spec = spec_from_args(args)
     label = Path(args.spec_file).name if args.spec_file else DEFAULT_SPEC_FILE.name
     out_dir = Path(args.out)
     result = render_to_dir(spec, out_dir, label, force=args.force)

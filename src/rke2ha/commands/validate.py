@@ -1,17 +1,16 @@
-"""`rke2ha validate`: check the spec against the rules; exit 1 on any error finding."""
+"""`rke2ha validate`: check the spec against the rules; exit 1 on any error finding.
+
+The rules, the spec model and rich load inside the handler, so building the parser (for
+`rke2ha --help` and every other command) stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rich.console import Console
-
 from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json
 from rke2ha.errors import EXIT_INVALID, EXIT_OK
-from rke2ha.rules import RULES
-from rke2ha.rules.output import print_text, to_json
-from rke2ha.rules.validation import validate_file
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _print_rules(as_json: bool) -> int:
+    from rke2ha.rules import RULES
+
     catalogue = [{"id": r.id, "summary": r.summary, "source": r.source} for r in RULES]
     if as_json:
         print_json({"rules": catalogue})
@@ -46,6 +47,11 @@ def _print_rules(as_json: bool) -> int:
 def handle(args: argparse.Namespace) -> int:
     if args.rules:
         return _print_rules(args.json)
+    from rich.console import Console
+
+    from rke2ha.rules.output import print_text, to_json
+    from rke2ha.rules.validation import validate_file
+
     validation = validate_file(args.spec_file)
     if args.json:
         print_json(to_json(validation))

@@ -40,6 +40,19 @@ from rke2ha.lb.reload import plan_reload
 
 log = logging.getLogger("rke2ha.lb")
 
+
+def reread(reload_source: Callable[[], LbConfig] | None) -> LbConfig | None:
+    """The configuration SIGHUP asks for, or None (logged) when there is none to apply."""
+    if reload_source is None:
+        log.info("reload: started from flags, nothing to re-read")
+        return None
+    try:
+        return reload_source()
+    except Rke2haError as err:
+        log.error("reload failed, keeping the running configuration: %s", err)
+        return None
+
+
 SWEEP_INTERVAL = 1.0
 
 
@@ -236,15 +249,9 @@ class LoadBalancer:
     # ---- reload -------------------------------------------------------------------------------
 
     async def reload(self) -> None:
-        if self.reload_source is None:
-            log.info("reload: started from flags, nothing to re-read")
-            return
-        try:
-            new = self.reload_source()
-        except Rke2haError as err:
-            log.error("reload failed, keeping the running configuration: %s", err)
-            return
-        self.apply(new)
+        new = reread(self.reload_source)
+        if new is not None:
+            self.apply(new)
 
     def apply(self, new: LbConfig) -> None:
         plan = plan_reload(self.config, new)

@@ -40,7 +40,7 @@ from rke2ha.lb.admin import Snapshot
 from rke2ha.lb.config import LbConfig
 from rke2ha.lb.frontend import bind_listener
 from rke2ha.lb.health_state import State
-from rke2ha.lb.server import LoadBalancer
+from rke2ha.lb.server import LoadBalancer, reread
 
 log = logging.getLogger("rke2ha.lb")
 
@@ -207,13 +207,8 @@ class Supervisor:
         return generation
 
     async def reload(self) -> None:
-        if self.reload_source is None:
-            log.info("reload: started from flags, nothing to re-read")
-            return
-        try:
-            new = self.reload_source()
-        except Rke2haError as err:
-            log.error("reload failed, keeping the running configuration: %s", err)
+        new = reread(self.reload_source)
+        if new is None:
             return
         self.lb.apply(new)
         await self._start_generation(self.lb.config)
