@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-BENCHMARKS: tuple[str, ...] = ("l4", "dns")
+BENCHMARKS: tuple[str, ...] = ("l4", "dns", "l7")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

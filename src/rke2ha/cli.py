@@ -3,7 +3,8 @@
 No logic lives here. Each command group is a module in `rke2ha.commands` exposing
 `register(subparsers)`, which adds its parser and sets `handler(args) -> int`. Errors the
 user can act on (`Rke2haError`) become one message on stderr and their exit code; argparse
-usage errors exit 2; Ctrl-C exits 130. Nothing reaches the user as a traceback.
+usage errors exit 2; an OSError no library caught exits 2 with its file and
+reason; Ctrl-C exits 130. Nothing reaches the user as a traceback.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from rke2ha.errors import EXIT_USAGE, Rke2haError
 # Order is the order of `rke2ha --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "rke2ha.commands.validate",
-    "rke2ha.commands.lifecycle",
-    "rke2ha.commands.check",
-    "rke2ha.commands.lb",
     "rke2ha.commands.dns",
+    "rke2ha.commands.lb",
     "rke2ha.commands.render",
     "rke2ha.commands.lab",
+    "rke2ha.commands.check",
+    "rke2ha.commands.lifecycle",
 )
 
 
@@ -51,10 +52,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    # `rke2ha dns serve: error: ...`, like argparse names the subcommand in its errors.
+    sub = getattr(args, f"{args.command}_command", None)
+    name = f"{args.command} {sub}" if isinstance(sub, str) else args.command
     try:
         return int(handler(args))
     except Rke2haError as err:
-        print(f"rke2ha {args.command}: error: {err}", file=sys.stderr)
+        print(f"rke2ha {name}: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         return 130
+    except OSError as err:
+        # Last line of defence: a file or socket the library did not expect to fail.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"rke2ha {name}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_USAGE

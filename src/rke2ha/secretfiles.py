@@ -37,8 +37,14 @@ def ensure_secret(path: Path, nbytes: int = 32) -> str:
 
     Stable across calls: an RKE2 token must never change once servers have joined.
     """
-    if not path.exists():
-        write_secret(path, (secrets.token_hex(nbytes) + "\n").encode())
+    try:
+        if not path.exists():
+            write_secret(path, (secrets.token_hex(nbytes) + "\n").encode())
+    except OSError as err:
+        raise UsageError(
+            f"{path}: cannot reach or create the secret file: {err.strerror or err}; "
+            "run as a user who may write there"
+        ) from None
     return read_secret(path)
 
 

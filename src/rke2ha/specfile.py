@@ -6,6 +6,7 @@ the translation of pydantic's errors into messages an operator can act on.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,22 @@ def _message(error: Any, path: PathKey) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(path[:-1])
+        close = difflib.get_close_matches(str(path[-1]), allowed, n=1) if path else []
+        guess = f" (did you mean {close[0]}?)" if close else ""
         hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
-        return f"unknown key{hint}"
+        return f"unknown key{guess}{hint}"
     if kind == "missing":
         return "required; add it"
-    message = str(error["msg"])
     # pydantic prefixes errors raised inside validators with "Value error, ".
-    return message.removeprefix("Value error, ")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "list_type":
+        message += ", written as [a, b] or one '- item' per line"
+    given = error.get("input")
+    # Show the scalar the operator wrote (a spec holds no secrets, only paths to them).
+    if isinstance(given, str | int | float | bool) and kind not in ("literal_error", "enum"):
+        shown = repr(given) if len(repr(given)) <= 60 else repr(given)[:57] + "..."
+        message += f" (got {shown})"
+    return message
 
 
 def _schema_problems(err: ValidationError, source: YamlSource) -> list[SchemaProblem]:
@@ -95,9 +105,14 @@ def _schema_problems(err: ValidationError, source: YamlSource) -> list[SchemaPro
 def spec_from_source(source: YamlSource, source_dir: Path) -> Spec:
     """Validate parsed YAML as a Spec; relative paths in it are relative to `source_dir`."""
     if not isinstance(source.data, dict):
+        empty = "the file is empty; " if source.data is None else ""
         raise SpecSchemaError(
             source.filename,
-            [SchemaProblem("", 1, "the spec must be a YAML mapping (name: ..., hostname: ...)")],
+            [
+                SchemaProblem(
+                    "", 1, f"{empty}the spec must be a YAML mapping (name: ..., hostname: ...)"
+                )
+            ],
         )
     try:
         spec = Spec.model_validate(source.data)
@@ -107,15 +122,24 @@ def spec_from_source(source: YamlSource, source_dir: Path) -> Spec:
     return spec
 
 
+def spec_path_of(path: Path | str | None) -> Path:
+    """The spec file `-f` names, or ./rke2ha.yaml; UsageError when `-f` is empty or absent
+    and there is no ./rke2ha.yaml (every command says the same thing)."""
+    if path is not None and not str(path).strip():
+        raise UsageError("-f is empty; pass the spec file with -f FILE")
+    spec_path = Path(path) if path is not None else DEFAULT_SPEC_FILE
+    if path is None and not spec_path.exists():
+        raise UsageError(
+            "no ./rke2ha.yaml here; pass the spec with -f FILE (examples/ has some to start from)"
+        )
+    return spec_path
+
+
 def load_spec(path: Path | str | None = None) -> Spec:
     """Read, parse and validate the spec file (default `./rke2ha.yaml`).
 
     Raises UsageError (exit 2) when the file is missing or not YAML, SpecSchemaError
     (exit 1) when it does not fit the schema.
     """
-    spec_path = Path(path) if path is not None else DEFAULT_SPEC_FILE
-    if path is None and not spec_path.exists():
-        raise UsageError(
-            "no ./rke2ha.yaml here; pass the spec with -f FILE (examples/ has some to start from)"
-        )
+    spec_path = spec_path_of(path)
     return spec_from_source(read_yaml_file(spec_path), spec_path.parent)

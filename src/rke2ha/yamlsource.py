@@ -76,6 +76,18 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], filename: s
             _walk(item, (*path, index), lines, filename)
 
 
+def _yaml_hint(problem: str) -> str:
+    """What to do about PyYAML's most common complaints, which name the symptom only."""
+    if "'\\t'" in problem:
+        return "; YAML indents with spaces, not tabs: replace the tab with spaces"
+    if "mapping values are not allowed" in problem:
+        return (
+            "; check this line's indentation against the line above, and quote a value "
+            "that contains ': '"
+        )
+    return ""
+
+
 def parse_yaml(text: str, filename: str = "<spec>") -> YamlSource:
     """Parse one YAML document; raise UsageError (exit 2) when it is not YAML."""
     try:
@@ -88,7 +100,8 @@ def parse_yaml(text: str, filename: str = "<spec>") -> YamlSource:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
-        raise UsageError(f"{where}: not valid YAML: {err.problem or err}") from None
+        problem = str(err.problem or err)
+        raise UsageError(f"{where}: not valid YAML: {problem}{_yaml_hint(problem)}") from None
     except yaml.YAMLError as err:
         raise UsageError(f"{filename}: not valid YAML: {err}") from None
     lines: dict[PathKey, int] = {}

@@ -29,7 +29,9 @@ async def _guarded(
             return await work
     except TimeoutError:
         return rule.failed(
-            check_id, f"no result within {limit:g}s", "a peer accepts but never answers"
+            check_id,
+            f"no result within {limit:g}s: a peer accepted or was asked but never answered",
+            "make sure the peer answers, or allow it more time with --timeout",
         )
     except Exception as err:
         return rule.failed(
@@ -46,8 +48,11 @@ async def dns_record(target: CheckTarget) -> CheckResult:
     if target.dns.kind != "A":
         rdtypes = ["A"]
     where = (server.host, server.port) if server is not None else None
-    # `ask` is the blocking query `rke2ha dns check` uses (bounded by its own timeout).
-    answer = await asyncio.to_thread(resolve_check.ask, absolute(target.hostname), where, rdtypes)
+    # `ask` is the blocking query `rke2ha dns check` uses, bounded by the probe timeout so a
+    # silent server is reported as such rather than by the guard.
+    answer = await asyncio.to_thread(
+        resolve_check.ask, absolute(target.hostname), where, rdtypes, target.timeout
+    )
     return verdicts_client.dns_record(target.dns, target.hostname, answer, label)
 
 

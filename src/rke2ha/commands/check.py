@@ -20,7 +20,7 @@ def _positive_seconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not 0 < value <= 60:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 60 seconds")
+        raise argparse.ArgumentTypeError(f"{text}: give more than 0 and at most 60 seconds")
     return value
 
 
@@ -110,6 +110,12 @@ def handle(args: argparse.Namespace) -> int:
     )
     if args.drill_node and not args.drill:
         raise UsageError("--drill-node NAME goes with --drill")
+    known = [node.name for node in spec.nodes]
+    if args.drill_node and args.drill_node not in known:
+        # Now, not after every check has passed, so a typo costs no wait.
+        raise UsageError(
+            f"--drill-node {args.drill_node!r} is not in the spec (nodes: {', '.join(known)})"
+        )
     injector = lab_fault_injector(spec, options.port_offset) if args.drill else None
     run = check_deployment(spec, options, injector=injector, drill_node=args.drill_node)
     if args.json:

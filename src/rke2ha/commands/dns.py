@@ -13,6 +13,12 @@ from rke2ha.commands.common import add_json_argument, add_spec_argument, print_j
 from rke2ha.errors import EXIT_INVALID, EXIT_OK, UsageError
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port 1-65535")
+    return int(text)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dns = subparsers.add_parser(
         "dns",
@@ -40,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument(
         "--health-port",
-        type=int,
+        type=_port,
         default=80,
         metavar="PORT",
         help="load balancer port the health probe (GET of the ingress health path) goes "
@@ -76,10 +82,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check = commands.add_parser(
         "check",
         help="check that the hostname resolves to the load balancer with the expected type",
+        description="Ask one DNS server for the hostname and compare the answer with the "
+        "record the spec describes (A to the load balancer address, or CNAME to its "
+        "hostname). Exit 0 when it matches, 1 when it does not or nothing answers, 2 on "
+        "bad flags or an unreadable spec.",
     )
     add_spec_argument(check)
     check.add_argument(
         "--server",
+        "--dns-server",
+        dest="server",
         metavar="HOST[:PORT]",
         help="DNS server to ask (default: the built-in server for provider builtin, "
         "else the system resolver)",
@@ -95,6 +107,8 @@ def _serve(args: argparse.Namespace) -> int:
     from rke2ha.dns.server import DnsServer, Listen, run
 
     spec = spec_from_args(args)
+    if args.listen is not None and not args.listen.strip():
+        raise UsageError("--listen is empty; give HOST:PORT (e.g. 127.0.0.1:5353) or leave it out")
     listen_text = args.listen or spec.dns.builtin.listen or "0.0.0.0:53"
     try:
         host, port = split_host_port(listen_text, 53, lowest=0)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Literal, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from rke2ha.commands.common import add_spec_argument, spec_from_args
 from rke2ha.durations import parse_duration
@@ -25,6 +26,42 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _positive_duration(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0 (e.g. 500ms, 1s)")
+    return seconds
+
+
+def _check_access_log(target: str | None) -> None:
+    """Fail before serving, not in a worker, when the access log file cannot be opened."""
+    if target is None or target == "-":
+        return
+    try:
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise UsageError(
+            f"--access-log {target!r}: cannot open it for appending: {err.strerror or err}; "
+            "give a writable file, '-' (stdout) or 'off'"
+        ) from None
+
+
+class _Once(argparse.Action):
+    """A flag that may be given once: a second `--listen` would silently replace the first."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice; ad hoc mode serves one frontend")
+        setattr(namespace, self.dest, values)
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
@@ -38,7 +75,12 @@ def _offset(text: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    lb = subparsers.add_parser("lb", help="the built-in load balancer")
+    lb = subparsers.add_parser(
+        "lb",
+        help="the built-in load balancer",
+        description="The built-in load balancer: `rke2ha lb serve -f FILE` runs the spec's, "
+        "`rke2ha lb serve --listen HOST:PORT --backend HOST:PORT ...` an ad hoc one.",
+    )
     lb_sub = lb.add_subparsers(dest="lb_command", metavar="SUBCOMMAND")
     serve_p = lb_sub.add_parser(
         "serve",
@@ -51,9 +93,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     add_spec_argument(serve_p)
-    serve_p.add_argument("--listen", metavar="HOST:PORT", help="ad hoc: the frontend address")
     serve_p.add_argument(
-        "--backend", metavar="HOST:PORT", action="append", default=[], help="ad hoc: a backend"
+        "--listen", metavar="HOST:PORT", action=_Once, help="ad hoc: the frontend address"
+    )
+    serve_p.add_argument(
+        "--backend",
+        metavar="HOST:PORT",
+        action="append",
+        default=[],
+        help="ad hoc: a backend (repeat the flag for each one)",
     )
     serve_p.add_argument(
         "--health",
@@ -62,14 +110,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="ad hoc: tcp | http:PATH[@PORT] | https:PATH[@PORT] (default tcp)",
     )
     serve_p.add_argument("--host-header", metavar="NAME", help="ad hoc: Host header of checks")
-    serve_p.add_argument("--balance", choices=["leastconn", "roundrobin"], default=None)
+    serve_p.add_argument(
+        "--balance",
+        choices=["leastconn", "roundrobin"],
+        default=None,
+        help="ad hoc: how backends are picked (default leastconn)",
+    )
     serve_p.add_argument(
         "--admin",
         metavar="HOST:PORT",
         default=None,
         help="admin endpoint (default: the spec's, or 127.0.0.1:8404); 'off' to disable",
     )
-    serve_p.add_argument("--workers", type=_positive, default=1, help="processes (SO_REUSEPORT)")
+    serve_p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="processes sharing the listeners (SO_REUSEPORT; default 1)",
+    )
     serve_p.add_argument(
         "--port-offset",
         type=_offset,
@@ -77,21 +136,62 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="add N to every frontend, backend and check port (run the lab without root)",
     )
-    serve_p.add_argument("--interval", type=_duration, default=1.0, help="ad hoc: check interval")
-    serve_p.add_argument("--timeout", type=_duration, default=1.0, help="ad hoc: check timeout")
-    serve_p.add_argument("--rise", type=_positive, default=2, help="ad hoc: checks to come up")
-    serve_p.add_argument("--fall", type=_positive, default=2, help="ad hoc: checks to go down")
-    serve_p.add_argument("--drain-timeout", type=_duration, default=None, metavar="DURATION")
-    serve_p.add_argument("--idle-timeout", type=_duration, default=3600.0, metavar="DURATION")
     serve_p.add_argument(
-        "--connect-timeout", type=_duration, default=5.0, metavar="DURATION", help="ad hoc"
+        "--interval",
+        type=_positive_duration,
+        default=1.0,
+        metavar="DURATION",
+        help="ad hoc: time between checks (default 1s)",
+    )
+    serve_p.add_argument(
+        "--timeout",
+        type=_positive_duration,
+        default=1.0,
+        metavar="DURATION",
+        help="ad hoc: check timeout (default 1s)",
+    )
+    serve_p.add_argument(
+        "--rise",
+        type=_positive,
+        default=2,
+        metavar="N",
+        help="ad hoc: passed checks to mark a backend up (default 2)",
+    )
+    serve_p.add_argument(
+        "--fall",
+        type=_positive,
+        default=2,
+        metavar="N",
+        help="ad hoc: failed checks to mark a backend down (default 2)",
+    )
+    serve_p.add_argument(
+        "--drain-timeout",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="on SIGTERM, wait this long for open connections (default: the spec's, or 30s)",
+    )
+    serve_p.add_argument(
+        "--idle-timeout",
+        type=_positive_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="ad hoc: close a connection idle this long (default 1h)",
+    )
+    serve_p.add_argument(
+        "--connect-timeout",
+        type=_positive_duration,
+        default=5.0,
+        metavar="DURATION",
+        help="ad hoc: give up a backend connect after this long (default 5s)",
     )
     serve_p.add_argument(
         "--max-connections",
         type=_positive,
         default=10_000,
         metavar="N",
-        help="ad hoc: beyond N open connections stop accepting (clients wait in the backlog)",
+        help="ad hoc: beyond N open connections stop accepting (clients wait in the backlog; "
+        "default 10000)",
     )
     serve_p.add_argument(
         "--retries",
@@ -99,7 +199,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=range(0, 11),
         default=2,
         metavar="N",
-        help="ad hoc: other backends tried after a refused or timed-out connect (0-10)",
+        help="ad hoc: other backends tried after a refused or timed-out connect (0-10, default 2)",
     )
     serve_p.add_argument("--send-proxy", action="store_true", help="ad hoc: PROXY v2 to backends")
     serve_p.add_argument(
@@ -112,6 +212,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--relay", choices=["auto", "splice", "copy"], default="auto", help=argparse.SUPPRESS
     )
     serve_p.add_argument("-v", "--verbose", action="store_true", help="log every connect failure")
+    # ---- layer 7 (issue 4): its flags live with its code in rke2ha.lb.l7.cli ----
+    from rke2ha.lb.l7.cli import add_l7_arguments
+
+    add_l7_arguments(serve_p)
     serve_p.set_defaults(handler=handle_serve)
     lb.set_defaults(handler=lambda _args: _no_subcommand(lb))
 
@@ -127,6 +231,7 @@ def build_config(args: argparse.Namespace) -> LbConfig:
 
     admin = None if args.admin == "off" else args.admin
     access_log = None if args.access_log == "off" else args.access_log
+    _check_access_log(access_log)
     relay = cast(Literal["auto", "splice", "copy"], args.relay)
     if args.listen or args.backend:
         if args.spec_file:
@@ -195,6 +300,12 @@ def handle_serve(args: argparse.Namespace) -> int:
     )
     if not args.verbose:
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    # ---- layer 7 (issue 4): `--layer 7`, or a spec with load_balancer.layer: 7 ----
+    from rke2ha.lb.l7.cli import maybe_serve_l7
+
+    served = maybe_serve_l7(args)
+    if served is not None:
+        return served
     config = build_config(args)
     reload_source = None
     if not args.listen:

@@ -79,6 +79,12 @@ def expectation(spec: Spec) -> tuple[str, list[str]]:
 
 def judge(hostname: str, kind: str, expected: list[str], answer: Answer) -> list[str]:
     """The problems with `answer` (empty when it is right)."""
+    if answer.rcode == "TIMEOUT" or answer.rcode.startswith("ERROR"):
+        reason = "no answer" if answer.rcode == "TIMEOUT" else answer.rcode.lower()
+        return [
+            f"{reason} for {hostname}: is the DNS server running? Start it "
+            "(`rke2ha dns serve -f FILE`, or `rke2ha up` for the lab) or pass --server HOST:PORT"
+        ]
     if answer.rcode != "NOERROR":
         return [f"{hostname} answered {answer.rcode}; the record is not published there"]
     problems = []
@@ -114,7 +120,12 @@ def _parse(response: dns.message.Message, hostname: dns.name.Name) -> Answer:
     return answer
 
 
-def ask(hostname: str, server: tuple[str, int] | None, rdtypes: list[str]) -> Answer:
+def ask(
+    hostname: str,
+    server: tuple[str, int] | None,
+    rdtypes: list[str],
+    timeout: float = TIMEOUT,
+) -> Answer:
     """Query `server` (or the system resolver) for `hostname`'s `rdtypes`, merged."""
     name = dns.name.from_text(hostname)
     merged: Answer | None = None
@@ -123,13 +134,13 @@ def ask(hostname: str, server: tuple[str, int] | None, rdtypes: list[str]) -> An
         try:
             if server is None:
                 resolved = dns.resolver.Resolver().resolve(
-                    name, rdtype, raise_on_no_answer=False, lifetime=TIMEOUT
+                    name, rdtype, raise_on_no_answer=False, lifetime=timeout
                 )
                 response = resolved.response
             else:
                 query = dns.message.make_query(name, rdtype)
                 response, _ = dns.query.udp_with_fallback(
-                    query, server[0], timeout=TIMEOUT, port=server[1]
+                    query, server[0], timeout=timeout, port=server[1]
                 )
         except dns.resolver.NXDOMAIN:
             return Answer("NXDOMAIN")

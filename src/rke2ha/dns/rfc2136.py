@@ -127,6 +127,12 @@ class Rfc2136Publisher:
             ) from None
         except dns.exception.Timeout:
             raise Rfc2136Error(f"{self.label}: no answer within {self.timeout}s ({what})") from None
+        except EOFError:
+            raise Rfc2136Error(
+                f"{self.label}: the server closed the connection without answering ({what}); "
+                "check that dns.rfc2136.server is the zone's primary and answers DNS over TCP "
+                f"on port {self.port}"
+            ) from None
         except (dns.exception.DNSException, OSError) as err:
             raise Rfc2136Error(f"{self.label}: {what} failed: {err}") from None
 

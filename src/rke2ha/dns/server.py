@@ -202,7 +202,7 @@ class DnsServer:
         except OSError as err:
             self.close()
             raise UsageError(
-                f"cannot listen on {self.listen.host}:{self.listen.port}: {err.strerror}; "
+                f"cannot listen on {self.listen.host}:{self.listen.port}: {err.strerror or err}; "
                 "pick another address or port with --listen (ports below 1024 need root)"
             ) from None
         self._start_health()

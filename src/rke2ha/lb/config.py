@@ -180,8 +180,10 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     """`HOST:PORT` or `[V6]:PORT` -> (host, port); UsageError naming `what` otherwise."""
     host, sep, port_text = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not host or not port_text.lstrip("-").isdigit():
         raise UsageError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8443")
+    if not 0 < int(port_text) < 65536:
+        raise UsageError(f"{what} {text!r}: the port must be 1-65535, e.g. 127.0.0.1:8443")
     return host, int(port_text)
 
 

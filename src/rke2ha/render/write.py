@@ -45,6 +45,8 @@ def write_rendering(rendering: Rendering, out_dir: Path) -> list[Path]:
                 mode = EXECUTABLE_MODE if relative.endswith(".sh") else PLAIN_MODE
                 _write_plain(path, rendered.text, mode)
         except OSError as err:
-            raise UsageError(f"{path}: cannot write: {err.strerror or err}") from None
+            raise UsageError(
+                f"{path}: cannot write: {err.strerror or err}; pass -o a folder you can write"
+            ) from None
         written.append(path)
     return written

@@ -92,6 +92,18 @@ def _dedicated(spec: Spec, facts: Facts) -> Iterator[Issue]:
 
 def _health(spec: Spec, facts: Facts) -> Iterator[Issue]:
     health = spec.load_balancer.health
+    for field, value in (("interval", health.interval), ("timeout", health.timeout)):
+        if value <= 0:
+            yield error(
+                f"load_balancer.health.{field}",
+                f"health {field} 0: "
+                + (
+                    "the load balancer would check every node without pause"
+                    if field == "interval"
+                    else "every check would fail before a node could answer"
+                ),
+                f"set load_balancer.health.{field} above 0 (e.g. 1s)",
+            )
     detection = health.interval * health.fall + health.timeout
     if detection > MAX_DETECTION_SECONDS:
         yield warning(

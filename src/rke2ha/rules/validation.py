@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rke2ha.rules import evaluate
 from rke2ha.rules.finding import Finding, count_by_severity, sort_key
-from rke2ha.specfile import DEFAULT_SPEC_FILE, SpecSchemaError, spec_from_source
+from rke2ha.specfile import SpecSchemaError, spec_from_source, spec_path_of
 from rke2ha.yamlsource import DuplicateKeyError, PathKey, YamlSource, read_yaml_file
 
 SCHEMA_ID = "spec.schema"
@@ -53,7 +53,9 @@ def _schema_fix(path: str, message: str) -> str:
         return f"remove {path} or correct its spelling"
     if message.startswith("required"):
         return f"add {path}"
-    return f"correct the value of {path or 'the spec'} (the schema is in DESIGN.md §3)"
+    if not path:
+        return "write the spec as a mapping of keys; start from examples/lab.yaml (DESIGN.md §3)"
+    return f"correct the value of {path} (the schema is in DESIGN.md §3)"
 
 
 def _schema_findings(err: SpecSchemaError) -> list[Finding]:
@@ -90,7 +92,7 @@ def validate_file(path: Path | str | None = None, now: datetime | None = None) -
 
     Raises UsageError (exit 2) when the file is missing, unreadable or not YAML.
     """
-    spec_path = Path(path) if path is not None else DEFAULT_SPEC_FILE
+    spec_path = spec_path_of(path)
     filename = str(spec_path)
     try:
         source = read_yaml_file(spec_path)

@@ -1,0 +1,58 @@
+"""One JSON line per request on the `rke2ha.lb.l7.access` logger (sans-I/O: builds the record).
+
+Fields: time, client, method, path, status, bytes (response bytes sent to the client),
+duration_ms, backend, upstream_ms (node's time to the response head), and reason when
+the load balancer answered itself (400/408/502/504 ...). The query string is left out of
+`path`: it often carries tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+access_log = logging.getLogger("rke2ha.lb.l7.access")
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    client: str
+    method: str = "-"
+    path: str = "-"
+    status: int = 0
+    bytes: int = 0
+    started: float = 0.0
+    backend: str | None = None
+    upstream_ms: float | None = None
+    reason: str | None = None
+    retries: int = 0
+
+    def line(self, now: float) -> str:
+        record: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "client": self.client,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "bytes": self.bytes,
+            "duration_ms": round((now - self.started) * 1000, 3),
+            "backend": self.backend,
+            "upstream_ms": self.upstream_ms,
+        }
+        if self.reason:
+            record["reason"] = self.reason
+        if self.retries:
+            record["retries"] = self.retries
+        return json.dumps(record, separators=(",", ":"))
+
+
+def path_of(target: bytes) -> str:
+    """The path part of a request target, without the query, for the log."""
+    return target.split(b"?", 1)[0].decode("latin-1")
+
+
+def emit(record: AccessRecord, now: float) -> None:
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(record.line(now))

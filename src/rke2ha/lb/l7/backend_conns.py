@@ -1,0 +1,97 @@
+"""Keep-alive connections to the nodes' port 80: open, lend, take back, retire.
+
+A connection is lent to one request at a time and comes back only when its response ended
+cleanly with keep-alive. Idle connections older than `idle_timeout` are retired when met
+(nodes close idle connections themselves, often after 60-75 s); `reused` tells the proxy
+that a close before any response byte may be that race, which is what makes a retry of an
+idempotent request safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+from rke2ha.lb.l7.http_back import ResponseReader
+from rke2ha.lb.l7.nodes import Node
+
+READ_SIZE = 256 * 1024
+
+
+class ConnectFailed(Exception):
+    """Connecting to a node failed; `str()` is the reason for logs."""
+
+
+@dataclass(eq=False)
+class BackendConnection:
+    node: Node
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    response: ResponseReader = field(default_factory=ResponseReader)
+    reused: bool = False
+    idle_since: float = 0.0
+    reusable_after: bool = False  # the last response ended cleanly with keep-alive
+
+    def close(self) -> None:
+        self.writer.transport.abort()
+
+    @property
+    def usable(self) -> bool:
+        return not self.writer.transport.is_closing() and not self.reader.at_eof()
+
+
+class BackendPool:
+    def __init__(
+        self, connect_timeout: float, idle_timeout: float = 50.0, max_idle_per_node: int = 128
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.max_idle_per_node = max_idle_per_node
+        self._idle: defaultdict[str, deque[BackendConnection]] = defaultdict(deque)
+
+    def idle_count(self, node: Node) -> int:
+        return len(self._idle[node.id])
+
+    async def get(self, node: Node) -> BackendConnection:
+        """An idle connection to `node` if one is alive, else a new one (ConnectFailed)."""
+        idle = self._idle[node.id]
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()  # the most recently used one is the least likely to be stale
+            if conn.usable and now - conn.idle_since < self.idle_timeout:
+                conn.reused = True
+                return conn
+            conn.close()
+        return await self._connect(node)
+
+    async def _connect(self, node: Node) -> BackendConnection:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await asyncio.open_connection(
+                    node.host, node.port, limit=READ_SIZE
+                )
+        except TimeoutError:
+            raise ConnectFailed(f"connect timed out after {self.connect_timeout:g}s") from None
+        except OSError as err:
+            raise ConnectFailed(f"connect failed: {err.strerror or err}") from None
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return BackendConnection(node, reader, writer)
+
+    def put(self, conn: BackendConnection) -> None:
+        """Take back a connection whose last response ended cleanly with keep-alive."""
+        idle = self._idle[conn.node.id]
+        if not conn.usable or len(idle) >= self.max_idle_per_node:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+
+    def close_all(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()

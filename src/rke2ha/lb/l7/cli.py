@@ -1,0 +1,247 @@
+"""Flags of `rke2ha lb serve` that belong to layer 7, and the call that serves them.
+
+The `lb` command module adds these with `add_l7_arguments(parser)` and hands over to
+`serve_l7(args)` when `--layer 7` is given (or the spec says `layer: 7`). Kept here so the
+layer 7 surface is defined next to the code it drives.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rke2ha.durations import parse_duration
+from rke2ha.errors import Rke2haError, UsageError
+
+# The load balancer and the spec model load when a command runs, not when `rke2ha --help`
+# builds the parser.
+if TYPE_CHECKING:
+    from rke2ha.lb.config import LbConfig
+    from rke2ha.lb.l7.settings import L7Config
+    from rke2ha.spec import Spec
+
+HostPort = tuple[str, int]
+DEFAULT_ADMIN = ("127.0.0.1", 8404)
+
+
+def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "layer 7 (TLS ends here; Rancher installed with --set tls=external)"
+    )
+    group.add_argument(
+        "--layer",
+        type=int,
+        choices=(4, 7),
+        default=None,
+        help="4: TCP passthrough (default); 7: terminate TLS and proxy HTTP to the nodes' port 80",
+    )
+    group.add_argument("--cert", type=Path, metavar="FILE", help="PEM certificate chain (layer 7)")
+    group.add_argument(
+        "--key", type=Path, metavar="FILE", help="PEM private key, mode 0600 (layer 7)"
+    )
+    group.add_argument(
+        "--hostname",
+        metavar="NAME",
+        help="the Rancher hostname: the certificate must cover it; redirects go to it",
+    )
+    group.add_argument(
+        "--redirect-from",
+        metavar="HOST:PORT",
+        help="also listen here (plain HTTP) and redirect to https://HOSTNAME/...",
+    )
+    group.add_argument(
+        "--redirect-code",
+        type=int,
+        choices=(301, 308),
+        default=308,
+        help="status of that redirect (default 308: keeps method and body)",
+    )
+    group.add_argument(
+        "--acme-passthrough",
+        action="store_true",
+        help="send /.well-known/acme-challenge/ on the redirect port to the nodes",
+    )
+    group.add_argument(
+        "--affinity",
+        choices=("none", "cookie"),
+        default="none",
+        help="cookie: pin each client to one node with an opaque, signed cookie",
+    )
+    group.add_argument(
+        "--http-timeout",
+        type=parse_duration,
+        default=1800.0,
+        metavar="DURATION",
+        help="read/write and websocket idle timeout (default 1800s, Rancher's advice)",
+    )
+    group.add_argument(
+        "--header-timeout",
+        type=parse_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="a request head must arrive within this, or 408 (default 10s)",
+    )
+
+
+def _hostport(text: str, flag: str) -> HostPort:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{flag} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8443")
+    return host, int(port)
+
+
+def config_from_args(args: argparse.Namespace) -> L7Config:
+    """L7Config from the ad-hoc flags; UsageError naming the flag that is missing or bad."""
+    from rke2ha.lb.config import HealthConfig, parse_health
+    from rke2ha.lb.l7.settings import L7Config
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--listen", getattr(args, "listen", None)),
+            ("--cert", args.cert),
+            ("--key", args.key),
+            ("--hostname", args.hostname),
+            ("--backend", getattr(args, "backend", None)),
+        )
+        if not value
+    ]
+    if missing:
+        raise UsageError(f"--layer 7 needs {', '.join(missing)}")
+    backends = tuple(dict.fromkeys(_hostport(b, "--backend") for b in args.backend))
+    listen = _hostport(args.listen, "--listen")
+    probe = parse_health(getattr(args, "health", None) or "tcp", getattr(args, "host_header", None))
+    health = HealthConfig(
+        interval=getattr(args, "interval", 1.0),
+        timeout=getattr(args, "timeout", 1.0),
+        rise=getattr(args, "rise", 2),
+        fall=getattr(args, "fall", 2),
+        probes=(probe,),
+        why=probe.describe(),
+    )
+    return L7Config(
+        listen=listen,
+        hostname=args.hostname,
+        cert=args.cert,
+        key=args.key,
+        backends=backends,
+        redirect_from=_hostport(args.redirect_from, "--redirect-from")
+        if args.redirect_from
+        else None,
+        redirect_code=308 if args.redirect_code == 308 else 301,
+        acme_passthrough=args.acme_passthrough,
+        affinity=args.affinity == "cookie",
+        balance=getattr(args, "balance", None) or "leastconn",
+        http_timeout=args.http_timeout,
+        header_timeout=args.header_timeout,
+        forwarded_port=listen[1],
+        access_log=_access_log(args),
+        health=health,
+        drain_timeout=getattr(args, "drain_timeout", None) or 30.0,
+        connect_timeout=getattr(args, "connect_timeout", None) or 5.0,
+        retries=getattr(args, "retries", 2),
+        admin=_admin(args),
+    )
+
+
+def _admin(args: argparse.Namespace) -> HostPort | None:
+    """`--admin HOST:PORT`, `off`, or (as at layer 4) 127.0.0.1:8404 when not given."""
+    admin = getattr(args, "admin", None)
+    if admin is None:
+        return DEFAULT_ADMIN
+    return None if admin == "off" else _hostport(admin, "--admin")
+
+
+def _access_log(args: argparse.Namespace) -> str | None:
+    value = getattr(args, "access_log", "-")
+    return None if value in (None, "off", "none") else str(value)
+
+
+def wants_layer7(args: argparse.Namespace) -> bool:
+    """True for `--layer 7`, or for a spec (no --listen) whose load_balancer.layer is 7."""
+    if args.layer is not None:
+        return bool(args.layer == 7)
+    if getattr(args, "listen", None):
+        return bool(args.cert or args.key or args.hostname)  # layer 7 flags imply layer 7
+    spec = _spec(args)
+    return spec.load_balancer.layer == 7
+
+
+def _spec(args: argparse.Namespace) -> Spec:
+    """The spec of `-f`, read once per command (the layer decision and serving share it)."""
+    from rke2ha.specfile import load_spec
+
+    cached: Spec | None = getattr(args, "_l7_spec", None)
+    if cached is None:
+        cached = load_spec(getattr(args, "spec_file", None))
+        args._l7_spec = cached
+    return cached
+
+
+def maybe_serve_l7(args: argparse.Namespace) -> int | None:
+    """The `lb serve` hook: serve layer 7 and return the exit code, or None for layer 4."""
+    return serve_l7(args) if wants_layer7(args) else None
+
+
+def serve_l7(args: argparse.Namespace) -> int:
+    """Serve layer 7 from the spec (`-f`) or from the ad-hoc flags."""
+    from rke2ha.lb.l7.server import from_spec, l4_companion, run
+    from rke2ha.specfile import load_spec
+
+    workers = getattr(args, "workers", 1) or 1
+    if getattr(args, "listen", None):
+        if getattr(args, "spec_file", None):
+            raise UsageError("give either -f FILE or --listen/--backend, not both")
+        return run(config_from_args(args), workers=workers)
+
+    first = True
+
+    def from_file() -> tuple[L7Config, LbConfig]:
+        nonlocal first
+        # The first read is the one the layer decision made; SIGHUP reads the file again.
+        spec = _spec(args) if first else load_spec(getattr(args, "spec_file", None))
+        first = False
+        offset = getattr(args, "port_offset", 0) or 0
+        config = replace(from_spec(spec, port_offset=offset), access_log=_access_log(args))
+        _, base = l4_companion(spec, port_offset=offset)
+        admin = getattr(args, "admin", None)
+        if admin is not None:
+            base = replace(base, admin=None if admin == "off" else _hostport(admin, "--admin"))
+        return config, replace(base, access_log=_access_log(args))
+
+    config, base = from_file()
+    return run(config, base, workers=workers, reload_source=from_file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rke2ha.lb.l7.cli` — the layer 7 front alone (until `lb serve` wires it)."""
+    parser = argparse.ArgumentParser(prog="rke2ha lb serve --layer 7")
+    parser.add_argument("-f", "--file", dest="spec_file", metavar="FILE")
+    parser.add_argument("--listen", metavar="HOST:PORT")
+    parser.add_argument("--backend", action="append", metavar="HOST:PORT")
+    parser.add_argument("--balance", choices=("leastconn", "roundrobin"), default="leastconn")
+    parser.add_argument("--access-log", default="-", metavar="PATH|-|off")
+    parser.add_argument("--health", default="tcp", metavar="CHECK")
+    parser.add_argument("--host-header", metavar="NAME")
+    parser.add_argument("--port-offset", type=int, default=0, metavar="N")
+    parser.add_argument("--workers", type=int, default=1, metavar="N")
+    parser.add_argument("--admin", metavar="HOST:PORT", default=None)
+    parser.add_argument("--interval", type=parse_duration, default=1.0, metavar="DURATION")
+    parser.add_argument("--timeout", type=parse_duration, default=1.0, metavar="DURATION")
+    parser.add_argument("--rise", type=int, default=2)
+    parser.add_argument("--fall", type=int, default=2)
+    add_l7_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return serve_l7(args)
+    except Rke2haError as err:
+        parser.exit(err.exit_code, f"rke2ha lb serve: error: {err}\n")
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

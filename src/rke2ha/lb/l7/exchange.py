@@ -1,0 +1,409 @@
+"""One request on its way to a node and back: the half of a client session that talks to nodes.
+
+`NodeExchange` is mixed into `proxy.ClientSession`, which owns the client side (reading
+events, writing bytes, deadlines). Here: choosing the node (affinity, then balance),
+borrowing a keep-alive connection, writing the re-serialised head, streaming the body up
+in a task of its own while the response streams down (so a node that answers before it
+read the whole body, or echoes while reading, cannot deadlock the hop), re-framing the
+response for the client, switching to a tunnel on `101`, and the retry rules:
+
+- a failed connect is retried on another node for any request (nothing was sent);
+- a reused keep-alive connection that closes before any response byte is retried on
+  another node only for an idempotent request without a body;
+- a request whose body was sent is never repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from rke2ha.lb.l7.accesslog import AccessRecord
+from rke2ha.lb.l7.affinity import AffinityCookie, split_cookie
+from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendConnection, BackendPool, ConnectFailed
+from rke2ha.lb.l7.headers import (
+    LAST_CHUNK,
+    chunk,
+    end_to_end,
+    forwarded_request_headers,
+    request_head,
+    response_head,
+    upgraded_response_head,
+)
+from rke2ha.lb.l7.http_back import (
+    BadResponse,
+    Interim,
+    ResponseData,
+    ResponseEnd,
+    ResponseEvent,
+    ResponseHead,
+    Switched,
+)
+from rke2ha.lb.l7.http_front import (
+    BodyData,
+    Event,
+    FrontLimits,
+    Rejected,
+    RequestEnd,
+    RequestHead,
+    UpgradeTail,
+    is_idempotent,
+)
+from rke2ha.lb.l7.nodes import Node, NodeSet
+from rke2ha.lb.l7.redirect import RedirectPolicy
+from rke2ha.lb.l7.tunnel import run_tunnel
+
+log = logging.getLogger("rke2ha.lb.l7")
+
+_NO_BODY_STATUSES = (204, 304)
+
+
+@dataclass
+class ProxySettings:
+    """How one listener proxies: what it tells the nodes, its deadlines, limits, extras."""
+
+    forwarded_proto: str = "https"
+    forwarded_port: int = 443
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 60.0
+    http_timeout: float = 1800.0
+    tunnel_timeout: float = 1800.0
+    retries: int = 2
+    limits: FrontLimits = field(default_factory=FrontLimits)
+    affinity: AffinityCookie | None = None
+    redirect: RedirectPolicy | None = None  # set on the port 80 front
+
+
+class FrontStats(Protocol):
+    """The counters a frontend shows on the admin page (see `rke2ha.lb.frontend_api`)."""
+
+    retries: int
+    failovers: int
+    failed: int
+    bytes_up: int
+    bytes_down: int
+
+
+class ClientGone(Exception):
+    """The client went away or stalled: nothing more can be said to it."""
+
+
+class ExchangeFailed(Exception):
+    """The exchange cannot go on; `status` is answered if nothing was sent yet."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Retry(Exception):
+    """This try failed in a way another node may repeat safely (see the module docstring)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NodeExchange:
+    """The node side of a client session (see the module docstring)."""
+
+    settings: ProxySettings
+    nodes: NodeSet
+    pool: BackendPool
+    stats: FrontStats | None
+    backend: object
+    closing: bool
+    client_ip: str
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    _events: deque[Event]
+
+    async def _send(self, data: bytes) -> None:
+        raise NotImplementedError  # the client side (ClientSession) writes
+
+    async def _next_body_event(self) -> Event:
+        raise NotImplementedError  # the client side (ClientSession) reads
+
+    def _choose(self, pinned_token: bytes | None, tried: set[str]) -> Node | None:
+        candidates = self.nodes.candidates(tried)
+        if not candidates:
+            return None
+        affinity = self.settings.affinity
+        if affinity is not None and pinned_token:
+            pinned = affinity.pinned(pinned_token, [n.id for n in candidates])
+            if pinned is not None:
+                return next(n for n in candidates if n.id == pinned)
+        return candidates[0]
+
+    async def _proxy(self, head: RequestHead, record: AccessRecord) -> bool:
+        settings = self.settings
+        headers = head.headers
+        token: bytes | None = None
+        if settings.affinity is not None:
+            token, headers = split_cookie(headers, settings.affinity.name)
+        forwarded = forwarded_request_headers(
+            headers,
+            client_ip=self.client_ip,
+            proto=settings.forwarded_proto,
+            port=settings.forwarded_port,
+            upgrade=head.upgrade,
+        )
+        if head.chunked:
+            framing = b"chunked"
+        elif head.content_length is not None:
+            framing = b"length:%d" % head.content_length
+        else:
+            framing = b""
+        wire_head = request_head(head.method, head.target, forwarded, framing=framing)
+        tried: set[str] = set()
+        reasons: list[str] = []
+        retryable = is_idempotent(head.method) and not head.has_body
+        if not head.has_body:
+            await self._skip_to_end()  # once: a retry must not wait for a second end
+        for attempt in range(settings.retries + 1):
+            node = self._choose(token, tried)
+            if node is None:
+                break
+            tried.add(node.id)
+            record.backend = node.id
+            record.retries = attempt
+            try:
+                conn = await self.pool.get(node)
+            except ConnectFailed as err:
+                self.nodes.failed(node, str(err))
+                reasons.append(f"{node.id}: {err}")
+                continue
+            self.nodes.succeeded(node)
+            self.nodes.begin(node)
+            self.backend = node.ref
+            try:
+                return await self._over(conn, head, wire_head, token, record, retryable)
+            except Retry as retry:
+                reasons.append(f"{node.id}: {retry.reason}")
+                continue
+            finally:
+                self.nodes.end(node)
+                self.backend = None
+        if not reasons:
+            raise ExchangeFailed(502, "no healthy node")
+        raise ExchangeFailed(502, "; ".join(reasons))
+
+    async def _over(
+        self,
+        conn: BackendConnection,
+        head: RequestHead,
+        wire_head: bytes,
+        token: bytes | None,
+        record: AccessRecord,
+        retryable: bool,
+    ) -> bool:
+        """One try of the request on `conn`; raises Retry when another node may try."""
+        sent_at = time.monotonic()
+        conn.response.expect(head.method)
+        conn.writer.write(wire_head)
+        upload: asyncio.Task[None] | None = None
+        if head.has_body:
+            upload = asyncio.ensure_future(self._upload(conn, head))
+        clean = False
+        try:
+            try:
+                keep = await self._download(conn, head, token, record, sent_at, retryable)
+            except ExchangeFailed:
+                if upload is not None and upload.done() and upload.exception() is not None:
+                    # The node saw a cut-off body because the client's side failed: say so.
+                    if self._events and isinstance(self._events[0], Rejected):
+                        refused = self._events.popleft()
+                        assert isinstance(refused, Rejected)
+                        raise ExchangeFailed(refused.status, refused.reason) from None
+                    raise ClientGone(str(upload.exception())) from None
+                raise
+            if upload is not None:
+                if not upload.done():
+                    # The node answered before reading the whole body: the rest of it can
+                    # no longer be told apart from a next request, so both sides close.
+                    keep = False
+                    upload.cancel()
+                elif upload.exception() is not None:
+                    keep = False
+                else:
+                    clean = True
+            else:
+                clean = True
+            return keep
+        finally:
+            if upload is not None and not upload.done():
+                upload.cancel()
+                with contextlib.suppress(BaseException):
+                    await upload
+            if clean and conn.reusable_after:
+                self.pool.put(conn)
+            else:
+                conn.close()
+
+    async def _skip_to_end(self) -> None:
+        event = await self._next_body_event()
+        if not isinstance(event, RequestEnd):
+            raise ExchangeFailed(400, f"unexpected {type(event).__name__} in a bodiless request")
+
+    async def _upload(self, conn: BackendConnection, head: RequestHead) -> None:
+        try:
+            await self._upload_body(conn, head)
+        except BaseException:
+            conn.close()  # the node must not wait for the rest of a body that will not come
+            raise
+
+    async def _upload_body(self, conn: BackendConnection, head: RequestHead) -> None:
+        writer = conn.writer
+        while True:
+            event = await self._next_body_event()
+            if isinstance(event, BodyData):
+                writer.write(chunk(event.data) if head.chunked else event.data)
+                if self.stats is not None:
+                    self.stats.bytes_up += len(event.data)
+                async with asyncio.timeout(self.settings.http_timeout):
+                    await writer.drain()
+            elif isinstance(event, RequestEnd):
+                if head.chunked:
+                    writer.write(LAST_CHUNK)
+                    await writer.drain()
+                return
+            elif isinstance(event, Rejected):
+                self._events.appendleft(event)
+                raise ClientGone(f"request body refused: {event.reason}")
+            else:
+                raise ClientGone(f"unexpected {type(event).__name__} in a request body")
+
+    async def _backend_events(self, conn: BackendConnection) -> list[ResponseEvent]:
+        async with asyncio.timeout(self.settings.http_timeout):
+            try:
+                data = await conn.reader.read(READ_SIZE)
+            except (ConnectionError, OSError):
+                data = b""
+        return conn.response.feed(data)
+
+    async def _download(
+        self,
+        conn: BackendConnection,
+        head: RequestHead,
+        token: bytes | None,
+        record: AccessRecord,
+        sent_at: float,
+        retryable: bool,
+    ) -> bool:
+        affinity = self.settings.affinity
+        rechunk = False
+        keep = head.keep_alive and not self.closing
+        bodiless = head.method == "HEAD"
+        conn.reusable_after = False
+        while True:
+            try:
+                events = await self._backend_events(conn)
+            except TimeoutError:
+                if record.status:
+                    raise ClientGone("node stopped sending mid-response") from None
+                raise ExchangeFailed(
+                    504,
+                    f"{conn.node.id} sent no response in {self.settings.http_timeout:g}s",
+                ) from None
+            # Everything one read of the node produced goes to the client in one write: a
+            # small response is one TLS record and one syscall, not a head and a body.
+            out: list[bytes] = []
+            for event in events:
+                if isinstance(event, ResponseData):
+                    if not bodiless:
+                        out.append(chunk(event.data) if rechunk else event.data)
+                elif isinstance(event, ResponseHead):
+                    record.upstream_ms = round((time.monotonic() - sent_at) * 1000, 3)
+                    record.status = event.status
+                    if event.status == 101 and head.upgrade is not None:
+                        await self._switch(conn, event, record, events)
+                        return False
+                    bodiless = bodiless or event.status in _NO_BODY_STATUSES
+                    extra: list[tuple[bytes, bytes]] = []
+                    if affinity is not None and token != affinity.token(conn.node.id):
+                        extra.append(affinity.set_cookie(conn.node.id))
+                    if head.upgrade is not None or self.closing:
+                        # An upgrade refused: the client's next bytes are unknown. A drain:
+                        # this response is the connection's last.
+                        keep = False
+                    framing, rechunk, keep = _response_framing(event, head, bodiless, keep)
+                    kept = end_to_end(event.headers, drop=(b"content-length",)) + extra
+                    out.append(
+                        response_head(
+                            event.status, event.reason, kept, framing=framing, keep_alive=keep
+                        )
+                    )
+                elif isinstance(event, Interim):
+                    if event.status == 100:
+                        out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
+                elif isinstance(event, ResponseEnd):
+                    if rechunk:
+                        out.append(LAST_CHUNK)
+                    await self._flush(out, record)
+                    conn.reusable_after = event.reusable
+                    return keep
+                elif isinstance(event, BadResponse):
+                    if record.status == 0:
+                        if retryable and conn.reused and not conn.response.started:
+                            raise Retry(f"reused connection closed: {event.reason}")
+                        raise ExchangeFailed(502, f"{conn.node.id}: {event.reason}")
+                    raise ClientGone(f"{conn.node.id}: {event.reason} (after the head)")
+                elif isinstance(event, Switched):
+                    raise ExchangeFailed(502, f"{conn.node.id}: switched protocols unasked")
+            await self._flush(out, record)
+
+    async def _flush(self, out: list[bytes], record: AccessRecord) -> None:
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            await self._send(data)
+            record.bytes += len(data)
+
+    async def _switch(
+        self,
+        conn: BackendConnection,
+        head: ResponseHead,
+        record: AccessRecord,
+        events: list[ResponseEvent],
+    ) -> None:
+        node_tail = b"".join(e.tail for e in events if isinstance(e, Switched))
+        data = upgraded_response_head(head.status, head.reason, head.headers)
+        await self._send(data)
+        client_tail = b"".join(e.data for e in self._events if isinstance(e, UpgradeTail))
+        self._events.clear()
+        up, down, why = await run_tunnel(
+            (self.reader, self.writer),
+            (conn.reader, conn.writer),
+            idle_timeout=self.settings.tunnel_timeout,
+            client_tail=client_tail,
+            node_tail=node_tail,
+        )
+        record.bytes += len(data) + down
+        log.debug(
+            "tunnel %s <-> %s ended (%s): %d up, %d down",
+            self.client_ip,
+            conn.node.id,
+            why,
+            up,
+            down,
+        )
+
+
+def _response_framing(
+    head: ResponseHead, request: RequestHead, bodiless: bool, keep: bool
+) -> tuple[bytes, bool, bool]:
+    """(framing for the client, re-chunk the body?, keep the client) for one response."""
+    if bodiless:
+        if head.content_length is not None and request.method == "HEAD":
+            return b"length:%d" % head.content_length, False, keep
+        return b"", False, keep
+    if head.content_length is not None:
+        return b"length:%d" % head.content_length, False, keep
+    if request.version == "1.1":
+        return b"chunked", True, keep
+    return b"", False, False  # an HTTP/1.0 client learns the end from the close

@@ -1,0 +1,187 @@
+"""Layer 7 frontends inside the layer 4 `LoadBalancer` (`rke2ha.lb.frontend_api`).
+
+`LoadBalancer` owns the pools, active checks, admin endpoint, reload and drain for every
+port; it asks a factory for each port's frontend. `L7Runtime.factory()` answers with an
+`L7Frontend` for the HTTPS port (TLS ends here) and for the redirect port, and with the
+ordinary layer 4 frontend for every other port (6443 and 9345 carry TLS the nodes end).
+So a layer 7 spec is one process, one admin page, one SIGHUP.
+
+What the layer 7 frontends of one process share lives in `L7Runtime`: the certificate
+(reloaded on SIGHUP, see `tls.py`), the keep-alive connections to the nodes, the affinity
+secret and the proxy settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from rke2ha.lb.config import FrontendConfig
+from rke2ha.lb.frontend import bind_listener
+from rke2ha.lb.l7.affinity import AffinityCookie
+from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendPool
+from rke2ha.lb.l7.pool_adapter import PoolNodes
+from rke2ha.lb.l7.proxy import ClientSession, ProxySettings
+from rke2ha.lb.l7.redirect import RedirectPolicy
+from rke2ha.lb.l7.tls import CertificateStore
+from rke2ha.lb.pool import Pool
+from rke2ha.secretfiles import ensure_secret
+
+if TYPE_CHECKING:
+    from rke2ha.lb.frontend_api import FrontendLike
+    from rke2ha.lb.l7.settings import L7Config
+    from rke2ha.lb.server import LoadBalancer
+
+log = logging.getLogger("rke2ha.lb.l7")
+
+
+class L7Runtime:
+    def __init__(self, config: L7Config) -> None:
+        self.config = config
+        self.store = CertificateStore(config.cert, config.key, config.hostname)
+        self.conns = BackendPool(config.connect_timeout)
+        affinity = None
+        if config.affinity:
+            secret = config.affinity_secret
+            if secret is None and config.affinity_secret_file is not None:
+                secret = bytes.fromhex(ensure_secret(config.affinity_secret_file))
+            affinity = AffinityCookie(secret)
+        self.https = ProxySettings(
+            forwarded_proto="https",
+            forwarded_port=config.forwarded_port,
+            header_timeout=config.header_timeout,
+            keepalive_timeout=config.keepalive_timeout,
+            http_timeout=config.http_timeout,
+            tunnel_timeout=config.http_timeout,
+            retries=config.retries,
+            affinity=affinity,
+        )
+        self.plain: ProxySettings | None = None
+        if config.redirect_from is not None:
+            policy = RedirectPolicy(
+                hostname=config.hostname,
+                code=config.redirect_code,
+                https_port=config.forwarded_port,
+                acme_passthrough=config.acme_passthrough,
+            )
+            self.plain = replace(
+                self.https,
+                redirect=policy,
+                forwarded_proto="http",
+                forwarded_port=config.redirect_from[1],
+            )
+
+    def reload_certificate(self) -> None:
+        """SIGHUP: new handshakes get the files' certificate; a failure keeps the old one."""
+        try:
+            loaded = self.store.reload()
+        except Exception as err:  # any reload failure keeps the old certificate
+            log.error("certificate reload failed, still serving the old one: %s", err)
+            return
+        log.info(
+            "certificate reloaded: %s, valid until %s", ", ".join(loaded.names), loaded.not_after
+        )
+
+    def factory(self) -> Callable[[LoadBalancer, FrontendConfig, Pool], FrontendLike]:
+        from rke2ha.lb.server import layer4_frontend
+
+        def make(lb: LoadBalancer, fc: FrontendConfig, pool: Pool) -> FrontendLike:
+            where = (fc.host, fc.port)
+            if where == self.config.listen:
+                return L7Frontend(fc, pool, self, self.https, tls=True)
+            if where == self.config.redirect_from and self.plain is not None:
+                return L7Frontend(fc, pool, self, self.plain, tls=False)
+            return layer4_frontend(lb, fc, pool)
+
+        return make
+
+
+class L7Frontend:
+    """One layer 7 listener and its client sessions (implements `FrontendLike`)."""
+
+    def __init__(
+        self,
+        config: FrontendConfig,
+        pool: Pool,
+        runtime: L7Runtime,
+        settings: ProxySettings,
+        *,
+        tls: bool,
+    ) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.settings = settings
+        self.tls = tls
+        self.nodes = PoolNodes(pool, config.balance)
+        self.accepting = False
+        self.total = 0
+        self.retries = 0
+        self.failovers = 0
+        self.failed = 0
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self._server: asyncio.Server | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._sessions: dict[asyncio.Task[None], ClientSession] = {}
+
+    @property
+    def active(self) -> int:
+        return len(self._sessions)
+
+    def start(self) -> None:
+        sock = bind_listener(self.config.host, self.config.port)  # errors name the address
+        self.accepting = True
+        self._starting = asyncio.ensure_future(self._serve(sock))
+        self._starting.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: cannot serve: %s", self.config.address, task.exception())
+
+    async def _serve(self, sock: Any) -> None:
+        self._server = await asyncio.start_server(
+            self._on_client,
+            sock=sock,
+            ssl=self.runtime.store.listening_context if self.tls else None,
+            ssl_handshake_timeout=self.settings.header_timeout if self.tls else None,
+            limit=READ_SIZE,
+        )
+        if not self.accepting:  # stopped while starting
+            self._server.close()
+
+    def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.total += 1
+        session = ClientSession(
+            self.settings, self.nodes, self.runtime.conns, reader, writer, stats=self
+        )
+        task = asyncio.ensure_future(session.run())
+        self._sessions[task] = session
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._sessions.pop(task, None)
+
+    def stop_accepting(self) -> None:
+        """Close the listener; idle keep-alive clients are closed now, a request in flight
+        finishes with `Connection: close`, a websocket runs on until the drain ends."""
+        self.accepting = False
+        if self._server is not None:
+            self._server.close()
+        for task, session in list(self._sessions.items()):
+            session.closing = True
+            if not session.busy:
+                task.cancel()
+
+    def sweep_idle(self, now: float) -> int:
+        return 0  # every session keeps its own deadlines (header, keep-alive, http, tunnel)
+
+    def close_sessions(self, outcome: str, only: Callable[[Any], bool] | None = None) -> int:
+        doomed = [t for t, s in self._sessions.items() if only is None or only(s)]
+        for task in doomed:
+            task.cancel()
+        if doomed:
+            log.info("closed %d layer 7 connections (%s)", len(doomed), outcome)
+        return len(doomed)

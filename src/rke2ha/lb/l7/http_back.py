@@ -1,0 +1,176 @@
+"""Reading a node's responses (sans-I/O): bytes from the backend in, response events out.
+
+One reader serves one backend connection, one request at a time (requests are never
+pipelined to a node). The caller says which request the next response answers
+(`expect(method)`), because a response to HEAD has no body whatever its Content-Length says
+and llhttp cannot be told so through httptools: after the head of such a response the
+reader reports the end and the connection is not reused. Interim 1xx responses (other
+than 101) are reported as `Interim` and reading goes on to the final response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httptools
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    reason: bytes
+    version: str
+    headers: list[tuple[bytes, bytes]]
+    keep_alive: bool
+    chunked: bool
+    content_length: int | None
+
+    @property
+    def delimited(self) -> bool:
+        """True when the body's end is known without the connection closing."""
+        return self.chunked or self.content_length is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Interim:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseData:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseEnd:
+    reusable: bool  # the backend connection may serve another request
+
+
+@dataclass(frozen=True, slots=True)
+class Switched:
+    """101: from here on the connection carries the upgraded protocol; `tail` came with it."""
+
+    tail: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BadResponse:
+    reason: str
+
+
+ResponseEvent = ResponseHead | Interim | ResponseData | ResponseEnd | Switched | BadResponse
+
+_NO_BODY_STATUSES = (204, 304)
+
+
+class ResponseReader:
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._events: list[ResponseEvent] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._reason = b""
+        self._head_only = False
+        self._head: ResponseHead | None = None
+        self._done = False
+        self._in_head = False
+        self.started = False  # any byte of the response seen (retry decisions need it)
+
+    def expect(self, method: str) -> None:
+        """Prepare for the response to a `method` request on this connection."""
+        self._head_only = method == "HEAD"
+        self._head = None
+        self._done = False
+        self.started = False
+
+    def feed(self, data: bytes) -> list[ResponseEvent]:
+        """Events completed by `data`; `b""` means the backend closed the connection."""
+        self._events = []
+        if self._done:
+            if data:
+                self._events.append(BadResponse("bytes after the end of the response"))
+            return self._take()
+        if not data:
+            return self._eof()
+        self.started = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._events.append(Switched(data[int(upgrade.args[0]) :]))
+            self._done = True
+        except httptools.HttpParserError as err:
+            self._events.append(BadResponse(f"malformed response: {err}"))
+            self._done = True
+        return self._take()
+
+    def _eof(self) -> list[ResponseEvent]:
+        head = self._head
+        if head is not None and not head.delimited and head.status not in _NO_BODY_STATUSES:
+            self._events.append(ResponseEnd(reusable=False))  # body delimited by close
+        elif head is None:
+            self._events.append(BadResponse("backend closed the connection before answering"))
+        else:
+            self._events.append(BadResponse("backend closed the connection mid-response"))
+        self._done = True
+        return self._take()
+
+    def _take(self) -> list[ResponseEvent]:
+        events, self._events = self._events, []
+        return events
+
+    # ---- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._in_head = True
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:  # trailer fields after a chunked body are dropped
+            self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        status = int(parser.get_status_code())
+        reason, self._reason = self._reason, b""
+        if 100 <= status < 200 and status != 101:
+            self._events.append(Interim(status, self._headers))
+            return
+        chunked = False
+        content_length: int | None = None
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"transfer-encoding":
+                chunked = value.strip().lower().endswith(b"chunked")
+            elif lower == b"content-length":
+                content_length = int(value.strip())
+        head = ResponseHead(
+            status=status,
+            reason=reason,
+            version=parser.get_http_version(),
+            headers=self._headers,
+            keep_alive=bool(parser.should_keep_alive()),
+            chunked=chunked,
+            content_length=content_length,
+        )
+        self._head = head
+        self._events.append(head)
+        if self._head_only and status != 101:
+            # No body follows; llhttp would wait for Content-Length bytes, so stop here and
+            # retire the connection rather than trust the parser's state.
+            self._events.append(ResponseEnd(reusable=False))
+            self._done = True
+
+    def on_body(self, body: bytes) -> None:
+        if body and not self._done:
+            self._events.append(ResponseData(body))
+
+    def on_message_complete(self) -> None:
+        head = self._head
+        if head is None or self._done:
+            return  # the end of an interim response
+        self._events.append(ResponseEnd(reusable=head.keep_alive))
+        self._done = True

@@ -1,0 +1,48 @@
+"""Which node gets the next request: what the proxy needs to know about the nodes.
+
+The proxy asks a `NodeSet` for the nodes that may take a request now (best first) and
+reports connect failures to it (the passive health check). The implementation over the
+layer 4 pool and its active checks is `pool_adapter.PoolNodes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Balance = Literal["leastconn", "roundrobin"]
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    host: str
+    port: int
+    active: int = 0  # requests (and websockets) in flight: least-outstanding balancing
+    id: str = field(default="")
+    ref: object = None  # what the node set knows it by (the layer 4 pool's Backend)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = f"{self.host}:{self.port}"
+
+
+class NodeSet(Protocol):
+    def candidates(self, exclude: set[str]) -> list[Node]:
+        """Nodes that may take a request now, best first, without the ids in `exclude`."""
+        ...
+
+    def failed(self, node: Node, reason: str) -> None:
+        """A connect to `node` failed: take it out of rotation now."""
+        ...
+
+    def succeeded(self, node: Node) -> None:
+        """A connect to `node` worked."""
+        ...
+
+    def begin(self, node: Node) -> None:
+        """A request (or websocket) starts on `node`."""
+        ...
+
+    def end(self, node: Node) -> None:
+        """That request (or websocket) ended."""
+        ...

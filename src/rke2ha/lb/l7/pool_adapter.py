@@ -1,0 +1,60 @@
+"""The layer 4 pool and its active checks, seen through the layer 7 `NodeSet` interface.
+
+Health is the layer 4 code's (`rke2ha.lb.pool.Pool` with `health_state` machines, driven by
+`rke2ha.lb.checks.Checker` with probes from `rke2ha.healthplan`): a node serves layer 7
+traffic exactly when layer 4 would send it connections. A failed connect is reported as the
+layer 4 passive check (`Pool.connect_failed`), which takes the node down at once; it comes
+back after `rise` passing checks. The pool is read live, so a reload that adds or drains
+backends (`Pool.update`) is seen by the next request. Balancing stays here because a layer
+7 "connection" to a node is a request: least-outstanding-requests, rotated on ties; the
+backend's `active`/`total` counters are kept so the admin page shows layer 7 load too.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from rke2ha.lb.l7.nodes import Balance, Node
+from rke2ha.lb.pool import Backend, Pool
+
+
+class PoolNodes:
+    def __init__(self, pool: Pool, balance: Balance = "leastconn") -> None:
+        self.pool = pool
+        self.balance = balance
+        self._nodes: dict[str, tuple[Node, Backend]] = {}
+        self._turn = itertools.count()
+
+    def _node(self, backend: Backend) -> Node:
+        known = self._nodes.get(backend.key)
+        if known is None or known[1] is not backend:
+            known = (Node(backend.config.host, backend.config.port, id=backend.key), backend)
+            known[0].ref = backend
+            self._nodes[backend.key] = known
+        return known[0]
+
+    def candidates(self, exclude: set[str]) -> list[Node]:
+        usable = [self._node(b) for b in self.pool.backends if b.serves and b.key not in exclude]
+        if not usable:
+            return []
+        start = next(self._turn) % len(usable)
+        rotated = usable[start:] + usable[:start]
+        if self.balance == "leastconn":
+            rotated.sort(key=lambda n: n.active)
+        return rotated
+
+    def failed(self, node: Node, reason: str) -> None:
+        backend = self._nodes[node.id][1]
+        if backend.serves:
+            self.pool.connect_failed(backend, reason)
+
+    def succeeded(self, node: Node) -> None:
+        self._nodes[node.id][1].total += 1
+
+    def begin(self, node: Node) -> None:
+        node.active += 1
+        self._nodes[node.id][1].active += 1
+
+    def end(self, node: Node) -> None:
+        node.active -= 1
+        self._nodes[node.id][1].active -= 1
