@@ -13,7 +13,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rke2ha.commands.common import add_spec_argument, spec_from_args
+from rke2ha.commands.common import (
+    add_json_argument,
+    add_spec_argument,
+    print_json,
+    spec_from_args,
+)
 from rke2ha.errors import Rke2haError
 
 
@@ -58,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "created when missing, reused otherwise",
     )
     node.set_defaults(handler=_node)
+    _register_faults(lab_commands)
 
 
 def _node(args: argparse.Namespace) -> int:
@@ -68,6 +74,60 @@ def _node(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     setup = setup_node(spec, args.name, offset=args.port_offset, pki_dir=args.ca_dir)
     return run_node(setup, NodeState(args.state))
+
+
+# ---- fault injection and status of a running lab (rke2ha.providers.lab) ----------------------
+
+_FAULTS = {
+    "kill": "kill the node's process (SIGKILL): every port refuses connections",
+    "freeze": "freeze the node (SIGSTOP): connections are accepted, nothing answers",
+    "thaw": "thaw a frozen node (SIGCONT)",
+    "restart": "stop the node and start it again, ready",
+    "join": "make the node (re)join: 9345 answers, 6443 not ready, 80/443 closed "
+    "(--done: joined, ready)",
+}
+
+
+def _register_faults(lab_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, text in _FAULTS.items():
+        fault = lab_commands.add_parser(name, help=text, description=text[0].upper() + text[1:])
+        add_spec_argument(fault)
+        add_json_argument(fault)
+        fault.add_argument("node", metavar="NODE", help="the node's name in the spec")
+        if name == "join":
+            fault.add_argument(
+                "--done", action="store_true", help="finish joining: the node becomes ready"
+            )
+        fault.set_defaults(handler=_fault, fault=name)
+    status = lab_commands.add_parser(
+        "status", help="show each lab process: pid, ports, state, load balancer rotation"
+    )
+    add_spec_argument(status)
+    add_json_argument(status)
+    status.set_defaults(handler=_status)
+
+
+def _fault(args: argparse.Namespace) -> int:
+    from rke2ha.providers.lab.faults import LabFaults
+
+    faults = LabFaults(spec_from_args(args))
+    if args.fault == "join":
+        message = faults.join(args.node, done=args.done)
+    else:
+        message = getattr(faults, args.fault)(args.node)
+    if args.json:
+        print_json({"ok": True, "node": args.node, "fault": args.fault, "detail": message})
+    else:
+        print(message)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from rke2ha.providers.lab.console import print_status
+    from rke2ha.specfile import DEFAULT_SPEC_FILE
+
+    spec_file = Path(args.spec_file or DEFAULT_SPEC_FILE)
+    return print_status(spec_from_args(args), spec_file, as_json=args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

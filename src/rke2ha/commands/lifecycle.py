@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
 from rke2ha.errors import EXIT_INVALID, Rke2haError, UsageError
+from rke2ha.providers.lab import flags as lab_flags
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,7 +31,12 @@ STYLE = {"+": "green", "~": "yellow", "-": "red", "-/+": "magenta"}
 
 def register(subparsers: Any) -> None:
     plan = subparsers.add_parser(
-        "plan", help="show what `up` would create, change or destroy (reads only)"
+        "plan",
+        help="show what `up` would create, change or destroy (reads only)",
+        description="Read what exists for the spec's provider (lab processes, existing "
+        "hosts and DNS, or AWS) and show what `up` would create, change or destroy; nothing "
+        "is changed. Exit 0 on success, 1 when the spec or the provider reports a problem, "
+        "2 on bad flags, an unreadable spec or missing credentials.",
     )
     add_spec_argument(plan)
     add_json_argument(plan)
@@ -42,7 +48,14 @@ def register(subparsers: Any) -> None:
     plan.add_argument("--force-unlock", action="store_true", help="break a held state lock")
     plan.set_defaults(handler=run_plan)
 
-    up = subparsers.add_parser("up", help="create or repair the infrastructure of the spec")
+    up = subparsers.add_parser(
+        "up",
+        help="create or repair the infrastructure of the spec",
+        description="Show the plan, ask (or take --yes), then create or repair what the spec "
+        "describes with its provider (lab | existing | aws). Safe to rerun: what already "
+        "matches is left alone. Exit 0 on success, 1 on a failed step, 2 on bad flags, an "
+        "unreadable spec or missing credentials.",
+    )
     add_spec_argument(up)
     add_json_argument(up)
     up.add_argument("--yes", action="store_true", help="apply without asking")
@@ -70,10 +83,15 @@ def register(subparsers: Any) -> None:
         help="with --wait: stop once the targets are healthy, without running `check`",
     )
     up.add_argument("--force-unlock", action="store_true", help="break a held state lock")
+    lab_flags.add_up_arguments(up)  # provider lab: --detach, --port-offset
     up.set_defaults(handler=run_up)
 
     down = subparsers.add_parser(
-        "down", help="destroy what `up` made (only resources tagged as this cluster's)"
+        "down",
+        help="destroy what `up` made (only resources tagged as this cluster's)",
+        description="Show what would be destroyed, ask (or take --yes), then remove what "
+        "`up` made for this spec, and nothing else: resources rke2ha did not create or that "
+        "belong to another cluster are left alone. Exit codes as for `up`.",
     )
     add_spec_argument(down)
     add_json_argument(down)
@@ -146,6 +164,9 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    lab_spec = spec_from_args(args)
+    if lab_spec.provider == "lab":  # local processes only: no confirmation; --detach
+        return lab_flags.run_up(args, lab_spec)
     from rich.markup import escape
 
     from rke2ha.providers import lifecycle
@@ -192,6 +213,9 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
+    lab_spec = spec_from_args(args)
+    if lab_spec.provider == "lab":  # stops the lab's own processes only: no confirmation
+        return lab_flags.run_down(args, lab_spec)
     from rke2ha.providers import lifecycle
     from rke2ha.providers.base import ProviderOptions
     from rke2ha.providers.progress import RichReporter

@@ -21,6 +21,7 @@ ProviderFactory = Callable[[Spec, ProviderOptions], Provider]
 _REGISTRY: dict[str, str] = {
     "aws": "rke2ha.providers.aws.provider:AwsProvider",
     "existing": "rke2ha.providers.existing.provider:ExistingProvider",
+    "lab": "rke2ha.providers.lab.provider:LabProvider",
 }
 
 

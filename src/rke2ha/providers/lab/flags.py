@@ -1,0 +1,52 @@
+"""The flags `rke2ha up` has for the lab only, and the hand-over to the lab's `up`/`down`.
+
+Kept apart from `console` so that building the CLI parser imports nothing heavy: the
+lab's handlers (rich, the checks) are imported only when a lab spec is brought up.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rke2ha.spec import Spec
+from rke2ha.specfile import DEFAULT_SPEC_FILE
+
+
+def _offset(text: str) -> int:
+    if not text.isdigit() or int(text) > 60_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port offset (0-60000)")
+    return int(text)
+
+
+def add_up_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("provider lab (the whole topology on this machine)")
+    group.add_argument(
+        "--detach",
+        action="store_true",
+        help="return once the lab is verified and leave it running (default: stay in the "
+        "foreground with a live status; Ctrl-C brings the lab down)",
+    )
+    group.add_argument(
+        "--port-offset",
+        type=_offset,
+        default=None,
+        metavar="N",
+        help="add N to every lab port (default: real ports as root, else lab.port_offset)",
+    )
+
+
+def spec_file(args: argparse.Namespace) -> Path:
+    return Path(args.spec_file) if args.spec_file else DEFAULT_SPEC_FILE
+
+
+def run_up(args: argparse.Namespace, spec: Spec) -> int:
+    from rke2ha.providers.lab.console import run_up as run
+
+    return run(args, spec, spec_file(args))
+
+
+def run_down(args: argparse.Namespace, spec: Spec) -> int:
+    from rke2ha.providers.lab.console import run_down as run
+
+    return run(args, spec)
