@@ -44,6 +44,10 @@ def scratch() -> Iterator[Path]:
         shutil.copy(EXAMPLES / name, folder / name)
     shutil.copytree(EXAMPLES / "secrets", folder / "secrets")
     shutil.copytree(EXAMPLES / "certs", folder / "certs")
+    # A fresh git clone leaves these 0644; an operator keeps them 0600 (secretfiles refuses
+    # others-readable secrets, which would hide what these tests look at).
+    (folder / "secrets" / "tsig.secret").chmod(0o600)
+    (folder / "certs" / "rancher.example.com.key").chmod(0o600)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -67,6 +67,22 @@ def test_unknown_drill_node_fails_before_the_checks(rke2ha: Runner, scratch: Pat
 
 
 def test_up_without_yes_and_no_terminal(rke2ha: Runner, scratch: Path) -> None:
-    result = rke2ha("up", "-f", _idle_lab(scratch))
+    # provider existing asks before changing anything (the lab does not: it only starts
+    # loopback processes, and without --detach it would run in the foreground). Loopback
+    # addresses and manual DNS, so planning contacts nothing.
+    (scratch / "onprem.yaml").write_text(
+        """name: onprem
+hostname: rancher.onprem.rke2ha.test
+provider: existing
+region: dc1
+nodes:
+  - {name: node-1, address: 127.0.251.11, zone: a}
+  - {name: node-2, address: 127.0.251.12, zone: b}
+  - {name: node-3, address: 127.0.251.13, zone: c}
+load_balancer: {engine: haproxy, address: 127.0.251.10}
+dns: {provider: manual, zone: onprem.rke2ha.test}
+"""
+    )
+    result = rke2ha("up", "-f", "onprem.yaml")
     assert result.code == 2
     assert "needs confirmation: rerun with --yes (no terminal to ask on)" in result.err

@@ -67,8 +67,9 @@ def test_nginx_t_catches_a_broken_config(specs: SpecFactory, tmp_path: Path) -> 
 def test_fractional_detection_time_rounds_up_to_whole_seconds(
     specs: SpecFactory, tmp_path: Path
 ) -> None:
-    # 800ms x 3 + 0s = 2.4 s; nginx reads fail_timeout in whole seconds only.
-    spec = specs.load({"load_balancer": {"health": {"interval": "800ms", "fall": 3, "timeout": 0}}})
+    # 700ms x 3 + 300ms = 2.4 s; nginx reads fail_timeout in whole seconds only.
+    health = {"interval": "700ms", "fall": 3, "timeout": "300ms"}
+    spec = specs.load({"load_balancer": {"health": health}})
     render(spec, tmp_path / "out")
     path = tmp_path / "out/nginx/nginx.conf"
     result = nginx_check(path)

@@ -164,8 +164,9 @@ def wants_layer7(args: argparse.Namespace) -> bool:
     """True for `--layer 7`, or for a spec (no --listen) whose load_balancer.layer is 7."""
     if args.layer is not None:
         return bool(args.layer == 7)
-    if getattr(args, "listen", None):
-        return bool(args.cert or args.key or args.hostname)  # layer 7 flags imply layer 7
+    if getattr(args, "listen", None) or getattr(args, "backend", None):
+        # The ad-hoc form: layer 7 flags imply layer 7; no spec is read.
+        return bool(args.cert or args.key or args.hostname)
     spec = _spec(args)
     return spec.load_balancer.layer == 7
 
