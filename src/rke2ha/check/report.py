@@ -86,13 +86,18 @@ def drill_table(drill: DrillReport) -> Table:
         ),
         title_justify="left",
     )
-    columns = ("fault", "requests", "failed", "lost in flight", "failed after", "left rotation")
-    for column in (*columns, "back", "slowest"):
-        grid.add_column(column, no_wrap=True)
+    # Short, wrappable headings: the table must stay readable on an 80-column terminal.
+    columns = ("fault", "requests", "failed", "lost in flight", "failed after left", "left after")
+    for column in (*columns, "back after", "slowest"):
+        grid.add_column(column, overflow="fold")
     grid.add_column("served by", overflow="fold")
+    seen_by = sorted({p.left_rotation_seen_by for p in drill.phases if p.left_rotation_seen_by})
+    if seen_by:
+        grid.caption = f"rotation seen by: {', '.join(seen_by)}"
+        grid.caption_justify = "left"
     for phase in drill.phases:
         left = (
-            f"{phase.left_rotation_after:.2f}s ({phase.left_rotation_seen_by})"
+            f"{phase.left_rotation_after:.2f}s"
             if phase.left_rotation_after is not None
             else "not seen"
         )

@@ -26,6 +26,7 @@ from typing import Protocol
 from rke2ha.lb.l7.accesslog import AccessRecord
 from rke2ha.lb.l7.affinity import AffinityCookie, split_cookie
 from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendConnection, BackendPool, ConnectFailed
+from rke2ha.lb.l7.deadline import read_within
 from rke2ha.lb.l7.headers import (
     LAST_CHUNK,
     chunk,
@@ -280,11 +281,12 @@ class NodeExchange:
                 raise ClientGone(f"unexpected {type(event).__name__} in a request body")
 
     async def _backend_events(self, conn: BackendConnection) -> list[ResponseEvent]:
-        async with asyncio.timeout(self.settings.http_timeout):
-            try:
-                data = await conn.reader.read(READ_SIZE)
-            except (ConnectionError, OSError):
-                data = b""
+        try:
+            data = await read_within(conn.reader, READ_SIZE, self.settings.http_timeout)
+        except TimeoutError:
+            raise  # an OSError too, but it means 504 (or a stalled node), not a close
+        except (ConnectionError, OSError):
+            data = b""
         return conn.response.feed(data)
 
     async def _download(

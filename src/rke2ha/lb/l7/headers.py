@@ -45,8 +45,30 @@ def connection_listed(headers: Headers) -> set[bytes]:
 
 def end_to_end(headers: Headers, drop: Iterable[bytes] = ()) -> Headers:
     """`headers` without hop-by-hop ones and without the lower-cased names in `drop`."""
-    removed = HOP_BY_HOP | connection_listed(headers) | frozenset(drop)
-    return [(name, value) for name, value in headers if name.lower() not in removed]
+    # Hot path (every request and response): one pass to lower-case the names, and the
+    # removal set is only rebuilt when `Connection` lists names or `drop` adds some.
+    lowered = [name.lower() for name, _ in headers]
+    removed = _removal_set(drop)
+    if b"connection" in lowered:
+        removed = removed | connection_listed(headers)
+    return [pair for pair, lower in zip(headers, lowered, strict=True) if lower not in removed]
+
+
+_REMOVAL_SETS: dict[object, frozenset[bytes]] = {}
+
+
+def _removal_set(drop: Iterable[bytes]) -> frozenset[bytes]:
+    """HOP_BY_HOP plus `drop`, cached for the few constant `drop` sets the proxy uses."""
+    if not drop:
+        return HOP_BY_HOP
+    if isinstance(drop, frozenset | tuple):
+        cached = _REMOVAL_SETS.get(drop)
+        if cached is None:
+            cached = HOP_BY_HOP | frozenset(drop)
+            if len(_REMOVAL_SETS) < 64:  # callers pass constants; never grow without bound
+                _REMOVAL_SETS[drop] = cached
+        return cached
+    return HOP_BY_HOP | frozenset(drop)
 
 
 def forwarded_request_headers(
@@ -59,7 +81,9 @@ def forwarded_request_headers(
     extra_drop: Iterable[bytes] = (),
 ) -> Headers:
     """The request headers a node receives (framing headers are added by `request_head`)."""
-    kept = end_to_end(headers, drop=_FORWARDED | frozenset(extra_drop))
+    kept = end_to_end(
+        headers, drop=_FORWARDED | frozenset(extra_drop) if extra_drop else _FORWARDED
+    )
     host: bytes | None = None
     prior_for: list[bytes] = []
     out: Headers = []
@@ -96,7 +120,7 @@ def request_head(method: str, target: bytes, headers: Headers, *, framing: bytes
     `framing` is `b"chunked"`, `b"length:<n>"` or `b""` (no body).
     """
     lines = [b"%s %s HTTP/1.1\r\n" % (method.encode("ascii"), target)]
-    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
+    lines.extend([b"%s: %s\r\n" % pair for pair in headers])
     lines.append(_framing_line(framing))
     lines.append(b"\r\n")
     return b"".join(lines)
@@ -107,7 +131,7 @@ def response_head(
 ) -> bytes:
     """The serialised head of a response to the client (HTTP/1.1)."""
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
-    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
+    lines.extend([b"%s: %s\r\n" % pair for pair in headers])
     lines.append(_framing_line(framing))
     if not keep_alive:
         lines.append(b"Connection: close\r\n")

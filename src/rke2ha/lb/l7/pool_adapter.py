@@ -23,24 +23,34 @@ class PoolNodes:
         self.pool = pool
         self.balance = balance
         self._nodes: dict[str, tuple[Node, Backend]] = {}
+        self._by_backend: dict[int, tuple[Node, Backend]] = {}
         self._turn = itertools.count()
 
     def _node(self, backend: Backend) -> Node:
-        known = self._nodes.get(backend.key)
-        if known is None or known[1] is not backend:
-            known = (Node(backend.config.host, backend.config.port, id=backend.key), backend)
-            known[0].ref = backend
-            self._nodes[backend.key] = known
+        # Looked up by the Backend object itself (every request asks): its `key` property
+        # formats a string on each call. A Backend replaced by a reload gets a new Node.
+        known = self._by_backend.get(id(backend))
+        if known is not None and known[1] is backend:
+            return known[0]
+        known = (Node(backend.config.host, backend.config.port, id=backend.key), backend)
+        known[0].ref = backend
+        self._nodes[backend.key] = known
+        self._by_backend[id(backend)] = known
+        if len(self._by_backend) > 4 * len(self._nodes) + 16:  # forget replaced backends
+            self._by_backend = {id(b): k for k in self._nodes.values() for b in (k[1],)}
         return known[0]
 
     def candidates(self, exclude: set[str]) -> list[Node]:
-        usable = [self._node(b) for b in self.pool.backends if b.serves and b.key not in exclude]
+        node = self._node
+        usable = [node(b) for b in self.pool.backends if b.serves]
+        if exclude:
+            usable = [n for n in usable if n.id not in exclude]
         if not usable:
             return []
         start = next(self._turn) % len(usable)
-        rotated = usable[start:] + usable[:start]
+        rotated = usable[start:] + usable[:start] if start else usable
         if self.balance == "leastconn":
-            rotated.sort(key=lambda n: n.active)
+            rotated.sort(key=_active)
         return rotated
 
     def failed(self, node: Node, reason: str) -> None:
@@ -58,3 +68,7 @@ class PoolNodes:
     def end(self, node: Node) -> None:
         node.active -= 1
         self._nodes[node.id][1].active -= 1
+
+
+def _active(node: Node) -> int:
+    return node.active

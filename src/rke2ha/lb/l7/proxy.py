@@ -24,6 +24,7 @@ from collections import deque
 from rke2ha.lb.l7 import accesslog
 from rke2ha.lb.l7.accesslog import AccessRecord, path_of
 from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendPool
+from rke2ha.lb.l7.deadline import read_within
 from rke2ha.lb.l7.exchange import (
     ClientGone,
     ExchangeFailed,
@@ -78,11 +79,12 @@ class ClientSession(NodeExchange):
 
     async def _fill(self, timeout: float) -> None:
         """Read once from the client and queue the events; TimeoutError when none came."""
-        async with asyncio.timeout(timeout):
-            try:
-                data = await self.reader.read(READ_SIZE)
-            except (ConnectionError, OSError) as err:
-                raise ClientGone(str(err)) from None
+        try:
+            data = await read_within(self.reader, READ_SIZE, timeout)
+        except TimeoutError:
+            raise  # an OSError too, but the caller's to judge (408 or a quiet close)
+        except (ConnectionError, OSError) as err:
+            raise ClientGone(str(err)) from None
         if not data:
             self._client_eof = True
         self._events.extend(self.front.feed(data))

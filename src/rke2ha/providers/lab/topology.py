@@ -67,6 +67,8 @@ class LabTopology:
     dns: LabProcess
     state_dir: Path
     pki_dir: Path
+    # rke2.anonymous_health: the nodes' /readyz answers anonymous callers (else 401).
+    anonymous_health: bool = False
 
     @property
     def processes(self) -> tuple[LabProcess, ...]:
@@ -136,7 +138,8 @@ class LabTopology:
             api = self.lb_ports[6443]
             lines.append(
                 f"curl --cacert {ca} --resolve {host}:{api}:{self.lb_host} "
-                f"https://{host}:{api}/readyz   # 401 without the health token"
+                f"https://{host}:{api}/readyz"
+                + ("" if self.anonymous_health else "   # 401 without the health token")
             )
         if self.admin is not None:
             lines.append(f"curl http://{self.admin[0]}:{self.admin[1]}/status")
@@ -204,6 +207,7 @@ def build_topology(spec: Spec, offset: int | None = None) -> LabTopology:
         dns=LabProcess(DNS_ADDRESS, "dns-server", "dns", dns_host, (dns_port,), (dns_port,)),
         state_dir=spec.state_dir,
         pki_dir=default_pki_dir(spec),
+        anonymous_health=bool(spec.rke2.anonymous_health),
     )
 
 
