@@ -87,13 +87,17 @@ def drill_table(drill: DrillReport) -> Table:
         title_justify="left",
     )
     # Short, wrappable headings: the table must stay readable on an 80-column terminal.
-    columns = ("fault", "requests", "failed", "lost in flight", "failed after left", "left after")
-    for column in (*columns, "back after", "slowest"):
-        grid.add_column(column, overflow="fold")
-    grid.add_column("served by", overflow="fold")
+    # "lost": in flight on the node when the fault hit; "after": failed after it left rotation.
+    columns = ("fault", "req", "failed", "lost", "after", "left", "back", "slowest")
+    for column in columns:
+        grid.add_column(column, no_wrap=True)
+    grid.add_column("served by", overflow="fold", min_width=16)
     seen_by = sorted({p.left_rotation_seen_by for p in drill.phases if p.left_rotation_seen_by})
     if seen_by:
-        grid.caption = f"rotation seen by: {', '.join(seen_by)}"
+        grid.caption = (
+            "lost: in flight on the node at the fault; after: failed after it left rotation; "
+            f"rotation seen by: {', '.join(seen_by)}"
+        )
         grid.caption_justify = "left"
     for phase in drill.phases:
         left = (
