@@ -6,10 +6,13 @@ backend_server.py processes (they can be frozen with SIGSTOP)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,7 +265,33 @@ def test_drain_timeout_bounds_shutdown(start_lb: Any) -> None:
     asyncio.run(scenario())
 
 
-def test_handover_refuses_nothing(start_lb: Any) -> None:
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+@pytest.fixture
+def migrate_requests() -> Iterator[None]:
+    """Handover as the README documents it: net.ipv4.tcp_migrate_req=1 (Linux >= 5.14).
+
+    Without it the kernel resets a connection whose handshake completed on the old
+    listener in the instant it closes (a window the README's Known gaps names); with it,
+    the kernel moves such connections to the new listener. Set for this test only, as root,
+    and restored afterwards.
+    """
+    if not MIGRATE_REQ.exists():
+        pytest.skip("this kernel has no net.ipv4.tcp_migrate_req (Linux < 5.14)")
+    before = MIGRATE_REQ.read_text().strip()
+    if before != "1":
+        if os.geteuid() != 0:
+            pytest.skip("net.ipv4.tcp_migrate_req is 0 and only root may set it")
+        MIGRATE_REQ.write_text("1\n")
+    try:
+        yield
+    finally:
+        if before != "1":
+            MIGRATE_REQ.write_text(before + "\n")
+
+
+def test_handover_refuses_nothing(start_lb: Any, migrate_requests: None) -> None:
     port = free_port()
 
     async def scenario() -> tuple[int, list[str]]:
