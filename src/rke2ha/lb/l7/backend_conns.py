@@ -13,12 +13,41 @@ import asyncio
 import socket
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rke2ha.lb.l7.http_back import ResponseReader
 from rke2ha.lb.l7.nodes import Node
 
 READ_SIZE = 256 * 1024
+
+
+class BackProtocol(asyncio.StreamReaderProtocol):
+    """A node connection's protocol: bytes go to `sink` while a callback exchange runs
+    (see `fast.py`), else to the StreamReader as usual."""
+
+    sink: Callable[[bytes], None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:
+            super().data_received(data)
+        else:
+            sink(data)
+
+    def eof_received(self) -> bool:
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            sink(b"")
+        return bool(super().eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            sink(b"")
+        super().connection_lost(exc)
 
 
 class ConnectFailed(Exception):
@@ -34,6 +63,7 @@ class BackendConnection:
     reused: bool = False
     idle_since: float = 0.0
     reusable_after: bool = False  # the last response ended cleanly with keep-alive
+    proto: BackProtocol | None = None
 
     def close(self) -> None:
         self.writer.transport.abort()
@@ -55,6 +85,18 @@ class BackendPool:
     def idle_count(self, node: Node) -> int:
         return len(self._idle[node.id])
 
+    def take_idle(self, node: Node) -> BackendConnection | None:
+        """An idle connection to `node` if one is alive, else None (no connect)."""
+        idle = self._idle[node.id]
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if conn.usable and now - conn.idle_since < self.idle_timeout:
+                conn.reused = True
+                return conn
+            conn.close()
+        return None
+
     async def get(self, node: Node) -> BackendConnection:
         """An idle connection to `node` if one is alive, else a new one (ConnectFailed)."""
         idle = self._idle[node.id]
@@ -70,9 +112,11 @@ class BackendPool:
     async def _connect(self, node: Node) -> BackendConnection:
         try:
             async with asyncio.timeout(self.connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    node.host, node.port, limit=READ_SIZE
-                )
+                loop = asyncio.get_running_loop()
+                reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+                proto = BackProtocol(reader, loop=loop)
+                transport, _ = await loop.create_connection(lambda: proto, node.host, node.port)
+                writer = asyncio.StreamWriter(transport, proto, reader, loop)
         except TimeoutError:
             raise ConnectFailed(f"connect timed out after {self.connect_timeout:g}s") from None
         except OSError as err:
@@ -80,7 +124,7 @@ class BackendPool:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return BackendConnection(node, reader, writer)
+        return BackendConnection(node, reader, writer, proto=proto)
 
     def put(self, conn: BackendConnection) -> None:
         """Take back a connection whose last response ended cleanly with keep-alive."""

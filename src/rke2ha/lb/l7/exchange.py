@@ -124,6 +124,12 @@ class NodeExchange:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     _events: deque[Event]
+    # (node id, reason) of a try the callback fast path made before handing the request
+    # over: it counts as the first try, so the retry rules and the access log stay exact.
+    _carried_retry: tuple[str, str] | None = None
+    # The node the fast path chose before handing over (it had no idle connection): asking
+    # the balancer again would advance its turn twice for one request.
+    _carried_node: Node | None = None
 
     async def _send(self, data: bytes) -> None:
         raise NotImplementedError  # the client side (ClientSession) writes
@@ -132,6 +138,11 @@ class NodeExchange:
         raise NotImplementedError  # the client side (ClientSession) reads
 
     def _choose(self, pinned_token: bytes | None, tried: set[str]) -> Node | None:
+        carried = self._carried_node
+        if carried is not None:
+            self._carried_node = None
+            if carried.id not in tried:
+                return carried
         candidates = self.nodes.candidates(tried)
         if not candidates:
             return None
@@ -142,7 +153,8 @@ class NodeExchange:
                 return next(n for n in candidates if n.id == pinned)
         return candidates[0]
 
-    async def _proxy(self, head: RequestHead, record: AccessRecord) -> bool:
+    def _wire_head(self, head: RequestHead) -> tuple[bytes | None, bytes]:
+        """(the affinity token, the head as sent to a node) for one request."""
         settings = self.settings
         headers = head.headers
         token: bytes | None = None
@@ -161,13 +173,24 @@ class NodeExchange:
             framing = b"length:%d" % head.content_length
         else:
             framing = b""
-        wire_head = request_head(head.method, head.target, forwarded, framing=framing)
+        return token, request_head(head.method, head.target, forwarded, framing=framing)
+
+    async def _proxy(self, head: RequestHead, record: AccessRecord) -> bool:
+        settings = self.settings
+        token, wire_head = self._wire_head(head)
         tried: set[str] = set()
         reasons: list[str] = []
+        first = 0
+        carried = self._carried_retry
+        if carried is not None:
+            self._carried_retry = None
+            tried.add(carried[0])
+            reasons.append(f"{carried[0]}: {carried[1]}")
+            first = 1
         retryable = is_idempotent(head.method) and not head.has_body
         if not head.has_body:
             await self._skip_to_end()  # once: a retry must not wait for a second end
-        for attempt in range(settings.retries + 1):
+        for attempt in range(first, settings.retries + 1):
             node = self._choose(token, tried)
             if node is None:
                 break

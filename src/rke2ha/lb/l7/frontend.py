@@ -23,6 +23,7 @@ from rke2ha.lb.config import FrontendConfig
 from rke2ha.lb.frontend import bind_listener
 from rke2ha.lb.l7.affinity import AffinityCookie
 from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendPool
+from rke2ha.lb.l7.fast import FastClientProtocol
 from rke2ha.lb.l7.pool_adapter import PoolNodes
 from rke2ha.lb.l7.proxy import ClientSession, ProxySettings
 from rke2ha.lb.l7.redirect import RedirectPolicy
@@ -142,12 +143,17 @@ class L7Frontend:
             log.error("%s: cannot serve: %s", self.config.address, task.exception())
 
     async def _serve(self, sock: Any) -> None:
-        self._server = await asyncio.start_server(
-            self._on_client,
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> FastClientProtocol:
+            reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+            return FastClientProtocol(reader, self._on_client, loop=loop)
+
+        self._server = await loop.create_server(
+            protocol,
             sock=sock,
             ssl=self.runtime.store.listening_context if self.tls else None,
             ssl_handshake_timeout=self.settings.header_timeout if self.tls else None,
-            limit=READ_SIZE,
         )
         if not self.accepting:  # stopped while starting
             self._server.close()

@@ -32,6 +32,7 @@ from rke2ha.lb.l7.exchange import (
     NodeExchange,
     ProxySettings,
 )
+from rke2ha.lb.l7.fast import FastClientProtocol, FastPath
 from rke2ha.lb.l7.http_front import (
     Event,
     Rejected,
@@ -50,7 +51,7 @@ log = logging.getLogger("rke2ha.lb.l7")
 _DRAIN_ABOVE = 64 * 1024  # bytes queued to the client before a write waits for it to read
 
 
-class ClientSession(NodeExchange):
+class ClientSession(FastPath, NodeExchange):
     def __init__(
         self,
         settings: ProxySettings,
@@ -74,6 +75,10 @@ class ClientSession(NodeExchange):
         self._client_eof = False
         self.busy = False  # inside an exchange (a drain waits for it; an idle one is cut)
         self.closing = False  # set by a drain: the exchange in progress is the last one
+        self._fast_init()
+        proto = writer.transport.get_protocol()
+        if isinstance(proto, FastClientProtocol):
+            proto.session = self
 
     # ---- reading the client -------------------------------------------------------------
 
@@ -100,6 +105,8 @@ class ClientSession(NodeExchange):
                 continue  # a stray body event of an abandoned request
             if self._client_eof:
                 return None
+            if self._fast_seq and not self.front.in_head:
+                deadline = None  # served requests since: the first-head deadline is past
             if deadline is None and self.front.in_head:
                 deadline = time.monotonic() + self.settings.header_timeout
             timeout = (
@@ -108,7 +115,10 @@ class ClientSession(NodeExchange):
                 else max(0.0, deadline - time.monotonic())
             )
             try:
-                await self._fill(timeout)
+                if self._can_park():
+                    await self._park(timeout)
+                else:
+                    await self._fill(timeout)
             except TimeoutError:
                 # A connection that sent nothing is closed quietly (browsers pre-connect);
                 # one that started a head and stalled is told why.

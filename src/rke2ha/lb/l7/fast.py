@@ -1,0 +1,437 @@
+"""The callback fast path: a bodiless request on a pooled node connection, served without a task.
+
+Why: awaiting a StreamReader in a task costs a future, a task step and a timer per read;
+at keep-alive rates that glue was most of the proxy's CPU. While a client session's task is
+parked between requests (`ClientSession._park`), the client protocol parses what arrives
+itself (same strict `RequestReader`). When that is exactly one complete bodiless,
+non-upgrade request and an idle keep-alive connection to the chosen node exists, the
+request goes to the node and the response comes back to the client entirely in
+`data_received` callbacks. Anything else (a body, an upgrade, a refusal, no idle
+connection, a stale connection to retry) is queued for the parked task, which runs the
+ordinary task-based exchange, so every rule of `exchange.py` still holds there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, cast
+
+from rke2ha.lb.l7 import accesslog
+from rke2ha.lb.l7.accesslog import AccessRecord, path_of
+from rke2ha.lb.l7.backend_conns import BackendConnection, BackendPool
+from rke2ha.lb.l7.headers import LAST_CHUNK, chunk, end_to_end, response_head
+from rke2ha.lb.l7.http_back import (
+    BadResponse,
+    Interim,
+    ResponseData,
+    ResponseEnd,
+    ResponseHead,
+    Switched,
+)
+from rke2ha.lb.l7.http_front import Event, RequestEnd, RequestHead, RequestReader
+from rke2ha.lb.l7.nodes import Node, NodeSet
+from rke2ha.lb.l7.pages import error_response
+from rke2ha.lb.l7.redirect import passes_through
+
+log = logging.getLogger("rke2ha.lb.l7")
+
+_NO_BODY_STATUSES = (204, 304)
+
+
+class FastClientProtocol(asyncio.StreamReaderProtocol):
+    """The client's protocol: a StreamReaderProtocol that lets a parked session parse."""
+
+    session: FastPath | None = None
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is None or not session.fast_take(data):
+            super().data_received(data)
+
+    def eof_received(self) -> bool:
+        session = self.session
+        if session is not None:
+            session.fast_client_eof()
+        return bool(super().eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        session = self.session
+        if session is not None:
+            session.fast_client_lost()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        session = self.session
+        if session is not None:
+            session.fast_client_writable()
+
+
+class FastPath:
+    """The callback half of `proxy.ClientSession` (see the module docstring)."""
+
+    settings: Any  # exchange.ProxySettings (Any: avoids an import cycle for a type)
+    nodes: NodeSet
+    pool: BackendPool
+    stats: Any
+    backend: object
+    busy: bool
+    closing: bool
+    client_ip: str
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    front: RequestReader
+    _events: deque[Event]
+    _client_eof: bool
+    _choose: Callable[[bytes | None, set[str]], Node | None]
+    _carried_retry: tuple[str, str] | None
+    _carried_node: Node | None
+    _wire_head: Callable[[RequestHead], tuple[bytes | None, bytes]]
+
+    def _fast_init(self) -> None:
+        self._parked: asyncio.Future[bool] | None = None
+        self._fast_seq = 0
+        self._fx: _Fast | None = None
+        self._stash: list[bytes] = []
+
+    # ---- the parked task ----------------------------------------------------------------
+
+    def _can_park(self) -> bool:
+        proto = self.writer.transport.get_protocol()
+        return (
+            isinstance(proto, FastClientProtocol)
+            and proto.session is self
+            and not self._events
+            and not self._client_eof
+            and not self.front.in_head
+            and not getattr(self.reader, "_buffer", b"")  # bytes the task has yet to read
+            and not self.reader.at_eof()
+        )
+
+    async def _park(self, timeout: float) -> None:
+        """Wait for the protocol to queue events (or eof); TimeoutError when idle `timeout`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            seq = self._fast_seq
+            fut: asyncio.Future[bool] = loop.create_future()
+            self._parked = fut
+            handle = loop.call_later(timeout, _settle, fut, False)
+            try:
+                woken = await fut
+            finally:
+                handle.cancel()
+                self._parked = None
+            if woken:
+                return
+            if self._fx is not None or self._fast_seq != seq:
+                timeout = self.settings.keepalive_timeout  # served meanwhile: idle anew
+                continue
+            raise TimeoutError
+
+    def _wake(self) -> None:
+        fut = self._parked
+        if fut is not None and not fut.done():
+            fut.set_result(True)
+
+    # ---- the client protocol's calls ----------------------------------------------------
+
+    def fast_take(self, data: bytes) -> bool:
+        """True when `data` was taken here (served, queued or stashed), False: the reader's."""
+        if self._fx is not None:
+            self._stash.append(data)
+            return True
+        parked = self._parked
+        if parked is None or parked.done():
+            return False  # the task runs (or is about to): it reads in order from the reader
+        events = self.front.feed(data)
+        if not self._fast_start(events):
+            self._events.extend(events)
+            self._wake()
+        return True
+
+    def fast_client_eof(self) -> None:
+        self._client_eof = True
+        if self._fx is None:
+            self._wake()
+
+    def fast_client_lost(self) -> None:
+        self._client_eof = True
+        fx = self._fx
+        if fx is not None:
+            self._fast_finish(fx, reusable=False, reason="client gone")
+        self._wake()
+
+    def fast_client_writable(self) -> None:
+        fx = self._fx
+        if fx is not None and fx.paused:
+            fx.paused = False
+            _transport(fx.conn).resume_reading()
+
+    # ---- the exchange -------------------------------------------------------------------
+
+    def _fast_start(self, events: list[Event]) -> bool:
+        if len(events) != 2 or self.closing or not isinstance(events[1], RequestEnd):
+            return False
+        head = events[0]
+        if not isinstance(head, RequestHead) or head.has_body or head.upgrade is not None:
+            return False
+        redirect = self.settings.redirect
+        if redirect is not None and not passes_through(redirect, head.target):
+            return False
+        token, wire_head = self._wire_head(head)
+        node = self._choose(token, set())
+        if node is None:
+            return False
+        conn = self.pool.take_idle(node)
+        if conn is None or conn.proto is None:
+            if conn is not None:
+                self.pool.put(conn)
+            self._carried_node = node
+            return False
+        self.nodes.succeeded(node)
+        self.nodes.begin(node)
+        self.backend = node.ref
+        self.busy = True
+        self._fast_seq += 1
+        now = time.monotonic()
+        record = AccessRecord(self.client_ip, head.method, path_of(head.target), started=now)
+        record.backend = node.id
+        fx = _Fast(self, conn, node, head, token, record, now)
+        self._fx = fx
+        conn.response.expect(head.method)
+        conn.reusable_after = False
+        conn.proto.sink = fx.on_node
+        conn.writer.transport.write(wire_head)
+        fx.timer = asyncio.get_running_loop().call_later(self.settings.http_timeout, fx.on_timer)
+        return True
+
+    def _fast_finish(self, fx: _Fast, reusable: bool, reason: str | None = None) -> None:
+        """End the exchange: give back or close the node connection, log, go on or close."""
+        if self._fx is not fx:
+            return
+        self._fx = None
+        if fx.timer is not None:
+            fx.timer.cancel()
+        conn = fx.conn
+        if conn.proto is not None:
+            conn.proto.sink = None
+        if fx.paused:
+            _transport(conn).resume_reading()
+        if reusable:
+            self.pool.put(conn)
+        else:
+            conn.close()
+        self.nodes.end(fx.node)
+        self.backend = None
+        self.busy = False
+        record = fx.record
+        if reason is not None and record.reason is None:
+            record.reason = reason
+        accesslog.emit(record, time.monotonic())
+        stats = self.stats
+        if stats is not None:
+            stats.bytes_down += record.bytes
+            if record.status in (502, 504):
+                stats.failed += 1
+        if not fx.keep or self.closing or reason is not None:
+            self.writer.transport.close()
+            self._client_eof = True
+            self._stash.clear()
+            self._wake()
+            return
+        if self._client_eof:
+            self._wake()
+            return
+        if self._stash:
+            data = b"".join(self._stash)
+            self._stash.clear()
+            if not self.fast_take(data):
+                self.reader.feed_data(data)
+
+    def _fast_retry(self, fx: _Fast, reason: str) -> None:
+        """A stale pooled connection closed before answering: let the task do the retries."""
+        self._fx = None
+        if fx.timer is not None:
+            fx.timer.cancel()
+        if fx.conn.proto is not None:
+            fx.conn.proto.sink = None
+        fx.conn.close()
+        self.nodes.end(fx.node)
+        self.backend = None
+        self.busy = False
+        self._carried_retry = (fx.node.id, f"reused connection closed: {reason}")
+        self._events.append(fx.head)
+        self._events.append(RequestEnd())
+        stash = b"".join(self._stash)
+        self._stash.clear()
+        if stash:
+            self._events.extend(self.front.feed(stash))
+        self._wake()
+
+    def _fast_fail(self, fx: _Fast, status: int, reason: str) -> None:
+        record = fx.record
+        log.warning(
+            "%d for %s %s from %s: %s", status, fx.head.method, record.path, self.client_ip, reason
+        )
+        if record.bytes == 0:
+            record.status = status
+            response = error_response(status)
+            self.writer.transport.write(response)
+            record.bytes = len(response)
+        fx.keep = False
+        self._fast_finish(fx, reusable=False, reason=reason)
+
+
+def _transport(conn: BackendConnection) -> asyncio.Transport:
+    return cast(asyncio.Transport, conn.writer.transport)
+
+
+def _settle(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+class _Fast:
+    """The state of one callback exchange."""
+
+    __slots__ = (
+        "activity",
+        "bodiless",
+        "conn",
+        "head",
+        "keep",
+        "node",
+        "paused",
+        "rechunk",
+        "record",
+        "sent_at",
+        "session",
+        "timer",
+        "token",
+    )
+
+    def __init__(
+        self,
+        session: FastPath,
+        conn: BackendConnection,
+        node: Node,
+        head: RequestHead,
+        token: bytes | None,
+        record: AccessRecord,
+        sent_at: float,
+    ) -> None:
+        self.session = session
+        self.conn = conn
+        self.node = node
+        self.head = head
+        self.token = token
+        self.record = record
+        self.sent_at = sent_at
+        self.activity = sent_at
+        self.keep = head.keep_alive
+        self.bodiless = head.method == "HEAD"
+        self.rechunk = False
+        self.paused = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def on_timer(self) -> None:
+        session = self.session
+        timeout = session.settings.http_timeout
+        idle = time.monotonic() - self.activity
+        if idle < timeout:
+            self.timer = asyncio.get_running_loop().call_later(timeout - idle, self.on_timer)
+            return
+        if self.record.status:
+            session._fast_finish(self, reusable=False, reason="node stopped sending mid-response")
+        else:
+            session._fast_fail(self, 504, f"{self.conn.node.id} sent no response in {timeout:g}s")
+
+    def on_node(self, data: bytes) -> None:
+        """Bytes (b"" at the end) from the node: re-framed and written to the client."""
+        session = self.session
+        conn = self.conn
+        record = self.record
+        self.activity = time.monotonic()
+        out: list[bytes] = []
+        for event in conn.response.feed(data):
+            if isinstance(event, ResponseData):
+                if not self.bodiless:
+                    out.append(chunk(event.data) if self.rechunk else event.data)
+            elif isinstance(event, ResponseHead):
+                record.upstream_ms = round((self.activity - self.sent_at) * 1000, 3)
+                record.status = event.status
+                self.bodiless = self.bodiless or event.status in _NO_BODY_STATUSES
+                extra: list[tuple[bytes, bytes]] = []
+                affinity = session.settings.affinity
+                if affinity is not None and self.token != affinity.token(conn.node.id):
+                    extra.append(affinity.set_cookie(conn.node.id))
+                keep = self.keep and not session.closing
+                framing, self.rechunk, self.keep = _framing(event, self.head, self.bodiless, keep)
+                kept = end_to_end(event.headers, drop=(b"content-length",)) + extra
+                out.append(
+                    response_head(
+                        event.status, event.reason, kept, framing=framing, keep_alive=self.keep
+                    )
+                )
+            elif isinstance(event, Interim):
+                if event.status == 100:
+                    out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
+            elif isinstance(event, ResponseEnd):
+                if self.rechunk:
+                    out.append(LAST_CHUNK)
+                self._flush(out)
+                conn.reusable_after = event.reusable
+                session._fast_finish(self, reusable=event.reusable)
+                return
+            elif isinstance(event, BadResponse):
+                self._flush(out)
+                if record.status == 0:
+                    if conn.reused and not conn.response.started:
+                        session._fast_retry(self, event.reason)
+                    else:
+                        session._fast_fail(self, 502, f"{conn.node.id}: {event.reason}")
+                else:
+                    session._fast_finish(
+                        self,
+                        reusable=False,
+                        reason=f"{conn.node.id}: {event.reason} (after the head)",
+                    )
+                return
+            elif isinstance(event, Switched):
+                self._flush(out)
+                session._fast_fail(self, 502, f"{conn.node.id}: switched protocols unasked")
+                return
+        self._flush(out)
+
+    def _flush(self, out: list[bytes]) -> None:
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        session = self.session
+        transport = session.writer.transport
+        transport.write(data)
+        self.record.bytes += len(data)
+        proto = transport.get_protocol()
+        if getattr(proto, "_paused", False) and not self.paused:
+            # The client reads slower than the node sends: stop reading the node until
+            # the client's buffer drains (FastClientProtocol.resume_writing).
+            self.paused = True
+            _transport(self.conn).pause_reading()
+
+
+def _framing(
+    head: ResponseHead, request: RequestHead, bodiless: bool, keep: bool
+) -> tuple[bytes, bool, bool]:
+    if bodiless:
+        if head.content_length is not None and request.method == "HEAD":
+            return b"length:%d" % head.content_length, False, keep
+        return b"", False, keep
+    if head.content_length is not None:
+        return b"length:%d" % head.content_length, False, keep
+    if request.version == "1.1":
+        return b"chunked", True, keep
+    return b"", False, False
