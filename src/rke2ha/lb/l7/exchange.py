@@ -357,7 +357,7 @@ class NodeExchange:
                         # An upgrade refused: the client's next bytes are unknown. A drain:
                         # this response is the connection's last.
                         keep = False
-                    framing, rechunk, keep = _response_framing(event, head, bodiless, keep)
+                    framing, rechunk, keep = response_framing(event, head, bodiless, keep)
                     kept = end_to_end(event.headers, drop=(b"content-length",)) + extra
                     out.append(
                         response_head(
@@ -419,7 +419,7 @@ class NodeExchange:
         )
 
 
-def _response_framing(
+def response_framing(
     head: ResponseHead, request: RequestHead, bodiless: bool, keep: bool
 ) -> tuple[bytes, bool, bool]:
     """(framing for the client, re-chunk the body?, keep the client) for one response."""

@@ -23,6 +23,7 @@ from typing import Any, cast
 from rke2ha.lb.l7 import accesslog
 from rke2ha.lb.l7.accesslog import AccessRecord, path_of
 from rke2ha.lb.l7.backend_conns import BackendConnection, BackendPool
+from rke2ha.lb.l7.exchange import response_framing
 from rke2ha.lb.l7.headers import LAST_CHUNK, chunk, end_to_end, response_head
 from rke2ha.lb.l7.http_back import (
     BadResponse,
@@ -370,7 +371,9 @@ class _Fast:
                 if affinity is not None and self.token != affinity.token(conn.node.id):
                     extra.append(affinity.set_cookie(conn.node.id))
                 keep = self.keep and not session.closing
-                framing, self.rechunk, self.keep = _framing(event, self.head, self.bodiless, keep)
+                framing, self.rechunk, self.keep = response_framing(
+                    event, self.head, self.bodiless, keep
+                )
                 kept = end_to_end(event.headers, drop=(b"content-length",)) + extra
                 out.append(
                     response_head(
@@ -421,17 +424,3 @@ class _Fast:
             # the client's buffer drains (FastClientProtocol.resume_writing).
             self.paused = True
             _transport(self.conn).pause_reading()
-
-
-def _framing(
-    head: ResponseHead, request: RequestHead, bodiless: bool, keep: bool
-) -> tuple[bytes, bool, bool]:
-    if bodiless:
-        if head.content_length is not None and request.method == "HEAD":
-            return b"length:%d" % head.content_length, False, keep
-        return b"", False, keep
-    if head.content_length is not None:
-        return b"length:%d" % head.content_length, False, keep
-    if request.version == "1.1":
-        return b"chunked", True, keep
-    return b"", False, False
