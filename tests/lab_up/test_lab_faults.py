@@ -217,6 +217,9 @@ def test_expired_certificate_then_up_repairs(running_lab: Lab, lab_dir: Path) ->
     faults = LabFaults(spec)  # in-process: three CLI start-ups would only cost time
     for node in NODES:
         faults.restart(node)
+    # Restarted nodes rejoin rotation only after `rise` good checks; until then `lb.spread`
+    # (rightly) fails too. Wait for the load balancer, then only the certificate is wrong.
+    wait_until(lambda: all_in_rotation(spec_file), 20, "every node back in rotation")
     code, document = check(spec_file)
     assert code == 1
     failed = failing(document)
