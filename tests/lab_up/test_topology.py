@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.lab_up.helpers import lab_spec, write_spec
@@ -73,6 +74,10 @@ def test_a_pid_is_ours_only_with_our_command_line_and_start_time() -> None:
     argv = [sys.executable, "-c", "import time; time.sleep(30)"]
     proc = subprocess.Popen(argv)
     try:
+        # Between fork and exec /proc/<pid>/cmdline is empty: wait (bounded) for the exec.
+        deadline = time.monotonic() + 5
+        while not cmdline(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
         recorded = cmdline(proc.pid)
         assert recorded == tuple(argv)
         started = start_time(proc.pid)
