@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
-from rke2ha.lb.l7.affinity import AffinityCookie, split_cookie
-from rke2ha.lb.l7.headers import end_to_end, forwarded_request_headers, request_head
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rke2ha.lb.l7.affinity import AffinityCookie
+from rke2ha.lb.l7.headers import (
+    HOP_BY_HOP,
+    connection_listed,
+    forwarded_request_head,
+    forwarded_suffix,
+    scan_request,
+    scan_response,
+    split_cookie_value,
+)
 from rke2ha.lb.l7.redirect import RedirectPolicy, location, passes_through, redirect_response
+
+SUFFIX = forwarded_suffix("https", 443)
+
+
+def _wire(headers: list[tuple[bytes, bytes]], *, cookie: bytes | None = None) -> bytes:
+    scan = scan_request(headers, cookie)
+    return forwarded_request_head(
+        "GET",
+        b"/p",
+        scan.kept,
+        forwarded_for=scan.forwarded_for,
+        host=scan.host,
+        client_ip=b"198.51.100.2",
+        suffix=SUFFIX,
+        framing=b"",
+        upgrade=scan.upgrade if b"upgrade" in scan.connection else None,
+    )
+
+
+def _lines(wire: bytes) -> list[tuple[bytes, bytes]]:
+    head = wire.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    return [(n, v) for n, _, v in (line.partition(b": ") for line in head)]
 
 
 def test_forwarded_headers_and_hop_by_hop() -> None:
@@ -21,9 +54,9 @@ def test_forwarded_headers_and_hop_by_hop() -> None:
         (b"X-Forwarded-Host", b"evil.example"),
         (b"Cookie", b"a=b"),
     ]
-    out = forwarded_request_headers(
-        headers, client_ip="198.51.100.2", proto="https", port=443, upgrade=None
-    )
+    wire = _wire(headers)
+    assert wire.startswith(b"GET /p HTTP/1.1\r\n") and wire.endswith(b"\r\n\r\n")
+    out = _lines(wire)
     names = [n.lower() for n, _ in out]
     for gone in (b"connection", b"x-secret-hop", b"keep-alive", b"te", b"proxy-authorization"):
         assert gone not in names
@@ -38,20 +71,79 @@ def test_forwarded_headers_and_hop_by_hop() -> None:
 
 
 def test_upgrade_is_carried() -> None:
-    out = forwarded_request_headers(
-        [(b"Host", b"h"), (b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")],
-        client_ip="127.0.0.1",
-        proto="https",
-        port=443,
-        upgrade=b"websocket",
-    )
+    out = _lines(_wire([(b"Host", b"h"), (b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]))
     assert (b"Connection", b"Upgrade") in out and (b"Upgrade", b"websocket") in out
 
 
 def test_request_head_is_reserialised() -> None:
-    wire = request_head("POST", b"/x", [(b"Host", b"h")], framing=b"length:3")
-    assert wire == b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n"
-    assert end_to_end([(b"Transfer-Encoding", b"chunked"), (b"A", b"b")]) == [(b"A", b"b")]
+    scan = scan_request([(b"Host", b"h"), (b"Content-Length", b"3")])
+    wire = forwarded_request_head(
+        "POST",
+        b"/x",
+        scan.kept,
+        forwarded_for=scan.forwarded_for,
+        host=scan.host,
+        client_ip=b"127.0.0.1",
+        suffix=b"",
+        framing=b"length:3",
+    )
+    assert wire == (
+        b"POST /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 127.0.0.1\r\n"
+        b"X-Forwarded-Host: h\r\nContent-Length: 3\r\n\r\n"
+    )
+    kept, te, length, connection = scan_response(
+        [(b"Transfer-Encoding", b"chunked"), (b"A", b"b"), (b"Content-Length", b"9")]
+    )
+    assert (kept, te, length, connection) == (b"A: b\r\n", b"chunked", b"9", ())
+
+
+# Reference semantics for the one-pass scans: the plain filter-then-format pipeline.
+_NAMES = st.sampled_from(
+    [
+        b"Host", b"host", b"Connection", b"Keep-Alive", b"TE", b"Upgrade", b"Cookie",
+        b"X-Forwarded-For", b"x-forwarded-proto", b"X-Forwarded-Host", b"Content-Length",
+        b"Transfer-Encoding", b"Proxy-Authorization", b"X-Custom", b"x-custom", b"Accept",
+    ]
+)  # fmt: skip
+_VALUES = st.sampled_from(
+    [b"", b"a", b"keep-alive", b"close", b"X-Custom", b"x-custom, Accept", b"Upgrade", b"1.2.3.4"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=10))
+def test_one_pass_scans_match_the_plain_filter(headers: list[tuple[bytes, bytes]]) -> None:
+    listed = connection_listed(headers)
+    request_drop = HOP_BY_HOP | listed | {
+        b"x-forwarded-proto", b"x-forwarded-port", b"x-forwarded-host", b"content-length",
+        b"x-forwarded-for",
+    }  # fmt: skip
+    expected = b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers if n.lower() not in request_drop)
+    scan = scan_request(headers)
+    assert scan.kept == expected
+    hosts = [v for n, v in headers if n.lower() == b"host" and b"host" not in listed]
+    assert scan.host == (hosts[-1] if hosts else None)
+    assert scan.forwarded_for == [
+        v.strip()
+        for n, v in headers
+        if n.lower() == b"x-forwarded-for" and v.strip() and b"x-forwarded-for" not in listed
+    ]
+    response_drop = HOP_BY_HOP | listed | {b"content-length"}
+    kept = scan_response(headers)[0]
+    assert kept == b"".join(
+        b"%s: %s\r\n" % (n, v) for n, v in headers if n.lower() not in response_drop
+    )
+
+
+def test_affinity_cookie_is_removed_before_the_node() -> None:
+    scan = scan_request(
+        [(b"Cookie", b"a=1; rke2ha_affinity=TOKEN; b=2"), (b"Host", b"h")], b"rke2ha_affinity"
+    )
+    assert scan.cookie_token == b"TOKEN"
+    assert scan.kept == b"Cookie: a=1; b=2\r\nHost: h\r\n"
+    scan = scan_request([(b"Cookie", b"rke2ha_affinity=T")], b"rke2ha_affinity")
+    assert scan.cookie_token == b"T" and scan.kept == b""
+    assert split_cookie_value(b"x=1;; rke2ha_affinity=Q ", b"rke2ha_affinity") == (b"Q", b"x=1")
 
 
 def test_redirect_keeps_path_and_query_and_ignores_host() -> None:
@@ -83,13 +175,3 @@ def test_affinity_cookie_is_opaque_and_unforgeable() -> None:
     assert AffinityCookie(b"j" * 32).pinned(token, nodes) is None  # another secret, no pin
     name, value = cookie.set_cookie(nodes[0])
     assert name == b"Set-Cookie" and b"HttpOnly" in value and b"Secure" in value
-
-
-def test_affinity_cookie_is_removed_before_the_node() -> None:
-    value, headers = split_cookie(
-        [(b"Cookie", b"a=1; rke2ha_affinity=TOKEN; b=2"), (b"Host", b"h")], b"rke2ha_affinity"
-    )
-    assert value == b"TOKEN"
-    assert headers == [(b"Cookie", b"a=1; b=2"), (b"Host", b"h")]
-    value, headers = split_cookie([(b"Cookie", b"rke2ha_affinity=T")], b"rke2ha_affinity")
-    assert value == b"T" and headers == []

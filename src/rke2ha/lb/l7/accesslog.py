@@ -20,7 +20,7 @@ access_log = logging.getLogger("rke2ha.lb.l7.access")
 class AccessRecord:
     client: str
     method: str = "-"
-    path: str = "-"
+    target: bytes = b""  # the request target as sent; `path` is derived only when logged
     status: int = 0
     bytes: int = 0
     started: float = 0.0
@@ -28,6 +28,10 @@ class AccessRecord:
     upstream_ms: float | None = None
     reason: str | None = None
     retries: int = 0
+
+    @property
+    def path(self) -> str:
+        return path_of(self.target) if self.target else "-"
 
     def line(self, now: float) -> str:
         record: dict[str, object] = {

@@ -50,25 +50,3 @@ class AffinityCookie:
         """The `Set-Cookie` header that pins the client to `node_id` (session cookie)."""
         value = b"%s=%s; Path=/; HttpOnly; Secure; SameSite=Lax" % (self.name, self.token(node_id))
         return (b"Set-Cookie", value)
-
-
-def split_cookie(
-    headers: list[tuple[bytes, bytes]], name: bytes
-) -> tuple[bytes | None, list[tuple[bytes, bytes]]]:
-    """Our cookie's value and `headers` with it removed (other cookies untouched)."""
-    value: bytes | None = None
-    out: list[tuple[bytes, bytes]] = []
-    for header, content in headers:
-        if header.lower() != b"cookie":
-            out.append((header, content))
-            continue
-        others = []
-        for pair in content.split(b";"):
-            key, sep, val = pair.strip().partition(b"=")
-            if sep and key == name:
-                value = val.strip()
-            elif pair.strip():
-                others.append(pair.strip())
-        if others:
-            out.append((header, b"; ".join(others)))
-    return value, out

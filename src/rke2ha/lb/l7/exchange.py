@@ -24,15 +24,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from rke2ha.lb.l7.accesslog import AccessRecord
-from rke2ha.lb.l7.affinity import AffinityCookie, split_cookie
+from rke2ha.lb.l7.affinity import AffinityCookie
 from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendConnection, BackendPool, ConnectFailed
 from rke2ha.lb.l7.deadline import read_within
 from rke2ha.lb.l7.headers import (
     LAST_CHUNK,
     chunk,
-    end_to_end,
-    forwarded_request_headers,
-    request_head,
+    forwarded_request_head,
+    forwarded_suffix,
     response_head,
     upgraded_response_head,
 )
@@ -78,6 +77,11 @@ class ProxySettings:
     limits: FrontLimits = field(default_factory=FrontLimits)
     affinity: AffinityCookie | None = None
     redirect: RedirectPolicy | None = None  # set on the port 80 front
+    # X-Forwarded-Proto/Port as written to every node (made once from the two fields above).
+    forwarded_suffix: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.forwarded_suffix = forwarded_suffix(self.forwarded_proto, self.forwarded_port)
 
 
 class FrontStats(Protocol):
@@ -121,6 +125,7 @@ class NodeExchange:
     backend: object
     closing: bool
     client_ip: str
+    client_ip_bytes: bytes
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     _events: deque[Event]
@@ -143,10 +148,12 @@ class NodeExchange:
             self._carried_node = None
             if carried.id not in tried:
                 return carried
+        affinity = self.settings.affinity
+        if not tried and (affinity is None or not pinned_token):
+            return self.nodes.pick()  # the common case: no pin, nothing to avoid
         candidates = self.nodes.candidates(tried)
         if not candidates:
             return None
-        affinity = self.settings.affinity
         if affinity is not None and pinned_token:
             pinned = affinity.pinned(pinned_token, [n.id for n in candidates])
             if pinned is not None:
@@ -155,25 +162,24 @@ class NodeExchange:
 
     def _wire_head(self, head: RequestHead) -> tuple[bytes | None, bytes]:
         """(the affinity token, the head as sent to a node) for one request."""
-        settings = self.settings
-        headers = head.headers
-        token: bytes | None = None
-        if settings.affinity is not None:
-            token, headers = split_cookie(headers, settings.affinity.name)
-        forwarded = forwarded_request_headers(
-            headers,
-            client_ip=self.client_ip,
-            proto=settings.forwarded_proto,
-            port=settings.forwarded_port,
-            upgrade=head.upgrade,
-        )
         if head.chunked:
             framing = b"chunked"
         elif head.content_length is not None:
             framing = b"length:%d" % head.content_length
         else:
             framing = b""
-        return token, request_head(head.method, head.target, forwarded, framing=framing)
+        scan = head.scan
+        return scan.cookie_token, forwarded_request_head(
+            head.method,
+            head.target,
+            scan.kept,
+            forwarded_for=scan.forwarded_for,
+            host=scan.host,
+            client_ip=self.client_ip_bytes,
+            suffix=self.settings.forwarded_suffix,
+            framing=framing,
+            upgrade=scan.upgrade if head.upgrade is not None else None,
+        )
 
     async def _proxy(self, head: RequestHead, record: AccessRecord) -> bool:
         settings = self.settings
@@ -358,10 +364,14 @@ class NodeExchange:
                         # this response is the connection's last.
                         keep = False
                     framing, rechunk, keep = response_framing(event, head, bodiless, keep)
-                    kept = end_to_end(event.headers, drop=(b"content-length",)) + extra
                     out.append(
                         response_head(
-                            event.status, event.reason, kept, framing=framing, keep_alive=keep
+                            event.status,
+                            event.reason,
+                            event.kept,
+                            framing=framing,
+                            keep_alive=keep,
+                            extra=extra,
                         )
                     )
                 elif isinstance(event, Interim):

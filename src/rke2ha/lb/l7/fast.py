@@ -21,10 +21,10 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from rke2ha.lb.l7 import accesslog
-from rke2ha.lb.l7.accesslog import AccessRecord, path_of
+from rke2ha.lb.l7.accesslog import AccessRecord
 from rke2ha.lb.l7.backend_conns import BackendConnection, BackendPool
 from rke2ha.lb.l7.exchange import response_framing
-from rke2ha.lb.l7.headers import LAST_CHUNK, chunk, end_to_end, response_head
+from rke2ha.lb.l7.headers import LAST_CHUNK, chunk, response_head
 from rke2ha.lb.l7.http_back import (
     BadResponse,
     Interim,
@@ -94,10 +94,22 @@ class FastPath:
     _wire_head: Callable[[RequestHead], tuple[bytes | None, bytes]]
 
     def _fast_init(self) -> None:
+        # No task runs until the callbacks need one (`_wake`): a connection whose requests
+        # all take the callback path (short `Connection: close` clients above all) never
+        # pays for a task, its future and its timer.
+        self._task: asyncio.Task[None] | None = None
+        self._first_timer: asyncio.TimerHandle | None = None
+        self.on_done: Callable[[FastPath], None] | None = None
+        self._done_reported = False
+        self.first_deadline_passed = False
         self._parked: asyncio.Future[bool] | None = None
         self._fast_seq = 0
         self._fx: _Fast | None = None
         self._stash: list[bytes] = []
+        # One timer per session watches every callback exchange's `http_timeout`: armed by
+        # the first exchange and re-armed lazily when it fires (arming and cancelling a
+        # timer for each request was a measurable share of the per-request cost).
+        self._fx_timer: asyncio.TimerHandle | None = None
 
     # ---- the parked task ----------------------------------------------------------------
 
@@ -134,9 +146,58 @@ class FastPath:
             raise TimeoutError
 
     def _wake(self) -> None:
+        if self._task is None:
+            self._start_task()
+            return
         fut = self._parked
         if fut is not None and not fut.done():
             fut.set_result(True)
+
+    # ---- the task, started only when needed ---------------------------------------------
+
+    async def run(self) -> None:
+        raise NotImplementedError  # the task body (proxy.ClientSession.run)
+
+    def start(self) -> None:
+        """A new connection: callbacks serve it; the first head must come in header_timeout."""
+        self._first_timer = asyncio.get_running_loop().call_later(
+            self.settings.header_timeout, self._on_first_timer
+        )
+
+    def _on_first_timer(self) -> None:
+        # Past the first-head deadline: the task takes over the clock (408 for a head still
+        # incomplete, a quiet close for a silent client, keep-alive idling after requests).
+        self._first_timer = None
+        if self._task is None:
+            self._start_task(first_deadline_passed=True)
+
+    def _start_task(self, first_deadline_passed: bool = False) -> None:
+        if self._first_timer is not None:
+            self._first_timer.cancel()
+            self._first_timer = None
+        if self._client_eof and not self._events and self._fx is None:
+            self.writer.close()  # nothing to answer: no task needed to close
+            self._report_done()
+            return
+        self.first_deadline_passed = first_deadline_passed
+        self._task = asyncio.ensure_future(self.run())
+        self._task.add_done_callback(lambda _: self._report_done())
+
+    def cancel(self) -> None:
+        """Stop this session now (a drain's idle sessions, or an admin close)."""
+        if self._task is not None:
+            self._task.cancel()
+        else:
+            self.writer.transport.abort()
+
+    def _report_done(self) -> None:
+        if not self._done_reported:
+            self._done_reported = True
+            if self._first_timer is not None:
+                self._first_timer.cancel()
+                self._first_timer = None
+            if self.on_done is not None:
+                self.on_done(self)
 
     # ---- the client protocol's calls ----------------------------------------------------
 
@@ -146,10 +207,10 @@ class FastPath:
             self._stash.append(data)
             return True
         parked = self._parked
-        if parked is None or parked.done():
+        if self._task is not None and (parked is None or parked.done()):
             return False  # the task runs (or is about to): it reads in order from the reader
         events = self.front.feed(data)
-        if not self._fast_start(events):
+        if not self._fast_start(events) and (events or self._task is not None):
             self._events.extend(events)
             self._wake()
         return True
@@ -161,10 +222,16 @@ class FastPath:
 
     def fast_client_lost(self) -> None:
         self._client_eof = True
+        if self._fx_timer is not None:
+            self._fx_timer.cancel()
+            self._fx_timer = None
         fx = self._fx
         if fx is not None:
             self._fast_finish(fx, reusable=False, reason="client gone")
-        self._wake()
+        if self._task is None:
+            self._report_done()  # never needed a task: the connection is all there was
+        else:
+            self._wake()
 
     def fast_client_writable(self) -> None:
         fx = self._fx
@@ -199,7 +266,7 @@ class FastPath:
         self.busy = True
         self._fast_seq += 1
         now = time.monotonic()
-        record = AccessRecord(self.client_ip, head.method, path_of(head.target), started=now)
+        record = AccessRecord(self.client_ip, head.method, head.target, started=now)
         record.backend = node.id
         fx = _Fast(self, conn, node, head, token, record, now)
         self._fx = fx
@@ -207,16 +274,34 @@ class FastPath:
         conn.reusable_after = False
         conn.proto.sink = fx.on_node
         conn.writer.transport.write(wire_head)
-        fx.timer = asyncio.get_running_loop().call_later(self.settings.http_timeout, fx.on_timer)
+        if self._fx_timer is None:
+            self._fx_timer = asyncio.get_running_loop().call_later(
+                self.settings.http_timeout, self._on_fx_timer
+            )
         return True
+
+    def _on_fx_timer(self) -> None:
+        """The session's exchange timer: 504 (or an abort) once the node idled http_timeout."""
+        self._fx_timer = None
+        fx = self._fx
+        if fx is None:
+            return  # armed for an exchange that ended; the next one arms it again
+        timeout = self.settings.http_timeout
+        idle = time.monotonic() - fx.activity
+        if idle < timeout:
+            self._fx_timer = asyncio.get_running_loop().call_later(
+                timeout - idle, self._on_fx_timer
+            )
+        elif fx.record.status:
+            self._fast_finish(fx, reusable=False, reason="node stopped sending mid-response")
+        else:
+            self._fast_fail(fx, 504, f"{fx.conn.node.id} sent no response in {timeout:g}s")
 
     def _fast_finish(self, fx: _Fast, reusable: bool, reason: str | None = None) -> None:
         """End the exchange: give back or close the node connection, log, go on or close."""
         if self._fx is not fx:
             return
         self._fx = None
-        if fx.timer is not None:
-            fx.timer.cancel()
         conn = fx.conn
         if conn.proto is not None:
             conn.proto.sink = None
@@ -256,8 +341,6 @@ class FastPath:
     def _fast_retry(self, fx: _Fast, reason: str) -> None:
         """A stale pooled connection closed before answering: let the task do the retries."""
         self._fx = None
-        if fx.timer is not None:
-            fx.timer.cancel()
         if fx.conn.proto is not None:
             fx.conn.proto.sink = None
         fx.conn.close()
@@ -311,7 +394,6 @@ class _Fast:
         "record",
         "sent_at",
         "session",
-        "timer",
         "token",
     )
 
@@ -337,19 +419,6 @@ class _Fast:
         self.bodiless = head.method == "HEAD"
         self.rechunk = False
         self.paused = False
-        self.timer: asyncio.TimerHandle | None = None
-
-    def on_timer(self) -> None:
-        session = self.session
-        timeout = session.settings.http_timeout
-        idle = time.monotonic() - self.activity
-        if idle < timeout:
-            self.timer = asyncio.get_running_loop().call_later(timeout - idle, self.on_timer)
-            return
-        if self.record.status:
-            session._fast_finish(self, reusable=False, reason="node stopped sending mid-response")
-        else:
-            session._fast_fail(self, 504, f"{self.conn.node.id} sent no response in {timeout:g}s")
 
     def on_node(self, data: bytes) -> None:
         """Bytes (b"" at the end) from the node: re-framed and written to the client."""
@@ -374,10 +443,14 @@ class _Fast:
                 framing, self.rechunk, self.keep = response_framing(
                     event, self.head, self.bodiless, keep
                 )
-                kept = end_to_end(event.headers, drop=(b"content-length",)) + extra
                 out.append(
                     response_head(
-                        event.status, event.reason, kept, framing=framing, keep_alive=self.keep
+                        event.status,
+                        event.reason,
+                        event.kept,
+                        framing=framing,
+                        keep_alive=self.keep,
+                        extra=extra,
                     )
                 )
             elif isinstance(event, Interim):

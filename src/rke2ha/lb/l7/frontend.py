@@ -17,13 +17,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rke2ha.lb.config import FrontendConfig
 from rke2ha.lb.frontend import bind_listener
 from rke2ha.lb.l7.affinity import AffinityCookie
 from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendPool
-from rke2ha.lb.l7.fast import FastClientProtocol
+from rke2ha.lb.l7.fast import FastClientProtocol, FastPath
 from rke2ha.lb.l7.pool_adapter import PoolNodes
 from rke2ha.lb.l7.proxy import ClientSession, ProxySettings
 from rke2ha.lb.l7.redirect import RedirectPolicy
@@ -126,7 +126,7 @@ class L7Frontend:
         self.bytes_down = 0
         self._server: asyncio.Server | None = None
         self._starting: asyncio.Task[None] | None = None
-        self._sessions: dict[asyncio.Task[None], ClientSession] = {}
+        self._sessions: set[ClientSession] = set()  # from accept until each one ends
 
     @property
     def active(self) -> int:
@@ -163,12 +163,12 @@ class L7Frontend:
         session = ClientSession(
             self.settings, self.nodes, self.runtime.conns, reader, writer, stats=self
         )
-        task = asyncio.ensure_future(session.run())
-        self._sessions[task] = session
-        task.add_done_callback(self._forget)
+        self._sessions.add(session)
+        session.on_done = self._forget
+        session.start()
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._sessions.pop(task, None)
+    def _forget(self, session: FastPath) -> None:
+        self._sessions.discard(cast(ClientSession, session))
 
     def stop_accepting(self) -> None:
         """Close the listener; idle keep-alive clients are closed now, a request in flight
@@ -176,18 +176,18 @@ class L7Frontend:
         self.accepting = False
         if self._server is not None:
             self._server.close()
-        for task, session in list(self._sessions.items()):
+        for session in list(self._sessions):
             session.closing = True
             if not session.busy:
-                task.cancel()
+                session.cancel()
 
     def sweep_idle(self, now: float) -> int:
         return 0  # every session keeps its own deadlines (header, keep-alive, http, tunnel)
 
     def close_sessions(self, outcome: str, only: Callable[[Any], bool] | None = None) -> int:
-        doomed = [t for t, s in self._sessions.items() if only is None or only(s)]
-        for task in doomed:
-            task.cancel()
+        doomed = [s for s in self._sessions if only is None or only(s)]
+        for session in doomed:
+            session.cancel()
         if doomed:
             log.info("closed %d layer 7 connections (%s)", len(doomed), outcome)
         return len(doomed)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import httptools
 
+from rke2ha.lb.l7.headers import scan_response
+
 
 @dataclass(slots=True)
 class ResponseHead:
@@ -24,6 +26,7 @@ class ResponseHead:
     keep_alive: bool
     chunked: bool
     content_length: int | None
+    kept: bytes = b""  # the end-to-end header lines a client receives (`scan_response`)
 
     @property
     def delimited(self) -> bool:
@@ -139,22 +142,16 @@ class ResponseReader:
         if 100 <= status < 200 and status != 101:
             self._events.append(Interim(status, self._headers))
             return
-        chunked = False
-        content_length: int | None = None
-        for name, value in self._headers:
-            lower = name.lower()
-            if lower == b"transfer-encoding":
-                chunked = value.strip().lower().endswith(b"chunked")
-            elif lower == b"content-length":
-                content_length = int(value.strip())
+        kept, te, length, _ = scan_response(self._headers)
         head = ResponseHead(
-            status=status,
-            reason=reason,
-            version=parser.get_http_version(),
-            headers=self._headers,
-            keep_alive=bool(parser.should_keep_alive()),
-            chunked=chunked,
-            content_length=content_length,
+            status,
+            reason,
+            parser.get_http_version(),
+            self._headers,
+            bool(parser.should_keep_alive()),
+            te is not None and te.strip().lower().endswith(b"chunked"),
+            int(length) if length is not None else None,
+            kept,
         )
         self._head = head
         self._events.append(head)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from rke2ha.lb.l7.headers import RequestScan, scan_request
+
 DEFAULT_MAX_TARGET = 8 * 1024
 DEFAULT_MAX_HEAD = 32 * 1024
 DEFAULT_MAX_HEADERS = 100
@@ -56,6 +58,8 @@ class RequestHead:
     chunked: bool
     content_length: int | None
     upgrade: bytes | None = None  # lower-cased Upgrade value when the client asks to switch
+    # The one pass over the headers (`headers.scan_request`): the lines a node receives.
+    scan: RequestScan = field(default_factory=RequestScan, compare=False)  # from `headers`
 
     @property
     def has_body(self) -> bool:
@@ -95,6 +99,8 @@ class Rejected:
 
 Event = RequestHead | BodyData | RequestEnd | UpgradeTail | Rejected
 
+_END = RequestEnd()  # immutable and field-less: one instance serves every request
+
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
@@ -110,11 +116,15 @@ class _Refuse(Exception):
         self.reason = reason
 
 
-@dataclass(slots=True)
 class _Building:
-    target: bytearray = field(default_factory=bytearray)
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    head_bytes: int = 0
+    """The head being read (a plain class: made once a request, dataclass defaults cost)."""
+
+    __slots__ = ("head_bytes", "headers", "target")
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
 
 
 class RequestReader:
@@ -124,8 +134,11 @@ class RequestReader:
     nothing more.
     """
 
-    def __init__(self, limits: FrontLimits | None = None) -> None:
+    def __init__(
+        self, limits: FrontLimits | None = None, *, cookie_name: bytes | None = None
+    ) -> None:
         self.limits = limits or FrontLimits()
+        self.cookie_name = cookie_name  # the affinity cookie, taken out of what nodes see
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[Event] = []
         self._building: _Building | None = None
@@ -233,7 +246,7 @@ class RequestReader:
             self._events.append(BodyData(body))
 
     def on_message_complete(self) -> None:
-        self._events.append(RequestEnd())
+        self._events.append(_END)
 
     # ---- the checks llhttp leaves to us -------------------------------------------------
 
@@ -247,51 +260,43 @@ class RequestReader:
             raise _Refuse(505, f"HTTP version {version} is not supported here")
         if method == "CONNECT":
             raise _Refuse(405, "CONNECT is not served by a reverse proxy")
-        target = bytes(building.target)
+        target = building.target
         if not target.startswith(b"/") and not (method == "OPTIONS" and target == b"*"):
             # An absolute-form target names a host of its own beside the Host header: two
             # readers could route it two ways. A client of a reverse proxy sends a path.
             raise _Refuse(400, "request target is not a path (origin-form)")
-        hosts = 0
+        scan = scan_request(building.headers, self.cookie_name)
         chunked = False
-        content_length: int | None = None
-        connection_tokens: list[bytes] = []
-        upgrade: bytes | None = None
-        for name, value in building.headers:
-            lower = name.lower()
-            if lower == b"host":
-                hosts += 1
-            elif lower == b"transfer-encoding":
-                if value.strip().lower() != b"chunked":
-                    raise _Refuse(400, "Transfer-Encoding other than a single final chunked")
-                if chunked:
-                    raise _Refuse(400, "Transfer-Encoding given twice")
-                chunked = True
-            elif lower == b"content-length":
-                content_length = int(value.strip())  # llhttp has checked the digits
-            elif lower == b"connection":
-                connection_tokens.extend(t.strip().lower() for t in value.split(b","))
-            elif lower == b"upgrade":
-                upgrade = value.strip().lower()
-        if chunked and version == "1.0":
-            raise _Refuse(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if hosts > 1:
-            raise _Refuse(400, "more than one Host header")
-        if hosts == 0 and version == "1.1":
-            raise _Refuse(400, "HTTP/1.1 request without Host")
-        if upgrade is not None and b"upgrade" not in connection_tokens:
+        if scan.transfer_encodings:
+            if len(scan.transfer_encodings) > 1:
+                raise _Refuse(400, "Transfer-Encoding given twice")
+            if scan.transfer_encodings[0].strip().lower() != b"chunked":
+                raise _Refuse(400, "Transfer-Encoding other than a single final chunked")
+            if version == "1.0":
+                raise _Refuse(400, "Transfer-Encoding in an HTTP/1.0 request")
+            chunked = True
+        # llhttp has checked the digits (and refused repeated Content-Length)
+        content_length = int(scan.content_length) if scan.content_length is not None else None
+        if scan.hosts != 1:
+            if scan.hosts > 1:
+                raise _Refuse(400, "more than one Host header")
+            if version == "1.1":
+                raise _Refuse(400, "HTTP/1.1 request without Host")
+        upgrade = scan.upgrade
+        if upgrade is not None and b"upgrade" not in scan.connection:
             upgrade = None  # Upgrade without `Connection: upgrade` is only a hint; drop it
         if upgrade is not None and (chunked or content_length):
             raise _Refuse(400, "upgrade request with a body")
         return RequestHead(
-            method=method,
-            target=target,
-            version=version,
-            headers=building.headers,
-            keep_alive=bool(parser.should_keep_alive()),
-            chunked=chunked,
-            content_length=content_length,
-            upgrade=upgrade,
+            method,
+            target,
+            version,
+            building.headers,
+            bool(parser.should_keep_alive()),
+            chunked,
+            content_length,
+            upgrade.lower() if upgrade is not None else None,
+            scan,
         )
 
 

@@ -31,6 +31,10 @@ class NodeSet(Protocol):
         """Nodes that may take a request now, best first, without the ids in `exclude`."""
         ...
 
+    def pick(self) -> Node | None:
+        """The best node now (`candidates(set())[0]`, cheaper: asked for every request)."""
+        ...
+
     def failed(self, node: Node, reason: str) -> None:
         """A connect to `node` failed: take it out of rotation now."""
         ...

@@ -13,7 +13,9 @@ backend's `active`/`total` counters are kept so the admin page shows layer 7 loa
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
+from rke2ha.lb.health_state import State
 from rke2ha.lb.l7.nodes import Balance, Node
 from rke2ha.lb.pool import Backend, Pool
 
@@ -53,21 +55,48 @@ class PoolNodes:
             rotated.sort(key=_active)
         return rotated
 
+    def pick(self) -> Node | None:
+        """`candidates(set())[0]` without building and sorting lists (the per-request case).
+
+        Least outstanding requests compares the Backends' own counters (`begin`/`end` keep
+        them equal to the Nodes'), so only the winner is looked up. Ties go to the first
+        from a rotating start over the pool's list; while a backend is down its successor
+        wins a tie a little more often, which leastconn evens out under load.
+        """
+        backends = self.pool.backends
+        count = len(backends)
+        if not count:
+            return None
+        start = next(self._turn) % count
+        if self.balance != "leastconn":
+            usable = [b for b in backends if b.machine.state in _SERVING]
+            return self._node(usable[start % len(usable)]) if usable else None
+        best: Backend | None = None
+        for step in range(count):
+            backend = backends[(start + step) % count]
+            if backend.machine.state in _SERVING and (best is None or backend.active < best.active):
+                best = backend
+        return self._node(best) if best is not None else None
+
     def failed(self, node: Node, reason: str) -> None:
         backend = self._nodes[node.id][1]
         if backend.serves:
             self.pool.connect_failed(backend, reason)
 
+    # `node.ref` is the node's Backend (set in `_node`): no lookup on the per-request path.
     def succeeded(self, node: Node) -> None:
-        self._nodes[node.id][1].total += 1
+        cast(Backend, node.ref).total += 1
 
     def begin(self, node: Node) -> None:
         node.active += 1
-        self._nodes[node.id][1].active += 1
+        cast(Backend, node.ref).active += 1
 
     def end(self, node: Node) -> None:
         node.active -= 1
-        self._nodes[node.id][1].active -= 1
+        cast(Backend, node.ref).active -= 1
+
+
+_SERVING = frozenset(state for state in State if state.serves)
 
 
 def _active(node: Node) -> int:

@@ -22,7 +22,7 @@ import time
 from collections import deque
 
 from rke2ha.lb.l7 import accesslog
-from rke2ha.lb.l7.accesslog import AccessRecord, path_of
+from rke2ha.lb.l7.accesslog import AccessRecord
 from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendPool
 from rke2ha.lb.l7.deadline import read_within
 from rke2ha.lb.l7.exchange import (
@@ -70,7 +70,11 @@ class ClientSession(FastPath, NodeExchange):
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.client_ip = str(peer[0]) if peer else "-"
-        self.front = RequestReader(settings.limits)
+        self.client_ip_bytes = self.client_ip.encode("ascii", "replace")
+        affinity = settings.affinity
+        self.front = RequestReader(
+            settings.limits, cookie_name=affinity.name if affinity is not None else None
+        )
         self._events: deque[Event] = deque()
         self._client_eof = False
         self.busy = False  # inside an exchange (a drain waits for it; an idle one is cut)
@@ -96,7 +100,10 @@ class ClientSession(FastPath, NodeExchange):
 
     async def _next_head(self, first: bool) -> RequestHead | Rejected | None:
         """The next request head (or refusal); None when the client is gone or idled out."""
-        deadline: float | None = time.monotonic() + self.settings.header_timeout if first else None
+        deadline: float | None = None
+        if first:  # the callbacks started the first head's clock at accept
+            late = self.first_deadline_passed
+            deadline = time.monotonic() + (0.0 if late else self.settings.header_timeout)
         while True:
             if self._events:
                 event = self._events.popleft()
@@ -194,9 +201,7 @@ class ClientSession(FastPath, NodeExchange):
 
     async def _exchange(self, head: RequestHead) -> bool:
         """Serve one request; True when the client connection may carry another."""
-        record = AccessRecord(
-            self.client_ip, head.method, path_of(head.target), started=time.monotonic()
-        )
+        record = AccessRecord(self.client_ip, head.method, head.target, started=time.monotonic())
         keep = head.keep_alive and not self.closing
         try:
             redirect = self.settings.redirect
