@@ -25,7 +25,7 @@ class AccessRecord:
     bytes: int = 0
     started: float = 0.0
     backend: str | None = None
-    upstream_ms: float | None = None
+    upstream_s: float | None = None  # seconds to the node's response head (rounded when logged)
     reason: str | None = None
     retries: int = 0
 
@@ -43,7 +43,7 @@ class AccessRecord:
             "bytes": self.bytes,
             "duration_ms": round((now - self.started) * 1000, 3),
             "backend": self.backend,
-            "upstream_ms": self.upstream_ms,
+            "upstream_ms": None if self.upstream_s is None else round(self.upstream_s * 1000, 3),
         }
         if self.reason:
             record["reason"] = self.reason

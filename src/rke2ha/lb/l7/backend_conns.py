@@ -129,7 +129,9 @@ class BackendPool:
     def put(self, conn: BackendConnection) -> None:
         """Take back a connection whose last response ended cleanly with keep-alive."""
         idle = self._idle[conn.node.id]
-        if not conn.usable or len(idle) >= self.max_idle_per_node:
+        # A node's close that raced the end of the response shows as a closing transport;
+        # an EOF not yet acted upon is caught by `take_idle` (which checks `usable`).
+        if conn.writer.transport.is_closing() or len(idle) >= self.max_idle_per_node:
             conn.close()
             return
         conn.idle_since = time.monotonic()

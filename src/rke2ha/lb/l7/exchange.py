@@ -350,7 +350,7 @@ class NodeExchange:
                     if not bodiless:
                         out.append(chunk(event.data) if rechunk else event.data)
                 elif isinstance(event, ResponseHead):
-                    record.upstream_ms = round((time.monotonic() - sent_at) * 1000, 3)
+                    record.upstream_s = time.monotonic() - sent_at
                     record.status = event.status
                     if event.status == 101 and head.upgrade is not None:
                         await self._switch(conn, event, record, events)

@@ -432,7 +432,7 @@ class _Fast:
                 if not self.bodiless:
                     out.append(chunk(event.data) if self.rechunk else event.data)
             elif isinstance(event, ResponseHead):
-                record.upstream_ms = round((self.activity - self.sent_at) * 1000, 3)
+                record.upstream_s = self.activity - self.sent_at
                 record.status = event.status
                 self.bodiless = self.bodiless or event.status in _NO_BODY_STATUSES
                 extra: list[tuple[bytes, bytes]] = []

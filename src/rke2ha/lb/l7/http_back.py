@@ -62,6 +62,10 @@ class BadResponse:
     reason: str
 
 
+# Immutable: one instance each serves every response (made per response, they showed up).
+_REUSABLE_END = ResponseEnd(reusable=True)
+_FINAL_END = ResponseEnd(reusable=False)
+
 ResponseEvent = ResponseHead | Interim | ResponseData | ResponseEnd | Switched | BadResponse
 
 _NO_BODY_STATUSES = (204, 304)
@@ -169,5 +173,5 @@ class ResponseReader:
         head = self._head
         if head is None or self._done:
             return  # the end of an interim response
-        self._events.append(ResponseEnd(reusable=head.keep_alive))
+        self._events.append(_REUSABLE_END if head.keep_alive else _FINAL_END)
         self._done = True
