@@ -21,6 +21,7 @@ from helpers import (
     LbProcess,
     LoopThread,
     bulk_handler,
+    client_context,
     close_second_handler,
     closed_after,
     echo_handler,
@@ -572,3 +573,33 @@ def test_tls_policy_old_versions_refused_alpn_http11(
         assert tls.version() == "TLSv1.2" and cipher is not None
         assert "GCM" in cipher[0] or "CHACHA20" in cipher[0]
         assert cipher[0].startswith("ECDHE")
+
+
+def test_max_connections_leaves_new_clients_in_the_backlog_until_one_closes(
+    loop_thread: LoopThread, lb_factory: LbFactory, cert: CertFiles
+) -> None:
+    node = start_backend(loop_thread, BACKEND_HOSTS[0], recorder_handler)
+    lb = lb_factory([node.address], "--max-connections", "2")
+    first = tls_connect(lb, cert.ca)
+    second = tls_connect(lb, cert.ca)
+    deadline = time.monotonic() + 5
+    while "max_connections" not in lb.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "max_connections" in lb.stderr()
+    # The kernel completes the TCP handshake from the backlog, but nobody answers TLS.
+    raw = socket.create_connection((LB_HOST, lb.port), timeout=5)
+    third = client_context(cert.ca).wrap_socket(
+        raw, server_hostname=HOSTNAME, do_handshake_on_connect=False
+    )
+    third.settimeout(1.0)
+    with pytest.raises(TimeoutError):
+        third.do_handshake()
+    first.close()  # below the limit again: accepting resumes and the waiting client is served
+    third.settimeout(5)
+    third.do_handshake()
+    third.sendall(f"GET /third HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+    assert read_response(third)[0] == 200
+    second.sendall(f"GET /second HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+    assert read_response(second)[0] == 200
+    third.close()
+    second.close()

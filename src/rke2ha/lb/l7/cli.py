@@ -143,6 +143,7 @@ def config_from_args(args: argparse.Namespace) -> L7Config:
         drain_timeout=getattr(args, "drain_timeout", None) or 30.0,
         connect_timeout=getattr(args, "connect_timeout", None) or 5.0,
         retries=getattr(args, "retries", 2),
+        max_connections=getattr(args, "max_connections", None) or 10_000,
         admin=_admin(args),
     )
 

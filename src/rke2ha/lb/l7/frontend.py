@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
@@ -124,6 +125,7 @@ class L7Frontend:
         self.failed = 0
         self.bytes_up = 0
         self.bytes_down = 0
+        self._listener: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._starting: asyncio.Task[None] | None = None
         self._sessions: set[ClientSession] = set()  # from accept until each one ends
@@ -132,15 +134,39 @@ class L7Frontend:
     def active(self) -> int:
         return len(self._sessions)
 
+    # Accepting. asyncio's servers cannot pause accepting, so the frontend keeps the listening
+    # socket itself and serves a duplicate of it: at `max_connections` that server is closed
+    # (the kernel keeps queueing new clients in the backlog of the socket kept here, as the
+    # layer 4 frontend does) and a new server over a fresh duplicate resumes below the limit.
+
     def start(self) -> None:
-        sock = bind_listener(self.config.host, self.config.port)  # errors name the address
+        self._listener = bind_listener(self.config.host, self.config.port)  # names the address
         self.accepting = True
-        self._starting = asyncio.ensure_future(self._serve(sock))
+        self._resume()
+
+    def _resume(self) -> None:
+        if self._server is not None or self._starting is not None or self._listener is None:
+            return
+        self._starting = asyncio.ensure_future(self._serve(self._listener.dup()))
         self._starting.add_done_callback(self._started)
 
+    def _pause(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+            log.warning(
+                "%s: %d connections open (max_connections): new clients wait in the backlog",
+                self.config.address,
+                len(self._sessions),
+            )
+
     def _started(self, task: asyncio.Task[None]) -> None:
+        self._starting = None
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: cannot serve: %s", self.config.address, task.exception())
+            return
+        if len(self._sessions) >= self.config.max_connections:
+            self._pause()  # filled up while the server was starting
 
     async def _serve(self, sock: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -149,14 +175,16 @@ class L7Frontend:
             reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
             return FastClientProtocol(reader, self._on_client, loop=loop)
 
-        self._server = await loop.create_server(
+        server = await loop.create_server(
             protocol,
             sock=sock,
             ssl=self.runtime.store.listening_context if self.tls else None,
             ssl_handshake_timeout=self.settings.header_timeout if self.tls else None,
         )
         if not self.accepting:  # stopped while starting
-            self._server.close()
+            server.close()
+            return
+        self._server = server
 
     def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.total += 1
@@ -166,9 +194,13 @@ class L7Frontend:
         self._sessions.add(session)
         session.on_done = self._forget
         session.start()
+        if len(self._sessions) >= self.config.max_connections:
+            self._pause()
 
     def _forget(self, session: FastPath) -> None:
         self._sessions.discard(cast(ClientSession, session))
+        if self.accepting and len(self._sessions) < self.config.max_connections:
+            self._resume()
 
     def stop_accepting(self) -> None:
         """Close the listener; idle keep-alive clients are closed now, a request in flight
@@ -176,6 +208,10 @@ class L7Frontend:
         self.accepting = False
         if self._server is not None:
             self._server.close()
+            self._server = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         for session in list(self._sessions):
             session.closing = True
             if not session.busy:

@@ -85,6 +85,7 @@ def from_spec(spec: Spec, *, port_offset: int = 0) -> L7Config:
         connect_timeout=lb.connect_timeout,
         http_timeout=lb.http_timeout,
         retries=lb.retries,
+        max_connections=lb.max_connections,
         drain_timeout=lb.drain_timeout,
         forwarded_port=443,
         names={f"{h}:{p}": str(n.name) for (h, p), n in zip(backends, spec.nodes, strict=True)},
@@ -134,6 +135,7 @@ def lb_config(config: L7Config, base: LbConfig | None = None) -> LbConfig:
             connect_timeout=config.connect_timeout,
             idle_timeout=config.http_timeout,
             retries=config.retries,
+            max_connections=config.max_connections,
         )
 
     frontends = [frontend(f"https-{config.listen[1]}", config.listen)]

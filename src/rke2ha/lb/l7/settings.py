@@ -31,6 +31,7 @@ class L7Config:
     header_timeout: float = 10.0
     keepalive_timeout: float = 60.0
     retries: int = 2
+    max_connections: int = 10_000  # per listener; beyond it clients wait in the backlog
     drain_timeout: float = 30.0
     forwarded_port: int = 443
     access_log: str | None = "-"
