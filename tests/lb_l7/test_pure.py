@@ -20,17 +20,24 @@ from rke2ha.lb.l7.redirect import RedirectPolicy, location, passes_through, redi
 SUFFIX = forwarded_suffix("https", 443)
 
 
-def _wire(headers: list[tuple[bytes, bytes]], *, cookie: bytes | None = None) -> bytes:
-    scan = scan_request(headers, cookie)
+def _wire(
+    headers: list[tuple[bytes, bytes]],
+    *,
+    method: str = "GET",
+    client_ip: bytes = b"198.51.100.2",
+    suffix: bytes = SUFFIX,
+    framing: bytes = b"",
+) -> bytes:
+    scan = scan_request(headers)
     return forwarded_request_head(
-        "GET",
+        method,
         b"/p",
         scan.kept,
         forwarded_for=scan.forwarded_for,
         host=scan.host,
-        client_ip=b"198.51.100.2",
-        suffix=SUFFIX,
-        framing=b"",
+        client_ip=client_ip,
+        suffix=suffix,
+        framing=framing,
         upgrade=scan.upgrade if b"upgrade" in scan.connection else None,
     )
 
@@ -76,19 +83,15 @@ def test_upgrade_is_carried() -> None:
 
 
 def test_request_head_is_reserialised() -> None:
-    scan = scan_request([(b"Host", b"h"), (b"Content-Length", b"3")])
-    wire = forwarded_request_head(
-        "POST",
-        b"/x",
-        scan.kept,
-        forwarded_for=scan.forwarded_for,
-        host=scan.host,
+    wire = _wire(
+        [(b"Host", b"h"), (b"Content-Length", b"3")],
+        method="POST",
         client_ip=b"127.0.0.1",
         suffix=b"",
         framing=b"length:3",
     )
     assert wire == (
-        b"POST /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 127.0.0.1\r\n"
+        b"POST /p HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 127.0.0.1\r\n"
         b"X-Forwarded-Host: h\r\nContent-Length: 3\r\n\r\n"
     )
     kept, te, length, connection = scan_response(
