@@ -103,11 +103,3 @@ def host_port(address: str, port: int) -> str:
     except ValueError:
         pass
     return f"{address}:{port}"
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

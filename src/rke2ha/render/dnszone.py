@@ -18,9 +18,10 @@ import shlex
 
 import dns.name
 
+from rke2ha.addresses import is_ip
 from rke2ha.dns.records import DesiredRecords, desired_records
 from rke2ha.dns.zone import ZoneSettings, settings_from_spec, split_host_port, zone_from_records
-from rke2ha.render.common import commented, header_lines, is_ip
+from rke2ha.render.common import commented, header_lines
 from rke2ha.spec import Spec
 
 ZONE_SERIAL = 1

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rke2ha.addresses import is_ip
 from rke2ha.errors import InvalidError
-from rke2ha.render.common import commented, header_lines, is_ip
+from rke2ha.render.common import commented, header_lines
 from rke2ha.spec import LoadBalancerPair, Spec
 
 ENGINE_PROCESS = {

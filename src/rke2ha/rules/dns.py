@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from rke2ha.addresses import is_ip
 from rke2ha.rules import sources
 from rke2ha.rules.facts import Facts
 from rke2ha.rules.finding import Issue, Rule, error, warning
-from rke2ha.rules.names import hostname_problem, in_zone, is_ip, is_ipv4
+from rke2ha.rules.names import hostname_problem, in_zone, is_ipv4
 from rke2ha.spec import Spec
 
 

@@ -5,17 +5,11 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from rke2ha.addresses import is_ip
+
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # AWS availability zone names: region + one letter (us-east-1a, us-gov-west-1b).
 _AWS_ZONE = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d+)([a-z])$")
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def is_ipv4(text: str) -> bool:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
+from rke2ha.addresses import is_ip
 from rke2ha.rules import sources
 from rke2ha.rules.facts import Facts
 from rke2ha.rules.finding import Issue, Rule, error, warning
-from rke2ha.rules.names import is_ip
 from rke2ha.spec import Spec
 
 

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from rke2ha import procs
 from rke2ha.errors import InvalidError
 
 CHECK_TIMEOUT = 30.0
@@ -29,14 +30,15 @@ def read_pid(pidfile: Path) -> int | None:
 
 
 def cmdline(pid: int) -> str | None:
-    """The process's command line with NULs as spaces; None when it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+    """The process's command line with NULs as spaces; None when it is gone or a zombie.
+
+    Text, not an argument tuple: nginx rewrites its process title into the argv area, so
+    `engines.is_our_process` matches on the text.
+    """
+    if not procs.alive(pid):
         return None
-    # The state letter follows the command name in parentheses.
-    if stat.rpartition(")")[2].split()[:1] == ["Z"]:
+    raw = procs.cmdline_bytes(pid)
+    if raw is None:
         return None
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
@@ -114,16 +116,7 @@ def start_daemon(argv: list[str], env: dict[str, str], pidfile: Path, what: str)
 def spawn_detached(argv: list[str], env: dict[str, str], log: Path, pidfile: Path) -> int:
     """Start a foreground engine in its own session, output to `log`; record its pid."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-            close_fds=True,
-        )
+    proc = procs.start_in_session(argv, log, env)
     pidfile.write_text(f"{proc.pid}\n", encoding="ascii")
     return proc.pid
 

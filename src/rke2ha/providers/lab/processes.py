@@ -24,6 +24,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from rke2ha import procs
+
+# The /proc readers live in rke2ha.procs (the existing provider uses them too); these
+# names stay importable from here for the lab's callers and tests.
+from rke2ha.procs import cmdline as cmdline
+from rke2ha.procs import start_time as start_time
+
 STOP_TIMEOUT = 5.0
 _POLL = 0.02
 
@@ -45,30 +52,6 @@ class ProcessInfo:
         return self.liveness in (Liveness.RUNNING, Liveness.STOPPED)
 
 
-def _read_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) from /proc/<pid>/stat, None when gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = text.rpartition(")")[2].split()
-    return fields[0], int(fields[19])
-
-
-def start_time(pid: int) -> int | None:
-    stat = _read_stat(pid)
-    return None if stat is None else stat[1]
-
-
-def cmdline(pid: int) -> tuple[str, ...] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
-
-
 # Processes this Python process started: kept so they can be reaped (no zombie stays in a
 # long-running caller such as a foreground `up` or a test), forgotten once they end.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -82,16 +65,15 @@ def _reap(pid: int) -> None:
 
 def inspect(pid: int, argv: Sequence[str], started: int | None) -> ProcessInfo:
     """Is `pid` still the process we started with `argv` (at `started` ticks)?"""
-    stat = _read_stat(pid)
+    stat = procs.read_stat(pid)
     if stat is None:
         return ProcessInfo(pid, Liveness.GONE)
-    letter, ticks = stat
-    if letter in ("Z", "X"):
+    if stat.state in procs.ENDED_STATES:
         _reap(pid)
         return ProcessInfo(pid, Liveness.GONE)
-    if cmdline(pid) != tuple(argv) or (started is not None and ticks != started):
+    if cmdline(pid) != tuple(argv) or (started is not None and stat.start_ticks != started):
         return ProcessInfo(pid, Liveness.FOREIGN)
-    return ProcessInfo(pid, Liveness.STOPPED if letter in ("T", "t") else Liveness.RUNNING)
+    return ProcessInfo(pid, Liveness.STOPPED if stat.state in ("T", "t") else Liveness.RUNNING)
 
 
 def spawn(argv: Sequence[str], log_file: Path, cwd: Path) -> tuple[int, int | None]:
@@ -101,17 +83,7 @@ def spawn(argv: Sequence[str], log_file: Path, cwd: Path) -> tuple[int, int | No
     """
     log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
+    proc = procs.start_in_session(argv, log_file, env, cwd=cwd)
     _children[proc.pid] = proc
     return proc.pid, start_time(proc.pid)
 
