@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,12 @@ from cryptography.hazmat.primitives import serialization
 
 from rke2ha.check import verdicts
 from rke2ha.check import verdicts_client as client
-from rke2ha.check.observations import HttpAnswer, TlsObservation, WebsocketAnswer
+from rke2ha.check.observations import (
+    HttpAnswer,
+    SpreadSample,
+    TlsObservation,
+    WebsocketAnswer,
+)
 from rke2ha.check.result import CheckResult
 from rke2ha.check.target import DnsTarget
 from rke2ha.dns.resolve_check import Answer
@@ -269,29 +275,72 @@ def test_websocket_skip_is_not_a_pass() -> None:
 # ---- lb.spread -----------------------------------------------------------------------------
 
 NODES = ["n1", "n2", "n3"]
+FIX_OUT_OF_ROTATION = (
+    "the load balancer keeps a healthy node out of rotation: look at its /status "
+    "(health check path, Host header, ports)"
+)
 
 
 def spread(
-    healthy: list[str], served: dict[str, int], failures: int = 0, lab: bool = True
+    healthy: list[str],
+    served: dict[str, int],
+    failures: int = 0,
+    lab: bool = True,
+    rotation: Mapping[str, bool | None] | None = None,
+    requests: int = 6,
 ) -> CheckResult:
-    return client.spread(
-        healthy, served, requests=6, failures=failures, header="x-node", lab=lab, known=NODES
+    seen = SpreadSample(
+        served, requests=requests, failures=failures, rounds=1, seconds=3.0, rotation=rotation
     )
+    return client.spread(healthy, seen, header="x-node", lab=lab, known=NODES)
 
 
 def test_spread_every_healthy_node_served() -> None:
-    assert spread(NODES, {"n1": 2, "n2": 2, "n3": 2}).status == "pass"
-    # A node that is down is not expected to get traffic.
-    assert spread(["n1", "n2"], {"n1": 3, "n2": 3}).status == "pass"
+    result = spread(NODES, {"n1": 2, "n2": 2, "n3": 2})
+    assert result.status == "pass" and result.detail == "6 requests over 3 nodes: n1 2, n2 2, n3 2"
+    # A node that is down is not expected to get traffic; the detail names it.
+    down = spread(["n1", "n2"], {"n1": 3, "n2": 3})
+    assert down.status == "pass" and "not required, down in the node checks: n3" in down.detail
+
+
+def test_spread_down_node_is_reported_with_its_rotation_not_failed() -> None:
+    rotation = {"n1": True, "n2": True, "n3": False}
+    result = spread(["n1", "n2"], {"n1": 3, "n2": 3}, rotation=rotation)
+    assert result.status == "pass"
+    assert result.detail.endswith("not required, down in the node checks: n3 (out of rotation)")
+    # Still in rotation (the load balancer has not noticed yet), and it even answered.
+    late = spread(["n1", "n2"], {"n1": 2, "n2": 2, "n3": 2}, rotation=dict.fromkeys(NODES, True))
+    assert late.status == "pass" and "n3 (still in rotation)" in late.detail
 
 
 def test_spread_healthy_node_without_traffic_fails() -> None:
     result = spread(NODES, {"n1": 3, "n2": 3})
     assert result.status == "fail" and "n3" in result.detail
+    assert result.fix == FIX_OUT_OF_ROTATION
+
+
+def test_spread_everything_to_one_node_in_rotation_fails() -> None:
+    """The load balancer looks healthy (/status: all in rotation) but one node gets it all."""
+    result = spread(NODES, {"n1": 60}, rotation=dict.fromkeys(NODES, True), requests=60)
+    assert result.status == "fail"
+    assert result.detail == (
+        "n2, n3 healthy and in rotation (its /status) but got none of 60 requests (n1 60)"
+    )
+    assert result.fix == FIX_OUT_OF_ROTATION and result.rule == "check.lb.spread"
+
+
+def test_spread_healthy_node_kept_out_of_rotation_fails() -> None:
+    """Waiting for `rise` is bounded: still out after the sampling time is a failure."""
+    rotation = {"n1": True, "n2": True, "n3": False}
+    result = spread(NODES, {"n1": 3, "n2": 3}, rotation=rotation)
+    assert result.status == "fail"
+    assert "n3 healthy but still out of the load balancer's rotation" in result.detail
+    assert "after 3.0s" in result.detail and result.fix == FIX_OUT_OF_ROTATION
 
 
 def test_spread_skips_where_nodes_cannot_be_told_apart() -> None:
     assert spread(NODES, {}, lab=False).status == "skip"
+    assert spread(NODES, {"": 6}, lab=False).status == "skip"
     assert spread(NODES, {}, lab=True).status == "fail"
     assert spread(NODES, {}, failures=6, lab=False).status == "fail"
 

@@ -8,6 +8,7 @@ Layout (one job per module):
 - `verdicts`     — sans-I/O decisions: observation -> CheckResult, tested without sockets.
 - `probes`       — thin asyncio adapters: HTTP(S), TLS inspection, websocket; timeouts.
 - `checks`       — each named check: probe, then verdict.
+- `spread`       — lb.spread's bounded sampling: which node answers through the LB.
 - `runner`       — all checks at once, in a stable order, each under a time guard.
 - `lbstatus`     — the built-in load balancer's admin /status: is a node in rotation?
 - `drill`        — the lab failover drill behind the `FaultInjector` protocol.

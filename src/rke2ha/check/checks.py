@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from datetime import datetime
 
-from rke2ha.check import catalog, probes, verdicts, verdicts_client
+from rke2ha.check import catalog, probes, spread, verdicts, verdicts_client
 from rke2ha.check.catalog import CheckRule
 from rke2ha.check.observations import HttpAnswer, TlsObservation, WebsocketAnswer
-from rke2ha.check.probes import HttpConnection, ProbeError
+from rke2ha.check.probes import ProbeError
 from rke2ha.check.result import CheckResult
-from rke2ha.check.target import CheckTarget, Endpoint, NodeTarget
-from rke2ha.lab.node_app import NODE_HEADER as LAB_NODE_HEADER
 
-# The lab's node emulator names the node that served a response in this header.
-NODE_HEADER = LAB_NODE_HEADER.lower()
+# Re-exported: the drill reads the same header.
+from rke2ha.check.spread import NODE_HEADER as NODE_HEADER
+from rke2ha.check.target import CheckTarget, Endpoint, NodeTarget
+
 REDIRECT_PROBE_PATH = "/rke2ha-check/redirect?probe=1"
 WEBSOCKET_PATH = "/v3/subscribe"
 WEBSOCKET_MESSAGE_WAIT = 0.5
-SPREAD_CONNECTIONS_PER_NODE = 2
-SPREAD_ROUNDS = 3
 # A check that outlives this many probe timeouts is stuck: report it, never wait on it.
 GUARD_FACTOR = 3
 
@@ -214,79 +210,23 @@ async def rancher_websocket(target: CheckTarget) -> CheckResult:
     return verdicts_client.websocket(seen, status, WEBSOCKET_MESSAGE_WAIT)
 
 
-@dataclass
-class _SpreadRound:
-    """Concurrent requests whose connections stay open until every one has finished."""
-
-    count: int
-    served: Counter[str] = field(default_factory=Counter)  # node name ("" unnamed) -> count
-    failures: int = 0
-    everyone_done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def finish(self, node: str | None) -> None:
-        if node is None:
-            self.failures += 1
-        else:
-            self.served[node] += 1
-        if self.failures + sum(self.served.values()) >= self.count:
-            self.everyone_done.set()
-
-
-async def _spread_one(endpoint: Endpoint, target: CheckTarget, batch: _SpreadRound) -> None:
-    # Held open so that a least-connections balancer sees all of them at once.
-    try:
-        connection = await HttpConnection.open(
-            endpoint, tls=probes.insecure_context(), sni=target.hostname, timeout=target.timeout
-        )
-    except ProbeError:
-        batch.finish(None)
-        return
-    try:
-        answer = await connection.request(
-            "/ping", host=target.hostname, keep_alive=True, timeout=target.timeout
-        )
-    except ProbeError:
-        batch.finish(None)
-        await connection.close()
-        return
-    batch.finish(answer.headers.get(NODE_HEADER, "") if answer.status == 200 else None)
-    try:
-        await asyncio.wait_for(batch.everyone_done.wait(), target.timeout)
-    except TimeoutError:
-        pass
-    finally:
-        await connection.close()
-
-
 async def lb_spread(
     target: CheckTarget, node_results: Awaitable[dict[str, list[CheckResult]]]
 ) -> CheckResult:
-    """Rounds of concurrent requests until every healthy node has answered one.
+    """Every healthy node answers some of the requests through the load balancer.
 
-    Other checks hold connections through the same port meanwhile (the websocket, the TLS
-    handshakes), which skews a least-connections balancer for a moment; a few rounds
-    tell "not yet picked" from "never picked".
+    Sampling (`spread.sample`) is bounded and waits, within its bound, for a healthy node
+    the load balancer has not taken back into rotation yet; the verdict is
+    `verdicts_client.spread`.
     """
     check_id = "lb.spread"
-    endpoint = target.lb(443)
-    if endpoint is None:
+    if target.lb(443) is None:
         return _no_lb(catalog.LB_SPREAD, check_id)
-    healthy = [name for name, results in (await node_results).items() if all(r.ok for r in results)]
-    served: Counter[str] = Counter()
-    requests = failures = 0
-    for _ in range(SPREAD_ROUNDS):
-        batch = _SpreadRound(SPREAD_CONNECTIONS_PER_NODE * len(target.nodes))
-        await asyncio.gather(*(_spread_one(endpoint, target, batch) for _ in range(batch.count)))
-        served.update(batch.served)
-        requests += batch.count
-        failures += batch.failures
-        if set(healthy) <= set(served) or not any(served.values()):
-            break
+    healthy = {name for name, results in (await node_results).items() if all(r.ok for r in results)}
+    seen = await spread.sample(target, healthy)
     return verdicts_client.spread(
         healthy,
-        Counter({name: n for name, n in served.items() if name}),
-        requests=requests,
-        failures=failures,
+        seen,
         header=NODE_HEADER,
         lab=target.is_lab,
         known=[node.name for node in target.nodes],

@@ -2,9 +2,10 @@
 
 `node_serves` is sans-I/O over the snapshot (`{"frontends": [{"address", "backends":
 [{"name", "address", "serves", "state"}]}]}`, see `rke2ha.lb.admin`); `rotation_probe`
-fetches it. A snapshot whose frontend is not the one checked (another load balancer on
-the same admin port) answers None, like no admin endpoint at all: the caller then falls
-back to watching which node answers.
+(one node, for the drill) and `rotation_states` (every node from one fetch, for
+`lb.spread`) fetch it. A snapshot whose frontend is not the one checked (another load
+balancer on the same admin port) answers None, like no admin endpoint at all: the caller
+then falls back to watching which node answers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from rke2ha.check.probes import ProbeError
 from rke2ha.check.target import CheckTarget, Endpoint
 
 RotationProbe = Callable[[str], Awaitable[bool | None]]
+# node name -> in rotation (None: /status does not list it); None: /status unreadable.
+RotationStates = Callable[[], Awaitable[dict[str, bool | None] | None]]
 
 
 def _address_text(value: Any) -> str:
@@ -46,6 +49,22 @@ def node_serves(
     return None
 
 
+async def _snapshot(target: CheckTarget, admin: Endpoint) -> Any:
+    """The admin /status as parsed JSON, or None when it cannot be read."""
+    try:
+        answer = await probes.http_get(
+            admin, "/status", host=admin.host, timeout=min(target.timeout, 1.0)
+        )
+    except ProbeError:
+        return None
+    if answer.status != 200:
+        return None
+    try:
+        return json.loads(answer.body)
+    except ValueError:
+        return None
+
+
 def rotation_probe(target: CheckTarget, frontend_port: int) -> RotationProbe | None:
     """A probe of the admin /status for `frontend_port`, or None without an admin address."""
     admin, frontend = target.lb_admin, target.lb(frontend_port)
@@ -54,18 +73,28 @@ def rotation_probe(target: CheckTarget, frontend_port: int) -> RotationProbe | N
     addresses = {node.name: node.address for node in target.nodes}
 
     async def serves(node: str) -> bool | None:
-        try:
-            answer = await probes.http_get(
-                admin, "/status", host=admin.host, timeout=min(target.timeout, 1.0)
-            )
-        except ProbeError:
-            return None
-        if answer.status != 200:
-            return None
-        try:
-            snapshot = json.loads(answer.body)
-        except ValueError:
-            return None
+        snapshot = await _snapshot(target, admin)
         return node_serves(snapshot, frontend, node, addresses.get(node))
 
     return serves
+
+
+def rotation_states(target: CheckTarget, frontend_port: int) -> RotationStates | None:
+    """Every spec node's rotation on `frontend_port` from one /status fetch (None: unread).
+
+    None instead of a probe without an admin address, like `rotation_probe`.
+    """
+    admin, frontend = target.lb_admin, target.lb(frontend_port)
+    if admin is None or frontend is None:
+        return None
+
+    async def states() -> dict[str, bool | None] | None:
+        snapshot = await _snapshot(target, admin)
+        if snapshot is None:
+            return None
+        return {
+            node.name: node_serves(snapshot, frontend, node.name, node.address)
+            for node in target.nodes
+        }
+
+    return states

@@ -6,6 +6,7 @@ observations, without sockets.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -33,3 +34,17 @@ class TlsObservation:
 @dataclass(frozen=True)
 class WebsocketAnswer:
     first_message: str | None  # what arrived within the wait, if anything
+
+
+@dataclass
+class SpreadSample:
+    """What `lb.spread` saw: which node answered each request through the load balancer."""
+
+    served: dict[str, int] = field(default_factory=dict)  # node name ("" unnamed) -> answers
+    requests: int = 0
+    failures: int = 0  # no connection, no answer, or not 200
+    rounds: int = 0
+    seconds: float = 0.0
+    # The load balancer's /status at the end: node -> in rotation (None: not listed);
+    # None when there is no admin endpoint to read.
+    rotation: Mapping[str, bool | None] | None = None

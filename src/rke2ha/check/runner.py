@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 
-from rke2ha.check import catalog, checks, verdicts_client
+from rke2ha.check import catalog, checks, spread, verdicts_client
 from rke2ha.check.catalog import CheckRule
 from rke2ha.check.result import CheckResult
 from rke2ha.check.target import CheckTarget
@@ -103,8 +103,9 @@ async def run_checks(target: CheckTarget, now: datetime | None = None) -> list[C
             await asyncio.wait(waiting)
         return {name: [task.result() for task in tasks] for name, tasks in spread_inputs.items()}
 
-    # lb.spread waits for the node checks, then sends up to SPREAD_ROUNDS rounds.
-    spread_limit = limit * (1 + checks.SPREAD_ROUNDS)
+    # lb.spread waits for the node checks (each under `limit`), then samples for at most
+    # spread.MAX_SECONDS; one more `limit` covers reading /status and closing connections.
+    spread_limit = 2 * limit + spread.MAX_SECONDS
     rest.append(
         asyncio.ensure_future(
             _guarded(

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from rke2ha.check import catalog
-from rke2ha.check.observations import TlsObservation, WebsocketAnswer
+from rke2ha.check.observations import SpreadSample, TlsObservation, WebsocketAnswer
 from rke2ha.check.result import CheckResult
 from rke2ha.check.target import DnsTarget
 from rke2ha.check.verdicts import Seen, join, said, same_name
@@ -193,19 +193,61 @@ def websocket_skipped() -> CheckResult:
 # ---- lb.spread -------------------------------------------------------------------------
 
 
+FIX_SPREAD_MISSING = (
+    "the load balancer keeps a healthy node out of rotation: look at its /status "
+    "(health check path, Host header, ports)"
+)
+
+
+def _missing(missing: set[str], seen: SpreadSample) -> str:
+    """Why each missing healthy node got nothing, as far as /status tells."""
+    rotation = seen.rotation or {}
+    out = {node for node in missing if rotation.get(node) is False}
+    unseen = missing - out
+    parts = []
+    if out:
+        parts.append(
+            f"{join(out)} healthy but still out of the load balancer's rotation (its "
+            f"/status) after {seen.seconds:.1f}s"
+        )
+    if unseen:
+        listed = " and in rotation (its /status)" if all(rotation.get(n) for n in unseen) else ""
+        parts.append(f"{join(unseen)} healthy{listed} but got none of {seen.requests} requests")
+    return "; ".join(parts)
+
+
+def _not_required(down: set[str], rotation: Mapping[str, bool | None] | None) -> str:
+    """Nodes the node checks report down: named, with where the load balancer has them."""
+    if not down:
+        return ""
+    where = {True: "still in rotation", False: "out of rotation"}
+    states = rotation or {}
+    named = []
+    for node in sorted(down):
+        state = states.get(node)
+        named.append(node if state is None else f"{node} ({where[state]})")
+    return f"; not required, down in the node checks: {', '.join(named)}"
+
+
 def spread(
     healthy: Iterable[str],
-    served_by: Mapping[str, int],
+    seen: SpreadSample,
     *,
-    requests: int,
-    failures: int,
     header: str,
     lab: bool,
     known: Iterable[str],
 ) -> CheckResult:
-    """Every healthy node must have served at least one of the requests."""
+    """Every healthy node must have served at least one of the requests.
+
+    Nodes the node checks report down are not required (those checks already fail); the
+    detail names them and, with the load balancer's /status, whether it still sends them
+    traffic. A healthy node that got nothing fails, in rotation or not: out of rotation
+    for the whole sampling time means the balancer's health checks disagree with ours.
+    """
     rule, check_id = catalog.LB_SPREAD, "lb.spread"
     healthy_set, known_set = set(healthy), set(known)
+    served_by = {name: count for name, count in seen.served.items() if name}
+    requests, failures = seen.requests, seen.failures
     counts = ", ".join(f"{name} {count}" for name, count in sorted(served_by.items()))
     lost = f"; {failures} of {requests} requests failed" if failures else ""
     if not served_by:
@@ -236,9 +278,9 @@ def spread(
     missing = healthy_set - set(served_by)
     if missing:
         return rule.failed(
-            check_id,
-            f"{join(missing)} healthy but got none of {requests} requests ({counts}{lost})",
-            "the load balancer keeps a healthy node out of rotation: look at its /status "
-            "(health check path, Host header, ports)",
+            check_id, f"{_missing(missing, seen)} ({counts}{lost})", FIX_SPREAD_MISSING
         )
-    return rule.passed(check_id, f"{requests} requests over {len(served_by)} nodes: {counts}{lost}")
+    aside = _not_required(known_set - healthy_set, seen.rotation)
+    return rule.passed(
+        check_id, f"{requests} requests over {len(served_by)} nodes: {counts}{lost}{aside}"
+    )
