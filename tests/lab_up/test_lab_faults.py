@@ -46,15 +46,9 @@ def _details(document: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _healthy(spec_file: Path) -> None:
-    """The fault is undone: every node in rotation and every check passing again.
-
-    One retry: on a loaded machine `lb.spread` can miss a node that just came back (its
-    rounds are short); a second miss is a real failure.
-    """
+    """The fault is undone: every node in rotation and every check passing again."""
     wait_until(lambda: all_in_rotation(spec_file), 20, "every node back in rotation")
     code, document = check(spec_file)
-    if code != 0 and failing(document) == {"lb.spread"}:
-        code, document = check(spec_file)
     assert code == 0, [(c["id"], c["detail"]) for c in document["checks"] if c["status"] == "fail"]
 
 
