@@ -186,9 +186,9 @@ class FastPath:
     def cancel(self) -> None:
         """Stop this session now (a drain's idle sessions, or an admin close)."""
         if self._task is not None:
-            self._task.cancel()
+            self._task.cancel()  # its `finally` closes the connection
         else:
-            self.writer.transport.abort()
+            self.writer.close()  # as the task would: TLS close_notify, then the socket
 
     def _report_done(self) -> None:
         if not self._done_reported:
