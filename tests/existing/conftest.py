@@ -1,9 +1,10 @@
 """Fixtures for provider existing: three node emulators as the "existing" servers, spec
 files, the CLI, curl, and a real BIND primary for rfc2136.
 
-Everything sits on 127.0.80.0/24 (this area's loopback range): nodes .11-.13 on the real
-ports (80, 443, 6443, 9345; the emulators run with offset 0, which needs root), the load
-balancer on .10 with its admin page on .10:8404. The emulators live for the whole module;
+Everything sits on 127.0.80.0/24 (this area's loopback range; the builtin layer 7 tests
+have their own, 127.0.81.0/24): nodes .11-.13 on the real ports (80, 443, 6443, 9345; the
+emulators run with offset 0, which needs root), the load balancer on .10 with its admin
+page on .10:8404. The emulators live for the whole module;
 every engine a test starts is brought down at teardown, and any process still running on
 a test's state folder is stopped there too, so nothing is left behind.
 """
@@ -70,7 +71,8 @@ class Emulators:
     procs: list[subprocess.Popen[str]]
 
 
-def _spawn(spec_file: Path, name: str) -> subprocess.Popen[str]:
+def spawn_node(spec_file: Path, name: str) -> subprocess.Popen[str]:
+    """Lab node emulator `name` of the lab spec `spec_file`, on the real ports, once listening."""
     args = [sys.executable, "-m", "rke2ha.commands.lab", "node", "--name", name]
     args += ["-f", str(spec_file), "--port-offset", "0"]
     proc = subprocess.Popen(
@@ -116,7 +118,7 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
     procs: list[subprocess.Popen[str]] = []
     try:
         for index in range(len(NODES)):
-            procs.append(_spawn(spec_file, f"node-{index + 1}"))
+            procs.append(spawn_node(spec_file, f"node-{index + 1}"))
         state = directory / ".rke2ha"
         yield Emulators(
             state / "lab" / "pki" / "ca.crt", state / "secrets" / "onprem-health-token", procs

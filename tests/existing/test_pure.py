@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.existing.conftest import existing_spec, merge
+from tests.existing.conftest import HOSTNAME, existing_spec, merge
+from tests.support.certs import write_self_signed
 
-from rke2ha.errors import UsageError
+from rke2ha.errors import InvalidError, UsageError
 from rke2ha.providers.base import ProviderOptions
 from rke2ha.providers.existing.configs import engine_config
 from rke2ha.providers.existing.engines import (
@@ -89,8 +90,53 @@ def test_engines_provider_existing_cannot_run(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="aws-nlb needs provider aws"):
         engine_config(_load(tmp_path, existing_spec("aws-nlb")))
     layer7 = merge(existing_spec("builtin"), {"load_balancer": {"layer": 7}})
-    with pytest.raises(UsageError, match="layer 7"):
+    with pytest.raises(InvalidError, match=r"load_balancer\.tls is not set"):
         engine_config(_load(tmp_path, layer7))
+
+
+def _layer7(tmp_path: Path, **load_balancer: Any) -> Spec:
+    tls = {"cert": "tls.crt", "key": "tls.key"}
+    extra = {"layer": 7, "tls": tls, **load_balancer}
+    return _load(tmp_path, merge(existing_spec("builtin"), {"load_balancer": extra}))
+
+
+def test_builtin_layer7_version_copies_the_certificate_and_knows_what_needs_a_restart(
+    tmp_path: Path,
+) -> None:
+    write_self_signed(tmp_path / "tls.crt", tmp_path / "tls.key", HOSTNAME)
+    first = engine_config(_layer7(tmp_path))
+    files = first.files.files
+    assert files["builtin/tls.crt"].text == (tmp_path / "tls.crt").read_text()
+    assert files["builtin/tls.key"].secret and not files["builtin/tls.crt"].secret
+    # The copy names the certificate through `current`: SIGHUP re-reads those paths.
+    copied = yaml.safe_load(files["builtin/lb-spec.yaml"].text)["load_balancer"]["tls"]
+    current = tmp_path / ".rke2ha/existing/builtin/current/builtin"
+    assert copied == {"cert": str(current / "tls.crt"), "key": str(current / "tls.key")}
+    assert first == engine_config(_layer7(tmp_path))
+
+    # What a reload applies (nodes' checks, the certificate) changes the version only.
+    slower = engine_config(_layer7(tmp_path, health={"interval": "2s"}))
+    assert slower.fingerprint != first.fingerprint and slower.restart_key == first.restart_key
+    write_self_signed(tmp_path / "tls.crt", tmp_path / "tls.key", HOSTNAME)
+    renewed = engine_config(_layer7(tmp_path))
+    assert renewed.fingerprint != first.fingerprint and renewed.restart_key == first.restart_key
+    # What the front fixes at start needs a restart; layer 4 reloads as before.
+    redirect = engine_config(_layer7(tmp_path, redirect_code=301))
+    assert redirect.restart_key != first.restart_key
+    assert engine_config(_load(tmp_path, existing_spec("builtin"))).restart_key == ""
+    assert first.restart_key != ""
+
+
+def test_builtin_layer7_bad_certificate_names_the_field(tmp_path: Path) -> None:
+    write_self_signed(tmp_path / "tls.crt", tmp_path / "tls.key", "other.example.test")
+    with pytest.raises(InvalidError, match=r"^load_balancer\.tls\.cert: .*does not cover"):
+        engine_config(_layer7(tmp_path))
+    write_self_signed(tmp_path / "tls.crt", tmp_path / "unused.key", HOSTNAME)
+    with pytest.raises(InvalidError, match=r"^load_balancer\.tls\.key: .*does not belong"):
+        engine_config(_layer7(tmp_path))
+    (tmp_path / "tls.crt").unlink()
+    with pytest.raises(UsageError, match=r"load_balancer\.tls\.cert"):
+        engine_config(_layer7(tmp_path))
 
 
 def test_haproxy_csv_counts_servers_per_backend() -> None:

@@ -3,8 +3,8 @@
 haproxy and nginx get exactly what `rke2ha render` produces (`render.bundle`), with the
 layout pointed at the version folder so the paths inside the config (certificates) are the
 version's own, and the frontends bound to `load_balancer.address` (every address when a
-keepalived pair shares it). The built-in load balancer gets a copy of the spec with every
-file path made absolute, which `rke2ha lb serve -f` reads like any spec.
+keepalived pair shares it). The built-in load balancer gets a copy of the spec, and at
+layer 7 copies of the certificate and key (`builtin.py`).
 
 The fingerprint is taken from a rendering with placeholder folders, so it names the
 content alone and the version folder can be named after it.
@@ -16,18 +16,14 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from rke2ha.errors import InvalidError, UsageError
-from rke2ha.lb.config import from_spec
+from rke2ha.providers.existing.builtin import builtin_version, read_tls_pem
 from rke2ha.providers.existing.engines import CONFIG_PATHS, EnginePaths
-from rke2ha.render import Layout, RenderedFile, Rendering, SecretInputs, render_files
+from rke2ha.render import Layout, Rendering, SecretInputs, render_files
 from rke2ha.render.write import write_rendering
 from rke2ha.secretfiles import read_secret
 from rke2ha.spec import Spec
-from rke2ha.specfile import load_spec
 
 SPEC_LABEL = "the spec (rke2ha up, provider existing)"
 _PLACEHOLDER = Path("/rke2ha-engine-version")
@@ -42,6 +38,9 @@ class EngineConfig:
     engine: str
     fingerprint: str
     files: Rendering
+    # What a reload signal cannot change (built-in at layer 7, `builtin.py`); when it
+    # differs from the running version's, the engine is stopped and started instead.
+    restart_key: str = ""
 
     @property
     def short(self) -> str:
@@ -58,14 +57,8 @@ def _secret_inputs(spec: Spec) -> SecretInputs:
     health = spec.health_token_file
     token = read_secret(health, what="health token") if health is not None else None
     chain = key = None
-    tls = spec.load_balancer.tls
-    if spec.load_balancer.layer == 7 and tls is not None:
-        cert_path = spec.resolve(tls.cert)
-        try:
-            chain = cert_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise UsageError(f"{cert_path}: cannot read load_balancer.tls.cert: {err}") from None
-        key = read_secret(spec.resolve(tls.key), what="load_balancer.tls.key")
+    if spec.load_balancer.layer == 7 and spec.load_balancer.tls is not None:
+        chain, key = read_tls_pem(spec)
     return SecretInputs(_NO_TOKEN, token, chain, key)
 
 
@@ -79,40 +72,9 @@ def _rendered(spec: Spec, engine: str, base: Path, inputs: SecretInputs) -> Rend
     return Rendering(files)
 
 
-def _absolute_paths(spec: Spec) -> dict[str, Any]:
-    data: dict[str, Any] = spec.model_dump(mode="json", exclude_none=True)
-    lb = data["load_balancer"]
-    if spec.health_token_file is not None:
-        lb["health"]["token_file"] = str(spec.health_token_file)
-    if spec.load_balancer.tls is not None:
-        lb["tls"] = {
-            "cert": str(spec.resolve(spec.load_balancer.tls.cert)),
-            "key": str(spec.resolve(spec.load_balancer.tls.key)),
-        }
-    data.setdefault("rke2", {})["token_file"] = str(spec.rke2_token_file)
-    data.setdefault("rancher", {})["bootstrap_password_file"] = str(spec.bootstrap_password_file)
-    rfc2136 = spec.dns.rfc2136
-    if rfc2136 is not None:
-        data["dns"]["rfc2136"]["key_file"] = str(spec.resolve(rfc2136.key_file))
-    return data
-
-
 def _builtin(spec: Spec) -> EngineConfig:
-    if spec.load_balancer.layer != 4:
-        raise UsageError(
-            "load_balancer.engine builtin at layer 7 is not run by provider existing yet; "
-            "use layer: 4, or engine haproxy or nginx for layer 7"
-        )
-    # What the built-in load balancer will run: its fingerprint ignores spec parts it
-    # does not read (DNS, Rancher), so changing those does not reload it.
-    try:
-        lb_config = from_spec(spec)
-    except (InvalidError, UsageError) as err:
-        raise InvalidError(f"the built-in load balancer rejects the spec: {err}") from None
-    fingerprint = hashlib.sha256(repr(lb_config).encode()).hexdigest()
-    text = yaml.safe_dump(_absolute_paths(spec), sort_keys=True)
-    files = Rendering({CONFIG_PATHS["builtin"]: RenderedFile(text)})
-    return EngineConfig("builtin", fingerprint, files)
+    version = builtin_version(spec)
+    return EngineConfig("builtin", version.fingerprint, version.files, version.restart_key)
 
 
 def engine_config(spec: Spec) -> EngineConfig:
@@ -145,11 +107,3 @@ def write_version(spec: Spec, config: EngineConfig, paths: EnginePaths) -> Path:
         files = _rendered(spec, config.engine, target, _secret_inputs(spec))
     write_rendering(files, target)
     return paths.config_in(target)
-
-
-def check_builtin(config_file: Path) -> None:
-    """The built-in engine's check: load the written spec copy as `lb serve -f` will."""
-    try:
-        from_spec(load_spec(config_file))
-    except (InvalidError, UsageError) as err:
-        raise InvalidError(f"the built-in load balancer rejects {config_file}: {err}") from None

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from rke2ha.errors import InvalidError, UsageError
 from rke2ha.providers.existing import processes
-from rke2ha.providers.existing.configs import EngineConfig, check_builtin, write_version
+from rke2ha.providers.existing.builtin import check_builtin
+from rke2ha.providers.existing.configs import EngineConfig, write_version
 from rke2ha.providers.existing.engines import (
     BINARIES,
     INSTALL_HINTS,
@@ -124,9 +125,11 @@ class EngineRunner:
             pid = processes.spawn_detached(argv, self.env(), self.paths.log, self.paths.pidfile)
         lb = self.spec.load_balancer
         if lb.pair is None and lb.address and lb.ports:
+            # The layer 7 front binds 443 once its certificate is loaded: then it serves.
+            port = 443 if self.engine == "builtin" and lb.layer == 7 else lb.ports[0]
             try:
                 processes.wait_listening(
-                    pid, lb.address, lb.ports[0], START_TIMEOUT, self.paths.log, self.what
+                    pid, lb.address, port, START_TIMEOUT, self.paths.log, self.what
                 )
             except InvalidError:
                 self.stop(pid, timeout=5.0)

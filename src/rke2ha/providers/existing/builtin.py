@@ -1,0 +1,183 @@
+"""The built-in engine's version: a copy of the spec that `rke2ha lb serve -f` reads.
+
+The copy has every file path made absolute (it sits in the state folder, not next to the
+spec). At layer 7 the certificate chain and key are first checked with the loader the
+layer 7 server itself uses (`load_certificate`: readable PEM, key matching the
+certificate, hostname covered, not expired), then copied into the version folder as
+haproxy's and nginx's are. The copy names them through the `current` link
+(`<root>/current/builtin/tls.crt`): the server keeps the paths it started with and reads
+them again on SIGHUP, so a reload serves the new version's certificate and pruning the old
+version takes nothing from the running process.
+
+A SIGHUP at layer 7 applies the certificate and the pools (nodes, checks, connection
+limit, drain time); the rest of the front (addresses, hostname, redirect, affinity,
+balance, timeouts, retries, admin) is fixed when it starts. That rest is the version's
+`restart_key`: when it differs from the running one, the provider stops and starts the
+engine instead of signalling it. Layer 4 reloads everything but the admin address, as
+before, so its key is empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rke2ha.errors import InvalidError, Rke2haError, UsageError
+from rke2ha.lb.config import HealthConfig
+from rke2ha.lb.config import from_spec as layer4_from_spec
+from rke2ha.lb.l7.server import from_spec as layer7_from_spec
+from rke2ha.lb.l7.server import l4_companion
+from rke2ha.lb.l7.tls import load_certificate
+from rke2ha.providers.existing.engines import CONFIG_PATHS, EnginePaths
+from rke2ha.render import RenderedFile, Rendering
+from rke2ha.secretfiles import read_secret
+from rke2ha.spec import Spec
+from rke2ha.specfile import load_spec
+
+# Where a layer 7 version keeps its copies, next to the spec copy (`builtin/lb-spec.yaml`).
+TLS_CERT = "builtin/tls.crt"
+TLS_KEY = "builtin/tls.key"
+
+
+@dataclass(frozen=True)
+class BuiltinVersion:
+    fingerprint: str
+    files: Rendering
+    restart_key: str
+
+
+def read_tls_pem(spec: Spec) -> tuple[str, str]:
+    """The chain and key text of `load_balancer.tls` (the key must be mode 0600)."""
+    tls = spec.load_balancer.tls
+    if tls is None:
+        raise InvalidError("load_balancer.tls is not set; layer 7 needs {cert: FILE, key: FILE}")
+    cert_path = spec.resolve(tls.cert)
+    try:
+        chain = cert_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{cert_path}: cannot read load_balancer.tls.cert: {err}") from None
+    key = read_secret(spec.resolve(tls.key), what="load_balancer.tls.key")
+    return chain, key
+
+
+def check_tls_files(cert: Path, key: Path, hostname: str) -> None:
+    """Load the pair as the layer 7 server will; the error names the field at fault.
+
+    The loader's messages start with the file at fault, which tells the certificate from
+    the key. The error keeps its kind: unreadable is exit 2, unusable exit 1.
+    """
+    try:
+        load_certificate(cert, key, hostname)
+    except Rke2haError as err:
+        message = str(err)
+        if cert != key and message.startswith(str(key)):
+            field = "load_balancer.tls.key"
+        elif message.startswith(str(cert)):
+            field = "load_balancer.tls.cert"
+        else:
+            field = "load_balancer.tls"
+        kind = UsageError if isinstance(err, UsageError) else InvalidError
+        raise kind(f"{field}: {message}") from None
+
+
+def running_tls_paths(spec: Spec) -> tuple[Path, Path]:
+    """The certificate and key as the running engine names them (through `current`)."""
+    current = EnginePaths.under(spec.state_dir, "builtin").current
+    return current / TLS_CERT, current / TLS_KEY
+
+
+def _spec_copy(spec: Spec) -> dict[str, Any]:
+    data: dict[str, Any] = spec.model_dump(mode="json", exclude_none=True)
+    lb = data["load_balancer"]
+    if spec.health_token_file is not None:
+        lb["health"]["token_file"] = str(spec.health_token_file)
+    if spec.load_balancer.tls is not None:
+        if spec.load_balancer.layer == 7:
+            cert, key = running_tls_paths(spec)
+        else:  # ignored at layer 4, but the copy must still load
+            cert = spec.resolve(spec.load_balancer.tls.cert)
+            key = spec.resolve(spec.load_balancer.tls.key)
+        lb["tls"] = {"cert": str(cert), "key": str(key)}
+    data.setdefault("rke2", {})["token_file"] = str(spec.rke2_token_file)
+    data.setdefault("rancher", {})["bootstrap_password_file"] = str(spec.bootstrap_password_file)
+    rfc2136 = spec.dns.rfc2136
+    if rfc2136 is not None:
+        data["dns"]["rfc2136"]["key_file"] = str(spec.resolve(rfc2136.key_file))
+    return data
+
+
+def _spec_file(spec: Spec) -> RenderedFile:
+    return RenderedFile(yaml.safe_dump(_spec_copy(spec), sort_keys=True))
+
+
+def _layer4(spec: Spec) -> BuiltinVersion:
+    # What the built-in load balancer will run: its fingerprint ignores spec parts it
+    # does not read (DNS, Rancher), so changing those does not reload it.
+    try:
+        lb_config = layer4_from_spec(spec)
+    except (InvalidError, UsageError) as err:
+        raise InvalidError(f"the built-in load balancer rejects the spec: {err}") from None
+    fingerprint = hashlib.sha256(repr(lb_config).encode()).hexdigest()
+    return BuiltinVersion(fingerprint, Rendering({CONFIG_PATHS["builtin"]: _spec_file(spec)}), "")
+
+
+def _layer7(spec: Spec) -> BuiltinVersion:
+    try:
+        front = layer7_from_spec(spec)
+        _, base = l4_companion(spec)
+    except (InvalidError, UsageError) as err:
+        raise InvalidError(f"the built-in load balancer rejects the spec: {err}") from None
+    # Read (the key must be private) and checked before anything is written or signalled.
+    chain, key = read_tls_pem(spec)
+    check_tls_files(front.cert, front.key, spec.hostname)
+    cert_path, key_path = running_tls_paths(spec)
+    front = replace(front, cert=cert_path, key=key_path)
+    files = Rendering(
+        {
+            CONFIG_PATHS["builtin"]: _spec_file(spec),
+            TLS_CERT: RenderedFile(chain.rstrip("\n") + "\n"),
+            TLS_KEY: RenderedFile(key.rstrip("\n") + "\n", secret=True),
+        }
+    )
+    digest = hashlib.sha256(f"{front!r}\0{base!r}\0".encode())
+    for path in (TLS_CERT, TLS_KEY):
+        digest.update(f"{path}\0{files.files[path].text}\0".encode())
+    # Everything the front fixes at start; what a reload applies is blanked out.
+    fixed = replace(
+        front, backends=(), names={}, health=HealthConfig(), max_connections=0, drain_timeout=0.0
+    )
+    restart = hashlib.sha256(f"{fixed!r}\0admin {base.admin}".encode()).hexdigest()
+    return BuiltinVersion(digest.hexdigest(), files, f"layer7-{restart[:16]}")
+
+
+def builtin_version(spec: Spec) -> BuiltinVersion:
+    """The version the spec asks the built-in engine to run, without writing anything."""
+    return _layer7(spec) if spec.load_balancer.layer == 7 else _layer4(spec)
+
+
+def check_builtin(config_file: Path) -> None:
+    """The built-in engine's check: load the written version as `lb serve -f` will.
+
+    At layer 7 the certificate and key checked are the version's own copies (the spec copy
+    names them through `current`, which still points at the running version).
+    """
+    try:
+        spec = load_spec(config_file)
+        if spec.load_balancer.layer == 7:
+            layer7_from_spec(spec)
+            l4_companion(spec)
+        else:
+            layer4_from_spec(spec)
+    except (InvalidError, UsageError) as err:
+        raise InvalidError(f"the built-in load balancer rejects {config_file}: {err}") from None
+    if spec.load_balancer.layer == 7:
+        base = config_file.parent.parent
+        try:
+            load_certificate(base / TLS_CERT, base / TLS_KEY, spec.hostname)
+        except Rke2haError as err:
+            what = f"the built-in load balancer rejects the certificate copied to {base}"
+            raise InvalidError(f"{what}: {err}") from None

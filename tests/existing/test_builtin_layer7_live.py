@@ -1,0 +1,281 @@
+"""Provider existing with the built-in engine at layer 7, for real: `up` starts `lb serve`,
+HTTPS through it (verified against the test's own CA) reaches the node emulators' port 80,
+a changed certificate is a reload, a change a reload cannot apply a restart, a key that
+does not match the certificate is refused before anything runs, `down` leaves nothing.
+
+This file's loopback range is 127.0.81.0/24 (the other existing tests use 127.0.80.0/24):
+nodes .11-.13 on the real ports (80, 443, 6443, 9345; root), the load balancer on .10 with
+its admin page on .10:8404. The nodes answer as Rancher installed with tls=external: their
+port 80 serves the Rancher host to a load balancer that says X-Forwarded-Proto: https.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.existing.conftest import HOSTNAME, ZONE, Deployment, curl, existing_spec, spawn_node
+from tests.support.certs import write_self_signed
+from tests.support.procs import stop
+from tests.support.specs import merge
+
+from rke2ha.providers.base import SilentReporter
+from rke2ha.providers.existing.health import wait_healthy
+from rke2ha.specfile import load_spec
+
+LB = "127.0.81.10"
+NODES = ["127.0.81.11", "127.0.81.12", "127.0.81.13"]
+NODE_NAMES = {"node-1", "node-2", "node-3"}
+ENGINE_ROOT = Path(".rke2ha/existing/builtin")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+@pytest.fixture(scope="module")
+def layer7_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Three node emulators on 127.0.81.11-13, real ports, Rancher with tls=external."""
+    if os.geteuid() != 0:
+        pytest.skip("the emulators and the engine bind ports 80/443 on 127.0.81.x: needs root")
+    directory = tmp_path_factory.mktemp("existing-l7-nodes")
+    lab = {
+        "name": "onprem",
+        "hostname": HOSTNAME,
+        "provider": "lab",
+        "ingress": "nginx",
+        "rancher": {"tls_source": "external"},
+        "nodes": [{"name": f"node-{i + 1}", "address": a} for i, a in enumerate(NODES)],
+        "dns": {"zone": ZONE},
+        "lab": {"subnet": "127.0.81.0/24"},
+    }
+    spec_file = directory / "lab.yaml"
+    spec_file.write_text(yaml.safe_dump(lab))
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for index in range(len(NODES)):
+            procs.append(spawn_node(spec_file, f"node-{index + 1}"))
+        yield
+    finally:
+        for proc in procs:
+            stop(proc, timeout=5)
+
+
+@pytest.fixture
+def layer7_deployment(tmp_path: Path, layer7_nodes: None) -> Iterator[Deployment]:
+    """A spec folder with a certificate; at teardown `down --yes`, then stragglers killed."""
+    write_self_signed(tmp_path / "tls.crt", tmp_path / "tls.key", HOSTNAME, ca=True)
+    deployed = Deployment(tmp_path)
+    yield deployed
+    if deployed.state_file.exists():
+        deployed.cli("down", "--yes")
+    for pid in deployed.our_processes():
+        os.kill(pid, signal.SIGKILL)
+
+
+def layer7_spec(**load_balancer: Any) -> dict[str, Any]:
+    spec = existing_spec(
+        "builtin",
+        nodes=[{"name": f"node-{i + 1}", "address": a} for i, a in enumerate(NODES)],
+        load_balancer={
+            "layer": 7,
+            "address": LB,
+            "admin": f"{LB}:8404",
+            "tls": {"cert": "tls.crt", "key": "tls.key"},
+        },
+    )
+    return merge(spec, {"load_balancer": load_balancer})
+
+
+def https_get(ca: Path, path: str = "/ping") -> tuple[int, str, str]:
+    """curl https://HOSTNAME<path> through the load balancer, verified against `ca`:
+    status, the node that answered, body. AssertionError when TLS or the request fails."""
+    done = curl(
+        f"https://{HOSTNAME}{path}",
+        "--cacert",
+        str(ca),
+        "--resolve",
+        f"{HOSTNAME}:443:{LB}",
+        "-D",
+        "-",
+    )
+    assert done.returncode == 0, done.stderr
+    head, _, body = done.stdout.replace("\r\n", "\n").partition("\n\n")
+    lowered = head.lower()
+    node = lowered.split("x-rke2ha-node:")[1].split()[0] if "x-rke2ha-node:" in lowered else ""
+    return int(head.split()[1]), node, body
+
+
+def redirect_from_port_80() -> str:
+    done = curl(
+        f"http://{HOSTNAME}/",
+        "--resolve",
+        f"{HOSTNAME}:80:{LB}",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+    )
+    return done.stdout
+
+
+def tls_connection(ca: Path) -> ssl.SSLSocket:
+    """A TLS connection to the load balancer's 443, verified against `ca` for HOSTNAME."""
+    context = ssl.create_default_context(cafile=str(ca))
+    return context.wrap_socket(
+        socket.create_connection((LB, 443), timeout=5), server_hostname=HOSTNAME
+    )
+
+
+def keepalive_get(sock: ssl.SSLSocket, path: str = "/healthz") -> bytes:
+    """One HTTP/1.1 request on an open connection; the status line."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed by the load balancer"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed in the middle of a body"
+        body += chunk
+    return head.split(b"\r\n")[0]
+
+
+def new_certificate(folder: Path) -> Path:
+    """Replace tls.crt/tls.key in place with a fresh pair; a copy of the old certificate."""
+    old = folder / "old-ca.crt"
+    shutil.copy(folder / "tls.crt", old)
+    write_self_signed(folder / "tls.crt", folder / "tls.key", HOSTNAME, ca=True)
+    return old
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((LB, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_up_serves_https_reloads_restarts_and_down_removes_all(
+    layer7_deployment: Deployment,
+) -> None:
+    ca = layer7_deployment.directory / "tls.crt"  # self-signed with CA:TRUE: its own trust anchor
+    layer7_deployment.write(layer7_spec())
+    up = layer7_deployment.cli("up", "--yes")
+    assert up.code == 0, up.out + up.err
+    assert "the built-in load balancer started" in up.out
+
+    pid = layer7_deployment.engine_pid()
+    attrs = layer7_deployment.state()["resources"]["load_balancer.engine"]["attrs"]
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    assert " lb serve -f " in cmdline and attrs["config_file"] in cmdline
+    # The version holds its own copies, the key private, like haproxy's and nginx's.
+    current = layer7_deployment.directory / ENGINE_ROOT / "current"
+    assert (current / "builtin/tls.crt").read_bytes() == ca.read_bytes()
+    assert (current / "builtin/tls.key").stat().st_mode & 0o777 == 0o600
+
+    # Real TLS, verified against the test's CA, ends at the load balancer; plain HTTP to a
+    # node's port 80 answers (the Rancher stand-in's /ping).
+    status, node, body = https_get(ca)
+    assert (status, body) == (200, "pong") and node in NODE_NAMES
+    assert redirect_from_port_80() == f"308 https://{HOSTNAME}/"
+    seen = wait_healthy(load_spec(layer7_deployment.spec_file), 15.0, SilentReporter())
+    assert len(seen) == 4 and all(line.endswith(": 3/3 nodes up") for line in seen), seen
+
+    again = layer7_deployment.cli("plan", "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
+    assert layer7_deployment.plan_lines() == []
+
+    # A new certificate at the same paths: a reload (SIGHUP) of the same process; the
+    # established connection stays, new handshakes get the new certificate.
+    with tls_connection(ca) as kept:
+        assert keepalive_get(kept) == b"HTTP/1.1 200 OK"
+        old_ca = new_certificate(layer7_deployment.directory)
+        assert layer7_deployment.plan_lines() == ["~ load_balancer.engine"]
+        reload = layer7_deployment.cli("up", "--yes")
+        assert reload.code == 0, reload.out + reload.err
+        assert "reloaded" in reload.out
+        assert layer7_deployment.engine_pid() == pid
+        assert keepalive_get(kept) == b"HTTP/1.1 200 OK"
+    assert https_get(ca)[0] == 200
+    stale = curl(
+        f"https://{HOSTNAME}/ping", "--cacert", str(old_ca), "--resolve", f"{HOSTNAME}:443:{LB}"
+    )
+    assert stale.returncode == 60, stale.stderr  # the old certificate is no longer served
+    assert layer7_deployment.plan_lines() == []
+    versions = [p.name for p in (layer7_deployment.directory / ENGINE_ROOT).glob("v-*")]
+    assert versions == [os.readlink(current)]  # the old version was pruned
+
+    # The redirect code is fixed when the front starts: a restart, not a reload.
+    layer7_deployment.write(layer7_spec(redirect_code=301))
+    assert layer7_deployment.plan_lines() == ["~ load_balancer.engine"]
+    restart = layer7_deployment.cli("up", "--yes")
+    assert restart.code == 0, restart.out + restart.err
+    assert "a reload cannot apply this change" in restart.out
+    restarted = layer7_deployment.engine_pid()
+    assert restarted != pid and not _alive(pid) and _alive(restarted)
+    assert redirect_from_port_80() == f"301 https://{HOSTNAME}/"
+    assert https_get(ca)[0] == 200
+    assert layer7_deployment.plan_lines() == []
+
+    down = layer7_deployment.cli("down", "--yes")
+    assert down.code == 0, down.out + down.err
+    assert not _alive(restarted)
+    assert layer7_deployment.our_processes() == []
+    assert not layer7_deployment.state_file.exists()
+    assert not (layer7_deployment.directory / ".rke2ha" / "existing").exists()
+    assert not accepts(443) and not accepts(80)
+
+
+def test_key_not_matching_the_certificate_is_refused_before_anything_runs(
+    layer7_deployment: Deployment,
+) -> None:
+    folder = layer7_deployment.directory
+    good_key = (folder / "tls.key").read_bytes()
+    # A valid pair's key, but not the key of tls.crt.
+    write_self_signed(folder / "other.crt", folder / "tls.key", HOSTNAME, ca=True)
+    layer7_deployment.write(layer7_spec())
+
+    refused = layer7_deployment.cli("up", "--yes")
+    assert refused.code == 1, refused.out + refused.err
+    assert "load_balancer.tls.key" in refused.err
+    assert "does not belong to the certificate" in refused.err
+    assert "Traceback" not in refused.err
+    assert layer7_deployment.our_processes() == []
+    assert not layer7_deployment.state_file.exists()
+    assert not (folder / ".rke2ha" / "existing").exists()
+    assert not accepts(443)
+
+    # With the right key it runs; a wrong key again touches nothing that runs.
+    (folder / "tls.key").write_bytes(good_key)
+    assert layer7_deployment.cli("up", "--yes").code == 0
+    pid = layer7_deployment.engine_pid()
+    current = os.readlink(folder / ENGINE_ROOT / "current")
+    write_self_signed(folder / "other.crt", folder / "tls.key", HOSTNAME, ca=True)
+    again = layer7_deployment.cli("up", "--yes")
+    assert again.code == 1 and "load_balancer.tls.key" in again.err, again.out + again.err
+    assert layer7_deployment.engine_pid() == pid and _alive(pid)
+    assert os.readlink(folder / ENGINE_ROOT / "current") == current
+    assert [p.name for p in (folder / ENGINE_ROOT).glob("v-*")] == [current]
+    assert https_get(folder / "tls.crt")[0] == 200
