@@ -9,6 +9,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -603,3 +604,52 @@ def test_max_connections_leaves_new_clients_in_the_backlog_until_one_closes(
     assert read_response(second)[0] == 200
     third.close()
     second.close()
+
+
+def test_sigterm_closes_an_idle_connection_served_by_callbacks_at_once(
+    loop_thread: LoopThread, lb_factory: LbFactory, cert: CertFiles
+) -> None:
+    """A connection whose requests all took the callback path has no task: a drain must still
+    close it at once, not wait out drain_timeout for the client's goodbye."""
+    node = start_backend(loop_thread, BACKEND_HOSTS[0], recorder_handler)
+    lb = lb_factory([node.address], "--drain-timeout", "20s")
+    with tls_connect(lb, cert.ca) as warm:  # leaves an idle pooled connection to the node
+        warm.sendall(f"GET /warm HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+        assert read_response(warm)[0] == 200
+    idle = tls_connect(lb, cert.ca)
+    idle.sendall(f"GET /idle HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+    assert read_response(idle)[0] == 200
+    started = time.monotonic()
+    lb.signal(signal.SIGTERM)
+    assert lb.proc.wait(10) == 0 and time.monotonic() - started < 5
+    idle.close()
+
+
+def test_max_connections_holds_for_a_burst_of_handshakes(
+    loop_thread: LoopThread, lb_factory: LbFactory, cert: CertFiles
+) -> None:
+    """Connections count from their accept: a burst of clients that all start TLS at once
+    cannot all become sessions."""
+    node = start_backend(loop_thread, BACKEND_HOSTS[0], recorder_handler)
+    lb = lb_factory([node.address], "--max-connections", "2")
+    raws = [socket.create_connection((LB_HOST, lb.port), timeout=5) for _ in range(8)]
+    time.sleep(0.3)  # the whole burst is in the kernel's queue before anyone speaks TLS
+    context = client_context(cert.ca)
+    held: list[ssl.SSLSocket] = []  # served clients stay connected: they keep their places
+
+    def served(raw: socket.socket) -> bool:
+        sock = context.wrap_socket(raw, server_hostname=HOSTNAME, do_handshake_on_connect=False)
+        held.append(sock)
+        sock.settimeout(1.5)
+        try:
+            sock.do_handshake()
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+            return read_response(sock, timeout=1.5)[0] == 200
+        except (OSError, ssl.SSLError):
+            return False  # waiting in the backlog, or closed as beyond the limit
+
+    with ThreadPoolExecutor(len(raws)) as pool:
+        results = list(pool.map(served, raws))
+    assert 1 <= sum(results) <= 2, results
+    for sock in held:
+        sock.close()

@@ -147,6 +147,11 @@ def test_affinity_cookie_is_removed_before_the_node() -> None:
     scan = scan_request([(b"Cookie", b"rke2ha_affinity=T")], b"rke2ha_affinity")
     assert scan.cookie_token == b"T" and scan.kept == b""
     assert split_cookie_value(b"x=1;; rke2ha_affinity=Q ", b"rke2ha_affinity") == (b"Q", b"x=1")
+    # Cookie listed in Connection: not forwarded, yet our cookie still pins the request.
+    scan = scan_request(
+        [(b"Connection", b"cookie"), (b"Cookie", b"rke2ha_affinity=T; a=1")], b"rke2ha_affinity"
+    )
+    assert scan.cookie_token == b"T" and scan.kept == b""
 
 
 def test_redirect_keeps_path_and_query_and_ignores_host() -> None:

@@ -47,6 +47,8 @@ class FastClientProtocol(asyncio.StreamReaderProtocol):
     """The client's protocol: a StreamReaderProtocol that lets a parked session parse."""
 
     session: FastPath | None = None
+    pending = False  # accepted, not yet past the TLS handshake (the frontend's count)
+    refused = False  # accepted beyond max_connections: the frontend closes it when made
 
     def data_received(self, data: bytes) -> None:
         session = self.session
@@ -172,9 +174,9 @@ class FastPath:
             self._start_task(first_deadline_passed=True)
 
     def _start_task(self, first_deadline_passed: bool = False) -> None:
-        if self._first_timer is not None:
-            self._first_timer.cancel()
-            self._first_timer = None
+        self._cancel_timers()
+        if self._done_reported:
+            return  # closed meanwhile (cancel, or the connection is gone): nothing to run
         if self._client_eof and not self._events and self._fx is None:
             self.writer.close()  # nothing to answer: no task needed to close
             self._report_done()
@@ -187,15 +189,30 @@ class FastPath:
         """Stop this session now (a drain's idle sessions, or an admin close)."""
         if self._task is not None:
             self._task.cancel()  # its `finally` closes the connection
-        else:
-            self.writer.close()  # as the task would: TLS close_notify, then the socket
+            return
+        # What the task's cancellation amounts to: the exchange in flight (if any) is cut,
+        # the connection closed (TLS close_notify first), and the session is over for the
+        # frontend now, not when the client's goodbye arrives.
+        self._cancel_timers()
+        self._client_eof = True
+        fx = self._fx
+        if fx is not None:
+            self._fast_finish(fx, reusable=False, reason="closed by the load balancer")
+        self.writer.close()
+        self._report_done()
+
+    def _cancel_timers(self) -> None:
+        if self._first_timer is not None:
+            self._first_timer.cancel()
+            self._first_timer = None
+        if self._fx_timer is not None and self._fx is None:
+            self._fx_timer.cancel()
+            self._fx_timer = None
 
     def _report_done(self) -> None:
         if not self._done_reported:
             self._done_reported = True
-            if self._first_timer is not None:
-                self._first_timer.cancel()
-                self._first_timer = None
+            self._cancel_timers()
             if self.on_done is not None:
                 self.on_done(self)
 

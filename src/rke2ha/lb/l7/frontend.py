@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from rke2ha.lb.server import LoadBalancer
 
 log = logging.getLogger("rke2ha.lb.l7")
+
+_RETRY_SECONDS = 1.0  # after a failed resume (asyncio's own accept retry delay)
+_PAUSE_LOG_SECONDS = 10.0  # at most one max_connections warning per this long
 
 
 class L7Runtime:
@@ -128,7 +132,11 @@ class L7Frontend:
         self._listener: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._starting: asyncio.Task[None] | None = None
-        self._sessions: set[ClientSession] = set()  # from accept until each one ends
+        self._sessions: set[ClientSession] = set()  # from the handshake until each one ends
+        self._pending = 0  # accepted, TLS handshake not finished (counts for max_connections)
+        self._pause_logged = -_PAUSE_LOG_SECONDS
+        self._pause_soon = False
+        self.refused = 0  # accepted beyond max_connections in a burst, closed at once
 
     @property
     def active(self) -> int:
@@ -138,55 +146,113 @@ class L7Frontend:
     # socket itself and serves a duplicate of it: at `max_connections` that server is closed
     # (the kernel keeps queueing new clients in the backlog of the socket kept here, as the
     # layer 4 frontend does) and a new server over a fresh duplicate resumes below the limit.
+    # A connection counts from its accept (the protocol factory), not from the end of its TLS
+    # handshake, so a flood of handshakes cannot overshoot the limit. A handshake that fails
+    # never reaches `_on_client` (asyncio tells the protocol nothing), so such a connection
+    # stops counting when the handshake deadline has surely passed (`_expire_pending`).
 
     def start(self) -> None:
         self._listener = bind_listener(self.config.host, self.config.port)  # names the address
         self.accepting = True
         self._resume()
 
+    @property
+    def _open(self) -> int:
+        return len(self._sessions) + self._pending
+
     def _resume(self) -> None:
-        if self._server is not None or self._starting is not None or self._listener is None:
+        if not self.accepting or self._listener is None:
             return
-        self._starting = asyncio.ensure_future(self._serve(self._listener.dup()))
+        if self._server is not None or self._starting is not None:
+            return
+        if self._open >= self.config.max_connections:
+            return
+        try:
+            duplicate = self._listener.dup()
+        except OSError as err:  # out of descriptors, most likely: try again shortly
+            log.error("%s: cannot resume accepting: %s; retrying", self.config.address, err)
+            asyncio.get_running_loop().call_later(_RETRY_SECONDS, self._resume)
+            return
+        self._starting = asyncio.ensure_future(self._serve(duplicate))
         self._starting.add_done_callback(self._started)
 
     def _pause(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        self._pause_soon = False
+        if self._server is None or self._open < self.config.max_connections:
+            return
+        self._server.close()
+        self._server = None
+        now = time.monotonic()
+        if now - self._pause_logged >= _PAUSE_LOG_SECONDS:  # at the limit this repeats often
+            self._pause_logged = now
             log.warning(
                 "%s: %d connections open (max_connections): new clients wait in the backlog",
                 self.config.address,
-                len(self._sessions),
+                self._open,
             )
 
     def _started(self, task: asyncio.Task[None]) -> None:
         self._starting = None
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s: cannot serve: %s", self.config.address, task.exception())
+            log.error("%s: cannot serve: %s; retrying", self.config.address, task.exception())
+            asyncio.get_running_loop().call_later(_RETRY_SECONDS, self._resume)
             return
-        if len(self._sessions) >= self.config.max_connections:
+        if self._open >= self.config.max_connections:
             self._pause()  # filled up while the server was starting
 
-    async def _serve(self, sock: Any) -> None:
+    async def _serve(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        grace = self.settings.header_timeout + 1.0  # the handshake deadline, surely passed
 
         def protocol() -> FastClientProtocol:
             reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
-            return FastClientProtocol(reader, self._on_client, loop=loop)
+            proto = FastClientProtocol(reader, self._on_client, loop=loop)
+            if self._open >= self.config.max_connections:
+                # Accepted in the same burst as the one that filled the last place (the loop
+                # accepts a whole burst at once): closed as soon as it is made.
+                proto.refused = True
+            else:
+                proto.pending = True
+                self._pending += 1
+                loop.call_later(grace, self._expire_pending, proto)
+            if self._open >= self.config.max_connections and not self._pause_soon:
+                # Not from inside the accept callback: uvloop attaches this connection to the
+                # server after the factory returns.
+                self._pause_soon = True
+                loop.call_soon(self._pause)
+            return proto
 
-        server = await loop.create_server(
-            protocol,
-            sock=sock,
-            ssl=self.runtime.store.listening_context if self.tls else None,
-            ssl_handshake_timeout=self.settings.header_timeout if self.tls else None,
-        )
+        try:
+            server = await loop.create_server(
+                protocol,
+                sock=sock,
+                ssl=self.runtime.store.listening_context if self.tls else None,
+                ssl_handshake_timeout=self.settings.header_timeout if self.tls else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
         if not self.accepting:  # stopped while starting
             server.close()
             return
         self._server = server
 
+    def _expire_pending(self, proto: FastClientProtocol) -> None:
+        if proto.pending:  # never made it to `_on_client`: its handshake failed
+            proto.pending = False
+            self._pending -= 1
+            self._resume()
+
     def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        proto = writer.transport.get_protocol()
+        if isinstance(proto, FastClientProtocol):
+            if proto.refused:
+                self.refused += 1
+                writer.close()
+                return
+            if proto.pending:
+                proto.pending = False
+                self._pending -= 1
         self.total += 1
         session = ClientSession(
             self.settings, self.nodes, self.runtime.conns, reader, writer, stats=self
@@ -194,13 +260,10 @@ class L7Frontend:
         self._sessions.add(session)
         session.on_done = self._forget
         session.start()
-        if len(self._sessions) >= self.config.max_connections:
-            self._pause()
 
     def _forget(self, session: FastPath) -> None:
         self._sessions.discard(cast(ClientSession, session))
-        if self.accepting and len(self._sessions) < self.config.max_connections:
-            self._resume()
+        self._resume()
 
     def stop_accepting(self) -> None:
         """Close the listener; idle keep-alive clients are closed now, a request in flight

@@ -128,18 +128,20 @@ def _scan_request(
             scan.connection += connection_tokens(value)
         elif lower == b"upgrade":
             scan.upgrade = value.strip()
+        elif lower == b"cookie" and cookie_name is not None:
+            # Our cookie pins the request even when the client lists Cookie in Connection;
+            # the rest is forwarded unless listed.
+            token, rest = split_cookie_value(value, cookie_name)
+            if token is not None:
+                scan.cookie_token = token
+            if rest and not listed:
+                append(b"%s: %s\r\n" % (name, rest))
         elif listed:
             continue
         elif lower == b"x-forwarded-for":
             value = value.strip()
             if value:
                 scan.forwarded_for.append(value)
-        elif lower == b"cookie" and cookie_name is not None:
-            token, rest = split_cookie_value(value, cookie_name)
-            if token is not None:
-                scan.cookie_token = token
-            if rest:
-                append(b"%s: %s\r\n" % (name, rest))
         # every other special name (hop-by-hop, X-Forwarded-Proto/Port/Host) is dropped
     scan.kept = b"".join(kept)
     return scan

@@ -56,27 +56,23 @@ class PoolNodes:
         return rotated
 
     def pick(self) -> Node | None:
-        """`candidates(set())[0]` without building and sorting lists (the per-request case).
-
-        Least outstanding requests compares the Backends' own counters (`begin`/`end` keep
-        them equal to the Nodes'), so only the winner is looked up. Ties go to the first
-        from a rotating start over the pool's list; while a backend is down its successor
-        wins a tie a little more often, which leastconn evens out under load.
+        """`candidates(set())[0]` without building rotated and sorted lists (asked for every
+        request): the turn rotates over the serving backends, so ties spread evenly whether
+        or not a backend is down. Least outstanding requests compares the Backends' own
+        counters (`begin`/`end` keep them equal to the Nodes'); only the winner is looked up.
         """
-        backends = self.pool.backends
-        count = len(backends)
+        usable = [b for b in self.pool.backends if b.machine.state in _SERVING]
+        count = len(usable)
         if not count:
             return None
         start = next(self._turn) % count
-        if self.balance != "leastconn":
-            usable = [b for b in backends if b.machine.state in _SERVING]
-            return self._node(usable[start % len(usable)]) if usable else None
-        best: Backend | None = None
-        for step in range(count):
-            backend = backends[(start + step) % count]
-            if backend.machine.state in _SERVING and (best is None or backend.active < best.active):
-                best = backend
-        return self._node(best) if best is not None else None
+        best = usable[start]
+        if self.balance == "leastconn":
+            for step in range(1, count):
+                other = usable[(start + step) % count]
+                if other.active < best.active:
+                    best = other
+        return self._node(best)
 
     def failed(self, node: Node, reason: str) -> None:
         backend = self._nodes[node.id][1]

@@ -112,6 +112,8 @@ class ClientSession(FastPath, NodeExchange):
                 continue  # a stray body event of an abandoned request
             if self._client_eof:
                 return None
+            if self.closing and not self.front.in_head:
+                return None  # a drain: no new request is started on this connection
             if self._fast_seq and not self.front.in_head:
                 deadline = None  # served requests since: the first-head deadline is past
             if deadline is None and self.front.in_head:
