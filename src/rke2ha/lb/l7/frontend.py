@@ -133,7 +133,9 @@ class L7Frontend:
         self._server: asyncio.Server | None = None
         self._starting: asyncio.Task[None] | None = None
         self._sessions: set[ClientSession] = set()  # from the handshake until each one ends
-        self._pending = 0  # accepted, TLS handshake not finished (counts for max_connections)
+        # Accepted, TLS handshake not finished (they count for max_connections): the handshake
+        # deadline after which a connection still here has failed (see `_serve`).
+        self._pending: dict[FastClientProtocol, float] = {}
         self._pause_logged = -_PAUSE_LOG_SECONDS
         self._pause_soon = False
         self.refused = 0  # accepted beyond max_connections in a burst, closed at once
@@ -149,7 +151,7 @@ class L7Frontend:
     # A connection counts from its accept (the protocol factory), not from the end of its TLS
     # handshake, so a flood of handshakes cannot overshoot the limit. A handshake that fails
     # never reaches `_on_client` (asyncio tells the protocol nothing), so such a connection
-    # stops counting when the handshake deadline has surely passed (`_expire_pending`).
+    # stops counting when the handshake deadline has surely passed (`sweep_idle`).
 
     def start(self) -> None:
         self._listener = bind_listener(self.config.host, self.config.port)  # names the address
@@ -158,7 +160,7 @@ class L7Frontend:
 
     @property
     def _open(self) -> int:
-        return len(self._sessions) + self._pending
+        return len(self._sessions) + len(self._pending)
 
     def _resume(self) -> None:
         if not self.accepting or self._listener is None:
@@ -202,7 +204,11 @@ class L7Frontend:
 
     async def _serve(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        grace = self.settings.header_timeout + 1.0  # the handshake deadline, surely passed
+        # A handshake still unfinished this long after its accept has failed or timed out
+        # (asyncio's handshake deadline is header_timeout); `sweep_idle` forgets it then.
+        # One dict entry, not one timer, per connection: a timer per connection kept every
+        # closed connection's objects alive for the whole grace and cost ~20% of new-TLS rate.
+        grace = self.settings.header_timeout + 1.0
 
         def protocol() -> FastClientProtocol:
             reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
@@ -213,8 +219,7 @@ class L7Frontend:
                 proto.refused = True
             else:
                 proto.pending = True
-                self._pending += 1
-                loop.call_later(grace, self._expire_pending, proto)
+                self._pending[proto] = time.monotonic() + grace
             if self._open >= self.config.max_connections and not self._pause_soon:
                 # Not from inside the accept callback: uvloop attaches this connection to the
                 # server after the factory returns.
@@ -237,12 +242,6 @@ class L7Frontend:
             return
         self._server = server
 
-    def _expire_pending(self, proto: FastClientProtocol) -> None:
-        if proto.pending:  # never made it to `_on_client`: its handshake failed
-            proto.pending = False
-            self._pending -= 1
-            self._resume()
-
     def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         proto = writer.transport.get_protocol()
         if isinstance(proto, FastClientProtocol):
@@ -252,7 +251,7 @@ class L7Frontend:
                 return
             if proto.pending:
                 proto.pending = False
-                self._pending -= 1
+                self._pending.pop(proto, None)
         self.total += 1
         session = ClientSession(
             self.settings, self.nodes, self.runtime.conns, reader, writer, stats=self
@@ -281,7 +280,17 @@ class L7Frontend:
                 session.cancel()
 
     def sweep_idle(self, now: float) -> int:
-        return 0  # every session keeps its own deadlines (header, keep-alive, http, tunnel)
+        """Forget accepted connections whose TLS handshake failed (asyncio does not say so).
+
+        Sessions keep their own deadlines (header, keep-alive, http, tunnel).
+        """
+        failed = [proto for proto, deadline in self._pending.items() if deadline <= now]
+        for proto in failed:
+            proto.pending = False
+            del self._pending[proto]
+        if failed:
+            self._resume()
+        return 0
 
     def close_sessions(self, outcome: str, only: Callable[[Any], bool] | None = None) -> int:
         doomed = [s for s in self._sessions if only is None or only(s)]
