@@ -12,9 +12,11 @@ a test's state folder is stopped there too, so nothing is left behind.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -104,28 +106,60 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
     if os.geteuid() != 0:
         pytest.skip("the emulators and engines bind ports 80/443 on 127.0.80.x: needs root")
     directory = tmp_path_factory.mktemp("existing-nodes")
+    with lab_nodes(directory, NODES, "127.0.80.0/24") as procs:
+        state = directory / ".rke2ha"
+        yield Emulators(
+            state / "lab" / "pki" / "ca.crt", state / "secrets" / "onprem-health-token", procs
+        )
+
+
+@contextlib.contextmanager
+def lab_nodes(
+    directory: Path, addresses: list[str], subnet: str, **extra: Any
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """Node emulators of a lab spec written to `directory` (one per address, real ports);
+    `extra` goes into the spec (e.g. rancher settings). Stopped on exit."""
     lab = {
         "name": "onprem",
         "hostname": HOSTNAME,
         "provider": "lab",
         "ingress": "nginx",
-        "nodes": [{"name": f"node-{i + 1}", "address": a} for i, a in enumerate(NODES)],
+        "nodes": [{"name": f"node-{i + 1}", "address": a} for i, a in enumerate(addresses)],
         "dns": {"zone": ZONE},
-        "lab": {"subnet": "127.0.80.0/24"},
+        "lab": {"subnet": subnet},
+        **extra,
     }
     spec_file = directory / "lab.yaml"
     spec_file.write_text(yaml.safe_dump(lab))
     procs: list[subprocess.Popen[str]] = []
     try:
-        for index in range(len(NODES)):
+        for index in range(len(addresses)):
             procs.append(spawn_node(spec_file, f"node-{index + 1}"))
-        state = directory / ".rke2ha"
-        yield Emulators(
-            state / "lab" / "pki" / "ca.crt", state / "secrets" / "onprem-health-token", procs
-        )
+        yield procs
     finally:
         for proc in procs:
             stop(proc, timeout=5)
+
+
+def keepalive_request(sock: socket.socket, path: str = "/healthz") -> bytes:
+    """One HTTP/1.1 request on an open connection to the load balancer; the response head."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed by the load balancer"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed in the middle of a body"
+        body += chunk
+    return head
 
 
 @dataclass(frozen=True)

@@ -16,18 +16,23 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from tests.existing.conftest import HOSTNAME, ZONE, Deployment, curl, existing_spec, spawn_node
+from tests.existing.conftest import (
+    HOSTNAME,
+    Deployment,
+    curl,
+    existing_spec,
+    keepalive_request,
+    lab_nodes,
+)
 from tests.support.certs import write_self_signed
-from tests.support.procs import stop
 from tests.support.specs import merge
 
+from rke2ha import procs
 from rke2ha.providers.base import SilentReporter
 from rke2ha.providers.existing.health import wait_healthy
 from rke2ha.specfile import load_spec
@@ -38,40 +43,14 @@ NODE_NAMES = {"node-1", "node-2", "node-3"}
 ENGINE_ROOT = Path(".rke2ha/existing/builtin")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 @pytest.fixture(scope="module")
 def layer7_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Three node emulators on 127.0.81.11-13, real ports, Rancher with tls=external."""
     if os.geteuid() != 0:
         pytest.skip("the emulators and the engine bind ports 80/443 on 127.0.81.x: needs root")
     directory = tmp_path_factory.mktemp("existing-l7-nodes")
-    lab = {
-        "name": "onprem",
-        "hostname": HOSTNAME,
-        "provider": "lab",
-        "ingress": "nginx",
-        "rancher": {"tls_source": "external"},
-        "nodes": [{"name": f"node-{i + 1}", "address": a} for i, a in enumerate(NODES)],
-        "dns": {"zone": ZONE},
-        "lab": {"subnet": "127.0.81.0/24"},
-    }
-    spec_file = directory / "lab.yaml"
-    spec_file.write_text(yaml.safe_dump(lab))
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        for index in range(len(NODES)):
-            procs.append(spawn_node(spec_file, f"node-{index + 1}"))
+    with lab_nodes(directory, NODES, "127.0.81.0/24", rancher={"tls_source": "external"}):
         yield
-    finally:
-        for proc in procs:
-            stop(proc, timeout=5)
 
 
 @pytest.fixture
@@ -140,27 +119,6 @@ def tls_connection(ca: Path) -> ssl.SSLSocket:
     )
 
 
-def keepalive_get(sock: ssl.SSLSocket, path: str = "/healthz") -> bytes:
-    """One HTTP/1.1 request on an open connection; the status line."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        assert chunk, "connection closed by the load balancer"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    while len(body) < length:
-        chunk = sock.recv(4096)
-        assert chunk, "connection closed in the middle of a body"
-        body += chunk
-    return head.split(b"\r\n")[0]
-
-
 def new_certificate(folder: Path) -> Path:
     """Replace tls.crt/tls.key in place with a fresh pair; a copy of the old certificate."""
     old = folder / "old-ca.crt"
@@ -210,14 +168,14 @@ def test_up_serves_https_reloads_restarts_and_down_removes_all(
     # A new certificate at the same paths: a reload (SIGHUP) of the same process; the
     # established connection stays, new handshakes get the new certificate.
     with tls_connection(ca) as kept:
-        assert keepalive_get(kept) == b"HTTP/1.1 200 OK"
+        assert keepalive_request(kept).split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
         old_ca = new_certificate(layer7_deployment.directory)
         assert layer7_deployment.plan_lines() == ["~ load_balancer.engine"]
         reload = layer7_deployment.cli("up", "--yes")
         assert reload.code == 0, reload.out + reload.err
         assert "reloaded" in reload.out
         assert layer7_deployment.engine_pid() == pid
-        assert keepalive_get(kept) == b"HTTP/1.1 200 OK"
+        assert keepalive_request(kept).split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
     assert https_get(ca)[0] == 200
     stale = curl(
         f"https://{HOSTNAME}/ping", "--cacert", str(old_ca), "--resolve", f"{HOSTNAME}:443:{LB}"
@@ -234,14 +192,14 @@ def test_up_serves_https_reloads_restarts_and_down_removes_all(
     assert restart.code == 0, restart.out + restart.err
     assert "a reload cannot apply this change" in restart.out
     restarted = layer7_deployment.engine_pid()
-    assert restarted != pid and not _alive(pid) and _alive(restarted)
+    assert restarted != pid and not procs.alive(pid) and procs.alive(restarted)
     assert redirect_from_port_80() == f"301 https://{HOSTNAME}/"
     assert https_get(ca)[0] == 200
     assert layer7_deployment.plan_lines() == []
 
     down = layer7_deployment.cli("down", "--yes")
     assert down.code == 0, down.out + down.err
-    assert not _alive(restarted)
+    assert not procs.alive(restarted)
     assert layer7_deployment.our_processes() == []
     assert not layer7_deployment.state_file.exists()
     assert not (layer7_deployment.directory / ".rke2ha" / "existing").exists()
@@ -275,7 +233,7 @@ def test_key_not_matching_the_certificate_is_refused_before_anything_runs(
     write_self_signed(folder / "other.crt", folder / "tls.key", HOSTNAME, ca=True)
     again = layer7_deployment.cli("up", "--yes")
     assert again.code == 1 and "load_balancer.tls.key" in again.err, again.out + again.err
-    assert layer7_deployment.engine_pid() == pid and _alive(pid)
+    assert layer7_deployment.engine_pid() == pid and procs.alive(pid)
     assert os.readlink(folder / ENGINE_ROOT / "current") == current
     assert [p.name for p in (folder / ENGINE_ROOT).glob("v-*")] == [current]
     assert https_get(folder / "tls.crt")[0] == 200

@@ -17,22 +17,16 @@ from tests.existing.conftest import (
     Emulators,
     curl,
     existing_spec,
+    keepalive_request,
 )
 
+from rke2ha import procs
 from rke2ha.providers import lifecycle
 from rke2ha.providers.base import ProviderOptions, SilentReporter
 from rke2ha.providers.existing.health import wait_healthy
 from rke2ha.specfile import load_spec
 
 ENGINES = ["haproxy", "nginx", "builtin"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _through_lb(ca: Path) -> tuple[int, str]:
@@ -51,25 +45,6 @@ def _through_lb(ca: Path) -> tuple[int, str]:
     status = int(head.split()[1])
     node = head.split("x-rke2ha-node:")[1].split()[0] if "x-rke2ha-node:" in head else ""
     return status, node
-
-
-def _keepalive_request(sock: socket.socket) -> bytes:
-    """One HTTP/1.1 request on an open connection to the LB's port 80; the full response."""
-    sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        assert chunk, "connection closed by the load balancer"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    while len(body) < length:
-        body += sock.recv(4096)
-    return head
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -127,7 +102,7 @@ def test_up_serves_reloads_and_down_removes_all(
 
     # A changed spec reloads the same process without dropping an established connection.
     with socket.create_connection((LB, 80), timeout=5) as sock:
-        assert _keepalive_request(sock).startswith(b"HTTP/1.1 200")
+        assert keepalive_request(sock).startswith(b"HTTP/1.1 200")
         deployment.write(
             existing_spec(engine, load_balancer={"health": {"interval": "1s", **token}})
         )
@@ -136,14 +111,14 @@ def test_up_serves_reloads_and_down_removes_all(
         assert reload.code == 0, reload.err
         assert "reloaded" in reload.out
         assert deployment.engine_pid() == pid  # reloaded, not restarted
-        assert _keepalive_request(sock).startswith(b"HTTP/1.1 200")
+        assert keepalive_request(sock).startswith(b"HTTP/1.1 200")
     assert _through_lb(emulators.ca)[0] == 200
     assert deployment.plan_lines() == []
 
     down = deployment.cli("down", "--yes")
     assert down.code == 0, down.err
     assert "Delete these records in zone" in down.out
-    assert not _alive(pid)
+    assert not procs.alive(pid)
     assert deployment.our_processes() == []
     assert not deployment.state_file.exists()
     assert not (deployment.directory / ".rke2ha" / "existing").exists()
@@ -177,7 +152,7 @@ def test_config_the_binary_rejects_replaces_nothing(
     assert "Traceback" not in failed.err
 
     # The running engine, its config and its traffic are untouched.
-    assert deployment.engine_pid() == pid and _alive(pid)
+    assert deployment.engine_pid() == pid and procs.alive(pid)
     assert os.readlink(deployment.directory / ".rke2ha/existing" / engine / "current") == current
     versions = sorted(
         p.name for p in (deployment.directory / ".rke2ha/existing" / engine).glob("v-*")
@@ -199,14 +174,14 @@ def test_engine_switch_and_restart_after_crash(
     assert deployment.plan_lines() == ["-/+ load_balancer.engine"]
     assert deployment.cli("up", "--yes").code == 0
     nginx = deployment.engine_pid()
-    assert not _alive(haproxy) and _alive(nginx)
+    assert not procs.alive(haproxy) and procs.alive(nginx)
     assert not (deployment.directory / ".rke2ha/existing/haproxy").exists()
     assert _through_lb(emulators.ca)[0] == 200
 
     # The engine died behind our back: plan says so and `up` starts it again.
     os.kill(nginx, 15)
     for _ in range(100):
-        if not _alive(nginx):
+        if not procs.alive(nginx):
             break
         time.sleep(0.05)
     plan = lifecycle.plan(load_spec(deployment.spec_file), ProviderOptions()).plan
