@@ -47,7 +47,6 @@ class FastClientProtocol(asyncio.StreamReaderProtocol):
     """The client's protocol: a StreamReaderProtocol that lets a parked session parse."""
 
     session: FastPath | None = None
-    pending = False  # accepted, not yet past the TLS handshake (the frontend's count)
     refused = False  # accepted beyond max_connections: the frontend closes it when made
 
     def data_received(self, data: bytes) -> None:
@@ -239,12 +238,10 @@ class FastPath:
 
     def fast_client_lost(self) -> None:
         self._client_eof = True
-        if self._fx_timer is not None:
-            self._fx_timer.cancel()
-            self._fx_timer = None
         fx = self._fx
         if fx is not None:
             self._fast_finish(fx, reusable=False, reason="client gone")
+        self._cancel_timers()
         if self._task is None:
             self._report_done()  # never needed a task: the connection is all there was
         else:

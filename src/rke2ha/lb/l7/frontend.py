@@ -218,7 +218,6 @@ class L7Frontend:
                 # accepts a whole burst at once): closed as soon as it is made.
                 proto.refused = True
             else:
-                proto.pending = True
                 self._pending[proto] = time.monotonic() + grace
             if self._open >= self.config.max_connections and not self._pause_soon:
                 # Not from inside the accept callback: uvloop attaches this connection to the
@@ -249,9 +248,7 @@ class L7Frontend:
                 self.refused += 1
                 writer.close()
                 return
-            if proto.pending:
-                proto.pending = False
-                self._pending.pop(proto, None)
+            self._pending.pop(proto, None)
         self.total += 1
         session = ClientSession(
             self.settings, self.nodes, self.runtime.conns, reader, writer, stats=self
@@ -286,7 +283,6 @@ class L7Frontend:
         """
         failed = [proto for proto, deadline in self._pending.items() if deadline <= now]
         for proto in failed:
-            proto.pending = False
             del self._pending[proto]
         if failed:
             self._resume()
