@@ -47,7 +47,6 @@ class FastClientProtocol(asyncio.StreamReaderProtocol):
     """The client's protocol: a StreamReaderProtocol that lets a parked session parse."""
 
     session: FastPath | None = None
-    refused = False  # accepted beyond max_connections: the frontend closes it when made
 
     def data_received(self, data: bytes) -> None:
         session = self.session

@@ -14,6 +14,7 @@ secret and the proxy settings.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -30,6 +31,7 @@ from rke2ha.lb.l7.pool_adapter import PoolNodes
 from rke2ha.lb.l7.proxy import ClientSession, ProxySettings
 from rke2ha.lb.l7.redirect import RedirectPolicy
 from rke2ha.lb.l7.tls import CertificateStore
+from rke2ha.lb.l7.tls_transport import TLSSocketTransport, wrap_accepted
 from rke2ha.lb.pool import Pool
 from rke2ha.secretfiles import ensure_secret
 
@@ -40,7 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rke2ha.lb.l7")
 
-_RETRY_SECONDS = 1.0  # after a failed resume (asyncio's own accept retry delay)
+_RETRY_SECONDS = 1.0  # after a failed accept (asyncio's own accept retry delay)
+_ACCEPTS_PER_TURN = 64  # clients accepted per readiness of the listener, then the others run
 _PAUSE_LOG_SECONDS = 10.0  # at most one max_connections warning per this long
 
 
@@ -130,28 +133,25 @@ class L7Frontend:
         self.bytes_up = 0
         self.bytes_down = 0
         self._listener: socket.socket | None = None
-        self._server: asyncio.Server | None = None
-        self._starting: asyncio.Task[None] | None = None
+        self._listening = False  # the listener is watched for clients to accept
         self._sessions: set[ClientSession] = set()  # from the handshake until each one ends
-        # Accepted, TLS handshake not finished (they count for max_connections): the handshake
-        # deadline after which a connection still here has failed (see `_serve`).
-        self._pending: dict[FastClientProtocol, float] = {}
+        # Accepted, TLS handshake (or plain connection setup) not finished: they count for
+        # max_connections until then, and are abandoned at their deadline (`sweep_idle`).
+        self._pending: dict[object, float] = {}
         self._pause_logged = -_PAUSE_LOG_SECONDS
-        self._pause_soon = False
-        self.refused = 0  # accepted beyond max_connections in a burst, closed at once
 
     @property
     def active(self) -> int:
         return len(self._sessions)
 
-    # Accepting. asyncio's servers cannot pause accepting, so the frontend keeps the listening
-    # socket itself and serves a duplicate of it: at `max_connections` that server is closed
-    # (the kernel keeps queueing new clients in the backlog of the socket kept here, as the
-    # layer 4 frontend does) and a new server over a fresh duplicate resumes below the limit.
-    # A connection counts from its accept (the protocol factory), not from the end of its TLS
-    # handshake, so a flood of handshakes cannot overshoot the limit. A handshake that fails
-    # never reaches `_on_client` (asyncio tells the protocol nothing), so such a connection
-    # stops counting when the handshake deadline has surely passed (`sweep_idle`).
+    # Accepting. The frontend accepts itself (readiness of the listening socket): at
+    # `max_connections` it stops asking, so new clients wait in the kernel's backlog as
+    # they do at layer 4, and it asks again once a connection ends. A connection counts
+    # from its accept, not from the end of its TLS handshake, so a flood of handshakes
+    # cannot overshoot the limit. TLS runs on the socket itself (`tls_transport`); a
+    # handshake still unfinished at its deadline is abandoned by `sweep_idle` (one dict
+    # entry per handshake, not one timer: a timer per connection kept every closed
+    # connection's objects alive for the whole grace and cost ~20% of the new-TLS rate).
 
     def start(self) -> None:
         self._listener = bind_listener(self.config.host, self.config.port)  # names the address
@@ -163,92 +163,92 @@ class L7Frontend:
         return len(self._sessions) + len(self._pending)
 
     def _resume(self) -> None:
-        if not self.accepting or self._listener is None:
-            return
-        if self._server is not None or self._starting is not None:
+        if not self.accepting or self._listener is None or self._listening:
             return
         if self._open >= self.config.max_connections:
             return
-        try:
-            duplicate = self._listener.dup()
-        except OSError as err:  # out of descriptors, most likely: try again shortly
-            log.error("%s: cannot resume accepting: %s; retrying", self.config.address, err)
-            asyncio.get_running_loop().call_later(_RETRY_SECONDS, self._resume)
-            return
-        self._starting = asyncio.ensure_future(self._serve(duplicate))
-        self._starting.add_done_callback(self._started)
+        self._listening = True
+        asyncio.get_running_loop().add_reader(self._listener.fileno(), self._on_acceptable)
 
     def _pause(self) -> None:
-        self._pause_soon = False
-        if self._server is None or self._open < self.config.max_connections:
-            return
-        self._server.close()
-        self._server = None
-        now = time.monotonic()
-        if now - self._pause_logged >= _PAUSE_LOG_SECONDS:  # at the limit this repeats often
-            self._pause_logged = now
-            log.warning(
-                "%s: %d connections open (max_connections): new clients wait in the backlog",
-                self.config.address,
-                self._open,
-            )
+        if self._listening and self._listener is not None:
+            self._listening = False
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
 
-    def _started(self, task: asyncio.Task[None]) -> None:
-        self._starting = None
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: cannot serve: %s; retrying", self.config.address, task.exception())
-            asyncio.get_running_loop().call_later(_RETRY_SECONDS, self._resume)
+    def _on_acceptable(self) -> None:
+        listener = self._listener
+        if listener is None:
             return
-        if self._open >= self.config.max_connections:
-            self._pause()  # filled up while the server was starting
+        limit = self.config.max_connections
+        for _ in range(_ACCEPTS_PER_TURN):
+            if self._open >= limit:
+                self._pause()
+                now = time.monotonic()
+                if now - self._pause_logged >= _PAUSE_LOG_SECONDS:  # at the limit, often
+                    self._pause_logged = now
+                    log.warning(
+                        "%s: %d connections open (max_connections): new clients wait in "
+                        "the backlog",
+                        self.config.address,
+                        self._open,
+                    )
+                return
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # out of descriptors or buffers: try again shortly
+                log.error("%s: cannot accept: %s; retrying", self.config.address, err)
+                self._pause()
+                asyncio.get_running_loop().call_later(_RETRY_SECONDS, self._resume)
+                return
+            self._accepted(sock, peer)
 
-    async def _serve(self, sock: socket.socket) -> None:
+    def _accepted(self, sock: socket.socket, peer: Any) -> None:
         loop = asyncio.get_running_loop()
-        # A handshake still unfinished this long after its accept has failed or timed out
-        # (asyncio's handshake deadline is header_timeout); `sweep_idle` forgets it then.
-        # One dict entry, not one timer, per connection: a timer per connection kept every
-        # closed connection's objects alive for the whole grace and cost ~20% of new-TLS rate.
-        grace = self.settings.header_timeout + 1.0
-
-        def protocol() -> FastClientProtocol:
-            reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
-            proto = FastClientProtocol(reader, self._on_client, loop=loop)
-            if self._open >= self.config.max_connections:
-                # Accepted in the same burst as the one that filled the last place (the loop
-                # accepts a whole burst at once): closed as soon as it is made.
-                proto.refused = True
-            else:
-                self._pending[proto] = time.monotonic() + grace
-            if self._open >= self.config.max_connections and not self._pause_soon:
-                # Not from inside the accept callback: uvloop attaches this connection to the
-                # server after the factory returns.
-                self._pause_soon = True
-                loop.call_soon(self._pause)
-            return proto
-
-        try:
-            server = await loop.create_server(
-                protocol,
-                sock=sock,
-                ssl=self.runtime.store.listening_context if self.tls else None,
-                ssl_handshake_timeout=self.settings.header_timeout if self.tls else None,
-            )
-        except BaseException:
-            sock.close()
-            raise
-        if not self.accepting:  # stopped while starting
-            server.close()
+        deadline = time.monotonic() + self.settings.header_timeout
+        if not self.tls:
+            sock.setblocking(False)
+            proto = self._client_protocol()
+            self._pending[proto] = deadline
+            task = asyncio.ensure_future(loop.connect_accepted_socket(lambda: proto, sock))
+            task.add_done_callback(functools.partial(self._plain_made, proto=proto, sock=sock))
             return
-        self._server = server
+        try:
+            transport = wrap_accepted(
+                self.runtime.store.listening_context, sock, peer, loop, self._handshake_done
+            )
+        except (OSError, ValueError) as err:
+            log.debug("cannot start TLS with %s: %s", peer, err)
+            sock.close()
+            return
+        self._pending[transport] = deadline
+        transport.start()
+
+    def _client_protocol(self) -> FastClientProtocol:
+        reader = asyncio.StreamReader(limit=READ_SIZE, loop=asyncio.get_running_loop())
+        return FastClientProtocol(reader, self._on_client)
+
+    def _handshake_done(self, transport: TLSSocketTransport, err: BaseException | None) -> None:
+        self._pending.pop(transport, None)
+        if err is not None:
+            self._resume()
+            return
+        if not self.accepting:  # draining: no new sessions
+            transport.close()
+            return
+        proto = self._client_protocol()
+        transport.set_protocol(proto)
+        proto.connection_made(transport)  # calls _on_client
+
+    def _plain_made(self, task: asyncio.Future[Any], proto: object, sock: socket.socket) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self._pending.pop(proto, None)
+            sock.close()
+            self._resume()
 
     def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        proto = writer.transport.get_protocol()
-        if isinstance(proto, FastClientProtocol):
-            if proto.refused:
-                self.refused += 1
-                writer.close()
-                return
-            self._pending.pop(proto, None)
+        self._pending.pop(writer.transport.get_protocol(), None)
         self.total += 1
         session = ClientSession(
             self.settings, self.nodes, self.runtime.conns, reader, writer, stats=self
@@ -265,9 +265,7 @@ class L7Frontend:
         """Close the listener; idle keep-alive clients are closed now, a request in flight
         finishes with `Connection: close`, a websocket runs on until the drain ends."""
         self.accepting = False
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        self._pause()
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -277,13 +275,15 @@ class L7Frontend:
                 session.cancel()
 
     def sweep_idle(self, now: float) -> int:
-        """Forget accepted connections whose TLS handshake failed (asyncio does not say so).
+        """Abandon TLS handshakes (and plain connections not yet made) past their deadline.
 
         Sessions keep their own deadlines (header, keep-alive, http, tunnel).
         """
-        failed = [proto for proto, deadline in self._pending.items() if deadline <= now]
-        for proto in failed:
-            del self._pending[proto]
+        failed = [entry for entry, deadline in self._pending.items() if deadline <= now]
+        for entry in failed:
+            if isinstance(entry, TLSSocketTransport):
+                entry.fail_handshake(TimeoutError("TLS handshake deadline passed"))
+            self._pending.pop(entry, None)
         if failed:
             self._resume()
         return 0
