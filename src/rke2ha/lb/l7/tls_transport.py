@@ -18,7 +18,6 @@ write flow control with `pause_writing`/`resume_writing` at the usual high/low m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
@@ -34,6 +33,10 @@ RECORD_SIZE = 16 * 1024
 # Reads per readiness callback before yielding to other connections; what OpenSSL has
 # already taken off the socket is read on the next loop turn (no readiness will say so).
 _READS_PER_TURN = 16
+# How long close() waits for a client to take what is still buffered before it aborts
+# (asyncio's own ssl_shutdown_timeout): a client that stopped reading must not keep the
+# connection, its descriptor and its buffers for ever.
+SHUTDOWN_TIMEOUT = 30.0
 HIGH_WATER = 64 * 1024
 LOW_WATER = 16 * 1024
 
@@ -73,6 +76,8 @@ class TLSSocketTransport(asyncio.Transport):
         self._writing = False  # registered with add_writer
         self._paused = False  # pause_reading() by the protocol
         self._read_wants_write = False  # OpenSSL needs to write before it can read on
+        self._write_wants_read = False  # OpenSSL needs to read before it can write on
+        self._shutdown_timer: asyncio.TimerHandle | None = None
         self._backlog: deque[bytes] = deque()  # the first one is mid-write when non-empty
         self._buffered = 0
         self._high = HIGH_WATER
@@ -110,7 +115,11 @@ class TLSSocketTransport(asyncio.Transport):
             return
         self._remove_writer()
         self._state = _State.OPEN
-        self._on_handshake(self, None)  # sets the protocol and calls its connection_made
+        try:
+            self._on_handshake(self, None)  # sets the protocol and calls its connection_made
+        except Exception as exc:
+            self._protocol_failed(exc, "connection_made")
+            return
         if self._state is _State.OPEN and self._protocol is not None:
             self._read()  # application data may have come with the client's Finished
 
@@ -124,14 +133,17 @@ class TLSSocketTransport(asyncio.Transport):
 
     def _on_readable(self) -> None:
         state = self._state
+        if self._write_wants_read:
+            self._write_wants_read = False
+            self._flush()  # a write waited for OpenSSL to read (rare: see _flush)
+            state = self._state
         if state is _State.OPEN:
-            if self._backlog and not self._writing:
-                self._flush()  # a write waited for OpenSSL to read (rare: see _flush)
+            if self._paused:
+                self._remove_reader()  # registered only for the write above
+                return
             self._read()
         elif state is _State.HANDSHAKE:
             self._handshake_step()
-        elif state is _State.CLOSING:
-            self._flush()
 
     def _on_writable(self) -> None:
         state = self._state
@@ -140,6 +152,9 @@ class TLSSocketTransport(asyncio.Transport):
             return
         if self._backlog:
             self._flush()
+        elif self._state is _State.CLOSING:
+            self._remove_writer()
+            self._shutdown()  # close_notify waited for room in the socket
         else:
             self._remove_writer()
         if self._read_wants_write and self._state is _State.OPEN:
@@ -218,7 +233,8 @@ class TLSSocketTransport(asyncio.Transport):
         except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
             # OpenSSL requires the same bytes again once the socket takes more.
             self._queue(bytes(data))
-            self._add_writer()
+            if self._state is _State.OPEN:  # pause_writing may have failed and closed it
+                self._add_writer()
         except (ssl.SSLError, OSError) as err:
             self._fatal(err)
 
@@ -246,8 +262,10 @@ class TLSSocketTransport(asyncio.Transport):
                 self._add_writer()
                 return
             except ssl.SSLWantReadError:
-                # OpenSSL must read first (a key update, say): the reader retries the flush.
+                # OpenSSL must read first (not expected with renegotiation off, but allowed
+                # by the API): the next readiness to read retries the flush.
                 self._remove_writer()
+                self._write_wants_read = True
                 self._add_reader()
                 return
             except BlockingIOError:
@@ -305,18 +323,35 @@ class TLSSocketTransport(asyncio.Transport):
         self._state = _State.CLOSING
         self._paused = True
         if self._backlog:
-            self._remove_reader()
-            return  # _flush shuts down once the backlog is out
+            if not self._write_wants_read:
+                self._remove_reader()
+            # _flush shuts down once the backlog is out, or the deadline aborts.
+            self._shutdown_timer = self._loop.call_later(SHUTDOWN_TIMEOUT, self._shutdown_late)
+            return
         self._shutdown()
+
+    def _shutdown_late(self) -> None:
+        self._shutdown_timer = None
+        if self._state is _State.CLOSING:
+            log.debug("%s did not take the rest of its data in time: aborted", self._peername)
+            self._fatal(None)
 
     def abort(self) -> None:
         self._fatal(None)
 
     def _shutdown(self) -> None:
-        # close_notify; the client's own is not awaited. An error means the client went
-        # first or the socket is full: the connection closes all the same.
-        with contextlib.suppress(ssl.SSLError, OSError, ValueError):
+        # close_notify; the client's own is not awaited. A full socket waits for room (a
+        # client that reads a body up to the close needs the close_notify to know it has it
+        # all), bounded by the shutdown deadline; any other error means the client went first.
+        try:
             self._sock.unwrap()
+        except ssl.SSLWantWriteError:
+            self._add_writer()
+            if self._shutdown_timer is None:
+                self._shutdown_timer = self._loop.call_later(SHUTDOWN_TIMEOUT, self._shutdown_late)
+            return
+        except (ssl.SSLError, OSError, ValueError):
+            pass
         self._finish(None)
 
     def _fatal(self, exc: Exception | None) -> None:
@@ -345,6 +380,9 @@ class TLSSocketTransport(asyncio.Transport):
 
     def _finish(self, exc: Exception | None) -> None:
         self._state = _State.CLOSED
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.cancel()
+            self._shutdown_timer = None
         self._backlog.clear()
         self._buffered = 0
         self._release()
