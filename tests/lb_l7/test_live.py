@@ -653,3 +653,63 @@ def test_max_connections_holds_for_a_burst_of_handshakes(
     assert 1 <= sum(results) <= 2, results
     for sock in held:
         sock.close()
+
+
+async def _sized_handler(
+    backend: Backend, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """GET /N: N bytes with a Content-Length, written as the LB takes them; then records
+    {"done": N} (so a test can tell whether the LB read a whole body)."""
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return
+        size = int(head.split(b" ", 2)[1].strip(b"/"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        block = b"y" * (1 << 16)
+        left = size
+        while left:
+            part = block[: min(left, len(block))]
+            writer.write(part)
+            left -= len(part)
+            await writer.drain()
+        backend.requests.append({"done": size})
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.parametrize("first", [200_000, 3_000_000])
+def test_a_client_that_stops_reading_stops_the_node_too(
+    loop_thread: LoopThread, lb_factory: LbFactory, cert: CertFiles, first: int
+) -> None:
+    """A client that reads nothing: the node is not read into memory either. With a small
+    first response, the second exchange starts while the client's buffer is already full
+    (no new pause_writing will come); with a large one, the first exchange itself pauses."""
+    node = start_backend(loop_thread, BACKEND_HOSTS[0], _sized_handler)
+    lb = lb_factory([node.address])
+    warm = tls_connect(lb, cert.ca)  # leaves an idle node connection: the callback path
+    warm.sendall(f"GET /2 HTTP/1.1\r\nHost: {HOSTNAME}\r\nConnection: close\r\n\r\n".encode())
+    assert read_response(warm)[0] == 200
+    warm.close()
+    time.sleep(0.3)
+    before = _rss_kib(lb.proc.pid)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it reads nothing
+    raw.settimeout(5)
+    raw.connect((LB_HOST, lb.port))
+    client = client_context(cert.ca).wrap_socket(raw, server_hostname=HOSTNAME)
+    try:
+        client.sendall(f"GET /{first} HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+        time.sleep(1.0)
+        client.sendall(f"GET /50000000 HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+        time.sleep(3.0)  # the node would have written 50 MB to an LB that kept reading
+        assert {"done": 50000000} not in node.requests
+        assert _rss_kib(lb.proc.pid) - before < 30 * 1024
+    finally:
+        client.close()

@@ -33,6 +33,7 @@ import uvloop
 from helpers import HOSTNAME, CertFiles, client_context
 
 from rke2ha.lb.l7 import tls_transport
+from rke2ha.lb.l7.end_of_turn import EndOfTurn
 from rke2ha.lb.l7.tls import load_certificate
 from rke2ha.lb.l7.tls_transport import (
     HIGH_WATER,
@@ -154,8 +155,17 @@ def server_context(cert: CertFiles) -> ssl.SSLContext:
     return load_certificate(cert.cert, cert.key, HOSTNAME).context
 
 
+@pytest.fixture(params=["write_at_once", "end_of_turn"])
+def listener(request: pytest.FixtureRequest) -> Iterator[Listener]:
+    """Every test runs with writes made at once and with writes held to the end of the
+    loop's turn (`EndOfTurn`, as the frontend runs it)."""
+    with Listener(batched=request.param == "end_of_turn") as server:
+        yield server
+
+
 @pytest.fixture
-def listener() -> Iterator[Listener]:
+def listener_at_once() -> Iterator[Listener]:
+    """For tests whose timing needs each write on the socket before write() returns."""
     with Listener() as server:
         yield server
 
@@ -264,7 +274,8 @@ class Server:
 
 
 class Listener:
-    def __init__(self) -> None:
+    def __init__(self, batched: bool = False) -> None:
+        self.batched = batched
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind((HOST, 0))
         self.sock.listen(16)
@@ -305,7 +316,8 @@ class Listener:
             if not done.done():
                 done.set_result(err)
 
-        transport = wrap_accepted(context, sock, peer, loop, on_handshake)
+        batch = EndOfTurn() if self.batched else None
+        transport = wrap_accepted(context, sock, peer, loop, on_handshake, batch)
         if early and protocol is not None:
             transport.set_protocol(protocol)
         fd = transport.get_extra_info("socket").fileno()
@@ -1023,8 +1035,12 @@ class PauseWritingFails(Recorder):
 
 
 def test_pause_writing_error_aborts_without_raising_from_write(
-    harness: Harness, listener: Listener, server_context: ssl.SSLContext, cert: CertFiles
+    harness: Harness,
+    listener_at_once: Listener,
+    server_context: ssl.SSLContext,
+    cert: CertFiles,
 ) -> None:
+    listener = listener_at_once
     go = threading.Event()
     raised: list[BaseException] = []
 
@@ -1060,7 +1076,7 @@ def test_pause_writing_error_aborts_without_raising_from_write(
 @pytest.mark.parametrize("how", ["close", "close_with_backlog", "abort"])
 def test_write_after_close_is_dropped(
     harness: Harness,
-    listener: Listener,
+    listener_at_once: Listener,
     server_context: ssl.SSLContext,
     cert: CertFiles,
     how: str,
@@ -1070,6 +1086,7 @@ def test_write_after_close_is_dropped(
     `close_with_backlog` writes after close() while the backlog is still going out (the
     transport is closing, not closed yet).
     """
+    listener = listener_at_once
     before = payload_of(BIG, 10) if how == "close_with_backlog" else b"before"
     go = threading.Event()
     backlog: list[int] = []
@@ -1110,3 +1127,117 @@ def test_write_after_close_is_dropped(
         assert server.transport.get_write_buffer_size() == 0
 
     harness.run(scenario())
+
+
+# ---- writes held to the end of the loop's turn ---------------------------------------------
+
+
+def _batched_scenario(
+    harness: Harness,
+    server_context: ssl.SSLContext,
+    cert: CertFiles,
+    act: Callable[[TLSSocketTransport], None],
+) -> tuple[bytes, str, Recorder]:
+    go = threading.Event()
+
+    def on_made(transport: TLSSocketTransport) -> None:
+        act(transport)
+        asyncio.get_running_loop().call_soon(go.set)  # after the turn's held writes
+
+    async def scenario() -> tuple[bytes, str, Recorder]:
+        proto = Recorder(on_made=on_made)
+        with Listener(batched=True) as listener:
+            _, (received, ending) = await asyncio.gather(
+                listener.accept(server_context, proto),
+                asyncio.to_thread(_held_client, listener.address, cert.ca, go),
+            )
+        await proto.wait_lost()
+        return received, ending, proto
+
+    return harness.run(scenario())
+
+
+def test_held_writes_go_out_together_in_order(
+    harness: Harness, server_context: ssl.SSLContext, cert: CertFiles
+) -> None:
+    sizes: list[int] = []
+
+    def act(transport: TLSSocketTransport) -> None:
+        for part in (b"one ", b"two ", b"three"):
+            transport.write(part)
+            sizes.append(transport.get_write_buffer_size())  # held bytes count as buffered
+        asyncio.get_running_loop().call_soon(transport.close)
+
+    received, ending, proto = _batched_scenario(harness, server_context, cert, act)
+    assert sizes == [4, 8, 13]
+    assert (received, ending) == (b"one two three", "close_notify")
+    assert proto.events == ["made", "lost"]
+
+
+def test_close_in_the_same_turn_sends_the_held_bytes_first(
+    harness: Harness, server_context: ssl.SSLContext, cert: CertFiles
+) -> None:
+    def act(transport: TLSSocketTransport) -> None:
+        transport.write(b"last words")
+        transport.close()
+
+    received, ending, _ = _batched_scenario(harness, server_context, cert, act)
+    assert (received, ending) == (b"last words", "close_notify")
+
+
+def test_abort_in_the_same_turn_drops_the_held_bytes(
+    harness: Harness, server_context: ssl.SSLContext, cert: CertFiles
+) -> None:
+    def act(transport: TLSSocketTransport) -> None:
+        transport.write(b"never sent")
+        transport.abort()
+        assert transport.get_write_buffer_size() == 0
+
+    received, ending, _ = _batched_scenario(harness, server_context, cert, act)
+    assert received == b"" and ending in ("eof", "reset")
+
+
+def test_end_of_turn_runs_every_call_in_order_even_after_a_failure(harness: Harness) -> None:
+    async def scenario() -> list[str]:
+        batch = EndOfTurn()
+        calls: list[str] = []
+
+        def fail(_: object) -> None:
+            raise RuntimeError("one write failed")
+
+        batch.later(calls.append, "first")
+        batch.later(fail, None)
+        batch.later(calls.append, "third")
+        assert calls == []  # nothing before the turn ends
+        await turns(2)
+        batch.later(calls.append, "next turn")
+        await turns(2)
+        return calls
+
+    assert harness.run(scenario()) == ["first", "third", "next turn"]
+    errors = harness.take_errors()
+    assert [str(e["exception"]) for e in errors] == ["one write failed"]
+
+
+def test_holding_more_than_the_high_mark_pauses_the_writer_within_the_turn(
+    harness: Harness, server_context: ssl.SSLContext, cert: CertFiles
+) -> None:
+    """A producer writing a lot in one turn hears pause_writing at once, not at the turn's
+    end (what is held is bounded by the high mark, not by what the turn produced); once it
+    is all on the socket, resume_writing follows."""
+    seen: list[tuple[list[str], int]] = []
+    part = b"h" * (HIGH_WATER // 4)
+
+    def act(transport: TLSSocketTransport) -> None:
+        proto = transport.get_protocol()
+        assert isinstance(proto, Recorder)
+        for _ in range(5):
+            transport.write(part)
+            seen.append((list(proto.flow_events), transport.get_write_buffer_size()))
+        asyncio.get_running_loop().call_soon(transport.close)
+
+    received, ending, proto = _batched_scenario(harness, server_context, cert, act)
+    assert [events for events, _ in seen] == [[], [], [], [], ["pause"]]
+    assert [size for _, size in seen] == [len(part) * n for n in range(1, 6)]
+    assert (len(received), ending) == (5 * len(part), "close_notify")
+    assert proto.flow_events[:2] == ["pause", "resume"]

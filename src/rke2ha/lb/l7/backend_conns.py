@@ -16,6 +16,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rke2ha.lb.l7.end_of_turn import EndOfTurn
 from rke2ha.lb.l7.http_back import ResponseReader
 from rke2ha.lb.l7.nodes import Node
 
@@ -79,6 +80,9 @@ class BackendPool:
     ) -> None:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+        # Writes of this process's layer 7 sessions held to the end of the loop's turn
+        # (the client side's TLS transports and the callback path's request heads).
+        self.batch = EndOfTurn()
         self.max_idle_per_node = max_idle_per_node
         self._idle: defaultdict[str, deque[BackendConnection]] = defaultdict(deque)
 

@@ -23,6 +23,7 @@ from typing import Any, cast
 from rke2ha.lb.l7 import accesslog
 from rke2ha.lb.l7.accesslog import AccessRecord
 from rke2ha.lb.l7.backend_conns import BackendConnection, BackendPool
+from rke2ha.lb.l7.end_of_turn import write_if_open
 from rke2ha.lb.l7.exchange import response_framing
 from rke2ha.lb.l7.headers import LAST_CHUNK, chunk, response_head
 from rke2ha.lb.l7.http_back import (
@@ -64,6 +65,12 @@ class FastClientProtocol(asyncio.StreamReaderProtocol):
         session = self.session
         if session is not None:
             session.fast_client_lost()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        session = self.session
+        if session is not None:
+            session.fast_client_blocked()
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -110,6 +117,9 @@ class FastPath:
         # the first exchange and re-armed lazily when it fires (arming and cancelling a
         # timer for each request was a measurable share of the per-request cost).
         self._fx_timer: asyncio.TimerHandle | None = None
+        # Between the client transport's pause_writing and resume_writing: an exchange that
+        # starts meanwhile must not read its node (no second pause_writing will come).
+        self._client_blocked = False
 
     # ---- the parked task ----------------------------------------------------------------
 
@@ -246,7 +256,17 @@ class FastPath:
         else:
             self._wake()
 
+    def fast_client_blocked(self) -> None:
+        # The client reads slower than the node sends: stop reading the node until the
+        # client's buffer drains (`fast_client_writable`).
+        self._client_blocked = True
+        fx = self._fx
+        if fx is not None and not fx.paused:
+            fx.paused = True
+            _transport(fx.conn).pause_reading()
+
     def fast_client_writable(self) -> None:
+        self._client_blocked = False
         fx = self._fx
         if fx is not None and fx.paused:
             fx.paused = False
@@ -286,7 +306,11 @@ class FastPath:
         conn.response.expect(head.method)
         conn.reusable_after = False
         conn.proto.sink = fx.on_node
-        conn.writer.transport.write(wire_head)
+        if self._client_blocked:
+            fx.paused = True
+            _transport(conn).pause_reading()
+        # Held to the end of the loop's turn with the turn's other writes (`end_of_turn`).
+        self.pool.batch.later(write_if_open, (conn.writer.transport, wire_head))
         if self._fx_timer is None:
             self._fx_timer = asyncio.get_running_loop().call_later(
                 self.settings.http_timeout, self._on_fx_timer
@@ -501,12 +525,5 @@ class _Fast:
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         session = self.session
-        transport = session.writer.transport
-        transport.write(data)
+        session.writer.transport.write(data)  # a full buffer calls fast_client_blocked
         self.record.bytes += len(data)
-        proto = transport.get_protocol()
-        if getattr(proto, "_paused", False) and not self.paused:
-            # The client reads slower than the node sends: stop reading the node until
-            # the client's buffer drains (FastClientProtocol.resume_writing).
-            self.paused = True
-            _transport(self.conn).pause_reading()

@@ -216,7 +216,12 @@ class L7Frontend:
             return
         try:
             transport = wrap_accepted(
-                self.runtime.store.listening_context, sock, peer, loop, self._handshake_done
+                self.runtime.store.listening_context,
+                sock,
+                peer,
+                loop,
+                self._handshake_done,
+                self.runtime.conns.batch,
             )
         except (OSError, ValueError) as err:
             log.debug("cannot start TLS with %s: %s", peer, err)

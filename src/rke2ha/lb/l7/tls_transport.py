@@ -26,6 +26,8 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from rke2ha.lb.l7.end_of_turn import EndOfTurn
+
 log = logging.getLogger("rke2ha.lb.l7")
 
 # OpenSSL hands back at most one record (16 KiB of plaintext) per read.
@@ -59,8 +61,14 @@ class TLSSocketTransport(asyncio.Transport):
         sock: ssl.SSLSocket,
         peername: Any,
         on_handshake: HandshakeDone,
+        batch: EndOfTurn | None = None,
     ) -> None:
         super().__init__()
+        # With a batch, writes are held to the end of the loop's turn and made as one
+        # (`end_of_turn` says why); without, each write goes out at once.
+        self._batch = batch
+        self._held: list[bytes] = []
+        self._held_size = 0
         self._loop = loop
         self._sock = sock
         # The C-level TLS object under `ssl.SSLSocket`: reads and writes skip the Python
@@ -228,6 +236,34 @@ class TLSSocketTransport(asyncio.Transport):
         if self._backlog:
             self._queue(bytes(data))
             return
+        batch = self._batch
+        if batch is not None:
+            held = self._held
+            held.append(bytes(data))
+            self._held_size += len(data)
+            if len(held) == 1:
+                batch.later(TLSSocketTransport._write_held, self)
+            if not self._protocol_paused and self._buffered + self._held_size > self._high:
+                self._pause_protocol()  # now, not at the end of the turn: bounded holding
+            return
+        self._write_now(data)
+
+    def _write_held(self) -> None:
+        held = self._held
+        if not held:
+            return  # written already (close) or dropped (abort)
+        data = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        self._held_size = 0
+        if self._state is _State.OPEN:
+            self._write_now(data)
+            if self._state is _State.OPEN:
+                self._maybe_resume_protocol()  # paused while held, and all of it went out
+
+    def _write_now(self, data: bytes | bytearray | memoryview) -> None:
+        if self._backlog:
+            self._queue(bytes(data))
+            return
         try:
             self._tls.write(data)  # all of it, or nothing and SSLWantWrite (no partial mode)
         except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
@@ -244,12 +280,26 @@ class TLSSocketTransport(asyncio.Transport):
     def _queue(self, data: bytes) -> None:
         self._backlog.append(data)
         self._buffered += len(data)
-        if not self._protocol_paused and self._buffered > self._high:
-            self._protocol_paused = True
+        if not self._protocol_paused and self._buffered + self._held_size > self._high:
+            self._pause_protocol()
+
+    def _pause_protocol(self) -> None:
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()  # type: ignore[union-attr]
+        except BaseException as exc:
+            self._protocol_failed(exc, "pause_writing")
+
+    def _maybe_resume_protocol(self) -> bool:
+        """resume_writing once the buffer is down to the low mark; False: that failed."""
+        if self._protocol_paused and self._buffered + self._held_size <= self._low:
+            self._protocol_paused = False
             try:
-                self._protocol.pause_writing()  # type: ignore[union-attr]
+                self._protocol.resume_writing()  # type: ignore[union-attr]
             except BaseException as exc:
-                self._protocol_failed(exc, "pause_writing")
+                self._protocol_failed(exc, "resume_writing")
+                return False
+        return True
 
     def _flush(self) -> None:
         backlog = self._backlog
@@ -277,18 +327,13 @@ class TLSSocketTransport(asyncio.Transport):
             backlog.popleft()
             self._buffered -= len(data)
         self._remove_writer()
-        if self._protocol_paused and self._buffered <= self._low:
-            self._protocol_paused = False
-            try:
-                self._protocol.resume_writing()  # type: ignore[union-attr]
-            except BaseException as exc:
-                self._protocol_failed(exc, "resume_writing")
-                return
+        if not self._maybe_resume_protocol():
+            return
         if self._state is _State.CLOSING:
             self._shutdown()
 
     def get_write_buffer_size(self) -> int:
-        return self._buffered
+        return self._buffered + self._held_size
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return (self._low, self._high)
@@ -320,6 +365,9 @@ class TLSSocketTransport(asyncio.Transport):
             return
         if self._state is not _State.OPEN:
             return
+        self._write_held()  # what this turn wrote goes before the close
+        if self._state is not _State.OPEN:
+            return  # the write failed and closed the connection
         self._state = _State.CLOSING
         self._paused = True
         if self._backlog:
@@ -380,6 +428,8 @@ class TLSSocketTransport(asyncio.Transport):
 
     def _finish(self, exc: Exception | None) -> None:
         self._state = _State.CLOSED
+        self._held.clear()
+        self._held_size = 0
         if self._shutdown_timer is not None:
             self._shutdown_timer.cancel()
             self._shutdown_timer = None
@@ -452,9 +502,10 @@ def wrap_accepted(
     peername: Any,
     loop: asyncio.AbstractEventLoop,
     on_handshake: HandshakeDone,
+    batch: EndOfTurn | None = None,
 ) -> TLSSocketTransport:
     """A transport for a freshly accepted socket; the handshake starts with `start()`."""
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-    return TLSSocketTransport(loop, tls, peername, on_handshake)
+    return TLSSocketTransport(loop, tls, peername, on_handshake, batch)
