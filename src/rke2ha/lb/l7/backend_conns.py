@@ -65,13 +65,18 @@ class BackendConnection:
     idle_since: float = 0.0
     reusable_after: bool = False  # the last response ended cleanly with keep-alive
     proto: BackProtocol | None = None
+    # writer.transport, kept: StreamWriter.transport is a property, and every request asks.
+    transport: asyncio.Transport = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.transport = self.writer.transport  # type: ignore[assignment]
 
     def close(self) -> None:
-        self.writer.transport.abort()
+        self.transport.abort()
 
     @property
     def usable(self) -> bool:
-        return not self.writer.transport.is_closing() and not self.reader.at_eof()
+        return not self.transport.is_closing() and not self.reader.at_eof()
 
 
 class BackendPool:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from rke2ha.lb.l7 import accesslog
 from rke2ha.lb.l7.accesslog import AccessRecord
@@ -92,6 +92,7 @@ class FastPath:
     client_ip: str
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    client_transport: asyncio.WriteTransport  # writer.transport (a property), kept
     front: RequestReader
     _events: deque[Event]
     _client_eof: bool
@@ -310,7 +311,7 @@ class FastPath:
             fx.paused = True
             _transport(conn).pause_reading()
         # Held to the end of the loop's turn with the turn's other writes (`end_of_turn`).
-        self.pool.batch.later(write_if_open, (conn.writer.transport, wire_head))
+        self.pool.batch.later(write_if_open, (conn.transport, wire_head))
         if self._fx_timer is None:
             self._fx_timer = asyncio.get_running_loop().call_later(
                 self.settings.http_timeout, self._on_fx_timer
@@ -408,7 +409,7 @@ class FastPath:
 
 
 def _transport(conn: BackendConnection) -> asyncio.Transport:
-    return cast(asyncio.Transport, conn.writer.transport)
+    return conn.transport
 
 
 def _settle(fut: asyncio.Future[bool], value: bool) -> None:
@@ -525,5 +526,5 @@ class _Fast:
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         session = self.session
-        session.writer.transport.write(data)  # a full buffer calls fast_client_blocked
+        session.client_transport.write(data)  # a full buffer calls fast_client_blocked
         self.record.bytes += len(data)

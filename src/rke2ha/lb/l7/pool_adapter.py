@@ -13,7 +13,6 @@ backend's `active`/`total` counters are kept so the admin page shows layer 7 loa
 from __future__ import annotations
 
 import itertools
-from typing import cast
 
 from rke2ha.lb.health_state import State
 from rke2ha.lb.l7.nodes import Balance, Node
@@ -81,18 +80,20 @@ class PoolNodes:
 
     # `node.ref` is the node's Backend (set in `_node`): no lookup on the per-request path.
     def succeeded(self, node: Node) -> None:
-        cast(Backend, node.ref).total += 1
+        node.ref.total += 1
 
     def begin(self, node: Node) -> None:
         node.active += 1
-        cast(Backend, node.ref).active += 1
+        node.ref.active += 1
 
     def end(self, node: Node) -> None:
         node.active -= 1
-        cast(Backend, node.ref).active -= 1
+        node.ref.active -= 1
 
 
-_SERVING = frozenset(state for state in State if state.serves)
+# A tuple, not a set: `in` compares enum members by identity, where a set would call
+# Enum.__hash__ (a Python function) for every backend of every request.
+_SERVING = tuple(state for state in State if state.serves)
 
 
 def _active(node: Node) -> int:

@@ -68,6 +68,7 @@ class ClientSession(FastPath, NodeExchange):
         self.pool = pool
         self.reader = reader
         self.writer = writer
+        self.client_transport = writer.transport
         peer = writer.get_extra_info("peername")
         self.client_ip = str(peer[0]) if peer else "-"
         self.client_ip_bytes = self.client_ip.encode("ascii", "replace")
