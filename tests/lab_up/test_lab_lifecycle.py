@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.lab_up.helpers import (
     NODES,
     assert_nothing_left,
@@ -193,13 +194,13 @@ def test_joining_node_with_health_token(tmp_path: Path) -> None:
 
 
 def test_layer7_lab(tmp_path: Path) -> None:
-    """`layer: 7` with the lab's own certificate: TLS ends at the built-in layer-7 proxy."""
+    """`layer: 7` with the lab's own certificate: TLS ends at the built-in layer-7 proxy.
+    The layer and certificate come from examples/lab-l7.yaml, so that example is run too."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "lab-l7.yaml"
+    front = yaml.safe_load(example.read_text())["load_balancer"]
     document = lab_spec()
-    document["load_balancer"]["layer"] = 7
-    document["load_balancer"]["tls"] = {
-        "cert": ".rke2ha/lab/pki/ingress.crt",
-        "key": ".rke2ha/lab/pki/ingress.key",
-    }
+    document["load_balancer"]["layer"] = front["layer"]
+    document["load_balancer"]["tls"] = front["tls"]
     spec_file = write_spec(tmp_path / "rke2ha.yaml", document)
     try:
         run = up(spec_file)

@@ -17,7 +17,9 @@ def _no_traceback(result) -> None:
     assert "Traceback" not in result.err + result.out
 
 
-@pytest.mark.parametrize("name", ["lab.yaml", "existing-l4.yaml", "existing-l7.yaml", "aws.yaml"])
+@pytest.mark.parametrize(
+    "name", ["lab.yaml", "lab-l7.yaml", "existing-l4.yaml", "existing-l7.yaml", "aws.yaml"]
+)
 def test_valid_examples_exit_0(run_cli, name):
     result = run_cli("validate", "-f", f"examples/{name}")
     assert result.code == 0, result.out + result.err
