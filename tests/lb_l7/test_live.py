@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import resource
 import signal
 import socket
 import ssl
@@ -713,3 +715,34 @@ def test_a_client_that_stops_reading_stops_the_node_too(
         assert _rss_kib(lb.proc.pid) - before < 30 * 1024
     finally:
         client.close()
+
+
+def test_accept_failure_pauses_then_resumes(
+    loop_thread: LoopThread, lb_factory: LbFactory, cert: CertFiles
+) -> None:
+    """Out of descriptors (EMFILE on accept): the frontend says so, stops accepting for a
+    moment instead of spinning on a listener that stays readable, and accepts again."""
+    node = start_backend(loop_thread, BACKEND_HOSTS[0], echo_handler)
+    lb = lb_factory([node.address])
+    pid = lb.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    used = len(os.listdir(f"/proc/{pid}/fd"))
+    clients: list[socket.socket] = []
+    try:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (used + 2, hard))
+        for _ in range(5):  # TCP connects complete in the kernel; accepts run out at 2
+            clients.append(socket.create_connection((LB_HOST, lb.port), timeout=5))
+        assert wait_for(lambda: "cannot accept" in lb.stderr(), 3)
+        assert "Too many open files" in lb.stderr()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        started = time.monotonic()
+        fresh = tls_connect(lb, cert.ca)  # a handshake needs an accept: accepting again
+        fresh.sendall(f"GET /again HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+        assert read_response(fresh)[0] == 200
+        assert time.monotonic() - started < 5
+        fresh.close()
+        assert lb.stderr().count("cannot accept") <= 3  # paused, not spinning
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        for client in clients:
+            client.close()
