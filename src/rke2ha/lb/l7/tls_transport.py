@@ -71,10 +71,11 @@ class TLSSocketTransport(asyncio.Transport):
         self._held_size = 0
         self._loop = loop
         self._sock = sock
-        # The C-level TLS object under `ssl.SSLSocket`: reads and writes skip the Python
-        # wrappers of ssl.py (measurable per request); the handshake, shutdown and
-        # accessors still go through `sock`.
-        self._tls: Any = sock._sslobj  # type: ignore[attr-defined]
+        # The C-level TLS object under `ssl.SSLSocket` (a private attribute, stable since
+        # Python 3.7): reads and writes skip the Python wrappers of ssl.py, measurable per
+        # request. The socket itself has the same read/write/pending calls, so it serves if
+        # a later Python hides that object. Handshake, shutdown and accessors use `sock`.
+        self._tls: Any = getattr(sock, "_sslobj", None) or sock
         self._fd = sock.fileno()
         self._peername = peername
         self._on_handshake = on_handshake
