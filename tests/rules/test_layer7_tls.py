@@ -137,3 +137,41 @@ def test_encrypted_key_is_an_error_that_shows_no_key(base, findings, by_rule, ma
     assert _errors(found) == [("error", "load_balancer.tls")]
     assert "encrypted" in found[0].message
     assert "BEGIN" not in found[0].message and pem.decode()[40:80] not in found[0].message
+
+
+def _lab(base):
+    base.update(provider="lab", region="local")
+    base["nodes"] = [{"name": n, "zone": f"local-{z}"} for n, z in zip("abc", "abc", strict=True)]
+    base["dns"] = {"provider": "builtin", "zone": "example.com", "record": "A"}
+    base["load_balancer"]["engine"] = "builtin"
+    return base
+
+
+def test_lab_certificate_not_made_yet_is_an_info(base, findings, by_rule, tmp_path):
+    """`rke2ha up` issues the lab's own certificate; before that, its absence is no error."""
+    own = ".rke2ha/lab/pki"
+    spec = _layer7(_lab(base), f"{own}/ingress.crt", f"{own}/ingress.key")
+    spec["load_balancer"]["engine"] = "builtin"
+    found = by_rule(findings(spec), "lb.layer7_tls")
+    assert _errors(found) == [("info", "load_balancer.tls")]
+    assert "rke2ha up" in found[0].message
+
+
+def test_lab_with_a_missing_certificate_elsewhere_is_an_error(base, findings, by_rule, tmp_path):
+    spec = _layer7(_lab(base), tmp_path / "no.crt", tmp_path / "no.key")
+    spec["load_balancer"]["engine"] = "builtin"
+    assert _errors(by_rule(findings(spec), "lb.layer7_tls")) == [("error", "load_balancer.tls")]
+
+
+def test_lab_certificate_once_made_is_checked_like_any_other(
+    base, findings, by_rule, make_cert, tmp_path
+):
+    own = tmp_path / ".rke2ha" / "lab" / "pki"
+    own.mkdir(parents=True)
+    cert, key = make_cert(names=["other.example.net"])
+    (own / "ingress.crt").write_bytes(cert.read_bytes())
+    (own / "ingress.key").write_bytes(key.read_bytes())
+    spec = _layer7(_lab(base), own / "ingress.crt", own / "ingress.key")
+    spec["load_balancer"]["engine"] = "builtin"
+    found = by_rule(findings(spec), "lb.layer7_tls")
+    assert ("error", "load_balancer.tls.cert") in _errors(found)  # does not cover the hostname

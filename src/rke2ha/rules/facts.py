@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rke2ha.errors import Rke2haError
+from rke2ha.lab.material import default_pki_dir
 from rke2ha.spec import Spec
 from rke2ha.tlsfiles import TlsMaterial, load_tls_files
 
@@ -39,6 +40,9 @@ class TlsFact:
 
     material: TlsMaterial | None
     problem: str | None = None
+    # `provider: lab` pointing at the lab's own certificate before `up` has made it: the
+    # lab issues it for the hostname, so its absence is not a fault of the spec.
+    made_by_lab: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,16 +80,27 @@ def spec_files(spec: Spec) -> list[Path]:
     return paths
 
 
+def _lab_makes(spec: Spec, cert: Path, key: Path) -> bool:
+    """True for a lab spec whose layer-7 files are the lab's own, not made yet."""
+    if spec.provider != "lab" or (cert.exists() and key.exists()):
+        return False
+    pki = default_pki_dir(spec).resolve()
+    return cert.resolve().parent == pki and key.resolve().parent == pki
+
+
 def gather_facts(spec: Spec, now: datetime | None = None) -> Facts:
     """Read what the rules need: file modes and, at layer 7, the certificate and key."""
     files = {path: stat_file(path) for path in spec_files(spec)}
     tls = None
     if spec.load_balancer.tls is not None:
-        try:
-            material = load_tls_files(
-                spec.resolve(spec.load_balancer.tls.cert), spec.resolve(spec.load_balancer.tls.key)
+        cert = spec.resolve(spec.load_balancer.tls.cert)
+        key = spec.resolve(spec.load_balancer.tls.key)
+        if _lab_makes(spec, cert, key):
+            return Facts(
+                now=now or datetime.now(UTC), files=files, tls=TlsFact(None, made_by_lab=True)
             )
-            tls = TlsFact(material)
+        try:
+            tls = TlsFact(load_tls_files(cert, key))
         except Rke2haError as err:
             tls = TlsFact(None, str(err))
     return Facts(now=now or datetime.now(UTC), files=files, tls=tls)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from rke2ha.rules import sources
 from rke2ha.rules.facts import Facts
-from rke2ha.rules.finding import Issue, Rule, error, warning
+from rke2ha.rules.finding import Issue, Rule, error, info, warning
 from rke2ha.spec import Spec
 from rke2ha.tlsfiles import TlsMaterial
 
@@ -37,6 +37,13 @@ def _layer7_tls(spec: Spec, facts: Facts) -> Iterator[Issue]:
             "layer 7 terminates TLS at the load balancer, but no certificate is given",
             f"add load_balancer.tls: {{cert: FILE, key: FILE}} with a certificate for "
             f"{spec.hostname}, or use layer: 4 (TLS ends at the ingress)",
+        )
+        return
+    if facts.tls is not None and facts.tls.made_by_lab:
+        yield info(
+            "load_balancer.tls",
+            "the lab's own certificate for the hostname: `rke2ha up` issues it from the lab CA",
+            "nothing to do; it is checked like any other certificate once it exists",
         )
         return
     if facts.tls is None or facts.tls.material is None:
