@@ -232,15 +232,22 @@ class Deployment:
         return found
 
 
-@pytest.fixture
-def deployment(tmp_path: Path, emulators: Emulators) -> Iterator[Deployment]:
-    """A spec folder; at teardown `down --yes`, then any straggler of ours is killed."""
-    deployed = Deployment(tmp_path)
+@contextlib.contextmanager
+def torn_down(folder: Path) -> Iterator[Deployment]:
+    """A deployment in `folder`; afterwards `down --yes`, then any straggler of ours killed."""
+    deployed = Deployment(folder)
     yield deployed
     if deployed.state_file.exists():
         deployed.cli("down", "--yes")
     for pid in deployed.our_processes():
         os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, emulators: Emulators) -> Iterator[Deployment]:
+    """A spec folder, torn down after the test."""
+    with torn_down(tmp_path) as deployed:
+        yield deployed
 
 
 def curl(url: str, *args: str, max_time: float = 5.0) -> subprocess.CompletedProcess[str]:
@@ -251,6 +258,25 @@ def curl(url: str, *args: str, max_time: float = 5.0) -> subprocess.CompletedPro
         text=True,
         timeout=max_time + 5,
     )
+
+
+def https_get(ca: Path, lb: str = LB, path: str = "/ping") -> tuple[int, str, str]:
+    """curl https://HOSTNAME<path> through the load balancer at `lb`, verified against `ca`:
+    status, the node that answered, body. AssertionError when TLS or the request fails."""
+    done = curl(
+        f"https://{HOSTNAME}{path}",
+        "--cacert",
+        str(ca),
+        "--resolve",
+        f"{HOSTNAME}:443:{lb}",
+        "-D",
+        "-",
+    )
+    assert done.returncode == 0, done.stderr
+    head, _, body = done.stdout.replace("\r\n", "\n").partition("\n\n")
+    lowered = head.lower()
+    node = lowered.split("x-rke2ha-node:")[1].split()[0] if "x-rke2ha-node:" in lowered else ""
+    return int(head.split()[1]), node, body
 
 
 # ---- BIND --------------------------------------------------------------------------------

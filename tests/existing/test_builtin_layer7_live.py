@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import ssl
 from collections.abc import Iterator
@@ -26,8 +25,10 @@ from tests.existing.conftest import (
     Deployment,
     curl,
     existing_spec,
+    https_get,
     keepalive_request,
     lab_nodes,
+    torn_down,
 )
 from tests.support.certs import write_self_signed
 from tests.support.specs import merge
@@ -55,14 +56,10 @@ def layer7_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.fixture
 def layer7_deployment(tmp_path: Path, layer7_nodes: None) -> Iterator[Deployment]:
-    """A spec folder with a certificate; at teardown `down --yes`, then stragglers killed."""
+    """A spec folder with a certificate, torn down after the test."""
     write_self_signed(tmp_path / "tls.crt", tmp_path / "tls.key", HOSTNAME, ca=True)
-    deployed = Deployment(tmp_path)
-    yield deployed
-    if deployed.state_file.exists():
-        deployed.cli("down", "--yes")
-    for pid in deployed.our_processes():
-        os.kill(pid, signal.SIGKILL)
+    with torn_down(tmp_path) as deployed:
+        yield deployed
 
 
 def layer7_spec(**load_balancer: Any) -> dict[str, Any]:
@@ -77,25 +74,6 @@ def layer7_spec(**load_balancer: Any) -> dict[str, Any]:
         },
     )
     return merge(spec, {"load_balancer": load_balancer})
-
-
-def https_get(ca: Path, path: str = "/ping") -> tuple[int, str, str]:
-    """curl https://HOSTNAME<path> through the load balancer, verified against `ca`:
-    status, the node that answered, body. AssertionError when TLS or the request fails."""
-    done = curl(
-        f"https://{HOSTNAME}{path}",
-        "--cacert",
-        str(ca),
-        "--resolve",
-        f"{HOSTNAME}:443:{LB}",
-        "-D",
-        "-",
-    )
-    assert done.returncode == 0, done.stderr
-    head, _, body = done.stdout.replace("\r\n", "\n").partition("\n\n")
-    lowered = head.lower()
-    node = lowered.split("x-rke2ha-node:")[1].split()[0] if "x-rke2ha-node:" in lowered else ""
-    return int(head.split()[1]), node, body
 
 
 def redirect_from_port_80() -> str:
@@ -155,7 +133,7 @@ def test_up_serves_https_reloads_restarts_and_down_removes_all(
 
     # Real TLS, verified against the test's CA, ends at the load balancer; plain HTTP to a
     # node's port 80 answers (the Rancher stand-in's /ping).
-    status, node, body = https_get(ca)
+    status, node, body = https_get(ca, LB)
     assert (status, body) == (200, "pong") and node in NODE_NAMES
     assert redirect_from_port_80() == f"308 https://{HOSTNAME}/"
     seen = wait_healthy(load_spec(layer7_deployment.spec_file), 15.0, SilentReporter())
@@ -176,7 +154,7 @@ def test_up_serves_https_reloads_restarts_and_down_removes_all(
         assert "reloaded" in reload.out
         assert layer7_deployment.engine_pid() == pid
         assert keepalive_request(kept).split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
-    assert https_get(ca)[0] == 200
+    assert https_get(ca, LB)[0] == 200
     stale = curl(
         f"https://{HOSTNAME}/ping", "--cacert", str(old_ca), "--resolve", f"{HOSTNAME}:443:{LB}"
     )
@@ -194,7 +172,7 @@ def test_up_serves_https_reloads_restarts_and_down_removes_all(
     restarted = layer7_deployment.engine_pid()
     assert restarted != pid and not procs.alive(pid) and procs.alive(restarted)
     assert redirect_from_port_80() == f"301 https://{HOSTNAME}/"
-    assert https_get(ca)[0] == 200
+    assert https_get(ca, LB)[0] == 200
     assert layer7_deployment.plan_lines() == []
 
     down = layer7_deployment.cli("down", "--yes")
@@ -236,4 +214,4 @@ def test_key_not_matching_the_certificate_is_refused_before_anything_runs(
     assert layer7_deployment.engine_pid() == pid and procs.alive(pid)
     assert os.readlink(folder / ENGINE_ROOT / "current") == current
     assert [p.name for p in (folder / ENGINE_ROOT).glob("v-*")] == [current]
-    assert https_get(folder / "tls.crt")[0] == 200
+    assert https_get(folder / "tls.crt", LB)[0] == 200

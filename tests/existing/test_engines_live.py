@@ -17,6 +17,7 @@ from tests.existing.conftest import (
     Emulators,
     curl,
     existing_spec,
+    https_get,
     keepalive_request,
 )
 
@@ -27,24 +28,6 @@ from rke2ha.providers.existing.health import wait_healthy
 from rke2ha.specfile import load_spec
 
 ENGINES = ["haproxy", "nginx", "builtin"]
-
-
-def _through_lb(ca: Path) -> tuple[int, str]:
-    """GET https://HOSTNAME/ping through the load balancer: status and serving node."""
-    done = curl(
-        f"https://{HOSTNAME}/ping",
-        "--cacert",
-        str(ca),
-        "--resolve",
-        f"{HOSTNAME}:443:{LB}",
-        "-D",
-        "-",
-    )
-    assert done.returncode == 0, done.stderr
-    head = done.stdout.lower()
-    status = int(head.split()[1])
-    node = head.split("x-rke2ha-node:")[1].split()[0] if "x-rke2ha-node:" in head else ""
-    return status, node
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -75,7 +58,7 @@ def test_up_serves_reloads_and_down_removes_all(
     ).replace("\0", " ")
 
     # Traffic through the engine reaches the nodes: 443 (TLS to the ingress), 80, 6443.
-    status, node = _through_lb(emulators.ca)
+    status, node, _ = https_get(emulators.ca)
     assert status == 200 and node in {"node-1", "node-2", "node-3"}
     redirect = curl(
         f"http://{HOSTNAME}/",
@@ -112,7 +95,7 @@ def test_up_serves_reloads_and_down_removes_all(
         assert "reloaded" in reload.out
         assert deployment.engine_pid() == pid  # reloaded, not restarted
         assert keepalive_request(sock).startswith(b"HTTP/1.1 200")
-    assert _through_lb(emulators.ca)[0] == 200
+    assert https_get(emulators.ca)[0] == 200
     assert deployment.plan_lines() == []
 
     down = deployment.cli("down", "--yes")
@@ -158,7 +141,7 @@ def test_config_the_binary_rejects_replaces_nothing(
         p.name for p in (deployment.directory / ".rke2ha/existing" / engine).glob("v-*")
     )
     assert versions == [current]  # the rejected version left no folder behind
-    assert _through_lb(emulators.ca)[0] == 200
+    assert https_get(emulators.ca)[0] == 200
     assert deployment.plan_lines() == ["~ load_balancer.engine"]
 
 
@@ -176,7 +159,7 @@ def test_engine_switch_and_restart_after_crash(
     nginx = deployment.engine_pid()
     assert not procs.alive(haproxy) and procs.alive(nginx)
     assert not (deployment.directory / ".rke2ha/existing/haproxy").exists()
-    assert _through_lb(emulators.ca)[0] == 200
+    assert https_get(emulators.ca)[0] == 200
 
     # The engine died behind our back: plan says so and `up` starts it again.
     os.kill(nginx, 15)
@@ -189,4 +172,4 @@ def test_engine_switch_and_restart_after_crash(
     assert any("is not running" in note for note in plan.notes)
     assert deployment.cli("up", "--yes").code == 0
     assert deployment.engine_pid() != nginx
-    assert _through_lb(emulators.ca)[0] == 200
+    assert https_get(emulators.ca)[0] == 200
