@@ -11,6 +11,7 @@ from rke2ha.lb.l7.headers import (
     connection_listed,
     forwarded_request_head,
     forwarded_suffix,
+    length_line,
     scan_request,
     scan_response,
     split_cookie_value,
@@ -88,7 +89,7 @@ def test_request_head_is_reserialised() -> None:
         method="POST",
         client_ip=b"127.0.0.1",
         suffix=b"",
-        framing=b"length:3",
+        framing=length_line(3),
     )
     assert wire == (
         b"POST /p HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 127.0.0.1\r\n"

@@ -97,10 +97,17 @@ class BackendPool:
     def take_idle(self, node: Node) -> BackendConnection | None:
         """An idle connection to `node` if one is alive, else None (no connect)."""
         idle = self._idle[node.id]
+        if not idle:
+            return None
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if conn.usable and now - conn.idle_since < self.idle_timeout:
+            # `usable`, written out: this runs for every request of the callback path
+            if (
+                not conn.transport.is_closing()
+                and not conn.reader.at_eof()
+                and now - conn.idle_since < self.idle_timeout
+            ):
                 conn.reused = True
                 return conn
             conn.close()
@@ -140,7 +147,7 @@ class BackendPool:
         idle = self._idle[conn.node.id]
         # A node's close that raced the end of the response shows as a closing transport;
         # an EOF not yet acted upon is caught by `take_idle` (which checks `usable`).
-        if conn.writer.transport.is_closing() or len(idle) >= self.max_idle_per_node:
+        if conn.transport.is_closing() or len(idle) >= self.max_idle_per_node:
             conn.close()
             return
         conn.idle_since = time.monotonic()

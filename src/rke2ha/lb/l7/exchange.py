@@ -28,10 +28,12 @@ from rke2ha.lb.l7.affinity import AffinityCookie
 from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendConnection, BackendPool, ConnectFailed
 from rke2ha.lb.l7.deadline import read_within
 from rke2ha.lb.l7.headers import (
+    CHUNKED_LINE,
     LAST_CHUNK,
     chunk,
     forwarded_request_head,
     forwarded_suffix,
+    length_line,
     response_head,
     upgraded_response_head,
 )
@@ -163,9 +165,9 @@ class NodeExchange:
     def _wire_head(self, head: RequestHead) -> tuple[bytes | None, bytes]:
         """(the affinity token, the head as sent to a node) for one request."""
         if head.chunked:
-            framing = b"chunked"
+            framing = CHUNKED_LINE
         elif head.content_length is not None:
-            framing = b"length:%d" % head.content_length
+            framing = length_line(head.content_length)
         else:
             framing = b""
         scan = head.scan
@@ -209,7 +211,6 @@ class NodeExchange:
                 self.nodes.failed(node, str(err))
                 reasons.append(f"{node.id}: {err}")
                 continue
-            self.nodes.succeeded(node)
             self.nodes.begin(node)
             self.backend = node.ref
             try:
@@ -432,13 +433,14 @@ class NodeExchange:
 def response_framing(
     head: ResponseHead, request: RequestHead, bodiless: bool, keep: bool
 ) -> tuple[bytes, bool, bool]:
-    """(framing for the client, re-chunk the body?, keep the client) for one response."""
+    """(the framing line for the client, re-chunk the body?, keep the client) for one
+    response."""
     if bodiless:
         if head.content_length is not None and request.method == "HEAD":
-            return b"length:%d" % head.content_length, False, keep
+            return length_line(head.content_length), False, keep
         return b"", False, keep
     if head.content_length is not None:
-        return b"length:%d" % head.content_length, False, keep
+        return length_line(head.content_length), False, keep
     if request.version == "1.1":
-        return b"chunked", True, keep
+        return CHUNKED_LINE, True, keep
     return b"", False, False  # an HTTP/1.0 client learns the end from the close

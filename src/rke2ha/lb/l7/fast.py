@@ -279,13 +279,22 @@ class FastPath:
         if len(events) != 2 or self.closing or not isinstance(events[1], RequestEnd):
             return False
         head = events[0]
-        if not isinstance(head, RequestHead) or head.has_body or head.upgrade is not None:
+        if (
+            not isinstance(head, RequestHead)
+            or head.chunked
+            or head.content_length  # `has_body`, without a property call
+            or head.upgrade is not None
+        ):
             return False
-        redirect = self.settings.redirect
+        settings = self.settings
+        redirect = settings.redirect
         if redirect is not None and not passes_through(redirect, head.target):
             return False
         token, wire_head = self._wire_head(head)
-        node = self._choose(token, set())
+        if self._carried_node is None and (token is None or settings.affinity is None):
+            node = self.nodes.pick()  # what `_choose` does then, without its calls
+        else:
+            node = self._choose(token, set())
         if node is None:
             return False
         conn = self.pool.take_idle(node)
@@ -294,7 +303,6 @@ class FastPath:
                 self.pool.put(conn)
             self._carried_node = node
             return False
-        self.nodes.succeeded(node)
         self.nodes.begin(node)
         self.backend = node.ref
         self.busy = True

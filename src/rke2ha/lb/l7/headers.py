@@ -95,9 +95,11 @@ def scan_request(headers: Headers, cookie_name: bytes | None = None) -> RequestS
     node receives (without X-Forwarded-*, framing and hop-by-hop headers; with the
     affinity cookie `cookie_name` taken out of `Cookie`)."""
     scan = _scan_request(headers, cookie_name, ())
-    listed = [t for t in scan.connection if t not in _NOT_HEADER_NAMES]
-    if listed:
-        scan = _scan_request(headers, cookie_name, frozenset(listed))
+    connection = scan.connection
+    if connection and not _NOT_HEADER_NAMES.issuperset(connection):
+        # `Connection` names more hop-by-hop headers (rare): scan again without them.
+        listed = frozenset(t for t in connection if t not in _NOT_HEADER_NAMES)
+        scan = _scan_request(headers, cookie_name, listed)
     return scan
 
 
@@ -198,15 +200,15 @@ def forwarded_request_head(
 
     `kept` (from `scan_request`), then `X-Forwarded-For` (the client's values, then
     `client_ip`), the listener's `suffix` (`forwarded_suffix`), `X-Forwarded-Host` (the
-    client's Host), the upgrade pair when `upgrade` is set, and the framing line: `framing`
-    is `b"chunked"`, `b"length:<n>"` or `b""` (no body).
+    client's Host), the upgrade pair when `upgrade` is set, and `framing`: the framing
+    header line (`CHUNKED_LINE`, `length_line(n)`) or `b""` (no body).
     """
     chain = b", ".join([*forwarded_for, client_ip]) if forwarded_for else client_ip
     tail = b"X-Forwarded-Host: %s\r\n" % host if host is not None else b""
     if upgrade is not None:
         tail += b"Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade
     if framing:
-        tail += _framing_line(framing)
+        tail += framing
     return b"%s %s HTTP/1.1\r\n%sX-Forwarded-For: %s\r\n%s%s\r\n" % (
         method.encode("ascii"),
         target,
@@ -232,16 +234,7 @@ _RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
 def scan_response(headers: Headers) -> tuple[bytes, bytes | None, bytes | None, tuple[bytes, ...]]:
     """One pass over a response's headers: (the end-to-end lines for the client, the
     Transfer-Encoding value, the Content-Length value, the lower-cased Connection tokens)."""
-    kept, te, length, connection = _scan_response(headers, ())
-    listed = [t for t in connection if t not in _NOT_HEADER_NAMES]
-    if listed:
-        kept = _scan_response(headers, frozenset(listed))[0]
-    return kept, te, length, connection
-
-
-def _scan_response(
-    headers: Headers, skip: Collection[bytes]
-) -> tuple[bytes, bytes | None, bytes | None, tuple[bytes, ...]]:
+    # Runs for every response: one loop, no helper calls on the common path.
     kept: list[bytes] = []
     append = kept.append
     te: bytes | None = None
@@ -250,14 +243,16 @@ def _scan_response(
     for name, value in headers:
         lower = name.lower()
         if lower not in _RESPONSE_SPECIAL:
-            if not skip or lower not in skip:
-                append(b"%s: %s\r\n" % (name, value))
-        elif lower == b"transfer-encoding":
-            te = value
+            append(b"%s: %s\r\n" % (name, value))
         elif lower == b"content-length":
             length = value
+        elif lower == b"transfer-encoding":
+            te = value
         elif lower == b"connection":
             connection += connection_tokens(value)
+    if connection and not _NOT_HEADER_NAMES.issuperset(connection):
+        # `Connection` names more hop-by-hop headers (rare): filter again without them.
+        kept = [b"%s: %s\r\n" % pair for pair in end_to_end(headers, (b"content-length",))]
     return b"".join(kept), te, length, connection
 
 
@@ -272,13 +267,17 @@ def response_head(
 ) -> bytes:
     """The serialised head of a response to the client (HTTP/1.1): the node's end-to-end
     lines `kept` (from `scan_response`), `extra` (e.g. the affinity cookie), the framing
-    line, and `Connection: close` when the client connection ends after it."""
-    tail = b"".join([b"%s: %s\r\n" % pair for pair in extra]) if extra else b""
-    if framing:
-        tail += _framing_line(framing)
-    if not keep_alive:
-        tail += b"Connection: close\r\n"
-    return b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, reason or b"-", kept, tail)
+    line `framing` (`CHUNKED_LINE`, `length_line(n)` or `b""`), and `Connection: close`
+    when the client connection ends after it."""
+    if extra:
+        framing = b"".join([b"%s: %s\r\n" % pair for pair in extra]) + framing
+    return b"HTTP/1.1 %d %s\r\n%s%s%s\r\n" % (
+        status,
+        reason or b"-",
+        kept,
+        framing,
+        b"" if keep_alive else b"Connection: close\r\n",
+    )
 
 
 def upgraded_response_head(status: int, reason: bytes, headers: Headers) -> bytes:
@@ -294,12 +293,12 @@ def upgraded_response_head(status: int, reason: bytes, headers: Headers) -> byte
     return b"".join(lines)
 
 
-def _framing_line(framing: bytes) -> bytes:
-    if framing == b"chunked":
-        return b"Transfer-Encoding: chunked\r\n"
-    if framing.startswith(b"length:"):
-        return b"Content-Length: %s\r\n" % framing[7:]
-    return b""
+CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
+
+
+def length_line(length: int) -> bytes:
+    """The framing line of a body of `length` bytes."""
+    return b"Content-Length: %d\r\n" % length
 
 
 def chunk(data: bytes) -> bytes:

@@ -21,7 +21,6 @@ from rke2ha.lb.l7.headers import scan_response
 class ResponseHead:
     status: int
     reason: bytes
-    version: str
     headers: list[tuple[bytes, bytes]]
     keep_alive: bool
     chunked: bool
@@ -40,7 +39,7 @@ class Interim:
     headers: list[tuple[bytes, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per read of a body, and frozen __init__ costs
 class ResponseData:
     data: bytes
 
@@ -80,11 +79,15 @@ class ResponseReader:
         self._head_only = False
         self._head: ResponseHead | None = None
         self._done = False
-        self._in_head = False
+        self._in_head = True  # until expect(): a reader fed without it still reads a head
         self.started = False  # any byte of the response seen (retry decisions need it)
 
     def expect(self, method: str) -> None:
         """Prepare for the response to a `method` request on this connection."""
+        # What llhttp's on_message_begin would reset, done here: one Python call fewer for
+        # each response (an interim response resets them in on_headers_complete).
+        self._headers = []
+        self._in_head = True
         self._head_only = method == "HEAD"
         self._head = None
         self._done = False
@@ -92,23 +95,24 @@ class ResponseReader:
 
     def feed(self, data: bytes) -> list[ResponseEvent]:
         """Events completed by `data`; `b""` means the backend closed the connection."""
-        self._events = []
+        events: list[ResponseEvent] = []
+        self._events = events  # the callbacks append here
         if self._done:
             if data:
-                self._events.append(BadResponse("bytes after the end of the response"))
-            return self._take()
+                events.append(BadResponse("bytes after the end of the response"))
+            return events
         if not data:
             return self._eof()
         self.started = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            self._events.append(Switched(data[int(upgrade.args[0]) :]))
+            events.append(Switched(data[int(upgrade.args[0]) :]))
             self._done = True
         except httptools.HttpParserError as err:
-            self._events.append(BadResponse(f"malformed response: {err}"))
+            events.append(BadResponse(f"malformed response: {err}"))
             self._done = True
-        return self._take()
+        return events
 
     def _eof(self) -> list[ResponseEvent]:
         head = self._head
@@ -119,17 +123,9 @@ class ResponseReader:
         else:
             self._events.append(BadResponse("backend closed the connection mid-response"))
         self._done = True
-        return self._take()
-
-    def _take(self) -> list[ResponseEvent]:
-        events, self._events = self._events, []
-        return events
+        return self._events
 
     # ---- httptools callbacks ------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self._headers = []
-        self._in_head = True
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -145,12 +141,13 @@ class ResponseReader:
         reason, self._reason = self._reason, b""
         if 100 <= status < 200 and status != 101:
             self._events.append(Interim(status, self._headers))
+            self._headers = []  # the final response's head follows
+            self._in_head = True
             return
         kept, te, length, _ = scan_response(self._headers)
         head = ResponseHead(
             status,
             reason,
-            parser.get_http_version(),
             self._headers,
             bool(parser.should_keep_alive()),
             te is not None and te.strip().lower().endswith(b"chunked"),

@@ -74,7 +74,7 @@ class RequestHead:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per read of a body, and frozen __init__ costs
 class BodyData:
     data: bytes
 
@@ -192,7 +192,9 @@ class RequestReader:
                 self._reject(414, f"request target longer than {self.limits.max_target} bytes")
             elif self._head_fed > self.limits.max_head:
                 self._reject(431, f"request head longer than {self.limits.max_head} bytes")
-        return self._take()
+        events = self._events
+        self._events = []
+        return events
 
     def _take(self) -> list[Event]:
         events, self._events = self._events, []

@@ -41,12 +41,8 @@ class NodeSet(Protocol):
         """A connect to `node` failed: take it out of rotation now."""
         ...
 
-    def succeeded(self, node: Node) -> None:
-        """A connect to `node` worked."""
-        ...
-
     def begin(self, node: Node) -> None:
-        """A request (or websocket) starts on `node`."""
+        """A request (or websocket) starts on `node`: a connection to it is in hand."""
         ...
 
     def end(self, node: Node) -> None:

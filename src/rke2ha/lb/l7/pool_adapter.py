@@ -79,12 +79,11 @@ class PoolNodes:
             self.pool.connect_failed(backend, reason)
 
     # `node.ref` is the node's Backend (set in `_node`): no lookup on the per-request path.
-    def succeeded(self, node: Node) -> None:
-        node.ref.total += 1
-
     def begin(self, node: Node) -> None:
         node.active += 1
-        node.ref.active += 1
+        backend = node.ref
+        backend.active += 1
+        backend.total += 1
 
     def end(self, node: Node) -> None:
         node.active -= 1
