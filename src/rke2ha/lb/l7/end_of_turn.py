@@ -22,16 +22,22 @@ from typing import Any
 class EndOfTurn:
     """Calls made once the current turn's readiness callbacks are done, in order."""
 
-    __slots__ = ("_due",)
+    __slots__ = ("_due", "_loop")
 
     def __init__(self) -> None:
         self._due: list[tuple[Callable[[Any], None], Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def later(self, call: Callable[[Any], None], arg: Any) -> None:
         due = self._due
         due.append((call, arg))
         if len(due) == 1:
-            asyncio.get_running_loop().call_soon(self._run)
+            # The loop is kept: asyncio.get_running_loop() makes a getpid() system call on
+            # CPython 3.11 (strace: one per turn), and this runs every turn.
+            loop = self._loop
+            if loop is None or not loop.is_running():
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._run)
 
     def _run(self) -> None:
         due = self._due
