@@ -116,17 +116,6 @@ class _Refuse(Exception):
         self.reason = reason
 
 
-class _Building:
-    """The head being read (a plain class: made once a request, dataclass defaults cost)."""
-
-    __slots__ = ("head_bytes", "headers", "target")
-
-    def __init__(self) -> None:
-        self.target = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.head_bytes = 0
-
-
 class RequestReader:
     """Feed it the bytes of one client connection; it returns the events they complete.
 
@@ -141,7 +130,11 @@ class RequestReader:
         self.cookie_name = cookie_name  # the affinity cookie, taken out of what nodes see
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[Event] = []
-        self._building: _Building | None = None
+        # The head being read (fields of the reader, not an object made for each request):
+        self._in_head = False
+        self._target = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
         self._head_fed = 0  # bytes fed while a head was incomplete (bounds llhttp's buffering)
         self._trailer_bytes = 0
         self._finished = False
@@ -149,7 +142,7 @@ class RequestReader:
     @property
     def in_head(self) -> bool:
         """True while a request head has started but is not complete (the 408 clock runs)."""
-        return self._building is not None
+        return self._in_head
 
     @property
     def finished(self) -> bool:
@@ -160,13 +153,13 @@ class RequestReader:
             return []
         self._events = []
         if not data:
-            if self._building is not None:
+            if self._in_head:
                 self._reject(400, "connection closed in the middle of a request head")
             return self._take()
         # Bytes of a feed that began inside a head all belong to that head; the feed that
         # starts a head may also carry the end of the previous request, so it is not counted
         # (the exact per-header accounting in on_header covers it).
-        was_in_head = self._building is not None
+        was_in_head = self._in_head
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -185,10 +178,10 @@ class RequestReader:
             self._reject(400, f"invalid request target: {err}")
         except httptools.HttpParserError as err:
             self._reject(400, f"malformed request: {err}")
-        if not self._finished and self._building is not None:
+        if not self._finished and self._in_head:
             if was_in_head:
                 self._head_fed += len(data)
-            if len(self._building.target) > self.limits.max_target:
+            if len(self._target) > self.limits.max_target:
                 self._reject(414, f"request target longer than {self.limits.max_target} bytes")
             elif self._head_fed > self.limits.max_head:
                 self._reject(431, f"request head longer than {self.limits.max_head} bytes")
@@ -205,43 +198,42 @@ class RequestReader:
         self._events = _complete_requests(self._events)
         self._events.append(Rejected(status, reason))
         self._finished = True
-        self._building = None
+        self._in_head = False
 
     # ---- httptools callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._building = _Building()
+        self._in_head = True
+        self._target = b""
+        self._headers = []
+        self._head_bytes = 0
         self._head_fed = 0
         self._trailer_bytes = 0
 
     def on_url(self, url: bytes) -> None:
-        building = self._building
-        assert building is not None
-        building.target += url
-        if len(building.target) > self.limits.max_target:
+        self._target += url
+        if len(self._target) > self.limits.max_target:
             raise _Refuse(414, f"request target longer than {self.limits.max_target} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        building = self._building
-        if building is None:
+        if not self._in_head:
             # A trailer field after a chunked body: dropped (the body is re-framed without
             # trailers), but counted so an endless trailer section cannot grow memory.
             self._trailer_bytes += len(name) + len(value) + 4
             if self._trailer_bytes > self.limits.max_head:
                 raise _Refuse(431, f"trailer section longer than {self.limits.max_head} bytes")
             return
-        building.headers.append((name, value))
-        building.head_bytes += len(name) + len(value) + 4
-        if len(building.headers) > self.limits.max_headers:
+        headers = self._headers
+        headers.append((name, value))
+        self._head_bytes += len(name) + len(value) + 4
+        if len(headers) > self.limits.max_headers:
             raise _Refuse(431, f"more than {self.limits.max_headers} header fields")
-        if building.head_bytes + len(building.target) > self.limits.max_head:
+        if self._head_bytes + len(self._target) > self.limits.max_head:
             raise _Refuse(431, f"request head longer than {self.limits.max_head} bytes")
 
     def on_headers_complete(self) -> None:
-        building = self._building
-        assert building is not None
-        self._events.append(self._checked_head(building))
-        self._building = None
+        self._events.append(self._checked_head())
+        self._in_head = False
 
     def on_body(self, body: bytes) -> None:
         if body:
@@ -252,7 +244,7 @@ class RequestReader:
 
     # ---- the checks llhttp leaves to us -------------------------------------------------
 
-    def _checked_head(self, building: _Building) -> RequestHead:
+    def _checked_head(self) -> RequestHead:
         parser = self._parser
         method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
@@ -262,12 +254,13 @@ class RequestReader:
             raise _Refuse(505, f"HTTP version {version} is not supported here")
         if method == "CONNECT":
             raise _Refuse(405, "CONNECT is not served by a reverse proxy")
-        target = building.target
+        target = self._target
         if not target.startswith(b"/") and not (method == "OPTIONS" and target == b"*"):
             # An absolute-form target names a host of its own beside the Host header: two
             # readers could route it two ways. A client of a reverse proxy sends a path.
             raise _Refuse(400, "request target is not a path (origin-form)")
-        scan = scan_request(building.headers, self.cookie_name)
+        headers = self._headers
+        scan = scan_request(headers, self.cookie_name)
         chunked = False
         if scan.transfer_encodings:
             if len(scan.transfer_encodings) > 1:
@@ -293,7 +286,7 @@ class RequestReader:
             method,
             target,
             version,
-            building.headers,
+            headers,
             bool(parser.should_keep_alive()),
             chunked,
             content_length,
