@@ -363,7 +363,7 @@ class FastPath:
         record = fx.record
         if reason is not None and record.reason is None:
             record.reason = reason
-        accesslog.emit(record, time.monotonic())
+        accesslog.emit(record)
         stats = self.stats
         if stats is not None:
             stats.bytes_down += record.bytes

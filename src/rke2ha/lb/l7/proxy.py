@@ -200,7 +200,7 @@ class ClientSession(FastPath, NodeExchange):
             response = error_response(rejected.status)
             await self._send(response)
             record.bytes = len(response)
-        accesslog.emit(record, time.monotonic())
+        accesslog.emit(record)
 
     async def _exchange(self, head: RequestHead) -> bool:
         """Serve one request; True when the client connection may carry another."""
@@ -230,7 +230,7 @@ class ClientSession(FastPath, NodeExchange):
                     record.bytes = len(response)
             keep = False
         finally:
-            accesslog.emit(record, time.monotonic())
+            accesslog.emit(record)
             stats = self.stats
             if stats is not None:
                 stats.bytes_down += record.bytes

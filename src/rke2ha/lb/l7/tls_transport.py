@@ -240,7 +240,7 @@ class TLSSocketTransport(asyncio.Transport):
         batch = self._batch
         if batch is not None:
             held = self._held
-            held.append(bytes(data))
+            held.append(data if type(data) is bytes else bytes(data))  # a copy only if needed
             self._held_size += len(data)
             if len(held) == 1:
                 batch.later(TLSSocketTransport._write_held, self)
@@ -258,7 +258,7 @@ class TLSSocketTransport(asyncio.Transport):
         self._held_size = 0
         if self._state is _State.OPEN:
             self._write_now(data)
-            if self._state is _State.OPEN:
+            if self._protocol_paused and self._state is _State.OPEN:
                 self._maybe_resume_protocol()  # paused while held, and all of it went out
 
     def _write_now(self, data: bytes | bytearray | memoryview) -> None:
