@@ -90,22 +90,13 @@ class RequestScan:
         self.kept = b""  # end-to-end lines for the node: Host and the rest, client's order
 
 
-def scan_request(headers: Headers, cookie_name: bytes | None = None) -> RequestScan:
+def scan_request(
+    headers: Headers, cookie_name: bytes | None = None, skip: Collection[bytes] = ()
+) -> RequestScan:
     """One pass over a request's headers: framing facts for the checks, and the lines a
     node receives (without X-Forwarded-*, framing and hop-by-hop headers; with the
-    affinity cookie `cookie_name` taken out of `Cookie`)."""
-    scan = _scan_request(headers, cookie_name, ())
-    connection = scan.connection
-    if connection and not _NOT_HEADER_NAMES.issuperset(connection):
-        # `Connection` names more hop-by-hop headers (rare): scan again without them.
-        listed = frozenset(t for t in connection if t not in _NOT_HEADER_NAMES)
-        scan = _scan_request(headers, cookie_name, listed)
-    return scan
-
-
-def _scan_request(
-    headers: Headers, cookie_name: bytes | None, skip: Collection[bytes]
-) -> RequestScan:
+    affinity cookie `cookie_name` taken out of `Cookie`). `skip`: lower-cased names that
+    `Connection` lists, for the second pass this function makes itself when needed."""
     scan = RequestScan()
     special = _REQUEST_SPECIAL_WITH_COOKIE if cookie_name else _REQUEST_SPECIAL
     kept: list[bytes] = []
@@ -127,7 +118,7 @@ def _scan_request(
         elif lower == b"content-length":
             scan.content_length = value
         elif lower == b"connection":
-            scan.connection += connection_tokens(value)
+            scan.connection += _COMMON_CONNECTION.get(value) or connection_tokens(value)
         elif lower == b"upgrade":
             scan.upgrade = value.strip()
         elif lower == b"cookie" and cookie_name is not None:
@@ -146,6 +137,11 @@ def _scan_request(
                 scan.forwarded_for.append(value)
         # every other special name (hop-by-hop, X-Forwarded-Proto/Port/Host) is dropped
     scan.kept = b"".join(kept)
+    connection = scan.connection
+    if connection and not skip and not _NOT_HEADER_NAMES.issuperset(connection):
+        # `Connection` names more hop-by-hop headers (rare): scan again without them.
+        named = frozenset(t for t in connection if t not in _NOT_HEADER_NAMES)
+        return scan_request(headers, cookie_name, named)
     return scan
 
 
@@ -249,7 +245,7 @@ def scan_response(headers: Headers) -> tuple[bytes, bytes | None, bytes | None, 
         elif lower == b"transfer-encoding":
             te = value
         elif lower == b"connection":
-            connection += connection_tokens(value)
+            connection += _COMMON_CONNECTION.get(value) or connection_tokens(value)
     if connection and not _NOT_HEADER_NAMES.issuperset(connection):
         # `Connection` names more hop-by-hop headers (rare): filter again without them.
         kept = [b"%s: %s\r\n" % pair for pair in end_to_end(headers, (b"content-length",))]
