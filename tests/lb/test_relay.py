@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from rke2ha.lb.poller import Readiness, poller_for
 from rke2ha.lb.relay import SPLICE_AVAILABLE, PipePool, Relay
 
 PAYLOAD = os.urandom(3 * 1024 * 1024)
@@ -21,8 +22,14 @@ async def _drain(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> bytes:
     return b"".join(chunks)
 
 
+def _readiness(kind: str, loop: asyncio.AbstractEventLoop) -> Readiness:
+    """The frontend's own epoll (what `lb serve` uses), or the event loop's readers."""
+    return poller_for(loop) if kind == "poller" else loop
+
+
+@pytest.mark.parametrize("readiness", ["poller", "loop"])
 @pytest.mark.parametrize("mode", ["splice", "copy", "auto"])
-def test_relay_moves_bytes_both_ways_and_passes_half_close(mode: str) -> None:
+def test_relay_moves_bytes_both_ways_and_passes_half_close(mode: str, readiness: str) -> None:
     if mode != "copy" and not SPLICE_AVAILABLE:
         pytest.skip("splice is Linux only")
 
@@ -35,7 +42,7 @@ def test_relay_moves_bytes_both_ways_and_passes_half_close(mode: str) -> None:
         pipes = PipePool(4) if mode != "copy" else None
         closed: list[str] = []
         relay = Relay(
-            loop,
+            _readiness(readiness, loop),
             client_lb,
             backend_lb,
             pipes,
@@ -79,7 +86,8 @@ async def _read_exact(sock: socket.socket, size: int, loop: asyncio.AbstractEven
     return bytes(data)
 
 
-def test_reset_closes_both_sides() -> None:
+@pytest.mark.parametrize("readiness", ["poller", "loop"])
+def test_reset_closes_both_sides(readiness: str) -> None:
     async def scenario() -> tuple[list[str], bytes]:
         loop = asyncio.get_running_loop()
         with socket.create_server(("127.0.30.20", 0)) as listener:
@@ -91,7 +99,13 @@ def test_reset_closes_both_sides() -> None:
         for sock in (client_lb, backend_lb, client_app):
             sock.setblocking(False)
         closed: list[str] = []
-        Relay(loop, client_lb, backend_lb, None, lambda r: closed.append(r.outcome)).start()
+        Relay(
+            _readiness(readiness, loop),
+            client_lb,
+            backend_lb,
+            None,
+            lambda r: closed.append(r.outcome),
+        ).start()
         # SO_LINGER 0: close() sends RST, like a crashed node
         backend_app.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         backend_app.close()

@@ -15,8 +15,9 @@ With `relay=auto` (the default) a direction starts by copying and switches to sp
 a read fills `BULK` bytes, and back when splices get small (HAProxy's `splice-auto` idea):
 request/response traffic avoids the pipe round trip, bulk transfers avoid the copies.
 
-Readiness comes from the event loop's `add_reader`/`add_writer` on the raw descriptors
-(no asyncio transports: they would read into Python memory). A direction stops reading its
+Readiness comes from `add_reader`/`add_writer` on the raw descriptors (no asyncio
+transports: they would read into Python memory), through the frontend's `poller.Poller`
+(or an event loop itself, which offers the same calls). A direction stops reading its
 source while its destination is full, which is back-pressure to the sender's TCP window.
 
 Half-close: EOF on one side becomes `shutdown(SHUT_WR)` on the other (the FIN is passed
@@ -27,7 +28,6 @@ sweeper, which reads `activity` (a counter, cheaper than re-arming a timer per r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -35,6 +35,8 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+
+from rke2ha.lb.poller import Readiness
 
 SPLICE_AVAILABLE = sys.platform == "linux" and hasattr(os, "splice")
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
@@ -320,7 +322,7 @@ class Relay:
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        loop: Readiness,
         client: socket.socket,
         backend: socket.socket,
         pipes: PipePool | None,
