@@ -1,5 +1,5 @@
 """`rke2ha validate` on the specs operators break: each answer names the field, line or
-byte at fault and what to do, with the exit code DESIGN.md §2 promises."""
+byte at fault and what to do, with the exit code the README promises ("The spec")."""
 
 from __future__ import annotations
 

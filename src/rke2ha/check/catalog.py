@@ -56,12 +56,14 @@ TLS_CERTIFICATE = CheckRule(
 RANCHER_PING = CheckRule(
     "check.rancher.ping",
     "Rancher answers /ping with pong through the load balancer",
-    f"{sources.TUTORIAL}; DESIGN.md §1 (Rancher answers /ping -> pong)",
+    f"{sources.TUTORIAL}; {sources.README}: rke2ha check (Rancher answers /ping -> pong)",
 )
 RANCHER_WEBSOCKET = CheckRule(
     "check.rancher.websocket",
     "a websocket to /v3/subscribe opens through the load balancer",
-    "DESIGN.md §1 (an L7 hop that drops Upgrade/Connection breaks Rancher's websockets)",
+    "RFC 6455 §4.1 (a websocket opens with Upgrade: websocket and Connection: Upgrade); "
+    "RFC 9110 §7.6.1 (Connection is hop-by-hop: an L7 hop that drops Upgrade/Connection "
+    "breaks Rancher's websockets)",
 )
 LB_SPREAD = CheckRule(
     "check.lb.spread",
@@ -71,5 +73,6 @@ LB_SPREAD = CheckRule(
 REGISTRATION = CheckRule(
     "check.registration",
     "the fixed registration address serves 9345 /ping and 6443 /readyz",
-    f"{sources.RKE2_HA} (fixed registration address); DESIGN.md §1 (9345 listens before join)",
+    f"{sources.RKE2_HA} (fixed registration address); "
+    f"{sources.README}: rke2ha render (9345 listens before the node has joined)",
 )

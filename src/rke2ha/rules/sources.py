@@ -30,9 +30,18 @@ RECORD_TYPES = "RFC 1035 §3.3.1 (CNAME holds a domain name) and §3.4.1 (A hold
 ROUTE53_ALIAS = "AWS docs: Route 53 alias records to an Elastic Load Balancing load balancer"
 NLB_LAYER4 = "AWS docs: Network Load Balancers work at layer 4 (TCP/UDP/TLS listeners)"
 READYZ_401 = "rancher/rke2#7374, k3s-io/k3s#3576 (RKE2 answers 401 to an anonymous /readyz)"
-HEALTH_DETECTION = "DESIGN.md §1 (health checks); HAProxy manual: inter, fall, timeout check"
-SECRETS = "DESIGN.md §3 (secrets are files with mode 0600)"
-DESIGN_SPEC = "DESIGN.md §3 (the spec and its provider blocks)"
-DESIGN_LAB = "DESIGN.md §5 (the lab never sends a packet off the machine)"
+# rke2ha's own requirements cite what a user has: a README section by its heading (the
+# README ships as the package's long description) or a module path in the source tree.
+README = "rke2ha README"
+HEALTH_DETECTION = (
+    f"{README}: rke2ha render (the health check of each port); "
+    "HAProxy manual: inter, fall, timeout check"
+)
+SECRETS = f"{README}: The spec (secrets are files with mode 0600)"
+DESIGN_SPEC = (
+    f"{README}: The spec and Providers (the spec and its provider blocks; "
+    "schema in src/rke2ha/spec.py)"
+)
+DESIGN_LAB = f"{README}: The lab (the lab never sends a packet off the machine)"
 KEEPALIVED = "keepalived docs: VRRP virtual_ipaddress is shared by two distinct hosts"
 RANCHER_LETSENCRYPT = "Rancher docs: Helm chart options, letsEncrypt.email is required"

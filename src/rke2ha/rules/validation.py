@@ -19,7 +19,7 @@ from rke2ha.specfile import SpecSchemaError, spec_from_source, spec_path_of
 from rke2ha.yamlsource import DuplicateKeyError, PathKey, YamlSource, read_yaml_file
 
 SCHEMA_ID = "spec.schema"
-SCHEMA_SOURCE = "rke2ha spec schema (DESIGN.md §3)"
+SCHEMA_SOURCE = "rke2ha spec schema: src/rke2ha/spec.py (rke2ha README: The spec)"
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -54,8 +54,11 @@ def _schema_fix(path: str, message: str) -> str:
     if message.startswith("required"):
         return f"add {path}"
     if not path:
-        return "write the spec as a mapping of keys; start from examples/lab.yaml (DESIGN.md §3)"
-    return f"correct the value of {path} (the schema is in DESIGN.md §3)"
+        return (
+            "write the spec as a mapping of keys; start from examples/lab.yaml "
+            "(rke2ha README: The spec)"
+        )
+    return f"correct the value of {path} (the schema is in src/rke2ha/spec.py)"
 
 
 def _schema_findings(err: SpecSchemaError) -> list[Finding]:
