@@ -140,7 +140,9 @@ def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"{path}: {what} file not found; check the path in the spec") from None
+        raise UsageError(
+            f"{path}: {what} file not found; check the path (in the spec, or the flag)"
+        ) from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory, not a {what} file") from None
     except OSError as err:

@@ -82,7 +82,7 @@ def test_spec_layer7_config(tmp_path: Path) -> None:
     assert config.listen == (LB, 20443)
     assert config.redirect_from == (LB, 20080)
     assert config.backends == tuple((n, 20080) for n in NODES)
-    assert config.forwarded_port == 443 and config.hostname == HOSTNAME
+    assert config.forwarded_port == 20443 and config.hostname == HOSTNAME
     probe = config.health.probes[0]
     assert (probe.kind, probe.path, probe.port, probe.host_header) == (
         "http",
@@ -143,7 +143,7 @@ def test_spec_layer7_serves_redirects_and_follows_health(
             assert status == 200
             reply = json.loads(body)
             headers = {k.lower(): v for k, v in reply["headers"]}
-            assert headers["x-forwarded-port"] == "443"
+            assert headers["x-forwarded-port"] == str(443 + offset)
             seen.add(reply["backend"])
         assert len(seen) == 3
         # the ingress check went to every node's port 80 with the Rancher Host header
@@ -152,7 +152,8 @@ def test_spec_layer7_serves_redirects_and_follows_health(
         with socket.create_connection((LB, 80 + offset), timeout=5) as plain:
             plain.sendall(b"GET /dashboard/?x=1 HTTP/1.1\r\nHost: whatever\r\n\r\n")
             status, headers, _ = read_response(plain)
-        assert status == 308 and headers["location"] == f"https://{HOSTNAME}/dashboard/?x=1"
+        assert status == 308  # to the port clients reach: 443 moved by the offset
+        assert headers["location"] == f"https://{HOSTNAME}:{443 + offset}/dashboard/?x=1"
         # one admin endpoint shows the layer 7 frontends beside the layer 4 ones
         with urllib.request.urlopen(f"http://{LB}:{admin_port}/status", timeout=5) as reply:
             status_doc = json.loads(reply.read())

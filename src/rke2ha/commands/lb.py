@@ -84,12 +84,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     lb_sub = lb.add_subparsers(dest="lb_command", metavar="SUBCOMMAND")
     serve_p = lb_sub.add_parser(
         "serve",
-        help="serve the layer-4 load balancer (from the spec with -f, or from --listen/--backend)",
+        help="serve the load balancer, layer 4 or 7 (from the spec with -f, or ad hoc)",
         description=(
-            "Layer-4 load balancer for the RKE2 servers. With -f: a frontend for every "
+            "Load balancer for the RKE2 servers. With -f: a frontend for every "
             "load_balancer.ports entry on load_balancer.address, to the same port on every "
-            "node, with RKE2/Rancher-aware checks. Ad hoc: one --listen to the --backends. "
-            "SIGHUP re-reads the spec; SIGTERM stops accepting and drains."
+            "node, with RKE2/Rancher-aware checks; at load_balancer.layer 7, 443 ends TLS and "
+            "proxies HTTP to the nodes' port 80 (6443 and 9345 stay layer 4). Ad hoc: one "
+            "--listen to the --backends; add --layer 7 --cert --key --hostname to end TLS. "
+            "SIGHUP re-reads the spec (and certificates); SIGTERM stops accepting and drains."
         ),
     )
     add_spec_argument(serve_p)

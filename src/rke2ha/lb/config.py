@@ -11,7 +11,9 @@ user on loopback, where ports below 1024 cannot be bound.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -132,6 +134,8 @@ def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig
     missing = [n.name for n in spec.nodes if not n.address]
     if missing:
         raise UsageError(f"nodes without an address: {', '.join(missing)}; set nodes[].address")
+    for port in lb.ports:
+        _check_offset(max(port, port_health(spec, port).backend_port), port_offset)
     token_file = spec.health_token_file
     token = read_secret(token_file, what="health token") if token_file is not None else None
     health = lb.health
@@ -176,6 +180,39 @@ def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig
 # ---- from ad-hoc flags ------------------------------------------------------------------
 
 
+def _check_offset(port: int, offset: int) -> None:
+    if port + offset > 65535:
+        raise UsageError(
+            f"--port-offset {offset} moves port {port} to {port + offset}, past 65535; "
+            f"use an offset of at most {65535 - port}"
+        )
+
+
+# RFC 1123 host names: letters, digits and inner hyphens in dot-separated labels.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def _host_problem(host: str) -> str | None:
+    """Why `host` is neither an IP address nor a host name (None when it is one)."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if "://" in host:
+        return "a URL; give the address only, without the scheme"
+    if "," in host:
+        return "a list; give one address per flag"
+    if re.fullmatch(r"[0-9.]+", host):
+        return "not a valid IPv4 address"  # e.g. 127.0.96 (inet_aton would read 127.0.0.96)
+    if not _HOST_NAME.fullmatch(host):
+        return "not an IP address or a host name"
+    return None
+
+
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
     """`HOST:PORT` or `[V6]:PORT` -> (host, port); UsageError naming `what` otherwise."""
     host, sep, port_text = text.rpartition(":")
@@ -184,7 +221,35 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
         raise UsageError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8443")
     if not 0 < int(port_text) < 65536:
         raise UsageError(f"{what} {text!r}: the port must be 1-65535, e.g. 127.0.0.1:8443")
+    problem = _host_problem(host)
+    if problem is not None:
+        raise UsageError(f"{what} {text!r}: {host!r} is {problem}; e.g. 127.0.0.1:8443")
     return host, int(port_text)
+
+
+_ANY_ADDRESS = ("0.0.0.0", "::")
+
+
+def check_not_itself(listen: tuple[str, int], target: tuple[str, int], what: str) -> None:
+    """UsageError when `target` (a backend) is the listening address itself: every
+    connection, health checks first, would loop through the load balancer until it runs
+    out of descriptors."""
+    host, port = target
+    if port != listen[1]:
+        return
+    loopback = host == "localhost" or _is_loopback(host)
+    if host == listen[0] or (listen[0] in _ANY_ADDRESS and loopback):
+        raise UsageError(
+            f"{what} {host}:{port} is the load balancer's own listening address; "
+            "it would connect to itself. Give the nodes' addresses"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_health(text: str, host_header: str | None) -> Probe:
@@ -237,6 +302,8 @@ def from_flags(
     backend_cfgs = tuple(
         BackendConfig(*parse_hostport(b, "--backend")) for b in dict.fromkeys(backends)
     )
+    for backend in backend_cfgs:
+        check_not_itself((host, port), (backend.host, backend.port), "--backend")
     frontend = FrontendConfig(
         name=f"listen-{port}",
         host=host,

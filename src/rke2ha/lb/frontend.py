@@ -226,7 +226,16 @@ class Frontend:
         except OSError as err:
             self._connect_failed(session, f"cannot resolve: {err}")
             return
-        sock = socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
+        except OSError as err:
+            # Out of descriptors: not the backend's fault. This client goes (its descriptor
+            # with it); accepting pauses briefly, as when accept itself hits the limit.
+            self._give_up(session, f"cannot open a socket to a backend: {err.strerror}")
+            if err.errno in (errno.EMFILE, errno.ENFILE):
+                self._pause_accepting()
+                self.loop.call_later(0.1, self._resume_accepting)
+            return
         if not _NONBLOCK:
             sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -50,7 +50,9 @@ class Poller:
     """`Readiness` for many sockets through one epoll registered with `loop`."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weak: `poller_for` keys pollers by their loop weakly, and a strong reference here
+        # would keep every loop (and its epoll) alive for the life of the process.
+        self._loop = weakref.ref(loop)
         self._epoll = select.epoll()
         self._readers: dict[int, Callback] = {}
         self._writers: dict[int, Callback] = {}
@@ -85,7 +87,9 @@ class Poller:
         return True
 
     def close(self) -> None:
-        self._loop.remove_reader(self._epoll.fileno())
+        loop = self._loop()
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self._epoll.fileno())
         self._epoll.close()
         self._readers.clear()
         self._writers.clear()
@@ -142,9 +146,11 @@ class Poller:
         try:
             callback()
         except Exception as exc:  # one socket's bug must not stop the others' callbacks
-            self._loop.call_exception_handler(
-                {"message": "a readiness callback failed", "exception": exc}
-            )
+            loop = self._loop()
+            if loop is not None:
+                loop.call_exception_handler(
+                    {"message": "a readiness callback failed", "exception": exc}
+                )
 
 
 class _LoopReadiness:

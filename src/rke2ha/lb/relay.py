@@ -73,7 +73,11 @@ class PipePool:
         if self.created >= self.limit:
             self.exhausted += 1
             return None
-        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # out of descriptors (EMFILE/ENFILE): the caller copies instead
+            self.exhausted += 1
+            return None
         # Over the per-user pipe quota the kernel refuses: keep the default 64 KiB then.
         with contextlib.suppress(OSError):
             fcntl.fcntl(write_end, _F_SETPIPE_SZ, self.size)

@@ -86,11 +86,9 @@ def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _hostport(text: str, flag: str) -> HostPort:
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"{flag} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8443")
-    return host, int(port)
+    from rke2ha.lb.config import parse_hostport
+
+    return parse_hostport(text, flag)
 
 
 def config_from_args(args: argparse.Namespace) -> L7Config:
@@ -111,8 +109,25 @@ def config_from_args(args: argparse.Namespace) -> L7Config:
     ]
     if missing:
         raise UsageError(f"--layer 7 needs {', '.join(missing)}")
+    from rke2ha.lb.config import check_not_itself
+
     backends = tuple(dict.fromkeys(_hostport(b, "--backend") for b in args.backend))
     listen = _hostport(args.listen, "--listen")
+    redirect_from = _hostport(args.redirect_from, "--redirect-from") if args.redirect_from else None
+    for backend in backends:
+        check_not_itself(listen, backend, "--backend")
+        if redirect_from is not None:
+            check_not_itself(redirect_from, backend, "--backend")
+    if (
+        redirect_from is not None
+        and redirect_from[1] == listen[1]
+        and (redirect_from[0] == listen[0] or "0.0.0.0" in (redirect_from[0], listen[0]))
+    ):
+        # SO_REUSEPORT would let both bind and split the port's clients between them.
+        raise UsageError(
+            f"--redirect-from {args.redirect_from} uses the port of --listen {args.listen}; "
+            "give the plain HTTP port, e.g. 80"
+        )
     probe = parse_health(getattr(args, "health", None) or "tcp", getattr(args, "host_header", None))
     health = HealthConfig(
         interval=getattr(args, "interval", 1.0),
@@ -128,9 +143,7 @@ def config_from_args(args: argparse.Namespace) -> L7Config:
         cert=args.cert,
         key=args.key,
         backends=backends,
-        redirect_from=_hostport(args.redirect_from, "--redirect-from")
-        if args.redirect_from
-        else None,
+        redirect_from=redirect_from,
         redirect_code=308 if args.redirect_code == 308 else 301,
         acme_passthrough=args.acme_passthrough,
         affinity=args.affinity == "cookie",
@@ -161,15 +174,50 @@ def _access_log(args: argparse.Namespace) -> str | None:
     return None if value in (None, "off", "none") else str(value)
 
 
+def _layer7_flags(args: argparse.Namespace) -> list[str]:
+    """The layer 7 flags given on the command line."""
+    given = [
+        ("--cert", args.cert),
+        ("--key", args.key),
+        ("--hostname", args.hostname),
+        ("--redirect-from", args.redirect_from),
+        ("--affinity", args.affinity != "none"),
+        ("--acme-passthrough", args.acme_passthrough),
+    ]
+    return [flag for flag, value in given if value]
+
+
 def wants_layer7(args: argparse.Namespace) -> bool:
-    """True for `--layer 7`, or for a spec (no --listen) whose load_balancer.layer is 7."""
+    """True for `--layer 7`, or for a spec (no --listen) whose load_balancer.layer is 7.
+
+    Flags that would be ignored are refused instead (UsageError): layer 7 flags without
+    `--layer 7` in the ad hoc form, ad hoc layer 7 flags with `-f` (the spec has them), and
+    `--send-proxy` at layer 7 (the nodes get X-Forwarded-For there).
+    """
+    flags = _layer7_flags(args)
+    ad_hoc = bool(getattr(args, "listen", None) or getattr(args, "backend", None))
+    if flags and not ad_hoc:
+        raise UsageError(
+            f"{', '.join(flags)}: with -f the spec sets these (load_balancer.tls, "
+            "hostname, load_balancer.affinity ...); leave the flags out"
+        )
+    if ad_hoc and args.layer != 7:
+        if flags:
+            raise UsageError(
+                f"{', '.join(flags)} belong to layer 7; add --layer 7 "
+                "(layer 4 passes TLS through to the nodes untouched)"
+            )
+        return False
     if args.layer is not None:
-        return bool(args.layer == 7)
-    if getattr(args, "listen", None) or getattr(args, "backend", None):
-        # The ad-hoc form: layer 7 flags imply layer 7; no spec is read.
-        return bool(args.cert or args.key or args.hostname)
-    spec = _spec(args)
-    return spec.load_balancer.layer == 7
+        layer7 = bool(args.layer == 7)
+    else:
+        layer7 = _spec(args).load_balancer.layer == 7
+    if layer7 and getattr(args, "send_proxy", False):
+        raise UsageError(
+            "--send-proxy is for layer 4; at layer 7 the nodes learn the client's address "
+            "from X-Forwarded-For"
+        )
+    return layer7
 
 
 def _spec(args: argparse.Namespace) -> Spec:

@@ -87,7 +87,9 @@ def from_spec(spec: Spec, *, port_offset: int = 0) -> L7Config:
         retries=lb.retries,
         max_connections=lb.max_connections,
         drain_timeout=lb.drain_timeout,
-        forwarded_port=443,
+        # The port clients reach: 443, or 443 + offset for a lab run unprivileged; the
+        # port 80 redirect and X-Forwarded-Port (Rancher's own links) must name it.
+        forwarded_port=443 + port_offset,
         names={f"{h}:{p}": str(n.name) for (h, p), n in zip(backends, spec.nodes, strict=True)},
         health=health,
     )

@@ -55,7 +55,10 @@ def checked_material(cert: Path, key: Path, hostname: str | None) -> TlsMaterial
     if not is_private(key):
         log.warning("%s: the private key is readable by others; run: chmod 600 %s", key, key)
     if material.is_expired():
-        raise TlsFileError(f"{cert}: the certificate expired on {material.not_after:%Y-%m-%d}")
+        raise TlsFileError(
+            f"{cert}: the certificate expired on {material.not_after:%Y-%m-%d}; "
+            "renew it, then start again (or send SIGHUP to a running load balancer)"
+        )
     return material
 
 

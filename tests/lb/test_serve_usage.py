@@ -1,0 +1,75 @@
+"""`rke2ha lb serve` refuses flags it would otherwise misuse: one clear line, exit 2.
+
+Each case exits before binding or connecting anything (the addresses are never used).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rke2ha.errors import UsageError
+from rke2ha.lb.config import check_not_itself, parse_hostport
+
+REPO = Path(__file__).resolve().parents[2]
+LISTEN = "127.0.30.10:31990"
+L7_FILES = ("--cert", "/nonexistent.crt", "--key", "/nonexistent.key", "--hostname", "r.test")
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rke2ha", "lb", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--listen", LISTEN, "--backend", LISTEN), "would connect to itself"),
+        (("--listen", "0.0.0.0:31990", "--backend", "127.0.0.1:31990"), "connect to itself"),
+        (("--listen", LISTEN, "--backend", "127.0.96,3:8081"), "one address per flag"),
+        (("--listen", LISTEN, "--backend", "http://127.0.30.11:80"), "without the scheme"),
+        (("--listen", LISTEN, "--backend", "127.0.96:8081"), "not a valid IPv4 address"),
+        (("--listen", LISTEN, "--backend", "no_such host:80"), "not an IP address or a host"),
+        (("--listen", LISTEN, "--backend", "127.0.30.11:80", *L7_FILES), "add --layer 7"),
+        (
+            ("--listen", LISTEN, "--backend", "127.0.30.11:80", "--affinity", "cookie"),
+            "--affinity belong to layer 7",
+        ),
+        (
+            ("--layer", "7", "--listen", LISTEN, "--backend", "127.0.30.11:80", *L7_FILES,
+             "--redirect-from", LISTEN),
+            "uses the port of --listen",
+        ),
+        (
+            ("--layer", "7", "--listen", LISTEN, "--backend", "127.0.30.11:80", *L7_FILES,
+             "--send-proxy"),
+            "--send-proxy is for layer 4",
+        ),
+        (("-f", "examples/existing-l4.yaml", "--cert", "/x.crt"), "with -f the spec sets"),
+        (("-f", "examples/existing-l4.yaml", "--port-offset", "60000"), "past 65535"),
+    ],
+)  # fmt: skip
+def test_refused_with_one_clear_line(args: tuple[str, ...], says: str) -> None:
+    proc = _serve(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_host_forms_that_stay_valid() -> None:
+    assert parse_hostport("[::1]:443", "--backend") == ("::1", 443)
+    assert parse_hostport("node-1.example.com:80", "--backend") == ("node-1.example.com", 80)
+    assert parse_hostport("localhost:80", "--backend") == ("localhost", 80)
+    check_not_itself(("127.0.30.10", 443), ("127.0.30.10", 80), "--backend")  # other port
+    check_not_itself(("127.0.30.10", 443), ("127.0.30.11", 443), "--backend")  # other host
+    with pytest.raises(UsageError, match="itself"):
+        check_not_itself(("::", 443), ("::1", 443), "--backend")
