@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import select
 import socket
@@ -192,3 +193,19 @@ def test_one_poller_per_loop() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
         assert poller_for(runner.get_loop()) is not first
+
+
+def test_a_poller_goes_with_its_loop() -> None:
+    """`poller_for` must not keep loops (and their epoll descriptors) alive."""
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    for _ in range(20):
+        loop = uvloop.new_event_loop()
+        poller_for(loop)
+        loop.close()
+        del loop
+    gc.collect()
+    assert open_fds() <= before + 2
