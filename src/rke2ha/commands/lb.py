@@ -280,8 +280,11 @@ def _from_spec_file(
     from dataclasses import replace
 
     from rke2ha.lb.config import from_spec, parse_hostport
+    from rke2ha.lb.spec_errors import warn_spec_errors
 
-    config = from_spec(spec_from_args(args), port_offset=args.port_offset, workers=args.workers)
+    spec = spec_from_args(args)
+    config = from_spec(spec, port_offset=args.port_offset, workers=args.workers)
+    warn_spec_errors(spec)
     changes: dict[str, object] = {"access_log": access_log, "relay": relay}
     if args.admin is not None:
         changes["admin"] = parse_hostport(admin, "--admin") if admin else None

@@ -239,6 +239,7 @@ def maybe_serve_l7(args: argparse.Namespace) -> int | None:
 def serve_l7(args: argparse.Namespace) -> int:
     """Serve layer 7 from the spec (`-f`) or from the ad-hoc flags."""
     from rke2ha.lb.l7.server import from_spec, l4_companion, run
+    from rke2ha.lb.spec_errors import warn_spec_errors
     from rke2ha.specfile import load_spec
 
     workers = getattr(args, "workers", 1) or 1
@@ -254,6 +255,7 @@ def serve_l7(args: argparse.Namespace) -> int:
         # The first read is the one the layer decision made; SIGHUP reads the file again.
         spec = _spec(args) if first else load_spec(getattr(args, "spec_file", None))
         first = False
+        warn_spec_errors(spec)
         offset = getattr(args, "port_offset", 0) or 0
         config = replace(from_spec(spec, port_offset=offset), access_log=_access_log(args))
         _, base = l4_companion(spec, port_offset=offset)
