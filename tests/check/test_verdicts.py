@@ -128,6 +128,18 @@ def test_lb_http_any_node_answer_below_500_passes() -> None:
     assert closed.status == "fail" and "no node" in closed.fix
 
 
+def test_a_reset_through_the_lb_blames_the_nodes_not_the_lb() -> None:
+    """RST comes only on an accepted connection: the load balancer is up (it had no node
+    to hand the connection to); a refusal means it is not listening."""
+    reset = verdicts.lb_readyz("lb.port.6443", "connection to lb:6443 reset", "lb:6443")
+    refused = verdicts.lb_readyz("lb.port.6443", "connection to lb:6443 refused", "lb:6443")
+    assert reset.fix == verdicts.FIX_LB_NO_NODE
+    assert refused.fix is not None and "make sure it listens on lb:6443" in refused.fix
+    probe = supervisor_probe()
+    ping = verdicts.lb_ping("lb.port.9345", "connection to lb:9345 reset", probe, "lb:9345")
+    assert ping.fix == verdicts.FIX_LB_NO_NODE
+
+
 def test_lb_readyz_accepts_401_as_an_apiserver_answer() -> None:
     assert "readiness unknown" in verdicts.lb_readyz("x", answer(401), "lb").detail
     assert verdicts.lb_readyz("x", answer(200), "lb").status == "pass"

@@ -30,6 +30,15 @@ FIX_LB_NO_NODE = (
 )
 
 
+def lb_fix(seen: str, where: str) -> str:
+    """The fix when no HTTP answer came through the load balancer. A close or a reset
+    (RST comes only on an established connection) means it accepted: it is up, and no
+    node behind it answered. A refusal or silence means it is not listening."""
+    if "closed the connection" in seen or seen.endswith(" reset"):
+        return FIX_LB_NO_NODE
+    return FIX_LB_DOWN.format(where=where)
+
+
 def same_name(a: str, b: str) -> bool:
     return a.rstrip(".").lower() == b.rstrip(".").lower()
 
@@ -165,9 +174,7 @@ def lb_http(check_id: str, seen: Seen, where: str, *, tls: bool) -> CheckResult:
     """80/443 through the LB: any answer below 500 shows a node (its ingress) was reached."""
     rule = catalog.LB_PORT
     if isinstance(seen, str):
-        if "closed the connection" in seen:
-            return rule.failed(check_id, seen, FIX_LB_NO_NODE)
-        return rule.failed(check_id, seen, FIX_LB_DOWN.format(where=where))
+        return rule.failed(check_id, seen, lb_fix(seen, where))
     if seen.status >= 500:
         return rule.failed(check_id, f"{said(seen)}: no node behind it answered", FIX_LB_NO_NODE)
     how = f"TLS {seen.tls_version}, " if tls else ""
@@ -178,9 +185,7 @@ def lb_readyz(check_id: str, seen: Seen, where: str) -> CheckResult:
     """6443 through the LB: 200 or 401 shows that an apiserver answered."""
     rule = catalog.LB_PORT
     if isinstance(seen, str):
-        if "closed the connection" in seen:
-            return rule.failed(check_id, seen, FIX_LB_NO_NODE)
-        return rule.failed(check_id, seen, FIX_LB_DOWN.format(where=where))
+        return rule.failed(check_id, seen, lb_fix(seen, where))
     if seen.status == 200:
         return rule.passed(check_id, "an apiserver answered: /readyz -> 200 (ready)")
     if seen.status == 401:
@@ -195,8 +200,7 @@ def lb_readyz(check_id: str, seen: Seen, where: str) -> CheckResult:
 def lb_ping(check_id: str, seen: Seen, probe: HttpProbe, where: str) -> CheckResult:
     """9345 through the LB: a supervisor answers /ping -> pong."""
     if isinstance(seen, str):
-        fix = FIX_LB_NO_NODE if "closed the connection" in seen else FIX_LB_DOWN.format(where=where)
-        return catalog.LB_PORT.failed(check_id, seen, fix)
+        return catalog.LB_PORT.failed(check_id, seen, lb_fix(seen, where))
     return supervisor_ping(check_id, seen, probe, rule=catalog.LB_PORT)
 
 
@@ -225,8 +229,7 @@ def registration(
             details.append(judged.detail)
         elif isinstance(seen, str):
             # Not even a connection through the load balancer: the fix is there, not on a node.
-            fix = FIX_LB_NO_NODE if "closed the connection" in seen else FIX_LB_DOWN
-            problems.append((judged.detail, fix.format(where=where)))
+            problems.append((judged.detail, lb_fix(seen, where)))
         else:
             problems.append((judged.detail, judged.fix))
     if problems:
