@@ -163,6 +163,8 @@ def test_spec_layer7_serves_redirects_and_follows_health(
         assert all(b["state"] == "up" for b in https["backends"])
         if workers == 1:  # with 2, the admin worker saw only its share of the clients
             assert https["total"] >= 6 and all(b["total"] >= 1 for b in https["backends"])
+            # per-node byte counters count layer 7 responses too (they stayed 0 before)
+            assert all(b["bytes_from_backend"] > 0 for b in https["backends"])
         assert {f"port-{6443}", f"port-{9345}"} <= set(fronts)
         # 6443 and 9345 are relayed at layer 4 by the same process
         for port in (6443, 9345):

@@ -28,6 +28,7 @@ class AccessRecord:
     upstream_s: float | None = None  # seconds to the node's response head (rounded when logged)
     reason: str | None = None
     retries: int = 0
+    uploaded: int = 0  # request body (or websocket) bytes sent to the node; not logged
 
     @property
     def path(self) -> str:

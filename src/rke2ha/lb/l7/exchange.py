@@ -219,7 +219,7 @@ class NodeExchange:
                 reasons.append(f"{node.id}: {retry.reason}")
                 continue
             finally:
-                self.nodes.end(node)
+                self.nodes.end(node, record.bytes, record.uploaded)
                 self.backend = None
         if not reasons:
             raise ExchangeFailed(502, "no healthy node")
@@ -240,7 +240,7 @@ class NodeExchange:
         conn.writer.write(wire_head)
         upload: asyncio.Task[None] | None = None
         if head.has_body:
-            upload = asyncio.ensure_future(self._upload(conn, head))
+            upload = asyncio.ensure_future(self._upload(conn, head, record))
         clean = False
         try:
             try:
@@ -282,19 +282,24 @@ class NodeExchange:
         if not isinstance(event, RequestEnd):
             raise ExchangeFailed(400, f"unexpected {type(event).__name__} in a bodiless request")
 
-    async def _upload(self, conn: BackendConnection, head: RequestHead) -> None:
+    async def _upload(
+        self, conn: BackendConnection, head: RequestHead, record: AccessRecord
+    ) -> None:
         try:
-            await self._upload_body(conn, head)
+            await self._upload_body(conn, head, record)
         except BaseException:
             conn.close()  # the node must not wait for the rest of a body that will not come
             raise
 
-    async def _upload_body(self, conn: BackendConnection, head: RequestHead) -> None:
+    async def _upload_body(
+        self, conn: BackendConnection, head: RequestHead, record: AccessRecord
+    ) -> None:
         writer = conn.writer
         while True:
             event = await self._next_body_event()
             if isinstance(event, BodyData):
                 writer.write(chunk(event.data) if head.chunked else event.data)
+                record.uploaded += len(event.data)
                 if self.stats is not None:
                     self.stats.bytes_up += len(event.data)
                 async with asyncio.timeout(self.settings.http_timeout):
@@ -420,6 +425,7 @@ class NodeExchange:
             node_tail=node_tail,
         )
         record.bytes += len(data) + down
+        record.uploaded += up
         log.debug(
             "tunnel %s <-> %s ended (%s): %d up, %d down",
             self.client_ip,

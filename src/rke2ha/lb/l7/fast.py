@@ -357,10 +357,10 @@ class FastPath:
             self.pool.put(conn)
         else:
             conn.close()
-        self.nodes.end(fx.node)
+        record = fx.record
+        self.nodes.end(fx.node, record.bytes)
         self.backend = None
         self.busy = False
-        record = fx.record
         if reason is not None and record.reason is None:
             record.reason = reason
         accesslog.emit(record)

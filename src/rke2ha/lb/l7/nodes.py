@@ -45,6 +45,7 @@ class NodeSet(Protocol):
         """A request (or websocket) starts on `node`: a connection to it is in hand."""
         ...
 
-    def end(self, node: Node) -> None:
-        """That request (or websocket) ended."""
+    def end(self, node: Node, received: int = 0, sent: int = 0) -> None:
+        """That request (or websocket) ended, having brought `received` bytes from the node
+        to the client and carried `sent` body bytes to the node."""
         ...

@@ -85,9 +85,12 @@ class PoolNodes:
         backend.active += 1
         backend.total += 1
 
-    def end(self, node: Node) -> None:
+    def end(self, node: Node, received: int = 0, sent: int = 0) -> None:
         node.active -= 1
-        node.ref.active -= 1
+        backend = node.ref
+        backend.active -= 1
+        backend.bytes_in += received  # the layer 4 counters' sense: from the node ...
+        backend.bytes_out += sent  # ... and to it
 
 
 # A tuple, not a set: `in` compares enum members by identity, where a set would call
