@@ -3,8 +3,9 @@
 No logic lives here. Each command group is a module in `rke2ha.commands` exposing
 `register(subparsers)`, which adds its parser and sets `handler(args) -> int`. Errors the
 user can act on (`Rke2haError`) become one message on stderr and their exit code; argparse
-usage errors exit 2; an OSError no library caught exits 2 with its file and
-reason; Ctrl-C exits 130. Nothing reaches the user as a traceback.
+usage errors become one line naming the subcommand (`rke2ha.cli_errors`) and exit 2; an
+OSError no library caught exits 2 with its file and reason; Ctrl-C exits 130. Nothing
+reaches the user as a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from rke2ha import __version__
+from rke2ha.cli_errors import UsageErrorParser, report_unrecognized
 from rke2ha.errors import EXIT_USAGE, Rke2haError
 
 # Order is the order of `rke2ha --help`.
@@ -30,7 +32,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    # Every subparser inherits this class: one-line usage errors everywhere.
+    parser = UsageErrorParser(
         prog="rke2ha",
         description=(
             "Build, serve and verify the infrastructure of a highly available Rancher "
@@ -47,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # Known args only: extras are reported against the subcommand they were given to.
+    args, extras = parser.parse_known_args(arguments)
+    if extras:
+        report_unrecognized(parser, args, arguments, extras)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
