@@ -11,7 +11,12 @@ def _aws(base: dict[str, Any]) -> dict[str, Any]:
     base.update(provider="aws", region="us-east-1")
     base["nodes"] = [{"name": f"node-{z}", "zone": f"us-east-1{z}"} for z in "abc"]
     base["load_balancer"] = {"engine": "aws-nlb"}
-    base["aws"] = {"region": "us-east-1", "ami": "ami-1", "rke2_version": "v1.31.4+rke2r1"}
+    base["aws"] = {
+        "region": "us-east-1",
+        "ami": "ami-1",
+        "rke2_version": "v1.31.4+rke2r1",
+        "allowed_cidrs": ["203.0.113.0/24"],
+    }
     base.pop("rke2")
     return base
 
@@ -46,6 +51,20 @@ def test_aws_region_mismatch_is_an_error(base, findings, by_rule):
 def test_aws_bad_cidr_is_an_error(base, findings, by_rule):
     _aws(base)["aws"]["allowed_cidrs"] = ["10.0.0.0/8", "office"]
     assert _paths(by_rule(findings(base), "provider")) == [("error", "aws.allowed_cidrs[1]")]
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0"])
+def test_aws_api_and_registration_open_to_the_internet_is_a_warning(base, findings, by_rule, cidr):
+    _aws(base)["aws"]["allowed_cidrs"] = ["203.0.113.0/24", cidr]
+    found = by_rule(findings(base), "provider")
+    assert _paths(found) == [("warning", "aws.allowed_cidrs[1]")]
+    assert "6443 and 9345" in found[0].message
+
+
+def test_aws_everyone_on_rancher_ports_only_passes(base, findings, by_rule):
+    _aws(base)["aws"]["allowed_cidrs"] = ["0.0.0.0/0"]
+    base["load_balancer"]["ports"] = [80, 443]
+    assert by_rule(findings(base), "provider") == []
 
 
 def test_aws_with_another_engine_is_an_error(base, findings, by_rule):

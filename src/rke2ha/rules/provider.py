@@ -34,12 +34,24 @@ def _aws(spec: Spec) -> Iterator[Issue]:
         )
     for index, cidr in enumerate(spec.aws.allowed_cidrs if spec.aws is not None else []):
         try:
-            ipaddress.ip_network(cidr, strict=False)
+            network = ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             yield error(
                 f"aws.allowed_cidrs[{index}]",
                 f"{cidr!r} is not a CIDR block; the security group cannot be created",
                 "write it as ADDRESS/PREFIX, e.g. 203.0.113.0/24 (0.0.0.0/0 for everyone)",
+            )
+            continue
+        # The same CIDRs open every load balancer port: fine for Rancher's 80/443, but the
+        # Kubernetes API and the node registration port then face the whole internet.
+        exposed = sorted({6443, 9345} & set(spec.load_balancer.ports))
+        if network.prefixlen == 0 and exposed:
+            yield warning(
+                f"aws.allowed_cidrs[{index}]",
+                f"{cidr} opens {' and '.join(map(str, exposed))} (the Kubernetes API, node "
+                "registration) to the whole internet, not only Rancher's 80/443",
+                "list only your users' and admins' networks in aws.allowed_cidrs (the nodes "
+                "reach each other without it), or accept the exposure knowingly",
             )
     if spec.load_balancer.engine != "aws-nlb":
         yield error(
