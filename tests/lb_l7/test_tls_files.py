@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from helpers import HOSTNAME, LB_HOST, CertFiles, free_port, lb_command, make_cert
+from helpers import HOSTNAME, LB_HOST, CertFiles, free_port, lb_command, make_cert, start_lb
 
 from rke2ha.errors import UsageError
 from rke2ha.lb.l7.tls import load_certificate
@@ -83,3 +86,19 @@ def test_lb_serve_help_lists_the_layer7_flags() -> None:
     )
     for flag in ("--layer", "--cert", "--key", "--hostname", "--redirect-from", "--affinity"):
         assert flag in proc.stdout
+
+
+def test_a_loose_key_mode_is_warned_about_once_per_load(tmp_path: Path) -> None:
+    loose = make_cert(tmp_path / "loose", [HOSTNAME], tag="m")
+    os.chmod(loose.key, 0o644)
+    lb = start_lb(tmp_path, loose, ["127.0.50.11:1"])
+    try:
+        assert lb.stderr().count("readable by others") == 1  # at start, not once per check
+        lb.proc.send_signal(signal.SIGHUP)  # a reload the operator asked for warns again
+        deadline = time.monotonic() + 5
+        while "certificate reloaded" not in lb.stderr():
+            assert time.monotonic() < deadline, lb.stderr()
+            time.sleep(0.05)
+        assert lb.stderr().count("readable by others") == 2
+    finally:
+        lb.stop()
