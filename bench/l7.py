@@ -99,12 +99,8 @@ def start_rke2ha_l7(
     health: str = "http:/healthz",
     workers: int = 1,
 ) -> Proc:
-    # `rke2ha lb serve --layer 7` once the lb command carries the layer 7 flags; the layer 7
-    # module's own entry point (same flags) before that.
-    wired = "add_l7_arguments" in (REPO / "src/rke2ha/commands/lb.py").read_text()
-    entry = ["rke2ha", "lb", "serve"] if wired else ["rke2ha.lb.l7.cli"]
     args = [
-        PYTHON, "-m", *entry, "--layer", "7",
+        PYTHON, "-m", "rke2ha", "lb", "serve", "--layer", "7",
         "--listen", f"{LB_HOST}:{PORTS['rke2ha' if workers == 1 else 'rke2ha-2w']}",
         "--workers", str(workers),
         "--cert", str(cert), "--key", str(key), "--hostname", HOSTNAME,

@@ -65,6 +65,50 @@ def test_out_of_descriptors_at_the_backend_socket_closes_that_client(
     asyncio.run(scenario())
 
 
+def test_clients_queued_behind_a_descriptor_shortage_wait_rather_than_being_closed(
+    start_lb: Any, admin_address: str
+) -> None:
+    """Accepting pauses at the first failure: the rest of a burst stays in the backlog and
+    is served once descriptors are free (before, the whole burst was accepted and closed)."""
+    port = free_port()
+
+    async def scenario() -> int:
+        backends = await echo_backends(port, hosts=NODE_HOSTS[:1])
+        lb = await asyncio.to_thread(
+            start_lb,
+            "--listen", f"{LB_HOST}:{port}", "--backend", f"{NODE_HOSTS[0]}:{port}",
+            "--access-log", "off", "--interval", "60s",
+            listen=(LB_HOST, port), admin=admin_address,
+        )  # fmt: skip
+        await asyncio.sleep(0.3)
+        base = _fds(lb.pid)
+        # Room for five pairs and one client more, whose backend socket then fails.
+        subprocess.run(["prlimit", "--pid", str(lb.pid), f"--nofile={base + 11}"], check=True)
+        held = [await connect_hello(LB_HOST, port) for _ in range(5)]  # the limit is reached
+        os.kill(lb.pid, signal.SIGSTOP)  # the next ten wait in the backlog: one accept burst
+        try:
+            queued = [await asyncio.open_connection(LB_HOST, port) for _ in range(10)]
+        finally:
+            os.kill(lb.pid, signal.SIGCONT)
+        await asyncio.sleep(0.3)
+        for _, _, writer in held:
+            writer.close()
+        served = 0
+        for reader, writer in queued:
+            try:
+                line = await asyncio.wait_for(reader.readline(), 3)
+            except (TimeoutError, ConnectionError):
+                line = b""
+            served += line.startswith(b"hello ")
+            writer.close()
+        for backend in backends:
+            await backend.kill()
+        return served
+
+    served = asyncio.run(scenario())
+    assert served >= 5, served  # at most one client per pause is lost, not the whole burst
+
+
 def test_pipe_pool_falls_back_when_pipes_cannot_be_made(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_descriptors(flags: int) -> tuple[int, int]:
         raise OSError(errno.EMFILE, "Too many open files")

@@ -38,10 +38,21 @@ def _serve(*args: str) -> subprocess.CompletedProcess[str]:
         (("--listen", LISTEN, "--backend", "http://127.0.30.11:80"), "without the scheme"),
         (("--listen", LISTEN, "--backend", "127.0.96:8081"), "not a valid IPv4 address"),
         (("--listen", LISTEN, "--backend", "no_such host:80"), "not an IP address or a host"),
+        (("--listen", "localhost:31990", "--backend", "127.0.0.1:31990"), "connect to itself"),
         (("--listen", LISTEN, "--backend", "127.0.30.11:80", *L7_FILES), "add --layer 7"),
         (
             ("--listen", LISTEN, "--backend", "127.0.30.11:80", "--affinity", "cookie"),
-            "--affinity belong to layer 7",
+            "--affinity is a layer 7 flag",
+        ),
+        (
+            ("--listen", LISTEN, "--backend", "127.0.30.11:80", "--http-timeout", "5s"),
+            "--http-timeout is a layer 7 flag",
+        ),
+        (("--layer", "7", "--backend", "127.0.30.11:80", *L7_FILES), "--layer 7 needs --listen"),
+        (
+            ("--layer", "7", "--listen", "[::]:31990", "--backend", "127.0.30.11:80", *L7_FILES,
+             "--redirect-from", "[::1]:31990"),
+            "uses the port of --listen",
         ),
         (
             ("--layer", "7", "--listen", LISTEN, "--backend", "127.0.30.11:80", *L7_FILES,
@@ -65,6 +76,20 @@ def test_refused_with_one_clear_line(args: tuple[str, ...], says: str) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_spec_with_a_node_on_the_load_balancer_address_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "rke2ha.yaml"
+    spec.write_text(
+        "name: selfloop\nhostname: rancher.example.test\nprovider: existing\nnodes:\n"
+        "  - {name: n1, address: 127.0.30.11}\n  - {name: n2, address: 127.0.30.12}\n"
+        "  - {name: n3, address: 127.0.30.10}\n"
+        "load_balancer: {address: 127.0.30.10, ports: [443]}\ndns: {zone: example.test}\n"
+    )
+    proc = _serve("-f", str(spec), "--port-offset", "20000")
+    assert proc.returncode == 2, proc.stderr
+    assert "node n3 has the load balancer's address 127.0.30.10" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_host_forms_that_stay_valid() -> None:
     assert parse_hostport("[::1]:443", "--backend") == ("::1", 443)
     assert parse_hostport("node-1.example.com:80", "--backend") == ("node-1.example.com", 80)
@@ -73,3 +98,5 @@ def test_host_forms_that_stay_valid() -> None:
     check_not_itself(("127.0.30.10", 443), ("127.0.30.11", 443), "--backend")  # other host
     with pytest.raises(UsageError, match="itself"):
         check_not_itself(("::", 443), ("::1", 443), "--backend")
+    with pytest.raises(UsageError, match="itself"):  # the same address, written otherwise
+        check_not_itself(("::1", 443), ("0:0:0:0:0:0:0:1", 443), "--backend")

@@ -146,6 +146,14 @@ def test_spec_layer7_serves_redirects_and_follows_health(
             assert headers["x-forwarded-port"] == str(443 + offset)
             seen.add(reply["backend"])
         assert len(seen) == 3
+        raw = socket.create_connection((LB, 443 + offset), timeout=5)
+        with client_context(ca).wrap_socket(raw, server_hostname=HOSTNAME) as tls:
+            upload = b"u" * 3000
+            tls.sendall(
+                f"POST /upload HTTP/1.1\r\nHost: {HOSTNAME}\r\n"
+                f"Content-Length: {len(upload)}\r\n\r\n".encode() + upload
+            )
+            assert read_response(tls)[0] == 200
         # the ingress check went to every node's port 80 with the Rancher Host header
         checks = [r for n in nodes for r in n.requests if r.get("check")]
         assert checks and all(dict(r["headers"])["Host"] == HOSTNAME for r in checks)
@@ -165,6 +173,7 @@ def test_spec_layer7_serves_redirects_and_follows_health(
             assert https["total"] >= 6 and all(b["total"] >= 1 for b in https["backends"])
             # per-node byte counters count layer 7 responses too (they stayed 0 before)
             assert all(b["bytes_from_backend"] > 0 for b in https["backends"])
+            assert sum(b["bytes_to_backend"] for b in https["backends"]) >= 3000  # the POST body
         assert {f"port-{6443}", f"port-{9345}"} <= set(fronts)
         # 6443 and 9345 are relayed at layer 4 by the same process
         for port in (6443, 9345):

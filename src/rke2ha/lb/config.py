@@ -121,13 +121,21 @@ def _probe_from_plan(probe: HttpProbe, offset: int, token: str | None) -> Probe:
     )
 
 
+def _check_offset(port: int, offset: int) -> None:
+    if port + offset > 65535:
+        raise UsageError(
+            f"--port-offset {offset} moves port {port} to {port + offset}, past 65535; "
+            f"use an offset of at most {65535 - port}"
+        )
+
+
 def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig:
     """Frontends for every `load_balancer.ports` entry, each to that port on every node."""
     lb = spec.load_balancer
     if lb.layer != 4:
         raise UsageError(
-            "load_balancer.layer is 7: this `lb serve` speaks layer 4 only; "
-            "set layer: 4 or use the layer-7 server"
+            "load_balancer.layer is 7 but --layer 4 was given; drop --layer 4 to serve the "
+            "spec at layer 7"
         )
     if not lb.address:
         raise UsageError("load_balancer.address is not set; the frontends need an address")
@@ -136,6 +144,13 @@ def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig
         raise UsageError(f"nodes without an address: {', '.join(missing)}; set nodes[].address")
     for port in lb.ports:
         _check_offset(max(port, port_health(spec, port).backend_port), port_offset)
+    for node in spec.nodes:
+        if _address_of(str(node.address)) == _address_of(str(lb.address)):
+            # Every port would forward to its own listener (rule lb.on_node says why).
+            raise UsageError(
+                f"node {node.name} has the load balancer's address {lb.address}; the load "
+                "balancer would connect to itself. Give the load balancer its own address"
+            )
     token_file = spec.health_token_file
     token = read_secret(token_file, what="health token") if token_file is not None else None
     health = lb.health
@@ -180,14 +195,6 @@ def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig
 # ---- from ad-hoc flags ------------------------------------------------------------------
 
 
-def _check_offset(port: int, offset: int) -> None:
-    if port + offset > 65535:
-        raise UsageError(
-            f"--port-offset {offset} moves port {port} to {port + offset}, past 65535; "
-            f"use an offset of at most {65535 - port}"
-        )
-
-
 # RFC 1123 host names: letters, digits and inner hyphens in dot-separated labels.
 _HOST_NAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -227,29 +234,42 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-_ANY_ADDRESS = ("0.0.0.0", "::")
+def _address_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` as an address (`localhost` is loopback); None for other names."""
+    if host == "localhost":
+        return ipaddress.ip_address("127.0.0.1")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def same_listener(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """True when a connection to `b` would reach a socket listening on `a` (or two
+    listeners on `a` and `b` would share connections): same port, and the same address, a
+    wildcard `a` in front of a loopback `b`, or a wildcard on either side of two listeners.
+    Addresses are compared as addresses, not text (`::1` is `0:0:0:0:0:0:0:1`)."""
+    if a[1] != b[1]:
+        return False
+    first, second = _address_of(a[0]), _address_of(b[0])
+    if first is None or second is None:
+        return a[0] == b[0]
+    if first == second:
+        return True
+    if first.is_unspecified:
+        return second.is_loopback or second.is_unspecified
+    return second.is_unspecified and first.is_loopback
 
 
 def check_not_itself(listen: tuple[str, int], target: tuple[str, int], what: str) -> None:
     """UsageError when `target` (a backend) is the listening address itself: every
     connection, health checks first, would loop through the load balancer until it runs
     out of descriptors."""
-    host, port = target
-    if port != listen[1]:
-        return
-    loopback = host == "localhost" or _is_loopback(host)
-    if host == listen[0] or (listen[0] in _ANY_ADDRESS and loopback):
+    if same_listener(listen, target):
         raise UsageError(
-            f"{what} {host}:{port} is the load balancer's own listening address; "
+            f"{what} {target[0]}:{target[1]} is the load balancer's own listening address; "
             "it would connect to itself. Give the nodes' addresses"
         )
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_health(text: str, host_header: str | None) -> Probe:

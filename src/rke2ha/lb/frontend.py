@@ -179,6 +179,8 @@ class Frontend:
         assert listener is not None
         count = 0
         while limit is None or count < limit:
+            if not self.accepting and not self.stopping:
+                return  # paused during this burst (out of descriptors): the rest wait
             if len(self.sessions) >= self.config.max_connections and not self.stopping:
                 self._pause_accepting()  # back-pressure: clients wait in the backlog
                 return

@@ -124,10 +124,7 @@ class Poller:
     def _dispatch(self) -> None:
         removed = self._removed
         removed.clear()
-        try:
-            events = self._epoll.poll(0, MAX_EVENTS)
-        except InterruptedError:
-            return
+        events = self._epoll.poll(0, MAX_EVENTS)  # EINTR is retried by Python (PEP 475)
         readers, writers = self._readers, self._writers
         for fd, event in events:
             if fd in removed:

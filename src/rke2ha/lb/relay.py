@@ -245,25 +245,25 @@ class _Pump:
 
     def start(self) -> None:
         self.reading = True
-        self.relay.loop.add_reader(self.src_fd, self.on_readable)
+        self.relay.readiness.add_reader(self.src_fd, self.on_readable)
 
     def _wait_writable(self) -> None:
-        loop = self.relay.loop
+        readiness = self.relay.readiness
         if self.reading:
             self.reading = False
-            loop.remove_reader(self.src_fd)
+            readiness.remove_reader(self.src_fd)
         if not self.writing:
             self.writing = True
-            loop.add_writer(self.dst_fd, self.on_writable)
+            readiness.add_writer(self.dst_fd, self.on_writable)
 
     def _resume_reading(self) -> None:
-        loop = self.relay.loop
+        readiness = self.relay.readiness
         if self.writing:
             self.writing = False
-            loop.remove_writer(self.dst_fd)
+            readiness.remove_writer(self.dst_fd)
         if not self.reading and not self.done:
             self.reading = True
-            loop.add_reader(self.src_fd, self.on_readable)
+            readiness.add_reader(self.src_fd, self.on_readable)
 
     def _eof(self) -> None:
         """`src` sent FIN: pass it on; the other direction keeps flowing."""
@@ -285,13 +285,13 @@ class _Pump:
             self.relay.abort(f"{side}-error: {err.strerror or err}")
 
     def stop(self) -> None:
-        loop = self.relay.loop
+        readiness = self.relay.readiness
         if self.reading:
             self.reading = False
-            loop.remove_reader(self.src_fd)
+            readiness.remove_reader(self.src_fd)
         if self.writing:
             self.writing = False
-            loop.remove_writer(self.dst_fd)
+            readiness.remove_writer(self.dst_fd)
 
     def release(self) -> None:
         self.stop()
@@ -317,23 +317,23 @@ class Relay:
         "client",
         "closed",
         "down",
-        "loop",
         "on_close",
         "outcome",
         "pipes",
+        "readiness",
         "up",
     )
 
     def __init__(
         self,
-        loop: Readiness,
+        readiness: Readiness,
         client: socket.socket,
         backend: socket.socket,
         pipes: PipePool | None,
         on_close: Callable[[Relay], None],
         adaptive: bool = True,
     ) -> None:
-        self.loop = loop
+        self.readiness = readiness
         self.adaptive = adaptive
         self.client, self.backend = client, backend
         self.pipes = pipes

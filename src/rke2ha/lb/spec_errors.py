@@ -14,8 +14,8 @@ from rke2ha.spec import Spec
 log = logging.getLogger("rke2ha.lb")
 
 
-def warn_spec_errors(spec: Spec) -> int:
-    """Log each error finding of `spec` (with its fix) as a warning; return their count."""
+def warn_spec_errors(spec: Spec) -> None:
+    """Log each error finding of `spec` (with its fix) as a warning."""
     from rke2ha.rules import evaluate
 
     errors = [f for f in evaluate(spec) if f.severity == "error"]
@@ -28,4 +28,3 @@ def warn_spec_errors(spec: Spec) -> int:
             finding.message,
             finding.fix,
         )
-    return len(errors)

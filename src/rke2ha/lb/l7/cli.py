@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rke2ha.durations import parse_duration
-from rke2ha.errors import Rke2haError, UsageError
+from rke2ha.errors import UsageError
 
 # The load balancer and the spec model load when a command runs, not when `rke2ha --help`
 # builds the parser.
@@ -55,7 +55,7 @@ def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
         "--redirect-code",
         type=int,
         choices=(301, 308),
-        default=308,
+        default=None,
         help="status of that redirect (default 308: keeps method and body)",
     )
     group.add_argument(
@@ -72,28 +72,28 @@ def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--http-timeout",
         type=parse_duration,
-        default=1800.0,
+        default=None,
         metavar="DURATION",
         help="read/write and websocket idle timeout (default 1800s, Rancher's advice)",
     )
     group.add_argument(
         "--header-timeout",
         type=parse_duration,
-        default=10.0,
+        default=None,
         metavar="DURATION",
         help="a request head must arrive within this, or 408 (default 10s)",
     )
 
 
-def _hostport(text: str, flag: str) -> HostPort:
-    from rke2ha.lb.config import parse_hostport
-
-    return parse_hostport(text, flag)
-
-
 def config_from_args(args: argparse.Namespace) -> L7Config:
     """L7Config from the ad-hoc flags; UsageError naming the flag that is missing or bad."""
-    from rke2ha.lb.config import HealthConfig, parse_health
+    from rke2ha.lb.config import (
+        HealthConfig,
+        check_not_itself,
+        parse_health,
+        parse_hostport,
+        same_listener,
+    )
     from rke2ha.lb.l7.settings import L7Config
 
     missing = [
@@ -109,20 +109,16 @@ def config_from_args(args: argparse.Namespace) -> L7Config:
     ]
     if missing:
         raise UsageError(f"--layer 7 needs {', '.join(missing)}")
-    from rke2ha.lb.config import check_not_itself
-
-    backends = tuple(dict.fromkeys(_hostport(b, "--backend") for b in args.backend))
-    listen = _hostport(args.listen, "--listen")
-    redirect_from = _hostport(args.redirect_from, "--redirect-from") if args.redirect_from else None
+    backends = tuple(dict.fromkeys(parse_hostport(b, "--backend") for b in args.backend))
+    listen = parse_hostport(args.listen, "--listen")
+    redirect_from = (
+        parse_hostport(args.redirect_from, "--redirect-from") if args.redirect_from else None
+    )
     for backend in backends:
         check_not_itself(listen, backend, "--backend")
         if redirect_from is not None:
             check_not_itself(redirect_from, backend, "--backend")
-    if (
-        redirect_from is not None
-        and redirect_from[1] == listen[1]
-        and (redirect_from[0] == listen[0] or "0.0.0.0" in (redirect_from[0], listen[0]))
-    ):
+    if redirect_from is not None and same_listener(listen, redirect_from):
         # SO_REUSEPORT would let both bind and split the port's clients between them.
         raise UsageError(
             f"--redirect-from {args.redirect_from} uses the port of --listen {args.listen}; "
@@ -144,12 +140,12 @@ def config_from_args(args: argparse.Namespace) -> L7Config:
         key=args.key,
         backends=backends,
         redirect_from=redirect_from,
-        redirect_code=308 if args.redirect_code == 308 else 301,
+        redirect_code=301 if args.redirect_code == 301 else 308,
         acme_passthrough=args.acme_passthrough,
         affinity=args.affinity == "cookie",
         balance=getattr(args, "balance", None) or "leastconn",
-        http_timeout=args.http_timeout,
-        header_timeout=args.header_timeout,
+        http_timeout=args.http_timeout if args.http_timeout is not None else 1800.0,
+        header_timeout=args.header_timeout if args.header_timeout is not None else 10.0,
         forwarded_port=listen[1],
         access_log=_access_log(args),
         health=health,
@@ -166,7 +162,9 @@ def _admin(args: argparse.Namespace) -> HostPort | None:
     admin = getattr(args, "admin", None)
     if admin is None:
         return DEFAULT_ADMIN
-    return None if admin == "off" else _hostport(admin, "--admin")
+    from rke2ha.lb.config import parse_hostport
+
+    return None if admin == "off" else parse_hostport(admin, "--admin")
 
 
 def _access_log(args: argparse.Namespace) -> str | None:
@@ -183,6 +181,9 @@ def _layer7_flags(args: argparse.Namespace) -> list[str]:
         ("--redirect-from", args.redirect_from),
         ("--affinity", args.affinity != "none"),
         ("--acme-passthrough", args.acme_passthrough),
+        ("--redirect-code", args.redirect_code is not None),
+        ("--http-timeout", args.http_timeout is not None),
+        ("--header-timeout", args.header_timeout is not None),
     ]
     return [flag for flag, value in given if value]
 
@@ -203,8 +204,9 @@ def wants_layer7(args: argparse.Namespace) -> bool:
         )
     if ad_hoc and args.layer != 7:
         if flags:
+            which = "is a layer 7 flag" if len(flags) == 1 else "are layer 7 flags"
             raise UsageError(
-                f"{', '.join(flags)} belong to layer 7; add --layer 7 "
+                f"{', '.join(flags)} {which}; add --layer 7 "
                 "(layer 4 passes TLS through to the nodes untouched)"
             )
         return False
@@ -243,7 +245,7 @@ def serve_l7(args: argparse.Namespace) -> int:
     from rke2ha.specfile import load_spec
 
     workers = getattr(args, "workers", 1) or 1
-    if getattr(args, "listen", None):
+    if getattr(args, "listen", None) or getattr(args, "backend", None):
         if getattr(args, "spec_file", None):
             raise UsageError("give either -f FILE or --listen/--backend, not both")
         return run(config_from_args(args), workers=workers)
@@ -255,45 +257,13 @@ def serve_l7(args: argparse.Namespace) -> int:
         # The first read is the one the layer decision made; SIGHUP reads the file again.
         spec = _spec(args) if first else load_spec(getattr(args, "spec_file", None))
         first = False
-        warn_spec_errors(spec)
         offset = getattr(args, "port_offset", 0) or 0
         config = replace(from_spec(spec, port_offset=offset), access_log=_access_log(args))
         _, base = l4_companion(spec, port_offset=offset)
-        admin = getattr(args, "admin", None)
-        if admin is not None:
-            base = replace(base, admin=None if admin == "off" else _hostport(admin, "--admin"))
+        warn_spec_errors(spec)  # once the spec is known to be servable
+        if getattr(args, "admin", None) is not None:
+            base = replace(base, admin=_admin(args))  # --admin wins over the spec's
         return config, replace(base, access_log=_access_log(args))
 
     config, base = from_file()
     return run(config, base, workers=workers, reload_source=from_file)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m rke2ha.lb.l7.cli` — the layer 7 front alone (until `lb serve` wires it)."""
-    parser = argparse.ArgumentParser(prog="rke2ha lb serve --layer 7")
-    parser.add_argument("-f", "--file", dest="spec_file", metavar="FILE")
-    parser.add_argument("--listen", metavar="HOST:PORT")
-    parser.add_argument("--backend", action="append", metavar="HOST:PORT")
-    parser.add_argument("--balance", choices=("leastconn", "roundrobin"), default="leastconn")
-    parser.add_argument("--access-log", default="-", metavar="PATH|-|off")
-    parser.add_argument("--health", default="tcp", metavar="CHECK")
-    parser.add_argument("--host-header", metavar="NAME")
-    parser.add_argument("--port-offset", type=int, default=0, metavar="N")
-    parser.add_argument("--workers", type=int, default=1, metavar="N")
-    parser.add_argument("--admin", metavar="HOST:PORT", default=None)
-    parser.add_argument("--interval", type=parse_duration, default=1.0, metavar="DURATION")
-    parser.add_argument("--timeout", type=parse_duration, default=1.0, metavar="DURATION")
-    parser.add_argument("--rise", type=int, default=2)
-    parser.add_argument("--fall", type=int, default=2)
-    add_l7_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return serve_l7(args)
-    except Rke2haError as err:
-        parser.exit(err.exit_code, f"rke2ha lb serve: error: {err}\n")
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -343,8 +343,11 @@ class FastPath:
         else:
             self._fast_fail(fx, 504, f"{fx.conn.node.id} sent no response in {timeout:g}s")
 
-    def _fast_finish(self, fx: _Fast, reusable: bool, reason: str | None = None) -> None:
-        """End the exchange: give back or close the node connection, log, go on or close."""
+    def _fast_finish(
+        self, fx: _Fast, reusable: bool, reason: str | None = None, from_node: int | None = None
+    ) -> None:
+        """End the exchange: give back or close the node connection, log, go on or close.
+        `from_node`: bytes the node's answer made up, when the load balancer answered too."""
         if self._fx is not fx:
             return
         self._fx = None
@@ -358,7 +361,7 @@ class FastPath:
         else:
             conn.close()
         record = fx.record
-        self.nodes.end(fx.node, record.bytes)
+        self.nodes.end(fx.node, record.bytes if from_node is None else from_node)
         self.backend = None
         self.busy = False
         if reason is not None and record.reason is None:
@@ -407,13 +410,14 @@ class FastPath:
         log.warning(
             "%d for %s %s from %s: %s", status, fx.head.method, record.path, self.client_ip, reason
         )
+        from_node = record.bytes
         if record.bytes == 0:
             record.status = status
             response = error_response(status)
             self.writer.transport.write(response)
             record.bytes = len(response)
         fx.keep = False
-        self._fast_finish(fx, reusable=False, reason=reason)
+        self._fast_finish(fx, reusable=False, reason=reason, from_node=from_node)
 
 
 def _transport(conn: BackendConnection) -> asyncio.Transport:

@@ -39,10 +39,10 @@ class LoadedCertificate:
 
 
 def checked_material(
-    cert: Path, key: Path, hostname: str | None, *, warn_mode: bool = True
+    cert: Path, key: Path, hostname: str | None, *, warn_key_mode: bool = True
 ) -> TlsMaterial:
     """Read and check a chain and key; errors name the file, the problem and the fix.
-    `warn_mode`: log a key readable by others (once per load the operator caused)."""
+    `warn_key_mode`: log a key readable by others (once per load the operator caused)."""
     material = load_tls_files(cert, key)
     if not material.key_matches():
         raise TlsFileError(
@@ -55,7 +55,7 @@ def checked_material(
             f"{cert}: the certificate does not cover {hostname} (it covers: {names}); "
             f"issue one with {hostname} in its subjectAltName"
         )
-    if warn_mode and not is_private(key):
+    if warn_key_mode and not is_private(key):
         log.warning("%s: the private key is readable by others; run: chmod 600 %s", key, key)
     if material.is_expired():
         raise TlsFileError(
@@ -84,9 +84,9 @@ def build_context(material: TlsMaterial) -> ssl.SSLContext:
 
 
 def load_certificate(
-    cert: Path, key: Path, hostname: str | None, *, warn_mode: bool = True
+    cert: Path, key: Path, hostname: str | None, *, warn_key_mode: bool = True
 ) -> LoadedCertificate:
-    material = checked_material(cert, key, hostname, warn_mode=warn_mode)
+    material = checked_material(cert, key, hostname, warn_key_mode=warn_key_mode)
     return LoadedCertificate(
         context=build_context(material),
         names=material.subject_alt_names,
@@ -102,7 +102,7 @@ class CertificateStore:
         self.key = key
         self.hostname = hostname
         # Checked (and a loose key mode warned about) once before serving (`server.run`).
-        self.current = load_certificate(cert, key, hostname, warn_mode=False)
+        self.current = load_certificate(cert, key, hostname, warn_key_mode=False)
         self._listening = self.current.context
         self._listening.sni_callback = self._on_client_hello
 

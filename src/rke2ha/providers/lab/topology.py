@@ -226,10 +226,8 @@ def command_line(
         return tuple(argv)
     if proc.kind == "load-balancer":
         access_log = str(topology.log_dir / "lb-access.log")
-        if topology.layer == 7:
-            module = ["-m", "rke2ha.lb.l7.cli"]
-        else:
-            module = ["-m", "rke2ha", "lb", "serve"]
-        return (python, *module, "-f", spec, "--port-offset", offset, "--access-log", access_log)
+        # `lb serve` reads the layer from the spec (load_balancer.layer).
+        serve = ["-m", "rke2ha", "lb", "serve"]
+        return (python, *serve, "-f", spec, "--port-offset", offset, "--access-log", access_log)
     listen = f"{topology.dns_host}:{topology.dns_port}"
     return (python, "-m", "rke2ha", "dns", "serve", "-f", spec, "--listen", listen)
