@@ -260,6 +260,19 @@ def curl(url: str, *args: str, max_time: float = 5.0) -> subprocess.CompletedPro
     )
 
 
+def port_80_redirect(lb: str = LB) -> subprocess.CompletedProcess[str]:
+    """curl http://HOSTNAME/ through the load balancer's 80; stdout `<code> <location>`."""
+    return curl(
+        f"http://{HOSTNAME}/",
+        "--resolve",
+        f"{HOSTNAME}:80:{lb}",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+    )
+
+
 def https_get(ca: Path, lb: str = LB, path: str = "/ping") -> tuple[int, str, str]:
     """curl https://HOSTNAME<path> through the load balancer at `lb`, verified against `ca`:
     status, the node that answered, body. AssertionError when TLS or the request fails."""

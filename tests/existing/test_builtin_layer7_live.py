@@ -28,6 +28,7 @@ from tests.existing.conftest import (
     https_get,
     keepalive_request,
     lab_nodes,
+    port_80_redirect,
     torn_down,
 )
 from tests.support.certs import write_self_signed
@@ -76,19 +77,6 @@ def layer7_spec(**load_balancer: Any) -> dict[str, Any]:
     return merge(spec, {"load_balancer": load_balancer})
 
 
-def redirect_from_port_80() -> str:
-    done = curl(
-        f"http://{HOSTNAME}/",
-        "--resolve",
-        f"{HOSTNAME}:80:{LB}",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code} %{redirect_url}",
-    )
-    return done.stdout
-
-
 def tls_connection(ca: Path) -> ssl.SSLSocket:
     """A TLS connection to the load balancer's 443, verified against `ca` for HOSTNAME."""
     context = ssl.create_default_context(cafile=str(ca))
@@ -135,7 +123,7 @@ def test_up_serves_https_reloads_restarts_and_down_removes_all(
     # node's port 80 answers (the Rancher stand-in's /ping).
     status, node, body = https_get(ca, LB)
     assert (status, body) == (200, "pong") and node in NODE_NAMES
-    assert redirect_from_port_80() == f"308 https://{HOSTNAME}/"
+    assert port_80_redirect(LB).stdout == f"308 https://{HOSTNAME}/"
     seen = wait_healthy(load_spec(layer7_deployment.spec_file), 15.0, SilentReporter())
     assert len(seen) == 4 and all(line.endswith(": 3/3 nodes up") for line in seen), seen
 
@@ -171,7 +159,7 @@ def test_up_serves_https_reloads_restarts_and_down_removes_all(
     assert "a reload cannot apply this change" in restart.out
     restarted = layer7_deployment.engine_pid()
     assert restarted != pid and not procs.alive(pid) and procs.alive(restarted)
-    assert redirect_from_port_80() == f"301 https://{HOSTNAME}/"
+    assert port_80_redirect(LB).stdout == f"301 https://{HOSTNAME}/"
     assert https_get(ca, LB)[0] == 200
     assert layer7_deployment.plan_lines() == []
 

@@ -19,6 +19,7 @@ from tests.existing.conftest import (
     existing_spec,
     https_get,
     keepalive_request,
+    port_80_redirect,
 )
 
 from rke2ha import procs
@@ -60,15 +61,7 @@ def test_up_serves_reloads_and_down_removes_all(
     # Traffic through the engine reaches the nodes: 443 (TLS to the ingress), 80, 6443.
     status, node, _ = https_get(emulators.ca)
     assert status == 200 and node in {"node-1", "node-2", "node-3"}
-    redirect = curl(
-        f"http://{HOSTNAME}/",
-        "--resolve",
-        f"{HOSTNAME}:80:{LB}",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code} %{redirect_url}",
-    )
+    redirect = port_80_redirect()
     assert redirect.stdout == f"308 https://{HOSTNAME}/", redirect.stderr
     api = curl(f"https://{LB}:6443/readyz", "-k", "-o", "/dev/null", "-w", "%{http_code}")
     assert api.stdout == "401"  # RKE2's apiserver to an anonymous caller, through the LB

@@ -21,6 +21,25 @@ def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+async def _lb_at_its_descriptor_limit(
+    start_lb: Any, admin_address: str, port: int
+) -> tuple[Any, int, list[Any]]:
+    """`lb serve` to one backend, holding five client/backend pairs, with room for one
+    descriptor more: the next client is accepted and its backend socket() fails (EMFILE).
+    Returns the load balancer, its descriptor count before the limit, the held clients."""
+    lb = await asyncio.to_thread(
+        start_lb,
+        "--listen", f"{LB_HOST}:{port}", "--backend", f"{NODE_HOSTS[0]}:{port}",
+        "--access-log", "off", "--interval", "60s", "--drain-timeout", "10s",
+        listen=(LB_HOST, port), admin=admin_address,
+    )  # fmt: skip
+    await asyncio.sleep(0.3)
+    base = _fds(lb.pid)
+    subprocess.run(["prlimit", "--pid", str(lb.pid), f"--nofile={base + 11}"], check=True)
+    held = [await connect_hello(LB_HOST, port) for _ in range(5)]
+    return lb, base, held
+
+
 def test_out_of_descriptors_at_the_backend_socket_closes_that_client(
     start_lb: Any, admin_address: str
 ) -> None:
@@ -28,19 +47,7 @@ def test_out_of_descriptors_at_the_backend_socket_closes_that_client(
 
     async def scenario() -> None:
         backends = await echo_backends(port, hosts=NODE_HOSTS[:1])
-        lb = await asyncio.to_thread(
-            start_lb,
-            "--listen", f"{LB_HOST}:{port}", "--backend", f"{NODE_HOSTS[0]}:{port}",
-            "--access-log", "off", "--interval", "60s", "--drain-timeout", "10s",
-            listen=(LB_HOST, port), admin=admin_address,
-        )  # fmt: skip
-        await asyncio.sleep(0.3)
-        base = _fds(lb.pid)
-        # Room for five client/backend pairs; the sixth client's backend socket fails.
-        subprocess.run(["prlimit", "--pid", str(lb.pid), f"--nofile={base + 11}"], check=True)
-        held = []
-        for _ in range(5):
-            held.append(await connect_hello(LB_HOST, port))
+        lb, base, held = await _lb_at_its_descriptor_limit(start_lb, admin_address, port)
         extra = []
         deadline = time.monotonic() + 5
         while "cannot open a socket to a backend" not in lb.log():
@@ -74,17 +81,7 @@ def test_clients_queued_behind_a_descriptor_shortage_wait_rather_than_being_clos
 
     async def scenario() -> int:
         backends = await echo_backends(port, hosts=NODE_HOSTS[:1])
-        lb = await asyncio.to_thread(
-            start_lb,
-            "--listen", f"{LB_HOST}:{port}", "--backend", f"{NODE_HOSTS[0]}:{port}",
-            "--access-log", "off", "--interval", "60s",
-            listen=(LB_HOST, port), admin=admin_address,
-        )  # fmt: skip
-        await asyncio.sleep(0.3)
-        base = _fds(lb.pid)
-        # Room for five pairs and one client more, whose backend socket then fails.
-        subprocess.run(["prlimit", "--pid", str(lb.pid), f"--nofile={base + 11}"], check=True)
-        held = [await connect_hello(LB_HOST, port) for _ in range(5)]  # the limit is reached
+        lb, _, held = await _lb_at_its_descriptor_limit(start_lb, admin_address, port)
         os.kill(lb.pid, signal.SIGSTOP)  # the next ten wait in the backlog: one accept burst
         try:
             queued = [await asyncio.open_connection(LB_HOST, port) for _ in range(10)]
