@@ -151,7 +151,8 @@ def test_spec_layer7_serves_redirects_and_follows_health(
             upload = b"u" * 3000
             tls.sendall(
                 f"POST /upload HTTP/1.1\r\nHost: {HOSTNAME}\r\n"
-                f"Content-Length: {len(upload)}\r\n\r\n".encode() + upload
+                f"Content-Length: {len(upload)}\r\n\r\n".encode()
+                + upload
             )
             assert read_response(tls)[0] == 200
         # the ingress check went to every node's port 80 with the Rancher Host header
