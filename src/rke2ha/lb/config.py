@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from rke2ha.addresses import is_ip
 from rke2ha.errors import UsageError
 from rke2ha.healthplan import HttpProbe, port_health
 from rke2ha.secretfiles import read_secret
@@ -204,11 +205,8 @@ _HOST_NAME = re.compile(
 
 def _host_problem(host: str) -> str | None:
     """Why `host` is neither an IP address nor a host name (None when it is one)."""
-    try:
-        ipaddress.ip_address(host)
+    if is_ip(host):
         return None
-    except ValueError:
-        pass
     if "://" in host:
         return "a URL; give the address only, without the scheme"
     if "," in host:

@@ -35,6 +35,8 @@ _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 log = logging.getLogger("rke2ha.lb")
 
 _ACCEPT_BURST = 64
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+_DESCRIPTOR_PAUSE = 0.1  # seconds accepting pauses when the process is out of descriptors
 BACKLOG = 4096
 
 
@@ -161,6 +163,11 @@ class Frontend:
             self.accepting = False
             self.loop.remove_reader(self.listener.fileno())
 
+    def _pause_accepting_briefly(self) -> None:
+        """Out of descriptors: queued clients wait in the backlog until some are freed."""
+        self._pause_accepting()
+        self.loop.call_later(_DESCRIPTOR_PAUSE, self._resume_accepting)
+
     def stop_accepting(self) -> None:
         """Take the connections already queued, then close the listener."""
         if self.listener is None:
@@ -189,10 +196,9 @@ class Frontend:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as err:
-                if err.errno in (errno.EMFILE, errno.ENFILE):
+                if err.errno in _OUT_OF_DESCRIPTORS:
                     log.warning("%s: out of file descriptors; pausing accept", self.name)
-                    self._pause_accepting()
-                    self.loop.call_later(0.1, self._resume_accepting)
+                    self._pause_accepting_briefly()
                     return
                 continue  # ECONNABORTED and friends: that client is gone, take the next
             count += 1
@@ -234,9 +240,8 @@ class Frontend:
             # Out of descriptors: not the backend's fault. This client goes (its descriptor
             # with it); accepting pauses briefly, as when accept itself hits the limit.
             self._give_up(session, f"cannot open a socket to a backend: {err.strerror}")
-            if err.errno in (errno.EMFILE, errno.ENFILE):
-                self._pause_accepting()
-                self.loop.call_later(0.1, self._resume_accepting)
+            if err.errno in _OUT_OF_DESCRIPTORS:
+                self._pause_accepting_briefly()
             return
         if not _NONBLOCK:
             sock.setblocking(False)
