@@ -150,34 +150,14 @@ class Poller:
                 )
 
 
-class _LoopReadiness:
-    """Where epoll is missing: the loop's own readers and writers."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-
-    def add_reader(self, fd: int, callback: Callback) -> None:
-        self._loop.add_reader(fd, callback)
-
-    def remove_reader(self, fd: int) -> bool:
-        return self._loop.remove_reader(fd)
-
-    def add_writer(self, fd: int, callback: Callback) -> None:
-        self._loop.add_writer(fd, callback)
-
-    def remove_writer(self, fd: int) -> bool:
-        return self._loop.remove_writer(fd)
-
-
-_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Readiness] = (
-    weakref.WeakKeyDictionary()
-)
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Poller] = weakref.WeakKeyDictionary()
 
 
 def poller_for(loop: asyncio.AbstractEventLoop) -> Readiness:
     """The process's one `Poller` for `loop` (made on first use, gone with the loop)."""
+    if not hasattr(select, "epoll"):
+        return loop  # elsewhere than Linux: the loop's own readers and writers
     poller = _POLLERS.get(loop)
     if poller is None:
-        poller = Poller(loop) if hasattr(select, "epoll") else _LoopReadiness(loop)
-        _POLLERS[loop] = poller
+        poller = _POLLERS[loop] = Poller(loop)
     return poller

@@ -144,8 +144,11 @@ def config_from_args(args: argparse.Namespace) -> L7Config:
         acme_passthrough=args.acme_passthrough,
         affinity=args.affinity == "cookie",
         balance=getattr(args, "balance", None) or "leastconn",
-        http_timeout=args.http_timeout if args.http_timeout is not None else 1800.0,
-        header_timeout=args.header_timeout if args.header_timeout is not None else 10.0,
+        # Not given: L7Config's own defaults (None tells "not given" for the flag checks).
+        http_timeout=args.http_timeout if args.http_timeout is not None else L7Config.http_timeout,
+        header_timeout=(
+            args.header_timeout if args.header_timeout is not None else L7Config.header_timeout
+        ),
         forwarded_port=listen[1],
         access_log=_access_log(args),
         health=health,
