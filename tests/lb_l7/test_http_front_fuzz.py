@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rke2ha.lb.l7.http_front import BodyData, Event, Rejected, RequestReader
+from rke2ha.lb.l7.http_front import BodyData, Event, Rejected, RequestReader, UpgradeTail
 
 PIECES = [
     b"GET / HTTP/1.1\r\n",
@@ -49,6 +49,11 @@ def feed_all(chunks: list[bytes]) -> list[Event]:
     reader = RequestReader()
     events: list[Event] = []
     for data in chunks:
+        if reader.finished and events and isinstance(events[-1], UpgradeTail):
+            # After an upgrade the connection tunnels whatever comes next unread: bytes of a
+            # later read belong to the new protocol just as the tail of the head's read does.
+            events[-1] = UpgradeTail(events[-1].data + data)
+            continue
         events += reader.feed(data)
     return events
 
