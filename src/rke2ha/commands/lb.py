@@ -1,4 +1,4 @@
-"""`rke2ha lb serve`: the built-in layer-4 load balancer, from the spec or from flags.
+"""`rke2ha lb serve`: the built-in load balancer (layer 4 or 7), from the spec or from flags.
 
 The load balancer (aiohttp, the workers) and the spec model load inside the handler,
 keeping `rke2ha --help` fast.
@@ -214,7 +214,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--relay", choices=["auto", "splice", "copy"], default="auto", help=argparse.SUPPRESS
     )
     serve_p.add_argument("-v", "--verbose", action="store_true", help="log every connect failure")
-    # ---- layer 7 (issue 4): its flags live with its code in rke2ha.lb.l7.cli ----
+    # The layer 7 flags live with the layer 7 code (rke2ha.lb.l7.cli).
     from rke2ha.lb.l7.cli import add_l7_arguments
 
     add_l7_arguments(serve_p)
@@ -305,7 +305,7 @@ def handle_serve(args: argparse.Namespace) -> int:
     )
     if not args.verbose:
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    # ---- layer 7 (issue 4): `--layer 7`, or a spec with load_balancer.layer: 7 ----
+    # `--layer 7`, or a spec with load_balancer.layer: 7, is served by the layer 7 code.
     from rke2ha.lb.l7.cli import maybe_serve_l7
 
     served = maybe_serve_l7(args)
