@@ -208,7 +208,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--access-log",
         default="-",
         metavar="FILE",
-        help="JSON line per connection: '-' stdout (default), a file, or 'off'",
+        help="a JSON line per connection (layer 4) or request (layer 7): '-' stdout "
+        "(default), a file, or 'off' (also 'none')",
     )
     serve_p.add_argument(
         "--relay", choices=["auto", "splice", "copy"], default="auto", help=argparse.SUPPRESS
@@ -229,10 +230,11 @@ def _no_subcommand(parser: argparse.ArgumentParser) -> int:
 
 def build_config(args: argparse.Namespace) -> LbConfig:
     """The one LbConfig the flags describe (UsageError for contradictory flags)."""
+    from rke2ha.lb.accesslog import log_target
     from rke2ha.lb.config import check_privileges, from_flags
 
     admin = None if args.admin == "off" else args.admin
-    access_log = None if args.access_log == "off" else args.access_log
+    access_log = log_target(args.access_log)
     _check_access_log(access_log)
     relay = cast(Literal["auto", "splice", "copy"], args.relay)
     if args.listen or args.backend:
@@ -316,10 +318,12 @@ def handle_serve(args: argparse.Namespace) -> int:
     if not args.listen:
 
         def reload_source() -> LbConfig:
+            from rke2ha.lb.accesslog import log_target
+
             return _from_spec_file(
                 args,
                 None if args.admin == "off" else args.admin,
-                None if args.access_log == "off" else args.access_log,
+                log_target(args.access_log),
                 args.relay,
             )
 

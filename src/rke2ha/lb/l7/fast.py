@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rke2ha.lb.l7 import accesslog
-from rke2ha.lb.l7.accesslog import AccessRecord
+from rke2ha.lb.l7.accesslog import AccessRecord, Peer
 from rke2ha.lb.l7.backend_conns import BackendConnection, BackendPool
 from rke2ha.lb.l7.end_of_turn import write_if_open
 from rke2ha.lb.l7.exchange import response_framing
@@ -92,6 +92,7 @@ class FastPath:
     busy: bool
     closing: bool
     client_ip: str
+    peer: Peer
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     client_transport: asyncio.WriteTransport  # writer.transport (a property), kept
@@ -310,7 +311,7 @@ class FastPath:
         self.busy = True
         self._fast_seq += 1
         now = time.monotonic()
-        record = AccessRecord(self.client_ip, head.method, head.target, started=now)
+        record = AccessRecord(self.peer, head.method, head.target, started=now)
         record.backend = node.id
         fx = _Fast(self, conn, node, head, token, record, now)
         self._fx = fx
