@@ -12,56 +12,48 @@ from rke2ha.lb.l7.retry import Failure, may_retry
 # are case-sensitive, §9.1) is not.
 IDEMPOTENT = ("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE")
 OTHERS = ("POST", "PATCH", "CONNECT", "PROPFIND", "get", "Delete")
+# (reused, response_started, has_body, body_held), every combination
 FLAGS = list(itertools.product((False, True), repeat=4))
 
 
-@pytest.mark.parametrize("method", IDEMPOTENT + OTHERS)
-@pytest.mark.parametrize(("reused", "started", "has_body", "held"), FLAGS)
-def test_a_failed_connect_is_retried_for_anything(
-    method: str, reused: bool, started: bool, has_body: bool, held: bool
-) -> None:
-    assert may_retry(
-        Failure.CONNECT,
+def _asks(failure: Failure, method: str, flags: tuple[bool, bool, bool, bool]) -> bool:
+    reused, started, has_body, held = flags
+    return may_retry(
+        failure,
         method,
         reused=reused,
         response_started=started,
         has_body=has_body,
         body_held=held,
     )
+
+
+@pytest.mark.parametrize("method", IDEMPOTENT + OTHERS)
+@pytest.mark.parametrize("flags", FLAGS)
+def test_a_failed_connect_is_retried_for_anything(
+    method: str, flags: tuple[bool, bool, bool, bool]
+) -> None:
+    assert _asks(Failure.CONNECT, method, flags)
 
 
 @pytest.mark.parametrize("method", OTHERS)
-@pytest.mark.parametrize(("reused", "started", "has_body", "held"), FLAGS)
+@pytest.mark.parametrize("flags", FLAGS)
 def test_a_sent_request_that_is_not_idempotent_is_never_retried(
-    method: str, reused: bool, started: bool, has_body: bool, held: bool
+    method: str, flags: tuple[bool, bool, bool, bool]
 ) -> None:
-    assert not may_retry(
-        Failure.CLOSED,
-        method,
-        reused=reused,
-        response_started=started,
-        has_body=has_body,
-        body_held=held,
-    )
+    assert not _asks(Failure.CLOSED, method, flags)
 
 
 @pytest.mark.parametrize("method", IDEMPOTENT)
-@pytest.mark.parametrize(("reused", "started", "has_body", "held"), FLAGS)
+@pytest.mark.parametrize("flags", FLAGS)
 def test_an_idempotent_request_is_retried_only_in_the_keep_alive_race(
-    method: str, reused: bool, started: bool, has_body: bool, held: bool
+    method: str, flags: tuple[bool, bool, bool, bool]
 ) -> None:
     # Retried exactly when the closed connection was a reused one, nothing came back, and
     # any body is still whole in hand.
-    race = reused and not started
-    body_ok = not has_body or held
-    assert may_retry(
-        Failure.CLOSED,
-        method,
-        reused=reused,
-        response_started=started,
-        has_body=has_body,
-        body_held=held,
-    ) == (race and body_ok)
+    reused, started, has_body, held = flags
+    expected = reused and not started and (not has_body or held)
+    assert _asks(Failure.CLOSED, method, flags) == expected
 
 
 def test_the_cases_of_the_issue() -> None:
