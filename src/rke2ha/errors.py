@@ -1,9 +1,9 @@
 """The two kinds of failure every command reports, and the exit code each one means.
 
-Exit codes are part of the interface (DESIGN.md §2): 1 when the thing checked is wrong
-(an invalid spec, a failed check), 2 when the input cannot be used at all (missing or
-unreadable file, not YAML, bad flags). Library code raises these; `cli.py` turns them into
-one line on stderr and the exit code, never a traceback.
+Exit codes are part of the interface (README: The spec, "Exit codes everywhere"): 1 when
+the thing checked is wrong (an invalid spec, a failed check), 2 when the input cannot be
+used at all (missing or unreadable file, not YAML, bad flags). Library code raises these;
+`cli.py` turns them into one line on stderr and the exit code, never a traceback.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The spec: one YAML file describing three RKE2 servers, a load balancer and a DNS record.
 
-This module is the *shape* of the spec (pydantic v2 models, DESIGN.md §3): types, allowed
+This module is the *shape* of the spec (pydantic v2 models; README: The spec): types, allowed
 values, defaults and the few defaults that depend on other fields (lab addresses, the health
 path of the chosen ingress, Rancher's TLS mode at layer 7). Whether a well-formed spec is
-*sensible* (three servers, the hostname inside the zone, ...) is decided by `rules.py`, which
+*sensible* (three servers, the hostname inside the zone, ...) is decided by `rules/`, which
 can explain each finding with a fix and a source; pydantic errors here only say "this value
 cannot be read as that type".
 
@@ -291,7 +291,7 @@ class Spec(_Strict):
         """True when a 6443 check can tell ready from not ready (token or anonymous access).
 
         Without either, RKE2 answers 401 to the load balancer's anonymous `/readyz`, and the
-        best a check can say is "apiserver up, readiness unknown" (DESIGN.md §1).
+        best a check can say is "apiserver up, readiness unknown" (rancher/rke2#7374).
         """
         return self.health_token_file is not None or bool(self.rke2.anonymous_health)
 
@@ -303,10 +303,3 @@ class Spec(_Strict):
     def registration_url(self) -> str:
         """The fixed registration address every server but the first joins through."""
         return f"https://{self.hostname}:9345"
-
-    @property
-    def dns_target(self) -> str | None:
-        """What the DNS record points at: the CNAME target or the load balancer address."""
-        if self.dns.record == "CNAME" and self.dns.target:
-            return self.dns.target
-        return self.load_balancer.address

@@ -16,7 +16,6 @@ matches exactly one label (`*.example.com` covers `a.example.com`, not `example.
 from __future__ import annotations
 
 import ipaddress
-import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,16 +186,3 @@ def load_tls_files(cert_path: Path, key_path: Path) -> TlsMaterial:
         chain=load_certificate_chain(cert_path),
         key=load_private_key(key_path),
     )
-
-
-def server_ssl_context(material: TlsMaterial) -> ssl.SSLContext:
-    """A TLS 1.2+ server context serving `material` (for the layer-7 load balancer)."""
-    if not material.key_matches():
-        raise TlsFileError(
-            f"{material.key_path}: the key does not belong to the certificate in "
-            f"{material.cert_path}; give the key the certificate was issued for"
-        )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(material.cert_path, material.key_path)
-    return context

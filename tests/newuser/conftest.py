@@ -1,6 +1,6 @@
 """The new operator's harness: run `rke2ha` as a subprocess in a scratch folder outside the
-repo, with the environment they would have, and a way to run it as an unprivileged user
-(permission errors cannot be seen as root)."""
+repo, with the environment they would have, and a way to run it without the privileges that
+bypass file permissions (permission errors cannot be seen as root)."""
 
 from __future__ import annotations
 
@@ -52,13 +52,22 @@ def scratch() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+# What lets root ignore file modes (capabilities(7)): read and search anything, write
+# anything, act as the owner of any file.
+_PERMISSION_BYPASS = "-dac_override,-dac_read_search,-fowner"
+
+
 def _unprivileged_prefix() -> list[str]:
+    """As root: stay uid 0 but without the capabilities that bypass file modes, so modes
+    apply as they do to any user. Not another uid: that user could not run this checkout's
+    .venv when the clone sits under a folder only its owner may enter (`mktemp -d`)."""
     if os.geteuid() != 0:
         return []
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("running as root without setpriv: cannot drop privileges")
-    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    drop = _PERMISSION_BYPASS
+    return [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}"]
 
 
 @pytest.fixture

@@ -28,15 +28,8 @@ def test_onto_an_existing_file(rke2ha: Runner, scratch: Path) -> None:
     assert (scratch / "afile").read_text() == "keep me\n"
 
 
-def _give_to_nobody(scratch: Path) -> None:
-    if os.geteuid() == 0:
-        for path in [scratch, *scratch.rglob("*")]:
-            os.chown(path, NOBODY, NOBODY)
-
-
 def test_into_a_read_only_folder(rke2ha: Runner, scratch: Path) -> None:
     (scratch / "ro").mkdir(mode=0o555)
-    _give_to_nobody(scratch)
     result = rke2ha("render", "-f", "existing-l4.yaml", "-o", "ro/x", unprivileged=True)
     assert result.code == 2
     assert "ro/x/dns/example.com.zone: cannot write: Permission denied" in result.err
@@ -44,9 +37,13 @@ def test_into_a_read_only_folder(rke2ha: Runner, scratch: Path) -> None:
 
 
 def test_secret_folder_the_user_cannot_reach(rke2ha: Runner, scratch: Path) -> None:
-    # Someone else (root) rendered first: the RKE2 token folder is theirs, mode 0700.
+    # Someone else rendered first: the RKE2 token folder is theirs, mode 0700.
     assert rke2ha("render", "-f", "existing-l4.yaml", "-o", "first").code == 0
-    if os.geteuid() != 0:
+    if os.geteuid() == 0:
+        secrets = scratch / ".rke2ha" / "secrets"  # mode 0700
+        for path in [secrets, *secrets.iterdir()]:
+            os.chown(path, NOBODY, NOBODY)
+    else:
         (scratch / ".rke2ha").chmod(0o000)
     result = rke2ha("render", "-f", "existing-l4.yaml", "-o", "second", unprivileged=True)
     if os.geteuid() != 0:

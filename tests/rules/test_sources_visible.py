@@ -7,6 +7,7 @@ string rke2ha prints may point at it. Comments and docstrings are for maintainer
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_every_source_constant_is_openable() -> None:
         for name, value in vars(sources).items()
         if name.isupper() and isinstance(value, str)
     }
-    assert {"HEALTH_DETECTION", "SECRETS", "DESIGN_SPEC", "DESIGN_LAB"} <= set(constants)
+    assert {"HEALTH_DETECTION", "SECRETS", "README_SPEC", "README_LAB"} <= set(constants)
     for name, value in constants.items():
         assert UNOPENABLE not in value, name
     assert UNOPENABLE not in SCHEMA_SOURCE
@@ -131,3 +132,31 @@ def test_no_string_rke2ha_can_print_mentions_design_md() -> None:
         if UNOPENABLE in text
     ]
     assert hits == []
+
+
+def _headings(path: Path) -> list[str]:
+    return [
+        line.lstrip("#").strip().replace("`", "")
+        for line in path.read_text().splitlines()
+        if line.startswith("#")
+    ]
+
+
+def test_every_section_the_code_cites_exists() -> None:
+    """`README: X` and `docs/architecture.md: X` in the source name a heading that exists."""
+    documents = {
+        "README": ROOT / "README.md",
+        "docs/architecture.md": ROOT / "docs/architecture.md",
+    }
+    cited = re.compile(r"(README|docs/architecture\.md): ([A-Za-z][\w` -]*[\w`])")
+    found: list[tuple[str, str, str]] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = " ".join(path.read_text().split())  # a citation may wrap across lines
+        found += [(str(path.relative_to(ROOT)), doc, name) for doc, name in cited.findall(text)]
+    assert {doc for _, doc, _ in found} == set(documents)  # the pattern still finds both kinds
+    missing = [
+        f"{where}: {doc}: {name}"
+        for where, doc, name in found
+        if not any(h.startswith(name.replace("`", "")) for h in _headings(documents[doc]))
+    ]
+    assert missing == []

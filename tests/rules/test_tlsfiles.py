@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ssl
 from datetime import timedelta
 
 import pytest
 
 from rke2ha.errors import UsageError
-from rke2ha.tlsfiles import TlsFileError, hostname_matches, load_tls_files, server_ssl_context
+from rke2ha.tlsfiles import TlsFileError, hostname_matches, load_tls_files
 
 from .conftest import NOW
 
@@ -64,13 +63,3 @@ def test_key_file_with_a_certificate_is_a_tls_error(make_cert):
     cert, _ = make_cert()
     with pytest.raises(TlsFileError, match="not a PEM private key"):
         load_tls_files(cert, cert)
-
-
-def test_server_context_serves_matching_pair_and_refuses_mismatch(make_cert):
-    cert, key = make_cert()
-    context = server_ssl_context(load_tls_files(cert, key))
-    assert isinstance(context, ssl.SSLContext)
-    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
-    bad_cert, bad_key = make_cert(wrong_key=True, prefix="bad")
-    with pytest.raises(TlsFileError, match="does not belong"):
-        server_ssl_context(load_tls_files(bad_cert, bad_key))

@@ -104,11 +104,6 @@ class CheckTarget:
             return None
         return Endpoint(node.address, self.port(port))
 
-    @property
-    def readyz_sees_readiness(self) -> bool:
-        """True when 401 does not pass: a token or anonymous health lets /readyz say ready."""
-        return 401 not in self.readyz.ok_statuses
-
 
 def parse_host_port(text: str, default_port: int, what: str) -> Endpoint:
     """`HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address -> Endpoint (UsageError)."""

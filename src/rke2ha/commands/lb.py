@@ -1,4 +1,4 @@
-"""`rke2ha lb serve`: the built-in layer-4 load balancer, from the spec or from flags.
+"""`rke2ha lb serve`: the built-in load balancer (layer 4 or 7), from the spec or from flags.
 
 The load balancer (aiohttp, the workers) and the spec model load inside the handler,
 keeping `rke2ha --help` fast.
@@ -208,13 +208,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--access-log",
         default="-",
         metavar="FILE",
-        help="JSON line per connection: '-' stdout (default), a file, or 'off'",
+        help="a JSON line per connection (layer 4) or request (layer 7): '-' stdout "
+        "(default), a file, or 'off' (also 'none')",
     )
     serve_p.add_argument(
         "--relay", choices=["auto", "splice", "copy"], default="auto", help=argparse.SUPPRESS
     )
     serve_p.add_argument("-v", "--verbose", action="store_true", help="log every connect failure")
-    # ---- layer 7 (issue 4): its flags live with its code in rke2ha.lb.l7.cli ----
+    # The layer 7 flags live with the layer 7 code (rke2ha.lb.l7.cli).
     from rke2ha.lb.l7.cli import add_l7_arguments
 
     add_l7_arguments(serve_p)
@@ -229,10 +230,11 @@ def _no_subcommand(parser: argparse.ArgumentParser) -> int:
 
 def build_config(args: argparse.Namespace) -> LbConfig:
     """The one LbConfig the flags describe (UsageError for contradictory flags)."""
+    from rke2ha.lb.accesslog import log_target
     from rke2ha.lb.config import check_privileges, from_flags
 
     admin = None if args.admin == "off" else args.admin
-    access_log = None if args.access_log == "off" else args.access_log
+    access_log = log_target(args.access_log)
     _check_access_log(access_log)
     relay = cast(Literal["auto", "splice", "copy"], args.relay)
     if args.listen or args.backend:
@@ -305,7 +307,7 @@ def handle_serve(args: argparse.Namespace) -> int:
     )
     if not args.verbose:
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    # ---- layer 7 (issue 4): `--layer 7`, or a spec with load_balancer.layer: 7 ----
+    # `--layer 7`, or a spec with load_balancer.layer: 7, is served by the layer 7 code.
     from rke2ha.lb.l7.cli import maybe_serve_l7
 
     served = maybe_serve_l7(args)
@@ -316,10 +318,12 @@ def handle_serve(args: argparse.Namespace) -> int:
     if not args.listen:
 
         def reload_source() -> LbConfig:
+            from rke2ha.lb.accesslog import log_target
+
             return _from_spec_file(
                 args,
                 None if args.admin == "off" else args.admin,
-                None if args.access_log == "off" else args.access_log,
+                log_target(args.access_log),
                 args.relay,
             )
 

@@ -1,4 +1,4 @@
-"""The lab: the whole HA topology on one machine (DESIGN.md §5).
+"""The lab: the whole HA topology on one machine (README: The lab).
 
 - `ca` — the lab certificate authority and the leaf certificates it issues.
 - `material` — what a lab needs on disk before any process starts (CA, certificates,

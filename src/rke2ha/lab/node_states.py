@@ -11,7 +11,7 @@ A node is in one of four states:
 - `ready`   — a joined RKE2 server: ingress on 80/443, kube-apiserver ready on 6443,
   supervisor on 9345.
 - `joining` — RKE2 is running but the node has not joined the cluster yet. The supervisor
-  (9345) already listens and answers `/ping` — the field failure DESIGN.md §1 warns about —
+  (9345) already listens and answers `/ping` — why `healthplan.py` checks 9345 with 6443 —
   and kube-apiserver (6443) answers but is not ready: `/readyz` is **500** with a failed
   etcd check, which is what a real kube-apiserver's healthz handler returns while a check
   fails (there is no 503 in that handler); `/livez` stays 200 and anonymous callers still

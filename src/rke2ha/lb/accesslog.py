@@ -1,7 +1,22 @@
-"""One JSON line per finished connection: client, frontend, backend, bytes, duration, outcome.
+"""The access log of both layers: one record schema, and the layer 4 writer.
 
-Lines are buffered and flushed by a timer (at most `flush_interval` late) rather than per
-connection: a write(2) per connection would cost the data plane a syscall each.
+Every line is one JSON object with the same leading fields at both layers, so one file can
+hold both (a layer 7 spec serves 443 at layer 7 and 6443/9345 at layer 4 in one process):
+
+    time               ISO 8601 UTC with milliseconds, when the connection or request ended
+    layer              4 (one line per connection) or 7 (one line per request)
+    frontend           the listener's name (`https-443`, `port-6443`, ...)
+    client, client_port
+    backend            the node that served it, or null
+    duration_ms        from accept (layer 4) or the request's first byte (layer 7) to the end
+    bytes_to_client    bytes sent to the client
+    bytes_from_client  bytes of the client's carried to a node (layer 7: the request body)
+
+then layer 4's `outcome` and `tries`, or layer 7's `method`, `path`, `status`,
+`upstream_ms` and, when they apply, `reason` and `retries` (`lb/l7/accesslog.py`).
+
+Layer 4 lines are buffered and flushed by a timer (at most `flush_interval` late) rather
+than per connection: a write(2) per connection would cost the data plane a syscall each.
 """
 
 from __future__ import annotations
@@ -11,6 +26,52 @@ import json
 import sys
 import time
 from typing import IO, Any
+
+# `--access-log` values meaning "no access log".
+OFF = ("off", "none")
+
+
+def log_target(value: str | None) -> str | None:
+    """The `--access-log` value as a target: None (off), "-" (stdout) or a file path."""
+    return None if value is None or value in OFF else value
+
+
+def utc_time(epoch: float) -> str:
+    """`2026-01-31T12:00:00.123Z` for `epoch`: the time field of every access log line."""
+    whole = int(epoch)
+    millis = int((epoch - whole) * 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{millis:03d}Z"
+
+
+def record(
+    *,
+    layer: int,
+    at: float,
+    frontend: str,
+    client: str,
+    client_port: int,
+    backend: str | None,
+    duration_s: float,
+    bytes_to_client: int,
+    bytes_from_client: int,
+) -> dict[str, Any]:
+    """The fields every access log line starts with (see the module docstring); the caller
+    adds its layer's own. `at` is the epoch time of the end."""
+    return {
+        "time": utc_time(at),
+        "layer": layer,
+        "frontend": frontend,
+        "client": client,
+        "client_port": client_port,
+        "backend": backend,
+        "duration_ms": round(duration_s * 1000, 3),
+        "bytes_to_client": bytes_to_client,
+        "bytes_from_client": bytes_from_client,
+    }
+
+
+def line(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, separators=(",", ":"))
 
 
 class AccessLog:
@@ -46,18 +107,20 @@ class AccessLog:
     ) -> None:
         if self._stream is None:
             return
-        record: dict[str, Any] = {
-            "time": round(time.time(), 3),
-            "client": f"{client[0]}:{client[1]}",
-            "frontend": frontend,
-            "backend": backend,
-            "bytes_from_client": bytes_up,
-            "bytes_to_client": bytes_down,
-            "duration_s": round(time.monotonic() - started, 6),
-            "outcome": outcome,
-            "tries": tries,
-        }
-        self._lines.append(json.dumps(record, separators=(",", ":")))
+        fields = record(
+            layer=4,
+            at=time.time(),
+            frontend=frontend,
+            client=client[0],
+            client_port=client[1],
+            backend=backend,
+            duration_s=time.monotonic() - started,
+            bytes_to_client=bytes_down,
+            bytes_from_client=bytes_up,
+        )
+        fields["outcome"] = outcome
+        fields["tries"] = tries
+        self._lines.append(line(fields))
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._flush_interval, self.flush)
 

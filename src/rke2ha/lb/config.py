@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 from rke2ha.addresses import is_ip
@@ -362,7 +362,3 @@ def check_privileges(config: LbConfig) -> None:
             f"ports {', '.join(map(str, low))} are below 1024 and need root; run as root "
             "or pass --port-offset N (e.g. 10000) to move every frontend and backend port"
         )
-
-
-def with_overrides(config: LbConfig, **changes: object) -> LbConfig:
-    return replace(config, **changes)  # type: ignore[arg-type]

@@ -351,9 +351,6 @@ class LoadBalancer:
         await self._stop.wait()
         await self.drain()
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     async def drain(self) -> None:
         """Stop accepting; wait up to drain_timeout for connections to end; close the rest."""
         frontends = [s.frontend for s in self.sites + self.retired if s.frontend is not None]

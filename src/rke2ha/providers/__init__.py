@@ -17,7 +17,7 @@ from rke2ha.spec import Spec
 
 ProviderFactory = Callable[[Spec, ProviderOptions], Provider]
 
-# name -> "package.module:factory"; other engineers add lab and existing here.
+# name -> "package.module:factory"
 _REGISTRY: dict[str, str] = {
     "aws": "rke2ha.providers.aws.provider:AwsProvider",
     "existing": "rke2ha.providers.existing.provider:ExistingProvider",

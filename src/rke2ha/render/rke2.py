@@ -1,6 +1,6 @@
 """`rke2/<node>/config.yaml` for every RKE2 server, and the apiserver authentication config.
 
-What RKE2's HA docs require (DESIGN.md §1), per server:
+What RKE2's HA docs require (https://docs.rke2.io/install/ha), per server:
 - the same `token` everywhere (the value comes from the token file; the rendered file holds
   it, so it is written mode 0600);
 - `tls-san` with the Rancher hostname and every load balancer address on *every* server:

@@ -1,4 +1,4 @@
-"""The rules a spec must satisfy (DESIGN.md §1): each with a stable id, a fix and a source.
+"""The rules a spec must satisfy (README: rke2ha validate): each with an id, a fix, a source.
 
 `evaluate(spec)` reads the facts the rules need (file modes, the layer-7 certificate)
 and runs every rule; `evaluate_with(spec, facts)` runs them on given facts, which is how

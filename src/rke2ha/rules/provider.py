@@ -208,7 +208,7 @@ RULES = (
     Rule(
         "provider",
         "provider-specific blocks present, complete and alone",
-        f"{sources.DESIGN_SPEC}; {sources.DESIGN_LAB}; {sources.SECRETS}",
+        f"{sources.README_SPEC}; {sources.README_LAB}; {sources.SECRETS}",
         _provider,
     ),
 )

@@ -38,10 +38,10 @@ HEALTH_DETECTION = (
     "HAProxy manual: inter, fall, timeout check"
 )
 SECRETS = f"{README}: The spec (secrets are files with mode 0600)"
-DESIGN_SPEC = (
+README_SPEC = (
     f"{README}: The spec and Providers (the spec and its provider blocks; "
     "schema in src/rke2ha/spec.py)"
 )
-DESIGN_LAB = f"{README}: The lab (the lab never sends a packet off the machine)"
+README_LAB = f"{README}: The lab (the lab never sends a packet off the machine)"
 KEEPALIVED = "keepalived docs: VRRP virtual_ipaddress is shared by two distinct hosts"
 RANCHER_LETSENCRYPT = "Rancher docs: Helm chart options, letsEncrypt.email is required"

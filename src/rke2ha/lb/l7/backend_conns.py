@@ -91,9 +91,6 @@ class BackendPool:
         self.max_idle_per_node = max_idle_per_node
         self._idle: defaultdict[str, deque[BackendConnection]] = defaultdict(deque)
 
-    def idle_count(self, node: Node) -> int:
-        return len(self._idle[node.id])
-
     def take_idle(self, node: Node) -> BackendConnection | None:
         """An idle connection to `node` if one is alive, else None (no connect)."""
         idle = self._idle[node.id]

@@ -171,8 +171,9 @@ def _admin(args: argparse.Namespace) -> HostPort | None:
 
 
 def _access_log(args: argparse.Namespace) -> str | None:
-    value = getattr(args, "access_log", "-")
-    return None if value in (None, "off", "none") else str(value)
+    from rke2ha.lb.accesslog import log_target
+
+    return log_target(getattr(args, "access_log", "-"))
 
 
 def _layer7_flags(args: argparse.Namespace) -> list[str]:

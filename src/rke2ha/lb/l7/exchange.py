@@ -5,12 +5,9 @@ events, writing bytes, deadlines). Here: choosing the node (affinity, then balan
 borrowing a keep-alive connection, writing the re-serialised head, streaming the body up
 in a task of its own while the response streams down (so a node that answers before it
 read the whole body, or echoes while reading, cannot deadlock the hop), re-framing the
-response for the client, switching to a tunnel on `101`, and the retry rules:
-
-- a failed connect is retried on another node for any request (nothing was sent);
-- a reused keep-alive connection that closes before any response byte is retried on
-  another node only for an idempotent request without a body;
-- a request whose body was sent is never repeated.
+response for the client, switching to a tunnel on `101`, and trying another node when
+`retry.may_retry` allows it (a failed connect; an idempotent request without a body on a
+reused keep-alive connection the node closed before any response byte).
 """
 
 from __future__ import annotations
@@ -54,10 +51,10 @@ from rke2ha.lb.l7.http_front import (
     RequestEnd,
     RequestHead,
     UpgradeTail,
-    is_idempotent,
 )
 from rke2ha.lb.l7.nodes import Node, NodeSet
 from rke2ha.lb.l7.redirect import RedirectPolicy
+from rke2ha.lb.l7.retry import Failure, may_retry
 from rke2ha.lb.l7.tunnel import run_tunnel
 
 log = logging.getLogger("rke2ha.lb.l7")
@@ -195,7 +192,6 @@ class NodeExchange:
             tried.add(carried[0])
             reasons.append(f"{carried[0]}: {carried[1]}")
             first = 1
-        retryable = is_idempotent(head.method) and not head.has_body
         if not head.has_body:
             await self._skip_to_end()  # once: a retry must not wait for a second end
         for attempt in range(first, settings.retries + 1):
@@ -210,11 +206,19 @@ class NodeExchange:
             except ConnectFailed as err:
                 self.nodes.failed(node, str(err))
                 reasons.append(f"{node.id}: {err}")
-                continue
+                if may_retry(
+                    Failure.CONNECT,
+                    head.method,
+                    reused=False,
+                    response_started=False,
+                    has_body=head.has_body,
+                ):
+                    continue
+                break
             self.nodes.begin(node)
             self.backend = node.ref
             try:
-                return await self._over(conn, head, wire_head, token, record, retryable)
+                return await self._over(conn, head, wire_head, token, record)
             except Retry as retry:
                 reasons.append(f"{node.id}: {retry.reason}")
                 continue
@@ -232,7 +236,6 @@ class NodeExchange:
         wire_head: bytes,
         token: bytes | None,
         record: AccessRecord,
-        retryable: bool,
     ) -> bool:
         """One try of the request on `conn`; raises Retry when another node may try."""
         sent_at = time.monotonic()
@@ -244,7 +247,7 @@ class NodeExchange:
         clean = False
         try:
             try:
-                keep = await self._download(conn, head, token, record, sent_at, retryable)
+                keep = await self._download(conn, head, token, record, sent_at)
             except ExchangeFailed:
                 if upload is not None and upload.done() and upload.exception() is not None:
                     # The node saw a cut-off body because the client's side failed: say so.
@@ -331,7 +334,6 @@ class NodeExchange:
         token: bytes | None,
         record: AccessRecord,
         sent_at: float,
-        retryable: bool,
     ) -> bool:
         affinity = self.settings.affinity
         rechunk = False
@@ -391,7 +393,13 @@ class NodeExchange:
                     return keep
                 elif isinstance(event, BadResponse):
                     if record.status == 0:
-                        if retryable and conn.reused and not conn.response.started:
+                        if may_retry(
+                            Failure.CLOSED,
+                            head.method,
+                            reused=conn.reused,
+                            response_started=conn.response.started,
+                            has_body=head.has_body,
+                        ):
                             raise Retry(f"reused connection closed: {event.reason}")
                         raise ExchangeFailed(502, f"{conn.node.id}: {event.reason}")
                     raise ClientGone(f"{conn.node.id}: {event.reason} (after the head)")

@@ -8,7 +8,8 @@ non-upgrade request and an idle keep-alive connection to the chosen node exists,
 request goes to the node and the response comes back to the client entirely in
 `data_received` callbacks. Anything else (a body, an upgrade, a refusal, no idle
 connection, a stale connection to retry) is queued for the parked task, which runs the
-ordinary task-based exchange, so every rule of `exchange.py` still holds there.
+ordinary task-based exchange, so every rule of `exchange.py` still holds there. Whether a
+failed try may be repeated is `retry.may_retry`'s to say, here as there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rke2ha.lb.l7 import accesslog
-from rke2ha.lb.l7.accesslog import AccessRecord
+from rke2ha.lb.l7.accesslog import AccessRecord, Peer
 from rke2ha.lb.l7.backend_conns import BackendConnection, BackendPool
 from rke2ha.lb.l7.end_of_turn import write_if_open
 from rke2ha.lb.l7.exchange import response_framing
@@ -38,6 +39,7 @@ from rke2ha.lb.l7.http_front import Event, RequestEnd, RequestHead, RequestReade
 from rke2ha.lb.l7.nodes import Node, NodeSet
 from rke2ha.lb.l7.pages import error_response
 from rke2ha.lb.l7.redirect import passes_through
+from rke2ha.lb.l7.retry import Failure, may_retry
 
 log = logging.getLogger("rke2ha.lb.l7")
 
@@ -90,6 +92,7 @@ class FastPath:
     busy: bool
     closing: bool
     client_ip: str
+    peer: Peer
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     client_transport: asyncio.WriteTransport  # writer.transport (a property), kept
@@ -308,7 +311,7 @@ class FastPath:
         self.busy = True
         self._fast_seq += 1
         now = time.monotonic()
-        record = AccessRecord(self.client_ip, head.method, head.target, started=now)
+        record = AccessRecord(self.peer, head.method, head.target, started=now)
         record.backend = node.id
         fx = _Fast(self, conn, node, head, token, record, now)
         self._fx = fx
@@ -388,7 +391,8 @@ class FastPath:
                 self.reader.feed_data(data)
 
     def _fast_retry(self, fx: _Fast, reason: str) -> None:
-        """A stale pooled connection closed before answering: let the task do the retries."""
+        """A stale pooled connection closed before answering and `may_retry` allowed another
+        try: the task makes it (and any further one)."""
         self._fx = None
         if fx.conn.proto is not None:
             fx.conn.proto.sink = None
@@ -516,7 +520,13 @@ class _Fast:
             elif isinstance(event, BadResponse):
                 self._flush(out)
                 if record.status == 0:
-                    if conn.reused and not conn.response.started:
+                    if may_retry(
+                        Failure.CLOSED,
+                        self.head.method,
+                        reused=conn.reused,
+                        response_started=conn.response.started,
+                        has_body=self.head.has_body,
+                    ):
                         session._fast_retry(self, event.reason)
                     else:
                         session._fast_fail(self, 502, f"{conn.node.id}: {event.reason}")

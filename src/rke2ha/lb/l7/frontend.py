@@ -256,7 +256,13 @@ class L7Frontend:
         self._pending.pop(writer.transport.get_protocol(), None)
         self.total += 1
         session = ClientSession(
-            self.settings, self.nodes, self.runtime.conns, reader, writer, stats=self
+            self.settings,
+            self.nodes,
+            self.runtime.conns,
+            reader,
+            writer,
+            stats=self,
+            frontend=self.config.name,
         )
         self._sessions.add(session)
         session.on_done = self._forget

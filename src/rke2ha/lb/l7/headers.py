@@ -1,7 +1,9 @@
 """Header rewriting at the layer 7 hop and serialisation of the heads that cross it.
 
-Rancher behind a TLS-terminating hop needs (DESIGN.md §1): `Host` passed as the client sent
-it, `X-Forwarded-Proto: https`, `X-Forwarded-Port: 443`, `X-Forwarded-For` with the client
+Rancher behind a TLS-terminating hop needs (Rancher docs, Helm chart options, "External TLS
+Termination": https://ranchermanager.docs.rancher.com/getting-started/installation-and-upgrade/
+installation-references/helm-chart-options): `Host` passed as the client sent it,
+`X-Forwarded-Proto: https`, `X-Forwarded-Port: 443`, `X-Forwarded-For` with the client
 address appended, and `Upgrade`/`Connection` carried for websockets. Hop-by-hop headers
 (RFC 9110 §7.6.1: the fixed list plus every name listed in `Connection`) belong to one hop
 and are dropped in both directions; framing headers are rewritten because the body is

@@ -101,13 +101,6 @@ Event = RequestHead | BodyData | RequestEnd | UpgradeTail | Rejected
 
 _END = RequestEnd()  # immutable and field-less: one instance serves every request
 
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-
-
-def is_idempotent(method: str) -> bool:
-    """RFC 9110 §9.2.2: methods a proxy may repeat when the first try got no answer."""
-    return method in _IDEMPOTENT
-
 
 class _Refuse(Exception):
     def __init__(self, status: int, reason: str) -> None:

@@ -22,7 +22,7 @@ import time
 from collections import deque
 
 from rke2ha.lb.l7 import accesslog
-from rke2ha.lb.l7.accesslog import AccessRecord
+from rke2ha.lb.l7.accesslog import AccessRecord, Peer
 from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendPool
 from rke2ha.lb.l7.deadline import read_within
 from rke2ha.lb.l7.exchange import (
@@ -60,6 +60,7 @@ class ClientSession(FastPath, NodeExchange):
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         stats: FrontStats | None = None,
+        frontend: str = "-",
     ) -> None:
         self.stats = stats
         self.backend: object = None  # the node's pool entry while an exchange runs on it
@@ -72,6 +73,7 @@ class ClientSession(FastPath, NodeExchange):
         peer = writer.get_extra_info("peername")
         self.client_ip = str(peer[0]) if peer else "-"
         self.client_ip_bytes = self.client_ip.encode("ascii", "replace")
+        self.peer = Peer(self.client_ip, int(peer[1]) if peer else 0, frontend)
         affinity = settings.affinity
         self.front = RequestReader(
             settings.limits, cookie_name=affinity.name if affinity is not None else None
@@ -192,7 +194,7 @@ class ClientSession(FastPath, NodeExchange):
             self.writer.close()
 
     async def _refuse(self, rejected: Rejected) -> None:
-        record = AccessRecord(self.client_ip, started=time.monotonic())
+        record = AccessRecord(self.peer, started=time.monotonic())
         record.status = rejected.status
         record.reason = rejected.reason
         log.info("refused request from %s: %d %s", self.client_ip, rejected.status, rejected.reason)
@@ -204,7 +206,7 @@ class ClientSession(FastPath, NodeExchange):
 
     async def _exchange(self, head: RequestHead) -> bool:
         """Serve one request; True when the client connection may carry another."""
-        record = AccessRecord(self.client_ip, head.method, head.target, started=time.monotonic())
+        record = AccessRecord(self.peer, head.method, head.target, started=time.monotonic())
         keep = head.keep_alive and not self.closing
         try:
             redirect = self.settings.redirect

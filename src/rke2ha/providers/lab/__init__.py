@@ -1,4 +1,4 @@
-"""The lab provider: the whole HA topology as local processes on loopback (DESIGN.md §5).
+"""The lab provider: the whole HA topology as local processes on loopback (README: The lab).
 
 - `topology` — from the spec to every lab process: address, ports (real ports as root,
   else + `lab.port_offset`), the command line that starts it, and the URLs to print.
