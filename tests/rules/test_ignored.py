@@ -63,7 +63,7 @@ def test_rke2_version_in_the_lab_is_used(base, findings, by_rule):
 
 
 def test_lab_ignores_rancher_install_settings(base, findings, by_rule):
-    _lab(base)["rancher"] = {"replicas": 3, "version": "2.10.1", "tls_source": "rancher"}
+    _lab(base)["rancher"] = {"replicas": 5, "version": "2.10.1", "tls_source": "rancher"}
     # tls_source is used by the lab (its Rancher stand-in honours tls=external).
     assert _ignored(findings, by_rule, base) == [
         ("warning", "rancher.replicas"),
@@ -147,3 +147,17 @@ def test_lab_draws_no_replica_count_warning(base, findings, by_rule):
     base["nodes"] = [{"name": "node-1", "address": "10.0.1.11", "zone": "z0"}]
     base["load_balancer"]["address"] = "10.0.0.10"
     assert [f.path for f in by_rule(findings(base), "rancher.replicas")] == ["rancher.replicas"]
+
+
+def test_a_default_set_again_is_not_reported(base, findings, by_rule):
+    _lab(base)["rancher"] = {"replicas": 3, "cert_manager_version": "v1.16.2"}
+    base["rke2"] = {"version": None, "cni": "canal", "anonymous_health": True}
+    base["load_balancer"]["pair"] = None
+    assert _ignored(findings, by_rule, base) == []
+
+
+@pytest.mark.parametrize("shape", [_aws, _lab, lambda b: b])
+def test_a_full_dump_of_a_spec_draws_nothing(base, findings, by_rule, make_spec, shape):
+    # Programs write specs with every field (e.g. the copy the built-in load balancer gets).
+    dumped = make_spec(shape(base)).model_dump(mode="json")
+    assert _ignored(findings, by_rule, dumped) == []

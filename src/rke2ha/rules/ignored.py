@@ -4,13 +4,16 @@ A value that changes nothing is one the user believes is applied: `rke2.version`
 provider existing installs no RKE2 of that version, `rancher.replicas` in the lab starts no
 Rancher. Which providers act on a field is data on the model (`used_by` in
 `rke2ha.spec`, read through `rke2ha.specfields`), the same data the spec reference's
-providers column shows. Only fields the spec file gave count: a default is never the user's
-mistake.
+providers column shows. Only fields the spec file gave count, and only with a value other
+than the default: a default changes nothing whoever wrote it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+
+from pydantic import BaseModel
 
 from rke2ha.rules import sources
 from rke2ha.rules.facts import Facts
@@ -18,6 +21,7 @@ from rke2ha.rules.finding import Issue, Rule, warning
 from rke2ha.spec import Spec
 from rke2ha.specfields import generic_path, spec_fields
 
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 # Fields rule `provider` already refuses with an error when the provider does not use them;
 # one finding per mistake is enough.
 _REFUSED_BY_PROVIDER_RULE = {
@@ -31,6 +35,25 @@ _REFUSED_BY_PROVIDER_RULE = {
 }
 
 
+def _holds_its_default(spec: Spec, path: str) -> bool:
+    """Is the field at `path` (`nodes[1].address`) set to its default value?
+
+    Specs written by programs (a `model_dump` copy) set every field; a default set again
+    changes nothing either way, so only other values are worth a warning.
+    """
+    owner: object = spec
+    *parents, name = _PATH_PART.findall(path)
+    for key, index in parents:
+        owner = getattr(owner, key) if key else owner[int(index)]  # type: ignore[index]
+    if not isinstance(owner, BaseModel):
+        return False
+    field = type(owner).model_fields[name[0]]
+    if field.is_required():
+        return False
+    default = field.get_default(call_default_factory=True)
+    return bool(getattr(owner, name[0]) == default)
+
+
 def _under(path: str, parents: list[str]) -> bool:
     return any(path.startswith(parent + ".") or path.startswith(parent + "[") for parent in parents)
 
@@ -41,6 +64,8 @@ def _ignored(spec: Spec, facts: Facts) -> Iterator[Issue]:
     for path in sorted(spec.explicit_paths):
         field = fields.get(generic_path(path))
         if field is None or spec.provider in field.providers or _under(path, done):
+            continue
+        if _holds_its_default(spec, path):
             continue
         done.append(path)
         if (field.path, spec.provider) in _REFUSED_BY_PROVIDER_RULE:
