@@ -7,6 +7,7 @@ describe exactly the schema that `validate` enforces. Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 from collections.abc import Iterator
@@ -173,9 +174,10 @@ def _blocks(
         yield from _blocks(inner, inner_path, used, hint)
 
 
-def spec_blocks() -> list[SpecBlock]:
+@functools.cache
+def spec_blocks() -> tuple[SpecBlock, ...]:
     """Every mapping of the spec with its fields, top level first, in the models' order."""
-    return list(_blocks(Spec, "", PROVIDERS, ""))
+    return tuple(_blocks(Spec, "", PROVIDERS, ""))
 
 
 def spec_fields() -> dict[str, SpecField]:

@@ -138,3 +138,10 @@ def test_parse_node():
     for bad in ("node-1=", "=x", "-x=10.0.0.1", "n=a b", "n=http://x"):
         with pytest.raises(UsageError):
             parse_node(bad)
+
+
+def test_json_names_the_file(run_cli, tmp_path):
+    result = run_cli("init", "--provider", "existing", "-f", "x.yaml", "--json", cwd=tmp_path)
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {"ok": True, "file": "x.yaml", "provider": "existing"}
+    assert (tmp_path / "x.yaml").is_file()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rke2ha.commands.common import add_spec_argument
+from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json
 from rke2ha.errors import EXIT_OK, UsageError
 
 
@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a server node (repeat per node; NAME alone where the provider assigns addresses)",
     )
     add_spec_argument(parser)
+    add_json_argument(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -63,5 +64,8 @@ def handle(args: argparse.Namespace) -> int:
             out.write(text)
     except FileExistsError:
         raise UsageError(f"{path} already exists; init never overwrites a spec") from None
-    print(f"wrote {path} (provider {args.provider}); check it with: rke2ha validate -f {path}")
+    if args.json:
+        print_json({"ok": True, "file": str(path), "provider": args.provider})
+    else:
+        print(f"wrote {path} (provider {args.provider}); check it with: rke2ha validate -f {path}")
     return EXIT_OK
