@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv system-deps test demo bench lint clean
+.PHONY: venv system-deps test demo bench lint spec-reference clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+# docs/spec-reference.md from the spec's models (a test fails when the two differ).
+spec-reference: venv
+	$(BIN)/python -m rke2ha.specdoc
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and benchmarks run for real (HAProxy, nginx with
-# its stream module, BIND, dig, wrk, curl), only when something is missing.
+# its stream module, BIND, dig, wrk, curl, zsh), only when something is missing.
 # As root it uses apt-get; otherwise it says what to install and exits 1.
 set -euo pipefail
 
@@ -18,6 +18,7 @@ have curl || need+=(curl)
 have ip || need+=(iproute2)
 have dnsperf || need+=(dnsperf)
 have keepalived || need+=(keepalived)
+have zsh || need+=(zsh)  # the completion tests load the zsh script in a real zsh
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -21,6 +21,7 @@ from rke2ha.errors import EXIT_USAGE, Rke2haError
 
 # Order is the order of `rke2ha --help`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "rke2ha.commands.init",
     "rke2ha.commands.validate",
     "rke2ha.commands.lifecycle",
     "rke2ha.commands.check",
@@ -28,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rke2ha.commands.lb",
     "rke2ha.commands.dns",
     "rke2ha.commands.lab",
+    "rke2ha.commands.completion",
 )
 
 

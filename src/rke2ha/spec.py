@@ -1,11 +1,14 @@
 """The spec: one YAML file describing three RKE2 servers, a load balancer and a DNS record.
 
-This module is the *shape* of the spec (pydantic v2 models; README: The spec): types, allowed
-values, defaults and the few defaults that depend on other fields (lab addresses, the health
-path of the chosen ingress, Rancher's TLS mode at layer 7). Whether a well-formed spec is
-*sensible* (three servers, the hostname inside the zone, ...) is decided by `rules/`, which
-can explain each finding with a fix and a source; pydantic errors here only say "this value
-cannot be read as that type".
+This module is the *shape* of the spec (pydantic v2 models): types, allowed values,
+defaults, what each field does (`Field(description=...)`, model docstrings) and which
+providers act on it (`used_by`), and the few defaults that depend on other fields (lab
+addresses, the health path of the chosen ingress, Rancher's TLS mode at layer 7).
+`docs/spec-reference.md` is generated from these models (`python -m rke2ha.specdoc`), so a
+field's description is its documentation. Whether a well-formed spec is *sensible* (three
+servers, the hostname inside the zone, ...) is decided by `rke2ha.rules`, which can explain
+each finding with a fix and a source; pydantic errors here only say "this value cannot be
+read as that type".
 
 Unknown keys are errors everywhere (`extra="forbid"`): a misspelt key that is silently
 ignored is how an operator ends up without the health check they thought they configured.
@@ -15,15 +18,19 @@ One `Spec` object flows from here to every component; nothing re-reads the YAML.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic.config import JsonDict
 
 from rke2ha.durations import parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+ProviderName = Literal["lab", "existing", "aws"]
+PROVIDERS: tuple[ProviderName, ...] = ("lab", "existing", "aws")
 
 # The four ports the tutorial and RKE2's HA docs put behind the load balancer:
 # ingress HTTP and HTTPS, the Kubernetes API and the RKE2 supervisor (registration).
@@ -31,86 +38,258 @@ DEFAULT_LB_PORTS = (80, 443, 6443, 9345)
 INGRESS_HEALTH_PATHS = {"nginx": "/healthz", "traefik": "/ping"}
 
 
+def used_by(*providers: ProviderName, instead: str = "") -> JsonDict:
+    """`json_schema_extra` of a field only `providers` act on; the others ignore it.
+
+    A field without it is used by every provider. `instead` tells the user of another
+    provider what to set in its place. The spec reference and rule `provider.ignored` read
+    this (`rke2ha.specfields`), so it is the one place that says who uses a field.
+    """
+    extra: JsonDict = {"providers": list(providers)}
+    if instead:
+        extra["instead"] = instead
+    return extra
+
+
+# What each provider family acts on, named once (see `used_by`).
+_ON_MACHINES_WE_RUN = used_by("lab", "existing")  # the built-in or rendered load balancer
+_RENDERED_FOR_SERVERS = used_by("existing", "aws")  # RKE2/Rancher files for real servers
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True)
 
 
 class Node(_Strict):
-    """One RKE2 server node. `address` is assigned by the provider for `aws`."""
+    """One RKE2 server node."""
 
     name: Annotated[
         str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    ]
-    address: str | None = None
-    zone: str | None = None
-    region: str | None = None
+    ] = Field(description="The node's name: RKE2's `node-name`, and how rke2ha names it.")
+    address: str | None = Field(
+        None,
+        description=(
+            "IP or DNS name the load balancer forwards to. Required for existing; the lab "
+            "assigns `.11` upwards in `lab.subnet`; aws assigns it (it must be absent)."
+        ),
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    zone: str | None = Field(
+        None,
+        description=(
+            "Failure zone (rack, availability zone); three nodes in three zones survive the "
+            "loss of one (rule `nodes.zones`). For aws, the availability zone of the instance."
+        ),
+    )
+    region: str | None = Field(
+        None, description="The node's region; it must be the spec's `region` (rule `nodes.region`)."
+    )
 
 
 class Health(_Strict):
     """Active health checks from the load balancer to every node (HAProxy's inter/rise/fall)."""
 
-    interval: Duration = 1.0
-    timeout: Duration = 1.0
-    rise: Annotated[int, Field(ge=1, le=100)] = 2
-    fall: Annotated[int, Field(ge=1, le=100)] = 2
-    jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.1
-    # Path of the ingress health endpoint checked on node port 80 for ports 80/443;
-    # filled in from `ingress` when not given.
-    path: str | None = None
-    # Bearer token sent with the 6443 `/readyz` check; with it only 200 counts as healthy.
-    token_file: Path | None = None
-    # Statuses of the 6443 `/readyz` check that count as up. None: [200] when a token or
-    # anonymous health endpoints let the check see readiness, else [200, 401] (RKE2 answers
-    # 401 to anonymous callers). `[200]` without either marks every RKE2 server down.
-    readyz_status: list[Annotated[int, Field(ge=100, le=599)]] | None = None
+    interval: Duration = Field(1.0, description="Time between two checks of a node's port.")
+    timeout: Duration = Field(1.0, description="How long one check may take before it fails.")
+    rise: Annotated[int, Field(ge=1, le=100)] = Field(
+        2, description="Passing checks in a row before a node is back in rotation."
+    )
+    fall: Annotated[int, Field(ge=1, le=100)] = Field(
+        2, description="Failing checks in a row before a node leaves rotation."
+    )
+    jitter: Annotated[float, Field(ge=0, le=0.5)] = Field(
+        0.1,
+        description=(
+            "Fraction of `interval` by which each check moves at random, so the checks of "
+            "many nodes do not fire together."
+        ),
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    path: str | None = Field(
+        None,
+        description=(
+            "Ingress health endpoint checked on node port 80 (with the Rancher Host) for "
+            "ports 80 and 443. Default: from `ingress` (nginx `/healthz`, traefik `/ping`)."
+        ),
+    )
+    token_file: Path | None = Field(
+        None,
+        description=(
+            "File holding a bearer token sent with the 6443 `/readyz` check; with it only "
+            "200 counts as up. An NLB cannot send one."
+        ),
+        json_schema_extra=used_by(
+            "lab", "existing", instead="use rke2.anonymous_health (the default for aws)"
+        ),
+    )
+    readyz_status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
+        None,
+        description=(
+            "Statuses of the 6443 `/readyz` check that count as up. Default: [200] when a "
+            "token or `rke2.anonymous_health` lets the check see readiness, else [200, 401] "
+            "(RKE2 answers 401 to anonymous callers, rancher/rke2#7374); [200] without "
+            "either marks every server down."
+        ),
+    )
 
 
 class TlsFiles(_Strict):
     """PEM certificate chain and key for the Rancher hostname (layer 7 only)."""
 
-    cert: Path
-    key: Path
+    cert: Path = Field(description="PEM certificate chain for `hostname`, leaf first.")
+    key: Path = Field(description="PEM private key of that certificate (mode 0600).")
 
 
 class LoadBalancerPair(_Strict):
     """Two load balancer hosts sharing `load_balancer.address` as a VRRP virtual IP."""
 
-    primary: str
-    standby: str
-    interface: str = "eth0"
-    virtual_router_id: Annotated[int, Field(ge=1, le=255)] = 51
+    primary: str = Field(description="Host that holds the virtual IP while it is up.")
+    standby: str = Field(description="Host that takes the virtual IP over when the primary fails.")
+    interface: str = Field("eth0", description="Network interface keepalived puts the IP on.")
+    virtual_router_id: Annotated[int, Field(ge=1, le=255)] = Field(
+        51, description="VRRP router id; unique among the VRRP routers of the network segment."
+    )
 
 
 class LoadBalancer(_Strict):
-    layer: Literal[4, 7] = 4
-    engine: Literal["builtin", "haproxy", "nginx", "aws-nlb"] = "builtin"
-    # What clients reach: an IP (A record) or a hostname (CNAME). Assigned for aws, derived
-    # from `lab.subnet` for the lab.
-    address: str | None = None
-    # More load balancer addresses published beside `address` (several LB hosts without a
-    # virtual IP); the built-in DNS server serves only those whose health endpoint answers.
-    extra_addresses: list[str] = Field(default_factory=list)
-    ports: list[Port] = Field(default_factory=lambda: list(DEFAULT_LB_PORTS))
-    health: Health = Field(default_factory=Health)
-    tls: TlsFiles | None = None
-    pair: LoadBalancerPair | None = None
-    balance: Literal["leastconn", "roundrobin"] = "leastconn"
-    connect_timeout: Duration = 5.0
-    # Layer 4: Rancher keeps websockets (and kubectl watches) open for hours.
-    idle_timeout: Duration = 3600.0
-    # Layer 7 read/write timeout: Rancher's guide asks for 1800 s.
-    http_timeout: Duration = 1800.0
-    drain_timeout: Duration = 30.0
-    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
-    retries: Annotated[int, Field(ge=0, le=10)] = 2
-    send_proxy: bool = False
-    affinity: Literal["none", "cookie"] = "none"
-    redirect_code: Literal[301, 308] = 308
-    acme_passthrough: bool = False
-    admin: str = "127.0.0.1:8404"
-    # Other hostnames routed through this load balancer. Anything here draws the
-    # `lb.dedicated` warning: the tutorial asks for a load balancer serving Rancher alone.
-    shared_with: list[str] = Field(default_factory=list)
+    """The load balancer in front of the nodes: what it listens on, checks and forwards."""
+
+    layer: Literal[4, 7] = Field(
+        4,
+        description=(
+            "4: TCP passthrough, TLS ends at the nodes' ingress (recommended). 7: TLS ends at "
+            "the load balancer (needs `tls`) and Rancher runs with tls=external."
+        ),
+    )
+    engine: Literal["builtin", "haproxy", "nginx", "aws-nlb"] = Field(
+        "builtin",
+        description=(
+            "What runs it: `builtin` (rke2ha's own), `haproxy` or `nginx` (configs rendered "
+            "and, for existing, run by rke2ha), `aws-nlb` (provider aws only)."
+        ),
+    )
+    address: str | None = Field(
+        None,
+        description=(
+            "What clients reach: an IP (record A) or a hostname (record CNAME); every server "
+            "gets it as a `tls-san`. Required for existing; the lab uses `.10` of "
+            "`lab.subnet`; aws assigns the NLB's name."
+        ),
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    extra_addresses: list[str] = Field(
+        default_factory=list,
+        description=(
+            "More load balancer addresses published beside `address` (several LB hosts "
+            "without a virtual IP); the built-in DNS server serves only those whose health "
+            "endpoint answers."
+        ),
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    ports: list[Port] = Field(
+        default_factory=lambda: list(DEFAULT_LB_PORTS),
+        description=(
+            "Ports forwarded to the same port on every node: 80 and 443 (ingress), 6443 "
+            "(Kubernetes API), 9345 (RKE2 supervisor, where servers join)."
+        ),
+    )
+    health: Health = Field(default_factory=Health, description="Active health checks.")
+    tls: TlsFiles | None = Field(
+        None,
+        description="Certificate and key the load balancer ends TLS with at layer 7.",
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    pair: LoadBalancerPair | None = Field(
+        None,
+        description=(
+            "Two load balancer hosts sharing `address` as a VRRP virtual IP (`render` writes "
+            "their keepalived configs)."
+        ),
+        json_schema_extra=used_by("existing"),
+    )
+    balance: Literal["leastconn", "roundrobin"] = Field(
+        "leastconn",
+        description="How a node is picked for a connection (a request at layer 7).",
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    connect_timeout: Duration = Field(
+        5.0,
+        description="How long a connect to a node may take before the next node is tried.",
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    idle_timeout: Duration = Field(
+        3600.0,
+        description=(
+            "Layer 4: a connection silent both ways this long is closed. Rancher keeps "
+            "websockets and kubectl watches open for hours."
+        ),
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    http_timeout: Duration = Field(
+        1800.0,
+        description="Layer 7: read and write timeout towards clients and nodes (Rancher's "
+        "guide asks for 1800 s).",
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    drain_timeout: Duration = Field(
+        30.0,
+        description=(
+            "On reload or stop, how long open connections (to a removed node, or through a "
+            "stopping load balancer) may go on."
+        ),
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        10_000,
+        description="Client connections at once; above it new clients wait in the backlog.",
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        2,
+        description=(
+            "Other nodes a refused or timed-out connect (at layer 7: an idempotent request) "
+            "is tried on."
+        ),
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    send_proxy: bool = Field(
+        False,
+        description="Layer 4: send PROXY protocol v2 to the nodes (they must expect it).",
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    affinity: Literal["none", "cookie"] = Field(
+        "none",
+        description="Layer 7: `cookie` pins a client to a node with an HMAC cookie.",
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    redirect_code: Literal[301, 308] = Field(
+        308,
+        description="Layer 7: status of port 80's redirect to https (308 keeps the method).",
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    acme_passthrough: bool = Field(
+        False,
+        description=(
+            "Layer 7: send port 80's `/.well-known/acme-challenge/` to the nodes instead of "
+            "redirecting, for HTTP-01 challenges answered there."
+        ),
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    admin: str = Field(
+        "127.0.0.1:8404",
+        description=(
+            "HOST:PORT of the built-in load balancer's admin endpoint (`/metrics`, `/status`, "
+            "stats page), and of HAProxy's stats in rendered configs (loopback only)."
+        ),
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    shared_with: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Other hostnames routed through this load balancer; anything here draws the "
+            "`lb.dedicated` warning (the tutorial asks for a load balancer for Rancher alone)."
+        ),
+    )
 
     @property
     def addresses(self) -> list[str]:
@@ -119,69 +298,188 @@ class LoadBalancer(_Strict):
 
 
 class Rke2(_Strict):
-    # Render an authentication-config that opens /livez and /readyz (only those) to
-    # anonymous callers. None: true for provider aws (an NLB cannot send credentials).
-    anonymous_health: bool | None = None
-    token_file: Path | None = None  # default: .rke2ha/secrets/rke2-token beside the spec
-    version: str | None = None
-    cni: Literal["canal", "calico", "cilium", "flannel", "none"] = "canal"
+    """RKE2 on the server nodes."""
+
+    anonymous_health: bool | None = Field(
+        None,
+        description=(
+            "Open `/livez` and `/readyz` (only) to anonymous callers, so the load balancer's "
+            "checks see real readiness instead of 401. Default: true for aws (an NLB cannot "
+            "send credentials), false otherwise."
+        ),
+    )
+    token_file: Path | None = Field(
+        None,
+        description=(
+            "File with the cluster join token (mode 0600). Default: "
+            "`.rke2ha/secrets/<name>-rke2-token` beside the spec, made once and reused."
+        ),
+        json_schema_extra=_RENDERED_FOR_SERVERS,
+    )
+    version: str | None = Field(
+        None,
+        description=(
+            "RKE2 version the lab's node emulators report (6443 `/version`). Real servers: "
+            "aws installs `aws.rke2_version`; for existing you install RKE2 yourself."
+        ),
+        json_schema_extra=used_by(
+            "lab",
+            instead=(
+                "pin the version where RKE2 is installed: aws.rke2_version for provider aws; on "
+                "existing servers INSTALL_RKE2_VERSION of the install script (rancher/rke2 "
+                "install.sh, https://docs.rke2.io/install/configuration)"
+            ),
+        ),
+    )
+    cni: Literal["canal", "calico", "cilium", "flannel", "none"] = Field(
+        "canal",
+        description="The CNI RKE2 deploys (`cni` in config.yaml); aws opens its ports.",
+        json_schema_extra=_RENDERED_FOR_SERVERS,
+    )
 
 
 class Rfc2136(_Strict):
-    server: str
-    port: Port = 53
-    key_name: str
-    key_file: Path
-    algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
+    """A primary DNS server that takes TSIG-signed dynamic updates (RFC 2136)."""
+
+    server: str = Field(description="Address of the primary server for `dns.zone`.")
+    port: Port = Field(53, description="Its DNS port.")
+    key_name: str = Field(description="TSIG key name as the server knows it (ends with a dot).")
+    key_file: Path = Field(description="File holding the base64 TSIG secret alone (mode 0600).")
+    algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = Field(
+        "hmac-sha256", description="TSIG algorithm of the key."
+    )
 
 
 class Route53(_Strict):
-    hosted_zone_id: str | None = None
+    """An AWS Route 53 hosted zone."""
+
+    hosted_zone_id: str | None = Field(
+        None, description="The hosted zone to publish in. Default: the zone named `dns.zone`."
+    )
 
 
 class BuiltinDns(_Strict):
-    # host:port the built-in server listens on; for the lab, derived from `lab.subnet`.
-    listen: str | None = None
-    nameserver: str | None = None  # NS name served for the zone; default ns1.<zone>
-    axfr_allow: list[str] = Field(default_factory=list)  # client IPs allowed to AXFR
+    """rke2ha's own authoritative DNS server for the zone (`rke2ha dns serve`)."""
+
+    listen: str | None = Field(
+        None, description="HOST:PORT it listens on; the lab uses `.53` of `lab.subnet`, port 53."
+    )
+    nameserver: str | None = Field(
+        None, description="NS name served for the zone. Default: `ns1.<zone>`."
+    )
+    axfr_allow: list[str] = Field(
+        default_factory=list, description="Client IPs allowed to transfer the zone (AXFR)."
+    )
 
 
 class Dns(_Strict):
-    provider: Literal["builtin", "rfc2136", "route53", "manual"] = "builtin"
-    zone: str
-    record: Literal["A", "CNAME"] = "A"
-    ttl: Annotated[int, Field(ge=1, le=604_800)] = 60
-    target: str | None = None  # CNAME target; default: load_balancer.address
-    builtin: BuiltinDns = Field(default_factory=BuiltinDns)
-    rfc2136: Rfc2136 | None = None
-    route53: Route53 | None = None
+    """The DNS record that becomes Rancher's URL: `hostname` to the load balancer."""
+
+    provider: Literal["builtin", "rfc2136", "route53", "manual"] = Field(
+        "builtin",
+        description=(
+            "Who publishes the record: `builtin` (rke2ha's server), `rfc2136` (dynamic "
+            "update), `route53`, `manual` (rke2ha prints the records for you to add)."
+        ),
+    )
+    zone: str = Field(description="The DNS zone `hostname` is in.")
+    record: Literal["A", "CNAME"] = Field(
+        "A",
+        description=(
+            "`A` to the load balancer's IP (for aws: an alias to the NLB), `CNAME` to `target`."
+        ),
+    )
+    ttl: Annotated[int, Field(ge=1, le=604_800)] = Field(
+        60, description="TTL of the record, seconds."
+    )
+    target: str | None = Field(None, description="CNAME target. Default: `load_balancer.address`.")
+    builtin: BuiltinDns = Field(
+        default_factory=BuiltinDns, description="Settings of dns.provider builtin."
+    )
+    rfc2136: Rfc2136 | None = Field(None, description="Settings of dns.provider rfc2136.")
+    route53: Route53 | None = Field(None, description="Settings of dns.provider route53.")
 
 
 class Rancher(_Strict):
-    replicas: Annotated[int, Field(ge=1, le=15)] = 3
-    # rancher | letsEncrypt | secret | external; None: external at layer 7, rancher otherwise.
-    tls_source: Literal["rancher", "letsEncrypt", "secret", "external"] | None = None
-    version: str | None = None
-    letsencrypt_email: str | None = None
-    bootstrap_password_file: Path | None = None  # default: .rke2ha/secrets/bootstrap-password
-    cert_manager_version: str = "v1.16.2"
+    """Rancher's Helm install (`rke2ha render`: rancher/values.yaml and install.sh)."""
+
+    replicas: Annotated[int, Field(ge=1, le=15)] = Field(
+        3,
+        description="Rancher replicas; one per server node.",
+        json_schema_extra=_RENDERED_FOR_SERVERS,
+    )
+    tls_source: Literal["rancher", "letsEncrypt", "secret", "external"] | None = Field(
+        None,
+        description=(
+            "Who issues Rancher's certificate: `rancher` (its own CA), `letsEncrypt`, `secret` "
+            "(yours), `external` (TLS ends at the load balancer). Default: external at layer "
+            "7, rancher otherwise."
+        ),
+    )
+    version: str | None = Field(
+        None,
+        description="Rancher chart version (`helm --version`). Default: the newest.",
+        json_schema_extra=_RENDERED_FOR_SERVERS,
+    )
+    letsencrypt_email: str | None = Field(
+        None,
+        description="Email of the ACME account; required with tls_source letsEncrypt.",
+        json_schema_extra=_RENDERED_FOR_SERVERS,
+    )
+    bootstrap_password_file: Path | None = Field(
+        None,
+        description=(
+            "File with the first admin password, read when install.sh runs. Default: "
+            "`.rke2ha/secrets/<name>-bootstrap-password`, made once."
+        ),
+        json_schema_extra=_RENDERED_FOR_SERVERS,
+    )
+    cert_manager_version: str = Field(
+        "v1.16.2",
+        description="cert-manager chart version, installed when Rancher issues certificates.",
+        json_schema_extra=_RENDERED_FOR_SERVERS,
+    )
 
 
 class Aws(_Strict):
-    region: str
-    instance_type: str = "m5.xlarge"
-    ami: str
-    vpc_id: str | None = None
-    allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
-    rke2_version: str
-    scheme: Literal["internet-facing", "internal"] = "internet-facing"
-    key_name: str | None = None
-    volume_size_gb: Annotated[int, Field(ge=20, le=16_384)] = 100
+    """EC2 instances, an NLB and Route 53 (provider aws)."""
+
+    region: str = Field(description="AWS region of everything rke2ha makes.")
+    instance_type: str = Field("m5.xlarge", description="EC2 instance type of the servers.")
+    ami: str = Field(description="AMI of the servers (a Linux that RKE2 supports).")
+    vpc_id: str | None = Field(
+        None, description="VPC to create in. Default: the region's default VPC."
+    )
+    allowed_cidrs: list[str] = Field(
+        default_factory=lambda: ["0.0.0.0/0"],
+        description=(
+            "Networks that may reach the load balancer's ports; 0.0.0.0/0 opens 6443 and "
+            "9345 to the internet (a `provider` warning)."
+        ),
+    )
+    rke2_version: str = Field(description="RKE2 release cloud-init installs on the servers.")
+    scheme: Literal["internet-facing", "internal"] = Field(
+        "internet-facing", description="Whether the NLB has public addresses."
+    )
+    key_name: str | None = Field(None, description="EC2 key pair for SSH to the servers.")
+    volume_size_gb: Annotated[int, Field(ge=20, le=16_384)] = Field(
+        100, description="Root volume of each server, GiB."
+    )
 
 
 class Lab(_Strict):
-    subnet: str = "127.0.10.0/24"
-    port_offset: Annotated[int, Field(ge=0, le=60_000)] = 10_000
+    """The whole topology on this machine, on loopback addresses only (provider lab)."""
+
+    subnet: str = Field(
+        "127.0.10.0/24",
+        description=(
+            "Loopback subnet (/26 or larger inside 127.0.0.0/8): `.10` load balancer, `.11` "
+            "upwards the nodes, `.53` DNS."
+        ),
+    )
+    port_offset: Annotated[int, Field(ge=0, le=60_000)] = Field(
+        10_000, description="Added to every port when not run as root (80 becomes 10080)."
+    )
 
     @model_validator(mode="after")
     def _loopback_only(self) -> Lab:
@@ -207,25 +505,77 @@ class Lab(_Strict):
 LAB_LB_HOST, LAB_FIRST_NODE_HOST, LAB_DNS_HOST = 10, 11, 53
 
 
+def _explicit_paths(model: BaseModel, prefix: str = "") -> Iterator[str]:
+    """Spec paths of the fields the YAML gave (`rke2.version`, `nodes[1].address`)."""
+    for name in sorted(model.model_fields_set):
+        path = f"{prefix}.{name}" if prefix else name
+        yield path
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from _explicit_paths(value, path)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from _explicit_paths(item, f"{path}[{index}]")
+
+
 class Spec(_Strict):
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
-    hostname: str
-    provider: Literal["lab", "existing", "aws"]
-    region: str | None = None
-    ingress: Literal["nginx", "traefik"] = "nginx"
-    nodes: list[Node]
-    load_balancer: LoadBalancer = Field(default_factory=LoadBalancer)
-    rke2: Rke2 = Field(default_factory=Rke2)
-    dns: Dns
-    rancher: Rancher = Field(default_factory=Rancher)
-    aws: Aws | None = None
-    lab: Lab | None = None
+    """The whole spec: one file drives every command."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")] = Field(
+        description=(
+            "Name of this installation (lowercase, digits, `-`; 2 to 32 characters): it "
+            "names secret files, AWS resources and the DNS ownership record."
+        )
+    )
+    hostname: str = Field(
+        description=(
+            "Rancher's URL (`https://<hostname>/`): the DNS record, every server's `tls-san`, "
+            "the name every check asks for. Final once Rancher is installed."
+        )
+    )
+    provider: ProviderName = Field(
+        description=(
+            "Where the nodes come from: `lab` (all on this machine, loopback only), "
+            "`existing` (servers you run; rke2ha runs the load balancer and publishes DNS), "
+            "`aws` (EC2 instances, an NLB and Route 53)."
+        )
+    )
+    region: str | None = Field(
+        None,
+        description=(
+            "The region all nodes are in (rule `nodes.region`). Default for aws: `aws.region`."
+        ),
+    )
+    ingress: Literal["nginx", "traefik"] = Field(
+        "nginx",
+        description=(
+            "The nodes' ingress controller; it decides the health path on node port 80 "
+            "(nginx `/healthz`, traefik `/ping`)."
+        ),
+    )
+    nodes: list[Node] = Field(description="The RKE2 server nodes: three for HA (`nodes.count`).")
+    load_balancer: LoadBalancer = Field(
+        default_factory=LoadBalancer, description="The load balancer in front of the nodes."
+    )
+    rke2: Rke2 = Field(default_factory=Rke2, description="RKE2 on the server nodes.")
+    dns: Dns = Field(description="The DNS record that becomes Rancher's URL.")
+    rancher: Rancher = Field(default_factory=Rancher, description="Rancher's Helm install.")
+    aws: Aws | None = Field(
+        None, description="Settings of provider aws.", json_schema_extra=used_by("aws")
+    )
+    lab: Lab | None = Field(
+        None, description="Settings of provider lab.", json_schema_extra=used_by("lab")
+    )
 
     _source_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Spec:
         """Defaults that depend on other fields; everything else is a plain field default."""
+        # Before filling: pydantic counts a field assigned here as set by the user.
+        self._explicit = frozenset(_explicit_paths(self))
         if self.load_balancer.health.path is None:
             self.load_balancer.health.path = INGRESS_HEALTH_PATHS[self.ingress]
         if self.rke2.anonymous_health is None:
@@ -250,6 +600,11 @@ class Spec(_Strict):
             self.dns.builtin.listen = f"{lab.host(LAB_DNS_HOST)}:53"
 
     # ---- derived values every component shares -------------------------------------------
+
+    @property
+    def explicit_paths(self) -> frozenset[str]:
+        """Paths of the fields the spec file gave, before any default was filled in."""
+        return self._explicit
 
     @property
     def source_dir(self) -> Path:

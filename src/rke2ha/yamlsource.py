@@ -116,7 +116,8 @@ def read_yaml_file(path: Path) -> YamlSource:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(
-            f"{path}: no such file; write a spec (see examples/) or pass -f FILE"
+            f"{path}: no such file; write one with `rke2ha init -f {path}` (a commented spec), "
+            "or pass another with -f FILE"
         ) from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory; pass the spec file with -f FILE") from None

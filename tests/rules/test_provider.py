@@ -2,78 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-
-
-def _aws(base: dict[str, Any]) -> dict[str, Any]:
-    base.update(provider="aws", region="us-east-1")
-    base["nodes"] = [{"name": f"node-{z}", "zone": f"us-east-1{z}"} for z in "abc"]
-    base["load_balancer"] = {"engine": "aws-nlb"}
-    base["aws"] = {
-        "region": "us-east-1",
-        "ami": "ami-1",
-        "rke2_version": "v1.31.4+rke2r1",
-        "allowed_cidrs": ["203.0.113.0/24"],
-    }
-    base.pop("rke2")
-    return base
-
-
-def _lab(base: dict[str, Any]) -> dict[str, Any]:
-    base.update(provider="lab", region="local")
-    base["nodes"] = [{"name": f"node-{i}", "zone": f"z{i}"} for i in range(3)]
-    base["load_balancer"] = {"engine": "builtin"}
-    base["dns"] = {"provider": "builtin", "zone": "example.com"}
-    return base
+from tests.rules.shapes import as_aws, as_lab
 
 
 def _paths(found):
     return [(f.severity, f.path) for f in found]
 
 
-@pytest.mark.parametrize("shape", [_aws, _lab, lambda b: b])
+@pytest.mark.parametrize("shape", [as_aws, as_lab, lambda b: b])
 def test_complete_specs_pass(base, findings, by_rule, shape):
     assert by_rule(findings(shape(base)), "provider") == []
 
 
 def test_aws_without_aws_block_is_an_error(base, findings, by_rule):
-    _aws(base).pop("aws")
+    as_aws(base).pop("aws")
     assert _paths(by_rule(findings(base), "provider")) == [("error", "aws")]
 
 
 def test_aws_region_mismatch_is_an_error(base, findings, by_rule):
-    _aws(base)["aws"]["region"] = "us-west-2"
+    as_aws(base)["aws"]["region"] = "us-west-2"
     assert _paths(by_rule(findings(base), "provider")) == [("error", "aws.region")]
 
 
 def test_aws_bad_cidr_is_an_error(base, findings, by_rule):
-    _aws(base)["aws"]["allowed_cidrs"] = ["10.0.0.0/8", "office"]
+    as_aws(base)["aws"]["allowed_cidrs"] = ["10.0.0.0/8", "office"]
     assert _paths(by_rule(findings(base), "provider")) == [("error", "aws.allowed_cidrs[1]")]
 
 
 @pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0"])
 def test_aws_api_and_registration_open_to_the_internet_is_a_warning(base, findings, by_rule, cidr):
-    _aws(base)["aws"]["allowed_cidrs"] = ["203.0.113.0/24", cidr]
+    as_aws(base)["aws"]["allowed_cidrs"] = ["203.0.113.0/24", cidr]
     found = by_rule(findings(base), "provider")
     assert _paths(found) == [("warning", "aws.allowed_cidrs[1]")]
     assert "6443 and 9345" in found[0].message
 
 
 def test_aws_everyone_on_rancher_ports_only_passes(base, findings, by_rule):
-    _aws(base)["aws"]["allowed_cidrs"] = ["0.0.0.0/0"]
+    as_aws(base)["aws"]["allowed_cidrs"] = ["0.0.0.0/0"]
     base["load_balancer"]["ports"] = [80, 443]
     assert by_rule(findings(base), "provider") == []
 
 
 def test_aws_with_another_engine_is_an_error(base, findings, by_rule):
-    _aws(base)["load_balancer"]["engine"] = "haproxy"
+    as_aws(base)["load_balancer"]["engine"] = "haproxy"
     assert _paths(by_rule(findings(base), "provider")) == [("error", "load_balancer.engine")]
 
 
 def test_aws_with_given_addresses_is_an_error(base, findings, by_rule):
-    _aws(base)["nodes"][1]["address"] = "10.0.0.5"
+    as_aws(base)["nodes"][1]["address"] = "10.0.0.5"
     base["load_balancer"]["address"] = "10.0.0.9"
     assert _paths(by_rule(findings(base), "provider")) == [
         ("error", "load_balancer.address"),
@@ -82,7 +59,7 @@ def test_aws_with_given_addresses_is_an_error(base, findings, by_rule):
 
 
 def test_aws_with_keepalived_pair_is_an_error(base, findings, by_rule):
-    _aws(base)["load_balancer"]["pair"] = {"primary": "a", "standby": "b"}
+    as_aws(base)["load_balancer"]["pair"] = {"primary": "a", "standby": "b"}
     assert ("error", "load_balancer.pair") in _paths(by_rule(findings(base), "provider"))
 
 
@@ -125,22 +102,22 @@ def test_other_dns_providers_block_is_an_error(base, findings, by_rule, block, v
 
 
 def test_lab_with_aws_nlb_is_an_error(base, findings, by_rule):
-    _lab(base)["load_balancer"]["engine"] = "aws-nlb"
+    as_lab(base)["load_balancer"]["engine"] = "aws-nlb"
     assert _paths(by_rule(findings(base), "provider")) == [("error", "load_balancer.engine")]
 
 
 def test_lab_address_outside_subnet_is_an_error(base, findings, by_rule):
-    _lab(base)["nodes"][2]["address"] = "127.0.99.13"
+    as_lab(base)["nodes"][2]["address"] = "127.0.99.13"
     assert _paths(by_rule(findings(base), "provider")) == [("error", "nodes[2].address")]
 
 
 def test_lab_address_inside_subnet_passes(base, findings, by_rule):
-    _lab(base)["nodes"][2]["address"] = "127.0.10.99"
+    as_lab(base)["nodes"][2]["address"] = "127.0.10.99"
     assert by_rule(findings(base), "provider") == []
 
 
 def test_lab_cannot_publish_to_route53(base, findings, by_rule):
-    _lab(base)["dns"]["provider"] = "route53"
+    as_lab(base)["dns"]["provider"] = "route53"
     assert _paths(by_rule(findings(base), "provider")) == [("error", "dns.provider")]
 
 
@@ -148,7 +125,7 @@ def test_lab_rfc2136_server_must_be_loopback(base, findings, by_rule, tmp_path):
     (tmp_path / "tsig").write_text("c2VjcmV0\n")
     (tmp_path / "tsig").chmod(0o600)
     block = {"server": "192.0.2.53", "key_name": "k.", "key_file": "tsig"}
-    _lab(base)["dns"].update(provider="rfc2136", rfc2136=block)
+    as_lab(base)["dns"].update(provider="rfc2136", rfc2136=block)
     assert _paths(by_rule(findings(base), "provider")) == [("error", "dns.rfc2136.server")]
     block["server"] = "127.0.21.53"
     assert by_rule(findings(base), "provider") == []

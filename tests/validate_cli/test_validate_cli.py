@@ -89,8 +89,8 @@ def test_missing_file_exit_2_on_stderr_also_with_json(run_cli):
         assert result.code == 2
         assert result.out == ""
         assert result.err.strip() == (
-            "rke2ha validate: error: examples/nope.yaml: no such file; "
-            "write a spec (see examples/) or pass -f FILE"
+            "rke2ha validate: error: examples/nope.yaml: no such file; write one with "
+            "`rke2ha init -f examples/nope.yaml` (a commented spec), or pass another with -f FILE"
         )
 
 

@@ -15,8 +15,13 @@ if TYPE_CHECKING:
     from rke2ha.spec import Spec
 
 
+# shtab.FILE for the shells `rke2ha completion` supports, spelled out: importing shtab
+# (~90 ms) for every command would slow them all down for the one that prints a script.
+FILE_COMPLETION = {"bash": "_shtab_compgen_files", "zsh": "_files"}
+
+
 def add_spec_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    action = parser.add_argument(
         "-f",
         "--file",
         dest="spec_file",
@@ -24,6 +29,7 @@ def add_spec_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the spec file (default: ./rke2ha.yaml)",
     )
+    action.complete = FILE_COMPLETION  # type: ignore[attr-defined]  # read by shtab
 
 
 def add_json_argument(parser: argparse.ArgumentParser) -> None:

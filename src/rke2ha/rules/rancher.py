@@ -8,9 +8,12 @@ from rke2ha.rules import sources
 from rke2ha.rules.facts import Facts
 from rke2ha.rules.finding import Issue, Rule, error, warning
 from rke2ha.spec import Spec
+from rke2ha.specfields import spec_fields
 
 
 def _replicas(spec: Spec, facts: Facts) -> Iterator[Issue]:
+    if spec.provider not in spec_fields()["rancher.replicas"].providers:
+        return  # nothing installs Rancher (the lab): the replica count changes nothing
     replicas, nodes = spec.rancher.replicas, len(spec.nodes)
     if nodes and replicas > nodes:
         yield warning(

@@ -45,3 +45,6 @@ README_SPEC = (
 README_LAB = f"{README}: The lab (the lab never sends a packet off the machine)"
 KEEPALIVED = "keepalived docs: VRRP virtual_ipaddress is shared by two distinct hosts"
 RANCHER_LETSENCRYPT = "Rancher docs: Helm chart options, letsEncrypt.email is required"
+SPEC_REFERENCE = (
+    "rke2ha docs/spec-reference.md (the providers column; data: `used_by` in src/rke2ha/spec.py)"
+)

@@ -19,7 +19,10 @@ from rke2ha.specfile import SpecSchemaError, spec_from_source, spec_path_of
 from rke2ha.yamlsource import DuplicateKeyError, PathKey, YamlSource, read_yaml_file
 
 SCHEMA_ID = "spec.schema"
-SCHEMA_SOURCE = "rke2ha spec schema: src/rke2ha/spec.py (rke2ha README: The spec)"
+SCHEMA_SOURCE = (
+    "rke2ha spec schema: docs/spec-reference.md, generated from src/rke2ha/spec.py "
+    "(rke2ha README: The spec)"
+)
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -55,10 +58,10 @@ def _schema_fix(path: str, message: str) -> str:
         return f"add {path}"
     if not path:
         return (
-            "write the spec as a mapping of keys; start from examples/lab.yaml "
-            "(rke2ha README: The spec)"
+            "write the spec as a mapping of keys: `rke2ha init -f NEW.yaml` writes a commented "
+            "one, or start from examples/lab.yaml (rke2ha README: The spec)"
         )
-    return f"correct the value of {path} (the schema is in src/rke2ha/spec.py)"
+    return f"correct the value of {path} (every field: docs/spec-reference.md)"
 
 
 def _schema_findings(err: SpecSchemaError) -> list[Finding]:
