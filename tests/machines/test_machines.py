@@ -214,7 +214,7 @@ def test_spec_without_ssh_blocks_is_valid_for_rke2ha_today(
     testbed: Testbed, tmp_path: Path
 ) -> None:
     path = testbed.write_spec(tmp_path / "spec.yaml", ssh=False)
-    done = testbed.workstation.run([sys.executable, "-m", "rke2ha", "validate", "-f", str(path)])
+    done = testbed.workstation.rke2ha("validate", "-f", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -227,3 +227,40 @@ def test_hostname_can_be_changed_and_put_back(testbed: Testbed) -> None:
     finally:
         node2.set_hostname("node-2")
     assert testbed.workstation.ssh(node2, "hostname").stdout.strip() == "node-2"
+
+
+def test_renewed_host_keys_are_refused_by_an_older_known_hosts(
+    testbed: Testbed, tmp_path: Path
+) -> None:
+    with testbed.extra_machine("rekey") as machine:
+        old = tmp_path / "known_hosts.old"
+        old.write_text(testbed.known_hosts.read_text())
+        before = machine.host_key_fingerprint()
+        testbed.renew_host_keys(machine)
+        assert machine.host_key_fingerprint() != before
+        changed = testbed.workstation.ssh(machine, "true", known_hosts=old)
+        assert changed.returncode == 255
+        assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in changed.stderr
+        assert testbed.workstation.ssh(machine, "true").returncode == 0
+        scan = testbed.workstation.run(["ssh-keyscan", "-t", "ed25519", machine.address])
+        assert machine.host_keys.public_line("ed25519") in scan.stdout
+
+
+def test_an_extra_machine_is_gone_after_its_block(testbed: Testbed) -> None:
+    with testbed.extra_machine("twin", hostname="node-1") as twin:
+        assert twin.name not in {"node-1", "node-2", "node-3"}
+        assert testbed.workstation.ssh(twin, "hostname").stdout.strip() == "node-1"
+        assert testbed.workstation.ssh(testbed.machine("node-1"), "hostname").stdout.strip() == (
+            "node-1"
+        )
+        assert twin.address in testbed.known_hosts.read_text()
+    assert set(testbed.machines) == {"node-1", "node-2", "node-3"}
+    assert not twin.running
+    assert (
+        twin.netns
+        not in subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert twin.address not in testbed.known_hosts.read_text()
+    assert [n["name"] for n in testbed.spec()["nodes"]] == ["node-1", "node-2", "node-3"]

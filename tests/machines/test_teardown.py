@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.machines import Testbed
-from tests.support.machines.sweep import Leftovers, find_leftovers, sweep
+from tests.support.machines.sweep import PREFIX_RE, Leftovers, find_leftovers, sweep
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
@@ -25,6 +25,16 @@ import time
 from tests.support.machines.testbed import session
 with session(["solo"]) as bed:
     print(bed.prefix, flush=True)
+    time.sleep(300)
+"""
+
+
+# A pytest run whose one test holds the `testbed` fixture (printing its prefix) and waits.
+FIXTURE_USER = """\
+import time
+
+def test_holds_the_machines(testbed):
+    print(testbed.prefix, flush=True)
     time.sleep(300)
 """
 
@@ -68,9 +78,9 @@ def test_close_leaves_nothing_even_when_the_test_failed() -> None:
     assert not machine.merged.exists()
 
 
-def _start_child() -> tuple[subprocess.Popen[str], str]:
+def _start_child(argv: list[str] | None = None) -> tuple[subprocess.Popen[str], str]:
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD],
+        argv or [sys.executable, "-c", CHILD],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -78,13 +88,16 @@ def _start_child() -> tuple[subprocess.Popen[str], str]:
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
     assert child.stdout is not None
-    ready, _, _ = select.select([child.stdout], [], [], 120)
-    if not ready:
-        child.kill()
-        pytest.fail("the child session did not boot its machine in 120s")
-    prefix = child.stdout.readline().strip()
-    assert prefix.startswith("r2t"), (prefix, child.stderr and child.stderr.read())
-    return child, prefix
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([child.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = child.stdout.readline() if ready else ""
+        if PREFIX_RE.match(line.strip() + "-"):
+            return child, line.strip()
+        if ready and not line:  # EOF: it failed
+            break
+    child.kill()
+    pytest.fail(f"the child session did not boot its machines: {child.communicate()[1][-2000:]}")
 
 
 def test_sigterm_tears_the_session_down() -> None:
@@ -98,6 +111,23 @@ def test_sigterm_tears_the_session_down() -> None:
             child.kill()
             child.wait()
     assert child.returncode != 0  # interrupted, not finished
+    assert not nothing_left(prefix), find_leftovers(prefix).describe()
+
+
+def test_sigterm_to_pytest_tears_the_fixture_down(tmp_path: Path) -> None:
+    (tmp_path / "test_hold.py").write_text(FIXTURE_USER)
+    argv = [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
+            "-s", "-q", "--rootdir", str(tmp_path), str(tmp_path / "test_hold.py")]  # fmt: skip
+    child, prefix = _start_child(argv)
+    try:
+        assert len(find_leftovers(prefix).netns) == 5  # bridge, workstation, three machines
+        child.send_signal(signal.SIGTERM)
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 2, out  # pytest's "interrupted"
     assert not nothing_left(prefix), find_leftovers(prefix).describe()
 
 

@@ -12,11 +12,14 @@ reason elsewhere): three machines node-1..node-3 booted once per session and sha
 demand. API:
 
     bed.machines["node-1"] / bed.machine("node-1") -> Machine
-    bed.boot(["lb-1"], hostnames={"lb-1": "node-1"}) -> [Machine]   # extra machines
+    with bed.extra_machine("twin", hostname="node-1") as m: ...     # a test's own machine
+    bed.boot([...]) / bed.discard(machine)            # the same, by hand
     bed.workstation.run(argv) -> CompletedProcess      # argv in the workstation namespace
+    bed.workstation.rke2ha("preflight", "-f", spec)    # this checkout's rke2ha, there
     bed.workstation.ssh(machine, "cmd", user="rke2ha") # OpenSSH, strict host key checking
     bed.client_key, bed.client_key.with_suffix(".pub"), bed.known_hosts   # paths
     bed.write_known_hosts(path, machines) / bed.spec(...) / bed.write_spec(path, ...)
+    bed.renew_host_keys(machine)   # new keys in the machine and in bed.known_hosts only
     machine.address, .hostname, .name, .netns
     machine.sh("cmd", timeout=60, input=None, check=False) -> CompletedProcess (root, inside)
     machine.stop() / .start() / .kill() / .freeze() / .thaw() / .running / .frozen

@@ -59,6 +59,7 @@ class TestNetwork:
         self.prefix = prefix
         self.bridge_ns = f"{prefix}-br"
         self.namespaces: list[str] = []
+        self._attached = 0  # members ever attached: names the next bridge port
 
     def create(self) -> None:
         add_netns(self.bridge_ns)
@@ -80,7 +81,8 @@ class TestNetwork:
         netns = f"{self.prefix}-{member}"
         add_netns(netns)
         self.namespaces.append(netns)
-        port = f"p{len(self.namespaces) - 1}"  # the bridge side, named within its own netns
+        self._attached += 1
+        port = f"p{self._attached}"  # the bridge side, named within the bridge's netns
         ip("link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", netns,
            netns=self.bridge_ns)  # fmt: skip
         ip("link", "set", port, "master", "br0", "up", netns=self.bridge_ns)
@@ -93,6 +95,11 @@ class TestNetwork:
         """Cable in or out: a member whose port is down is unreachable the way a powered-off
         machine is (no ARP answer: "No route to host"), not refusing connections."""
         ip("link", "set", port, "up" if up else "down", netns=self.bridge_ns)
+
+    def detach(self, netns: str) -> None:
+        """Delete a member's namespace; its veth pair (and so its bridge port) goes with it."""
+        delete_netns(netns)
+        self.namespaces.remove(netns)
 
     def destroy(self) -> None:
         for netns in reversed(self.namespaces):

@@ -43,11 +43,22 @@ PACKAGES = (
 )
 
 # Bump when _configure changes what it writes, so the cached tree is rebuilt.
-ROOTFS_VERSION = "1"
+ROOTFS_VERSION = "2"
 
 # Installed (for the next issues) but left off at boot: etcd would hold 2379/2380 and nginx
-# port 80 on every machine, which is exactly what pre-flight looks for.
-DISABLED_UNITS = ("haproxy.service", "keepalived.service", "nginx.service", "etcd.service")
+# port 80 on every machine, which is exactly what pre-flight looks for. The timers would
+# wake apt, dpkg and fstrim at random moments of a test run on every machine.
+DISABLED_UNITS = (
+    "haproxy.service",
+    "keepalived.service",
+    "nginx.service",
+    "etcd.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+)
 
 # The two login users besides root: one with passwordless sudo, one whose sudo asks for a
 # password (pre-flight's `sudo -n true` check must see it fail).
@@ -196,9 +207,12 @@ def _remove_stale_builds(base: Path) -> None:
 
 
 def _debootstrap(target: Path, packages: tuple[str, ...], log: Path) -> None:
+    debs = target.parent / "debs"  # kept: a changed package list downloads only what is new
+    debs.mkdir(exist_ok=True)
     argv = [
         "debootstrap",
         "--variant=minbase",
+        f"--cache-dir={debs}",
         f"--include={','.join(packages)}",
         SUITE,
         str(target),

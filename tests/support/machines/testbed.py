@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -65,6 +66,10 @@ class Workstation:
         kwargs.setdefault("text", True)
         return subprocess.run(self.argv(argv), timeout=timeout, check=False, **kwargs)
 
+    def rke2ha(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """`rke2ha ARGS...` (this checkout's, with the running interpreter) on the workstation."""
+        return self.run([sys.executable, "-m", "rke2ha", *args], timeout=timeout)
+
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         return subprocess.Popen(self.argv(argv), **kwargs)
 
@@ -107,6 +112,7 @@ class Testbed:
         self.prefix = new_prefix()
         self.directory = SESSIONS_DIR / self.prefix
         self.machines: dict[str, Machine] = {}
+        self._booted = 0  # machines ever booted: the next one's address index
         self.network = TestNetwork(self.prefix)
         self._lock: IO[str] | None = None
         self._closed = False
@@ -128,7 +134,7 @@ class Testbed:
         self.swept = sweep()
         self.rootfs = rootfs_mod.ensure_rootfs()
         TIMINGS.append(
-            f"root filesystem {'built' if self.rootfs.built else 'cached'} in "
+            f"{self.prefix}: root filesystem {'built' if self.rootfs.built else 'cached'} in "
             f"{self.rootfs.seconds:.1f}s ({self.rootfs.path})"
         )
         self.directory.mkdir(parents=True, mode=0o700)
@@ -169,7 +175,8 @@ class Testbed:
         for name in names:
             if name in self.machines:
                 raise MachineError(f"a machine named {name} exists already")
-            address = machine_address(len(self.machines))
+            address = machine_address(self._booted)
+            self._booted += 1
             netns, port = self.network.attach(name, address)
             machine = Machine(
                 name=name,
@@ -193,13 +200,37 @@ class Testbed:
         with ThreadPoolExecutor(max_workers=len(new) or 1) as pool:
             list(pool.map(lambda m: m.wait_booted(timeout), new))
         TIMINGS.append(
-            f"{len(new)} machine(s) booted in {time.monotonic() - started:.1f}s "
+            f"{self.prefix}: {len(new)} machine(s) booted in {time.monotonic() - started:.1f}s "
             f"({', '.join(f'{m.name} {m.boot_seconds:.1f}s {m.boot_state}' for m in new)})"
         )
         return new
 
     def machine(self, name: str) -> Machine:
         return self.machines[name]
+
+    def discard(self, machine: Machine) -> None:
+        """Stop `machine` for good and take it off the network and out of `machines` (a
+        test's own machine, so the next test sees only the shared ones)."""
+        machine.kill()
+        self.network.detach(machine.netns)
+        del self.machines[machine.name]
+        shutil.rmtree(machine.directory, ignore_errors=True)
+        self.write_known_hosts(self.known_hosts)
+
+    @contextlib.contextmanager
+    def extra_machine(self, name: str, hostname: str | None = None) -> Iterator[Machine]:
+        """A machine of the test's own, booted for the `with` block and discarded after."""
+        (machine,) = self.boot([name], {name: hostname} if hostname else None)
+        try:
+            yield machine
+        finally:
+            self.discard(machine)
+
+    def renew_host_keys(self, machine: Machine) -> None:
+        """New host keys on `machine` (a reinstalled host) and in the session's known_hosts;
+        a copy of known_hosts taken before still holds the old ones."""
+        machine.regenerate_host_keys()
+        self.write_known_hosts(self.known_hosts)
 
     # -- what tests hand to the code under test --------------------------------------------
 
