@@ -68,11 +68,12 @@ def nothing_left(prefix: str) -> Leftovers:
     return found
 
 
-def test_close_leaves_nothing_even_when_the_test_failed() -> None:
+def test_close_leaves_nothing_even_when_the_test_failed_with_a_frozen_machine() -> None:
     with pytest.raises(RuntimeError, match="the test failed"), Testbed() as bed:
         (machine,) = bed.boot(["twin"], hostnames={"twin": "node-1"})
         assert machine.sh("hostname").stdout.strip() == "node-1"
         assert find_leftovers(bed.prefix).processes  # it is really running
+        machine.freeze()  # a frozen machine is thawed to be stopped, not left behind
         raise RuntimeError("the test failed")
     assert not nothing_left(bed.prefix), find_leftovers(bed.prefix).describe()
     assert not machine.merged.exists()

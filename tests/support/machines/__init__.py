@@ -27,7 +27,13 @@ demand. API:
 
 Users in every machine: root, `rke2ha` (passwordless sudo), `nosudo` (sudo asks for a
 password); all three accept the session's client key. A test that changes a shared machine
-puts it back (or boots its own with `bed.boot`)."""
+puts it back (or uses `bed.extra_machine`).
+
+What a machine shares with the host kernel, so cannot differ between machines: the clock and
+its synchronised flag (systemd-timesyncd skips containers, ConditionVirtualization=!container),
+swap, CPU count, memory and the kernel. A stopped machine's address answers nothing ("No
+route to host"); a frozen one completes TCP handshakes and never speaks (the SSH banner
+exchange times out)."""
 
 from tests.support.machines.machine import Machine, MachineError
 from tests.support.machines.testbed import Testbed, Workstation

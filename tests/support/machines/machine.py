@@ -285,6 +285,8 @@ class Machine:
         """SIGSTOP every process of the machine (a hung host: TCP handshakes still complete
         in the kernel, nothing answers). Repeats until every one is stopped, so a process
         forked meanwhile is caught too."""
+        if not self.running:
+            raise MachineError(f"{self.name} is not running: nothing to freeze")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pids = self._processes()
