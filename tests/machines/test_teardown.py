@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.machines import Testbed
+from tests.support.machines import MachineError, Testbed
 from tests.support.machines.sweep import PREFIX_RE, Leftovers, find_leftovers, sweep
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
@@ -140,3 +140,12 @@ def test_a_killed_session_is_swept_by_the_next_one() -> None:
     assert left.netns and left.processes and left.directory, left.describe()
     assert prefix in sweep()
     assert not nothing_left(prefix), find_leftovers(prefix).describe()
+
+
+def test_a_machine_that_cannot_boot_is_one_clear_error_and_leaves_nothing() -> None:
+    with Testbed() as bed, pytest.raises(MachineError) as failed:
+        bed.boot(["bad"], hostnames={"bad": "not a hostname!"})
+    message = str(failed.value)
+    assert "bad: systemd-nspawn exited" in message
+    assert "hostname" in message.lower()  # nspawn's own complaint, from the console
+    assert not nothing_left(bed.prefix), find_leftovers(bed.prefix).describe()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -202,33 +204,45 @@ class Machine:
                     return pid
         return None
 
-    def wait_booted(self, timeout: float = 90.0) -> None:
-        """Until systemd inside says the boot is over (running or degraded) and sshd runs."""
+    def wait_booted(self, timeout: float = 90.0, cancel: threading.Event | None = None) -> None:
+        """Until systemd inside says the boot is over (running or degraded) and sshd runs.
+        `cancel` set (by another thread) stops the wait within a few seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                raise MachineError(f"{self.name}: boot wait cancelled")
             if not self.running:
                 code = self._nspawn.returncode if self._nspawn else None
                 raise MachineError(
-                    f"{self.name}: systemd-nspawn exited ({code}) while booting; "
-                    f"see {self.console_log}"
+                    f"{self.name}: systemd-nspawn exited ({code}) while booting:\n"
+                    + self.console_tail()
                 )
             if self.leader is None:
                 self.leader = self._find_leader()
             if self.leader is not None:
-                remaining = max(1.0, deadline - time.monotonic())
+                # Short rounds, so a cancel or a dead nspawn is noticed while systemd boots.
+                step = max(0.5, min(5.0, deadline - time.monotonic()))
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    state = self.sh(
-                        "systemctl is-system-running --wait", timeout=remaining
-                    ).stdout.strip()
-                    sshd = self.sh("systemctl is-active --quiet ssh.service").returncode == 0
-                    if state in ("running", "degraded") and sshd:
-                        self.boot_state = state
+                    state = self.sh("systemctl is-system-running --wait", timeout=step)
+                    sshd = self.sh("systemctl is-active --quiet ssh.service", timeout=step)
+                    if state.stdout.strip() in ("running", "degraded") and sshd.returncode == 0:
+                        self.boot_state = state.stdout.strip()
                         self.boot_seconds = time.monotonic() - self._started
                         return
             time.sleep(0.1)
         raise MachineError(
-            f"{self.name} did not finish booting in {timeout:.0f}s; see {self.console_log}"
+            f"{self.name} did not finish booting in {timeout:.0f}s:\n" + self.console_tail()
         )
+
+    def console_tail(self, lines: int = 20) -> str:
+        """The end of the machine's console (nspawn and systemd's boot messages), plain text:
+        error messages carry it because the session directory goes at teardown."""
+        try:
+            text = self.console_log.read_text(errors="replace")
+        except OSError:
+            return "(no console output)"
+        plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)  # colour codes
+        return "\n".join([line for line in plain.splitlines() if line.strip()][-lines:])
 
     def failed_units(self) -> list[str]:
         out = self.sh("systemctl --failed --plain --no-legend").stdout

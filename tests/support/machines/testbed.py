@@ -197,8 +197,15 @@ class Testbed:
         # Popen from this (the main) thread; only the waiting runs in worker threads.
         for machine in new:
             machine.launch()
-        with ThreadPoolExecutor(max_workers=len(new) or 1) as pool:
-            list(pool.map(lambda m: m.wait_booted(timeout), new))
+        cancel = threading.Event()  # on Ctrl-C/SIGTERM here, the waiting threads stop too
+        pool = ThreadPoolExecutor(max_workers=len(new) or 1)
+        try:
+            list(pool.map(lambda m: m.wait_booted(timeout, cancel), new))
+        except BaseException:
+            cancel.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)
         TIMINGS.append(
             f"{self.prefix}: {len(new)} machine(s) booted in {time.monotonic() - started:.1f}s "
             f"({', '.join(f'{m.name} {m.boot_seconds:.1f}s {m.boot_state}' for m in new)})"
