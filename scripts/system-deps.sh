@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and benchmarks run for real (HAProxy, nginx with
-# its stream module, BIND, dig, wrk, curl, zsh), only when something is missing.
+# its stream module, BIND, dig, wrk, curl, zsh; debootstrap, systemd-nspawn and OpenSSH for
+# the test machines of tests/support/machines), only when something is missing.
 # As root it uses apt-get; otherwise it says what to install and exits 1.
 set -euo pipefail
 
@@ -19,6 +20,12 @@ have ip || need+=(iproute2)
 have dnsperf || need+=(dnsperf)
 have keepalived || need+=(keepalived)
 have zsh || need+=(zsh)  # the completion tests load the zsh script in a real zsh
+have debootstrap || need+=(debootstrap)
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+have systemd-nspawn || need+=(systemd-container)
+have ssh || need+=(openssh-client)
+have ssh-keygen || need+=(openssh-client)
+have pgrep || need+=(procps)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

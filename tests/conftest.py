@@ -1,17 +1,22 @@
 """Fixtures every test area shares: the repo root, running the CLI in-process and as a
-subprocess, and free loopback ports. Area-specific fixtures live in that area's conftest."""
+subprocess, free loopback ports, and the test machines (`testbed`, root only). Area-specific
+fixtures live in that area's conftest."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.support.machines.testbed import TIMINGS as TESTBED_TIMINGS
+from tests.support.machines.testbed import Testbed
+from tests.support.machines.testbed import session as testbed_session
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -54,3 +59,50 @@ def run_cli() -> Callable[..., CliResult]:
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+# The machines every test asking for `testbed` shares (booted once per session).
+TESTBED_MACHINES = ("node-1", "node-2", "node-3")
+TESTBED_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "unshare", "chroot", "ip", "ssh")
+
+
+def testbed_unavailable() -> str | None:
+    """Why the test machines cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "test machines need root (network namespaces, systemd-nspawn, overlay mounts)"
+    missing = [tool for tool in TESTBED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"test machines need {', '.join(missing)}: run scripts/system-deps.sh as root"
+    return None
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[Testbed]:
+    """Three Debian machines (node-1..node-3) on a private bridge, with a workstation
+    namespace; see tests/support/machines/__init__.py for the API. Torn down at session end,
+    also on failure, Ctrl-C and SIGTERM (turned into KeyboardInterrupt so pytest unwinds)."""
+    reason = testbed_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with testbed_session(TESTBED_MACHINES) as bed:
+        yield bed
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TESTBED_TIMINGS:
+        terminalreporter.section("test machines")
+        for line in TESTBED_TIMINGS:
+            terminalreporter.write_line(line)
+
+
+# The first test that asks for the machines also pays for building the root filesystem
+# (minutes when it is not cached yet) and booting them; pytest-timeout counts fixture setup.
+TESTBED_SETUP_TIMEOUT = 900
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "testbed" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(TESTBED_SETUP_TIMEOUT), append=False)
+            break
