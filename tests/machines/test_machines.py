@@ -264,3 +264,30 @@ def test_an_extra_machine_is_gone_after_its_block(testbed: Testbed) -> None:
     )
     assert twin.address not in testbed.known_hosts.read_text()
     assert [n["name"] for n in testbed.spec()["nodes"]] == ["node-1", "node-2", "node-3"]
+
+
+def test_a_unit_that_failed_at_boot_is_started_again_and_its_journal_kept(
+    testbed: Testbed,
+) -> None:
+    machine = testbed.machine("node-3")
+    unit = "rke2ha-fails-once.service"
+    machine.sh(
+        f"printf '[Service]\\nType=oneshot\\nRemainAfterExit=yes\\n"
+        f'ExecStart=/bin/sh -c "test -e /run/second || {{ touch /run/second; '
+        f"echo first start refused; exit 1; }}\"\\n' > /run/systemd/system/{unit} && "
+        f"systemctl daemon-reload && systemctl start {unit}"
+    )
+    notes_before = len(machine.boot_notes)
+    try:
+        assert machine.failed_units() == [unit]
+        machine._retry_failed_units()
+        note = machine.boot_notes[notes_before:]
+        assert len(note) == 1 and unit in note[0] and "first start refused" in note[0], note
+        assert note[0].endswith("started again: active")
+        assert machine.boot_state == "running"
+    finally:
+        machine.sh(
+            f"systemctl stop {unit}; rm -f /run/systemd/system/{unit} /run/second; "
+            "systemctl daemon-reload; systemctl reset-failed"
+        )
+        del machine.boot_notes[notes_before:]

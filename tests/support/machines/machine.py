@@ -98,6 +98,7 @@ class Machine:
         self.leader: int | None = None  # host PID of the machine's systemd (PID 1 inside)
         self.boot_seconds: float | None = None
         self.boot_state: str | None = None  # systemctl is-system-running after boot
+        self.boot_notes: list[str] = []  # units that failed at boot and were started again
 
     def __repr__(self) -> str:
         return f"<Machine {self.name} {self.address} hostname={self.hostname}>"
@@ -228,11 +229,30 @@ class Machine:
                     if state.stdout.strip() in ("running", "degraded") and sshd.returncode == 0:
                         self.boot_state = state.stdout.strip()
                         self.boot_seconds = time.monotonic() - self._started
+                        if self.boot_state == "degraded":
+                            self._retry_failed_units()
                         return
             time.sleep(0.1)
         raise MachineError(
             f"{self.name} did not finish booting in {timeout:.0f}s:\n" + self.console_tail()
         )
+
+    def _retry_failed_units(self) -> None:
+        """A unit that failed at boot is started once more, and what the journal said is kept
+        in `boot_notes` (printed in pytest's summary). Why: CI once saw node-1 boot with
+        systemd-user-sessions.service failed (exit 1, cause not kept) while node-2/3 booted
+        clean from the same tree; /run/nologin then stayed and refused every non-root SSH
+        login. It never reproduced here (45 boots under CPU load), so the harness records
+        the cause if it recurs and lets the tests see the machine it meant to build."""
+        for unit in self.failed_units():
+            journal = self.sh(f"journalctl -b --no-pager -o cat -n 5 -u {unit}").stdout.strip()
+            self.sh(f"systemctl reset-failed {unit}; systemctl restart {unit}", timeout=30)
+            after = self.sh(f"systemctl is-active {unit}").stdout.strip()
+            self.boot_notes.append(
+                f"{self.name}: {unit} failed at boot ({' | '.join(journal.splitlines())}); "
+                f"started again: {after}"
+            )
+        self.boot_state = self.sh("systemctl is-system-running").stdout.strip()
 
     def console_tail(self, lines: int = 20) -> str:
         """The end of the machine's console (nspawn and systemd's boot messages), plain text:

@@ -210,6 +210,7 @@ class Testbed:
             f"{self.prefix}: {len(new)} machine(s) booted in {time.monotonic() - started:.1f}s "
             f"({', '.join(f'{m.name} {m.boot_seconds:.1f}s {m.boot_state}' for m in new)})"
         )
+        TIMINGS.extend(f"{self.prefix}: {note}" for m in new for note in m.boot_notes)
         return new
 
     def machine(self, name: str) -> Machine:
