@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-
 from tests.conftest import EXAMPLES, CliResult
 
 
