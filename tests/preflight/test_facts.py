@@ -22,7 +22,7 @@ def with_section(name: str, text: str, output: str = REAL) -> str:
 def test_every_section_of_the_script_is_in_the_real_output() -> None:
     names = [line.split()[2].rstrip("'") for line in gather.script().splitlines()
              if line.startswith("echo '@@rke2ha")]  # fmt: skip
-    assert len(names) == 16
+    assert len(names) == 17
     assert list(gather.split(REAL)) == names
 
 
@@ -35,8 +35,8 @@ def test_real_debian_machine() -> None:
     assert facts.os == "Debian GNU/Linux 12 (bookworm)"
     assert facts.pid1 == "systemd"
     assert [(x.proto, x.address, x.port, x.process) for x in facts.listeners] == [
-        ("tcp", "0.0.0.0", 22, "sshd (pid 44)"),
-        ("tcp", "[::]", 22, "sshd (pid 44)"),
+        ("tcp", "0.0.0.0", 22, "sshd (pid 39)"),
+        ("tcp", "[::]", 22, "sshd (pid 39)"),
     ]
     assert not facts.unit("firewalld").installed
     assert not facts.unit("NetworkManager").will_start
@@ -46,6 +46,7 @@ def test_real_debian_machine() -> None:
     assert facts.time_synchronized is False
     assert facts.swaps == []
     assert facts.default_routes == ["default via 198.18.0.1 dev eth0"]
+    assert facts.python == "/usr/bin/python3"
 
 
 def test_listeners_of_every_address_form_and_udp() -> None:

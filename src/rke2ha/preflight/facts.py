@@ -28,6 +28,7 @@ class NodeFacts:
     time_synchronized: bool | None = None
     swaps: list[Swap] = field(default_factory=list)
     default_routes: list[str] = field(default_factory=list)
+    python: str = ""  # path of a Python 3, for the pair probes
 
     def unit(self, name: str) -> UnitState:
         return self.units.get(name, UnitState("", ""))
@@ -56,4 +57,5 @@ def from_output(output: str) -> NodeFacts:
         time_synchronized=parsers.yes_no(s.get("timesync", "")),
         swaps=parsers.swaps(s.get("swaps", "")),
         default_routes=parsers.default_routes(s.get("route", "")),
+        python=parsers.first_line(s.get("python", "")),
     )

@@ -38,6 +38,8 @@ _SECTIONS = {
     "timesync": "timedatectl show -p NTPSynchronized --value 2>/dev/null",
     "swaps": "cat /proc/swaps",
     "route": "ip -4 route show default 2>/dev/null; ip -6 route show default 2>/dev/null",
+    # The pair probes are Python programs (rke2ha.preflight.pairs); RHEL keeps one here.
+    "python": "command -v python3 2>/dev/null || ls /usr/libexec/platform-python 2>/dev/null",
 }
 
 

@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rke2ha.preflight import checks, gather, sources
+from rke2ha.preflight import checks, gather, pairs, resolve, sources
 from rke2ha.preflight.checks import ClockReading
 from rke2ha.preflight.facts import NodeFacts, from_output
 from rke2ha.preflight.finding import NodeFinding, Outcome, Problem
 from rke2ha.rules.finding import sort_key
-from rke2ha.ssh.connection import Connection, SshError, connect
+from rke2ha.ssh.connection import Background, Connection, SshError, connect
 from rke2ha.ssh.target import Target, targets
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ async def run(spec: Spec, only: str | None = None, accept_new_host_keys: bool = 
                                                   for r in reached if r.facts])  # fmt: skip
             findings += checks.skew_findings([r.clock for r in reports if r.clock])
         result = Preflight(reports, findings, 0.0)
-        await _between(spec, result)
+        await _between(spec, result, pair_probes=only is None)
     finally:
         await asyncio.gather(
             *(r.connection.close() for r in reports if r.connection), return_exceptions=True
@@ -180,9 +180,95 @@ async def run(spec: Spec, only: str | None = None, accept_new_host_keys: bool = 
     return result
 
 
-async def _between(spec: Spec, result: Preflight) -> None:
-    """Probes between the reached nodes (rke2ha.preflight.pairs)."""
-    return None
+async def _between(spec: Spec, result: Preflight, pair_probes: bool) -> None:
+    """Name resolution on every reached node, then the probes between them (`pairs`)."""
+    reached = [r for r in result.nodes if r.facts is not None and r.connection is not None]
+    for found in await asyncio.gather(*(_resolve(spec, r) for r in reached)):
+        result.findings += found
+    if not pair_probes or len(reached) < 2:
+        return
+    probes, listeners = await probe_pairs(spec, reached)
+    result.findings += pairs.judge(probes, {r.node: _peer(spec, r) for r in reached})
+    result.extra["pairs"] = [p.as_dict() for p in probes]
+    result.extra["listeners"] = listeners
+
+
+def _peer(spec: Spec, report: NodeReport) -> pairs.Peer:
+    return pairs.Peer(report.node, report.index, spec.nodes[report.index].address or report.address)
+
+
+async def _resolve(spec: Spec, report: NodeReport) -> list[NodeFinding]:
+    assert report.connection is not None
+    lb = spec.load_balancer.addresses
+    names = resolve.names_to_resolve(spec.hostname, lb)
+    done = await report.connection.run(resolve.command(names), root=False)
+    manual = spec.dns.provider == "manual"
+    answers = resolve.parse(done.stdout)
+    value, found = resolve.judge(report.node, report.index, spec.hostname, lb, answers, manual)
+    report.findings += found
+    worst = next((f for f in found if f.severity == "error"), found[0] if found else None)
+    problem = Problem(worst.severity, worst.message, worst.fix) if worst else None
+    report.outcomes.append(Outcome("node.resolve", value, problem))
+    return found
+
+
+async def probe_pairs(
+    spec: Spec, reached: list[NodeReport]
+) -> tuple[list[pairs.ProbeResult], dict[str, dict[str, object]]]:
+    """Start a listener where a probe port is free, probe from every node to every other,
+    stop every listener (and say whether each one ended)."""
+    runners = {r.node: r for r in reached if r.facts and r.facts.python}
+    started: dict[str, Background] = {}
+    listeners: dict[str, dict[str, object]] = {}
+    try:
+        await asyncio.gather(*(_listen(r, started, listeners) for r in runners.values()))
+        peers = {r.node: _peer(spec, r) for r in reached}
+        by_address = {p.address: p.node for p in peers.values()}
+        outputs = await asyncio.gather(
+            *(_probe(r, [p for p in peers.values() if p.node != r.node]) for r in runners.values())
+        )
+    finally:
+        ended = await asyncio.gather(*(b.stop() for b in started.values()))
+        for node, ok in zip(started, ended, strict=True):
+            listeners[node]["stopped"] = ok
+    results: list[pairs.ProbeResult] = []
+    for r, output in zip(runners.values(), outputs, strict=True):
+        results += pairs.parse_probe(r.node, output, by_address)
+    for r in reached:
+        if r.node not in runners:  # no Python there: nothing probed from it
+            results += [pairs.ProbeResult(r.node, p.node, proto, port, "not probed: no python3")
+                        for p in peers.values() if p.node != r.node
+                        for proto, port in pairs.PORTS]  # fmt: skip
+        assert r.facts is not None
+        for port in pairs.udp_taken(r.facts):  # an echo needs our listener
+            results = [x if not (x.target == r.node and x.proto == "udp" and x.port == port)
+                       else pairs.ProbeResult(x.source, x.target, x.proto, x.port,
+                                              "not probed: port in use")
+                       for x in results]  # fmt: skip
+    return results, listeners
+
+
+async def _listen(
+    report: NodeReport, started: dict[str, Background], listeners: dict[str, dict[str, object]]
+) -> None:
+    assert report.facts is not None and report.connection is not None
+    ports = pairs.to_open(report.facts)
+    listeners[report.node] = {"ports": [], "stopped": True}
+    if not ports:
+        return
+    background = await report.connection.start(pairs.listener_argv(report.facts.python, ports))
+    started[report.node] = background
+    listeners[report.node]["ports"] = pairs.parse_ready(await background.first_line(10.0))
+
+
+async def _probe(report: NodeReport, peers: list[pairs.Peer]) -> str:
+    assert report.facts is not None and report.connection is not None
+    targets = [(p.address, proto, port) for p in peers for proto, port in pairs.PORTS]
+    done = await report.connection.run(
+        pairs.probe_argv(report.facts.python, targets), root=False,
+        timeout=pairs.PROBE_TIMEOUT * 2 + 10,
+    )  # fmt: skip
+    return done.stdout
 
 
 def run_sync(spec: Spec, only: str | None = None, accept_new_host_keys: bool = False) -> Preflight:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,14 @@ class Connection:
             )
         return Result(done.exit_status, stdout, stderr)
 
+    async def start(self, command: str) -> Background:
+        """`command` as the login user, left running (see `Background`)."""
+        try:
+            process = await self._conn.create_process(command)
+        except (OSError, asyncssh.Error) as err:
+            raise _mapped(err, self.target.endpoint, HostKeys(Path(), False), 0) from None
+        return Background(process)
+
     async def close(self) -> None:
         self._conn.close()
         await self._conn.wait_closed()
@@ -253,3 +262,32 @@ async def connect(target: Target, accept_new_host_keys: bool = False) -> Connect
             jump.close()
         raise
     return Connection(target, conn, jump)
+
+
+class Background:
+    """A command left running on a machine (a probe listener): its first line of output,
+    then stopped by closing its stdin, killed if it does not end in time."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess[str]) -> None:
+        self._process = process
+
+    async def first_line(self, timeout: float) -> str:
+        try:
+            async with asyncio.timeout(timeout):
+                return str(await self._process.stdout.readline())
+        except TimeoutError:
+            return ""
+
+    async def stop(self, timeout: float = 5.0) -> bool:
+        """Close its stdin and wait for it to end; True when it ended by itself."""
+        with contextlib.suppress(OSError, asyncssh.Error):
+            self._process.stdin.write_eof()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._process.wait_closed()
+            return True
+        except TimeoutError:
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self._process.kill()
+            self._process.close()
+            return False
