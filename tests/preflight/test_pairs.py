@@ -85,7 +85,7 @@ def test_resolution_judged_per_node() -> None:
     assert [(f.severity, f.value) for f in found] == [("error", f"{host} -> 10.9.9.9")]
     value, found = resolve.judge("node-2", 1, host, lb, {}, True)
     assert [(f.severity, f.node) for f in found] == [("warning", "node-2")]
-    assert "rke2ha dns records" in found[0].fix
+    assert "rke2ha dns publish" in found[0].fix
     value, found = resolve.judge("node-2", 1, host, ["lb.example.com"],
                                  {host: ["10.0.0.10"]}, False)  # fmt: skip
     assert [(f.severity, f.value) for f in found] == [("error", "lb.example.com: no answer")]

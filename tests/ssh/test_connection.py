@@ -204,3 +204,42 @@ def test_through_a_bastion_both_host_keys_checked(tmp_path: Path) -> None:
         node.server.close()
 
     run(scenario())
+
+
+def test_a_login_dropped_during_the_handshake_is_tried_again(tmp_path: Path) -> None:
+    """sshd throttling (MaxStartups) closes a new connection at once; the next try works."""
+
+    async def scenario() -> None:
+        client = asyncssh.generate_private_key("ssh-ed25519")
+        client.write_private_key(str(tmp_path / "id"))
+        server = Sshd(asyncssh.generate_private_key("ssh-ed25519"), client)
+        await server.start()
+        real_port = server.port
+        seen = 0
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(65536):
+                writer.write(data)
+            writer.close()
+
+        async def front(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == 1:  # the first one is dropped before the banner
+                writer.close()
+                return
+            back_reader, back_writer = await asyncio.open_connection(ADDRESS, real_port)
+            await asyncio.gather(pipe(reader, back_writer), pipe(back_reader, writer))
+
+        proxy = await asyncio.start_server(front, ADDRESS, 0)
+        port = proxy.sockets[0].getsockname()[1]
+        server.port = port  # known_hosts names the port the client dials
+        (tmp_path / "known_hosts").write_text(server.known_line())
+        conn = await connect(_target(tmp_path, port))
+        assert (await conn.run("true")).ok
+        await conn.close()
+        assert seen == 2
+        proxy.close()
+        server.server.close()
+
+    run(scenario())

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from rke2ha.preflight.finding import NodeFinding
 from rke2ha.preflight.runner import NodeReport, Preflight
 from rke2ha.rules.finding import count_by_severity
 from rke2ha.rules.output import finding_block
@@ -31,7 +32,7 @@ def to_json(result: Preflight) -> dict[str, Any]:
     return document
 
 
-def _node_line(node: NodeReport) -> Text:
+def _node_line(node: NodeReport, findings: list[NodeFinding]) -> Text:
     line = Text(f"{node.node:<10}", style="bold")
     line.append(f" {node.user}@{node.address}  ")
     facts = node.facts
@@ -43,20 +44,31 @@ def _node_line(node: NodeReport) -> Text:
         f"{facts.os or 'unknown OS'}, {facts.arch}, {facts.cpus} CPU, {memory}, "
         f"hostname {facts.hostname}"
     )
-    errors = sum(1 for o in node.outcomes if o.status == "error")
-    warnings = sum(1 for o in node.outcomes if o.status == "warning")
-    passed = sum(1 for o in node.outcomes if o.status == "pass")
-    line.append(f"  ({passed} passed, {warnings} warning(s), {errors} error(s))", style="dim")
+    counts = count_by_severity(f for f in findings if f.node == node.node)
+    line.append(f"  ({counts['error']} error(s), {counts['warning']} warning(s))", style="dim")
     return line
+
+
+def _groups(findings: list[NodeFinding]) -> list[list[NodeFinding]]:
+    """Findings that say the same of several nodes (same id, severity, value and, but for
+    the node's name, message and fix), together, in the order of their first one."""
+    groups: dict[tuple[str, ...], list[NodeFinding]] = {}
+    for f in findings:
+        same = (f.id, f.severity, f.value, f.message.replace(f.node, "\0"),
+                f.fix.replace(f.node, "\0"))  # fmt: skip
+        groups.setdefault(same, []).append(f)
+    return list(groups.values())
 
 
 def print_text(result: Preflight, console: Console, title: str) -> None:
     for node in result.nodes:
-        console.print(_node_line(node))
+        console.print(_node_line(node, result.findings))
     console.print()
-    for finding in result.findings:
-        where = f"{finding.node} ({finding.path})" if finding.node else finding.path
-        console.print(finding_block(finding, f"{where}: {finding.value}"))
+    for group in _groups(result.findings):
+        first = group[0]
+        nodes = ", ".join(f.node for f in group)
+        paths = ", ".join(f.path for f in group)
+        console.print(finding_block(first, f"{nodes} ({paths}): {first.value}"))
         console.print()
     counts = count_by_severity(result.findings)
     verdict = Text(f"{title}: ")

@@ -70,7 +70,7 @@ def judge(
     got = resolved.get(hostname, [])
     value = f"{hostname} -> {', '.join(got) or 'no answer'}"
     if not got:
-        how = ("add the records rke2ha prints (rke2ha dns records)" if dns_manual
+        how = ("add the records `rke2ha dns publish` prints (dns.provider manual)" if dns_manual
                else "rke2ha up publishes it; until then servers 2 and 3 cannot join")  # fmt: skip
         findings.append(stamp("node.resolve", node, index, value, Problem(
             "warning", f"{hostname} does not resolve on {node} yet", how,

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from rke2ha.errors import Rke2haError
 from rke2ha.ssh import knownhosts
 from rke2ha.ssh.sudo import as_root, wanted_password
 from rke2ha.ssh.target import Endpoint, Target
+
+RETRIES = 2  # more logins after one dropped during the handshake
 
 
 class SshError(Rke2haError):
@@ -164,21 +167,32 @@ async def _login(
         options.update(client_keys=[str(identity)], agent_path=None)
     if tunnel is not None:
         options["tunnel"] = tunnel
-    try:
-        async with asyncio.timeout(timeout):
-            return await asyncssh.connect(
-                endpoint.host,
-                endpoint.port,
-                username=endpoint.user,
-                known_hosts=lambda _h, _a, _p: (keys.trusted(name), [], []),
-                client_factory=lambda: _Client(keys, name),
-                config=None,
-                connect_timeout=timeout,
-                login_timeout=timeout,
-                **options,
-            )
-    except (OSError, asyncssh.Error, TimeoutError) as err:
-        raise _mapped(err, endpoint, keys, timeout) from None
+    # A connection dropped during the handshake (sshd's MaxStartups throttling, an sshd
+    # restarting) is tried again, twice at most and within the same `timeout`.
+    deadline = time.monotonic() + timeout
+    for attempt in range(RETRIES + 1):
+        try:
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                return await asyncssh.connect(
+                    endpoint.host,
+                    endpoint.port,
+                    username=endpoint.user,
+                    known_hosts=lambda _h, _a, _p: (keys.trusted(name), [], []),
+                    client_factory=lambda: _Client(keys, name),
+                    config=None,
+                    connect_timeout=timeout,
+                    login_timeout=timeout,
+                    **options,
+                )
+        except (asyncssh.ConnectionLost, ConnectionResetError) as err:
+            pause = 0.3 * (attempt + 1)
+            if keys.refusal is None and attempt < RETRIES and deadline - time.monotonic() > pause:
+                await asyncio.sleep(pause)
+                continue
+            raise _mapped(err, endpoint, keys, timeout) from None
+        except (OSError, asyncssh.Error, TimeoutError) as err:
+            raise _mapped(err, endpoint, keys, timeout) from None
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 class Connection:
