@@ -169,7 +169,8 @@ async def run(spec: Spec, only: str | None = None, accept_new_host_keys: bool = 
             findings += checks.hostname_findings([(r.node, r.index, r.facts.hostname)
                                                   for r in reached if r.facts])  # fmt: skip
             findings += checks.skew_findings([r.clock for r in reports if r.clock])
-        result = Preflight(reports, findings, 0.0)
+        # Always present, so the JSON keeps one shape (empty with --node or one node reached).
+        result = Preflight(reports, findings, 0.0, {"pairs": [], "listeners": {}})
         await _between(spec, result, pair_probes=only is None)
     finally:
         await asyncio.gather(
