@@ -4,10 +4,13 @@ program's JSON lines, the findings; `getent` answers."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
+from tests.conftest import free_port
 from tests.preflight.test_facts import REAL
 
 from rke2ha.preflight import pairs, resolve
@@ -44,6 +47,38 @@ def test_the_programs_are_valid_python_and_the_probe_runs_here() -> None:
     assert json.loads(done.stdout) == {
         "to": "127.0.118.1", "proto": "tcp", "port": 1, "result": "refused",
     }  # fmt: skip
+
+
+def test_listener_and_probe_programs_over_real_sockets() -> None:
+    """The two programs as the nodes run them, here on free ports of this machine: the
+    probe finds the listener's TCP port open and its UDP echo answering; the listener ends
+    as soon as its stdin closes."""
+    tcp_port, udp_port = free_port("0.0.0.0"), free_port("0.0.0.0", socket.SOCK_DGRAM)
+    listener = subprocess.Popen(
+        [sys.executable, "-c", pairs.LISTENER, pairs.LISTENER_MARK, "30",
+         f"tcp:{tcp_port}", f"udp:{udp_port}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert listener.stdout is not None and listener.stdin is not None
+        ready = pairs.parse_ready(listener.stdout.readline())
+        assert ready == [f"tcp:{tcp_port}", f"udp:{udp_port}"]
+        closed = free_port("127.0.118.1")
+        done = subprocess.run(
+            [sys.executable, "-c", pairs.PROBE, "1.5", f"127.0.118.1:tcp:{tcp_port}",
+             f"127.0.118.1:udp:{udp_port}", f"127.0.118.1:tcp:{closed}",
+             f"127.0.118.1:udp:{closed}"],
+            capture_output=True, text=True, timeout=20, check=True,
+        )  # fmt: skip
+        results = [json.loads(line)["result"] for line in done.stdout.splitlines()]
+        assert results == ["open", "open", "refused", "dropped"]
+        started = time.monotonic()
+        listener.stdin.close()
+        assert listener.wait(timeout=5) == 0
+        assert time.monotonic() - started < 2.5
+    finally:
+        listener.kill()
+        listener.wait()
 
 
 def test_blocked_pairs_become_one_finding_each_on_the_source() -> None:

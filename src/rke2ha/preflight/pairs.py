@@ -70,11 +70,27 @@ PROBE = r"""
 import errno, json, os, socket, sys, threading
 timeout = float(sys.argv[1])
 def tcp(address, port):
-    s = socket.socket()
-    s.settimeout(timeout)
-    try:
+    with socket.socket() as s:
+        s.settimeout(timeout)
         s.connect((address, port))
         return "open"
+def udp(address, port):
+    # Not connected: a node with several addresses may answer from another one than asked.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        token = os.urandom(8).hex().encode()
+        for _ in range(3):
+            s.sendto(token, (address, port))
+            s.settimeout(timeout / 3)
+            try:
+                while s.recvfrom(512)[0] != token:
+                    pass
+                return "open"
+            except socket.timeout:
+                continue
+        return "dropped"
+def attempt(probe, address, port):
+    try:
+        return probe(address, port)
     except socket.timeout:
         return "dropped"
     except ConnectionRefusedError:
@@ -83,35 +99,10 @@ def tcp(address, port):
         if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
             return "unreachable"
         return "error: " + (e.strerror or str(e))
-    finally:
-        s.close()
-def udp(address, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    token = os.urandom(8).hex().encode()
-    try:
-        s.connect((address, port))
-        for _ in range(3):
-            s.send(token)
-            s.settimeout(timeout / 3)
-            try:
-                while True:
-                    if s.recv(512) == token:
-                        return "open"
-            except socket.timeout:
-                continue
-        return "dropped"
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError as e:
-        if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            return "unreachable"
-        return "error: " + (e.strerror or str(e))
-    finally:
-        s.close()
 results = {}
 def run(target):
     address, proto, port = target.rsplit(":", 2)
-    results[target] = (tcp if proto == "tcp" else udp)(address, int(port))
+    results[target] = attempt(tcp if proto == "tcp" else udp, address, int(port))
 threads = [threading.Thread(target=run, args=(t,)) for t in sys.argv[2:]]
 for t in threads:
     t.start()

@@ -8,9 +8,9 @@ address that is a DNS name must resolve on every node. Sans-I/O: the runner runs
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 
+from rke2ha.addresses import is_ip
 from rke2ha.preflight import sources
 from rke2ha.preflight.checks import stamp
 from rke2ha.preflight.finding import NodeFinding, Problem
@@ -36,16 +36,8 @@ def parse(output: str) -> dict[str, list[str]]:
     return found
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def names_to_resolve(hostname: str, lb_addresses: list[str]) -> list[str]:
-    return [hostname] + [a for a in lb_addresses if not _is_ip(a)]
+    return [hostname] + [a for a in lb_addresses if not is_ip(a)]
 
 
 def judge(
@@ -56,7 +48,7 @@ def judge(
     expected: set[str] = set()
     findings = []
     for address in lb_addresses:
-        if _is_ip(address):
+        if is_ip(address):
             expected.add(address)
             continue
         got = resolved.get(address, [])
