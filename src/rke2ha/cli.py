@@ -23,6 +23,7 @@ from rke2ha.errors import EXIT_USAGE, Rke2haError
 COMMAND_MODULES: tuple[str, ...] = (
     "rke2ha.commands.init",
     "rke2ha.commands.validate",
+    "rke2ha.commands.preflight",
     "rke2ha.commands.lifecycle",
     "rke2ha.commands.check",
     "rke2ha.commands.render",

@@ -60,6 +60,77 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True)
 
 
+_ON_NODES_OVER_SSH = used_by("existing")  # rke2ha reaches the servers (pre-flight)
+
+
+class NodeSsh(_Strict):
+    """How rke2ha reaches one node over SSH; every field left out comes from the top `ssh:`."""
+
+    host: str | None = Field(
+        None,
+        description="Address or DNS name sshd answers on. Default: the node's `address`.",
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    user: str | None = Field(
+        None, description="Login user on this node.", json_schema_extra=_ON_NODES_OVER_SSH
+    )
+    port: Port | None = Field(
+        None, description="sshd's port.", json_schema_extra=_ON_NODES_OVER_SSH
+    )
+    identity_file: Path | None = Field(
+        None, description="Private key for this node.", json_schema_extra=_ON_NODES_OVER_SSH
+    )
+    jump_host: str | None = Field(
+        None,
+        description="Bastion for this node (`[user@]host[:port]`).",
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+
+
+class Ssh(_Strict):
+    """How rke2ha reaches the machines (`rke2ha preflight`; with it `plan`/`up` of existing
+    run the pre-flight first). Without this block rke2ha never logs in to a node."""
+
+    user: str = Field(
+        "root",
+        description=(
+            "Login user. root runs commands as is; any other user runs them with `sudo -n` "
+            "(passwordless sudo required; a password prompt is reported, never answered)."
+        ),
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    port: Port = Field(22, description="sshd's port.", json_schema_extra=_ON_NODES_OVER_SSH)
+    identity_file: Path | None = Field(
+        None,
+        description="Private key to log in with. Default: the keys of the SSH agent.",
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    known_hosts: Path | None = Field(
+        None,
+        description=(
+            "Host keys are verified against this file: an unknown key is refused with its "
+            "fingerprint (`--accept-new-host-keys` records it here), a changed key always is. "
+            "Default: `~/.ssh/known_hosts`."
+        ),
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    jump_host: str | None = Field(
+        None,
+        description="Bastion every connection goes through (`[user@]host[:port]`).",
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    connect_timeout: Duration = Field(
+        10.0,
+        description="How long connecting and logging in to one machine may take.",
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    command_timeout: Duration = Field(
+        30.0,
+        description="How long one command on a machine may run before it counts as failed.",
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+
+
 class Node(_Strict):
     """One RKE2 server node."""
 
@@ -83,6 +154,11 @@ class Node(_Strict):
     )
     region: str | None = Field(
         None, description="The node's region; it must be the spec's `region` (rule `nodes.region`)."
+    )
+    ssh: NodeSsh | None = Field(
+        None,
+        description="SSH settings of this node, over the top `ssh:` block.",
+        json_schema_extra=_ON_NODES_OVER_SSH,
     )
 
 
@@ -561,6 +637,14 @@ class Spec(_Strict):
     rke2: Rke2 = Field(default_factory=Rke2, description="RKE2 on the server nodes.")
     dns: Dns = Field(description="The DNS record that becomes Rancher's URL.")
     rancher: Rancher = Field(default_factory=Rancher, description="Rancher's Helm install.")
+    ssh: Ssh | None = Field(
+        None,
+        description=(
+            "How rke2ha reaches the nodes over SSH (`rke2ha preflight`). Without it nothing "
+            "touches a node."
+        ),
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
     aws: Aws | None = Field(
         None, description="Settings of provider aws.", json_schema_extra=used_by("aws")
     )

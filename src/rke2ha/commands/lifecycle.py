@@ -15,6 +15,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
+from rke2ha.commands.preflight import add_host_key_argument, gate
 from rke2ha.errors import EXIT_INVALID, Rke2haError, UsageError
 from rke2ha.providers.lab import flags as lab_flags
 
@@ -46,6 +47,7 @@ def register(subparsers: Any) -> None:
         help="exit 0 when nothing would change, 2 when something would, 1 on error",
     )
     plan.add_argument("--force-unlock", action="store_true", help="break a held state lock")
+    add_host_key_argument(plan)
     plan.set_defaults(handler=run_plan)
 
     up = subparsers.add_parser(
@@ -83,6 +85,7 @@ def register(subparsers: Any) -> None:
         help="with --wait: stop once the targets are healthy, without running `check`",
     )
     up.add_argument("--force-unlock", action="store_true", help="break a held state lock")
+    add_host_key_argument(up)  # provider existing with ssh: runs the pre-flight first
     lab_flags.add_up_arguments(up)  # provider lab: --detach, --port-offset
     up.set_defaults(handler=run_up)
 
@@ -146,6 +149,7 @@ def run_plan(args: argparse.Namespace) -> int:
     console = _console(args)
     try:
         spec = spec_from_args(args)
+        gate(spec, args, console)
         result = lifecycle.plan(spec, ProviderOptions(force_unlock=args.force_unlock))
     except Rke2haError as err:
         if not args.detailed_exitcode:
@@ -179,6 +183,7 @@ def run_up(args: argparse.Namespace) -> int:
         raise UsageError("--wait-timeout must be a positive number of seconds")
     console = _console(args)
     spec = spec_from_args(args)
+    gate(spec, args, console)
     result = lifecycle.up(
         spec,
         ProviderOptions(force_unlock=args.force_unlock, adopt_dns=args.adopt_dns),

@@ -25,10 +25,15 @@ def _where(validation: Validation, finding: Finding) -> str:
 
 def finding_text(validation: Validation, finding: Finding) -> Text:
     """One block: `severity  id  path (file:line)`, then message, fix and source."""
+    return finding_block(finding, _where(validation, finding))
+
+
+def finding_block(finding: Finding, where: str) -> Text:
+    """`severity  id  where`, then message, fix and source (validate and preflight)."""
     text = Text()
     text.append(f"{finding.severity:<8}", style=_STYLE[finding.severity])
     text.append(f"{finding.id}", style="bold")
-    text.append(f"  {_where(validation, finding)}\n")
+    text.append(f"  {where}\n")
     text.append(f"  {finding.message}\n")
     text.append("  fix: ", style="green")
     text.append(f"{finding.fix}\n")
