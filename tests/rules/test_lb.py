@@ -96,6 +96,7 @@ def test_readyz_200_only_without_token_or_anonymous_is_an_error(base, findings, 
 
 
 def test_readyz_200_only_with_anonymous_health_passes(base, findings, by_rule):
+    base["rke2"]["anonymous_health"] = True
     base["load_balancer"]["health"] = {"readyz_status": [200]}
     assert by_rule(findings(base), "lb.health") == []
 
@@ -178,3 +179,37 @@ def test_send_proxy_at_layer_7_is_an_error(base, findings, by_rule):
 
 def test_no_send_proxy_no_finding(base, findings, by_rule):
     assert by_rule(findings(base), "lb.send_proxy") == []
+
+
+@pytest.mark.parametrize(
+    ("version", "severity"),
+    [
+        ("v1.29.9+rke2r1", "error"),
+        ("v1.31.9+rke2r1", "error"),
+        ("v1.32.5+rke2r1", "error"),
+        ("v1.32.6+rke2r1", None),
+        ("v1.33.1+rke2r1", "error"),
+        ("v1.33.2+rke2r1", None),
+        ("v1.34.0+rke2r1", None),
+        ("1.35.1", None),
+        ("latest", "warning"),
+    ],
+)
+def test_anonymous_health_needs_an_rke2_with_the_fix(base, findings, by_rule, version, severity):
+    base["rke2"] = {"anonymous_health": True, "version": version}
+    found = by_rule(findings(base), "rke2.anonymous_health")
+    assert [f.severity for f in found] == ([severity] if severity else [])
+    if severity == "error":
+        assert found[0].path == "rke2.version"
+        assert "v1.33.2+rke2r1" in found[0].fix and "token_file" in found[0].fix
+
+
+def test_anonymous_health_without_a_version_says_what_to_verify(base, findings, by_rule):
+    base["rke2"] = {"anonymous_health": True}
+    (found,) = by_rule(findings(base), "rke2.anonymous_health")
+    assert found.severity == "warning" and "rke2 --version" in found.fix
+
+
+def test_no_anonymous_health_no_version_gate(base, findings, by_rule):
+    base["rke2"] = {"anonymous_health": False, "version": "v1.29.9+rke2r1"}
+    assert by_rule(findings(base), "rke2.anonymous_health") == []

@@ -55,3 +55,8 @@ PROXY_PROTOCOL = (
     "(https://doc.traefik.io/traefik/routing/entrypoints/#proxyprotocol)"
 )
 README_HEALTH = f"{README}: Health checks"
+RKE2_ANONYMOUS = (
+    "rancher/rke2#8137 (Cannot use Anonymous Authenticator Configuration) and its backports "
+    "rancher/rke2#8245 (1.33), #8246 (1.32); k3s-io/k3s#12277; Kubernetes KEP-4633 "
+    "(anonymous auth for configured endpoints)"
+)
