@@ -200,7 +200,7 @@ def render_starter(provider: ProviderName, hostname: str, nodes: list[InitNode])
         out.key("aws.instance_type", "m5.xlarge", indent=2)
         out.key("aws.ami", "ami-0123456789abcdef0", indent=2, replace="an AMI of the region")
         out.key("aws.allowed_cidrs", ["203.0.113.0/24"], indent=2, replace="your users' networks")
-        out.key("aws.rke2_version", "v1.31.4+rke2r1", indent=2)
+        out.key("aws.rke2_version", "v1.33.6+rke2r1", indent=2)
     if provider == "lab":
         out.block("lab")
         out.key("lab.subnet", "127.0.10.0/24", indent=2)

@@ -106,7 +106,7 @@ def test_unassigned_addresses_are_skipped_with_reason(
             "aws": {
                 "region": "us-east-1",
                 "ami": "ami-0123456789abcdef0",
-                "rke2_version": "v1.31.4+rke2r1",
+                "rke2_version": "v1.33.6+rke2r1",
             },
         }
     )

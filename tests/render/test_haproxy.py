@@ -30,8 +30,9 @@ def test_layer4_anonymous_401_accepted(specs: SpecFactory, tmp_path: Path) -> No
     for port in (80, 443):
         section = backend(cfg, f"rke2ha_{port}")
         assert "http-check connect port 80\n" in section
-        assert "hdr Host rancher.example.com" in section
-        assert "uri /healthz" in section
+        # no Rancher Host: the request reaches ingress-nginx's catch-all server `_`
+        assert "http-check send meth GET uri /healthz ver HTTP/1.0\n" in section
+        assert "rancher.example.com" not in section
         assert f"server node-1 10.0.1.11:{port} check" in section
     api = backend(cfg, "rke2ha_6443")
     assert "http-check connect port 6443 ssl" in api
@@ -107,7 +108,8 @@ def test_layer7_tls_redirect_headers(specs: SpecFactory, tmp_path: Path) -> None
     assert "mode http" in ingress and "timeout tunnel" in ingress
     assert "timeout server 1800s" in ingress and "timeout connect 30s" in ingress
     assert "server node-1 10.0.1.11:80 check" in ingress
-    assert "hdr Host rancher.example.com" in ingress
+    assert "http-check send meth GET uri /healthz ver HTTP/1.0\n" in ingress
+    assert "hdr Host" not in ingress
     # the apiserver and the supervisor stay TCP
     assert "mode tcp" in backend(cfg, "rke2ha_6443")
     assert "mode tcp" in backend(cfg, "rke2ha_9345")
@@ -136,3 +138,20 @@ def test_haproxy_c_catches_a_broken_config(specs: SpecFactory, tmp_path: Path) -
     path = tmp_path / "out/haproxy/haproxy.cfg"
     path.write_text(path.read_text().replace("balance leastconn", "balance fastest", 1))
     assert haproxy_check(path).code != 0
+
+
+def test_send_proxy_checks_speak_proxy_on_the_ingress_ports_only(
+    specs: SpecFactory, tmp_path: Path
+) -> None:
+    spec = specs.load({"load_balancer": {"send_proxy": True}})
+    render(spec, tmp_path / "out")
+    path = tmp_path / "out/haproxy/haproxy.cfg"
+    assert haproxy_check(path).code == 0
+    cfg = path.read_text()
+    for port in (80, 443):
+        section = backend(cfg, f"rke2ha_{port}")
+        # traffic and checks both: an ingress expecting the header refuses either without it
+        assert "http-check connect port 80 send-proxy\n" in section
+        assert f"server node-1 10.0.1.11:{port} check send-proxy-v2\n" in section
+    for port in (6443, 9345):
+        assert "send-proxy" not in backend(cfg, f"rke2ha_{port}")

@@ -33,7 +33,9 @@ BASE: dict[str, Any] = {
         {"name": "node-3", "address": "10.0.3.11", "zone": "dc1-c"},
     ],
     "load_balancer": {"layer": 4, "engine": "haproxy", "address": "10.0.0.10"},
-    "rke2": {"anonymous_health": True},
+    # anonymous_health off: on, an existing spec cannot name its RKE2 version, which draws
+    # the rke2.anonymous_health warning (tests of it turn it on)
+    "rke2": {"anonymous_health": False},
     "dns": {"provider": "manual", "zone": "example.com", "record": "A"},
 }
 

@@ -13,7 +13,7 @@ def as_aws(base: dict[str, Any]) -> dict[str, Any]:
     base["aws"] = {
         "region": "us-east-1",
         "ami": "ami-1",
-        "rke2_version": "v1.31.4+rke2r1",
+        "rke2_version": "v1.33.6+rke2r1",
         "allowed_cidrs": ["203.0.113.0/24"],
     }
     base.pop("rke2")

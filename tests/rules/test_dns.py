@@ -47,7 +47,7 @@ def test_a_record_to_aws_nlb_is_an_alias(base, findings, by_rule):
     base.update(provider="aws", region="us-east-1")
     base["nodes"] = [{"name": f"n{i}", "zone": f"us-east-1{z}"} for i, z in enumerate("abc")]
     base["load_balancer"] = {"engine": "aws-nlb"}
-    base["aws"] = {"region": "us-east-1", "ami": "ami-1", "rke2_version": "v1.31.4+rke2r1"}
+    base["aws"] = {"region": "us-east-1", "ami": "ami-1", "rke2_version": "v1.33.6+rke2r1"}
     found = findings(base)
     assert by_rule(found, "dns.record_target") == []
     assert [f for f in found if f.severity == "error"] == []

@@ -29,6 +29,8 @@ ERROR_RULES = {
     "lb.on_node",
     "lb.health",
     "lb.pair",
+    "lb.send_proxy",
+    "rke2.anonymous_health",
     "provider",
     "rancher.letsencrypt",
 }

@@ -24,7 +24,7 @@ def test_defaults_and_filled_in_values_are_never_reported(base, findings, by_rul
 
 
 def test_rke2_version_with_existing_is_a_warning_with_the_real_place(base, findings, by_rule):
-    base["rke2"]["version"] = "v1.31.4+rke2r1"
+    base["rke2"]["version"] = "v1.33.6+rke2r1"
     found = by_rule(findings(base), "provider.ignored")
     assert [(f.severity, f.path) for f in found] == [("warning", "rke2.version")]
     assert "provider existing does not use it" in found[0].message
@@ -33,14 +33,14 @@ def test_rke2_version_with_existing_is_a_warning_with_the_real_place(base, findi
 
 
 def test_rke2_version_with_aws_points_to_aws_rke2_version(base, findings, by_rule):
-    as_aws(base)["rke2"] = {"version": "v1.31.4+rke2r1"}
+    as_aws(base)["rke2"] = {"version": "v1.33.6+rke2r1"}
     found = by_rule(findings(base), "provider.ignored")
     assert [f.path for f in found] == ["rke2.version"]
     assert "aws.rke2_version" in found[0].fix
 
 
 def test_rke2_version_in_the_lab_is_used(base, findings, by_rule):
-    as_lab(base)["rke2"]["version"] = "v1.31.4+rke2r1"
+    as_lab(base)["rke2"]["version"] = "v1.33.6+rke2r1"
     assert _ignored(findings, by_rule, base) == []
 
 
@@ -107,7 +107,7 @@ def test_validate_names_the_line_and_exits_0(run_cli, tmp_path):
     text = (EXAMPLES / "existing-l4.yaml").read_text()
     text = text.replace(
         "rke2:\n  anonymous_health: true\n",
-        "rke2:\n  anonymous_health: true\n  version: v1.31.4+rke2r1\n",
+        "rke2:\n  anonymous_health: true\n  version: v1.33.6+rke2r1\n",
     )
     (tmp_path / "secrets").mkdir()
     key = tmp_path / "secrets" / "tsig.secret"
@@ -115,7 +115,7 @@ def test_validate_names_the_line_and_exits_0(run_cli, tmp_path):
     key.chmod(0o600)
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
-    line = text.splitlines().index("  version: v1.31.4+rke2r1") + 1
+    line = text.splitlines().index("  version: v1.33.6+rke2r1") + 1
     result = run_cli("validate", "-f", str(spec))
     assert result.code == 0, result.err
     assert f"warning provider.ignored  rke2.version ({spec}:{line})" in result.out

@@ -1,4 +1,5 @@
-"""Rules lb.ports, lb.engine_layer, lb.on_node, lb.dedicated, lb.health, lb.pair."""
+"""Rules lb.ports, lb.engine_layer, lb.on_node, lb.dedicated, lb.health, lb.pair,
+lb.send_proxy."""
 
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ def test_readyz_200_only_without_token_or_anonymous_is_an_error(base, findings, 
 
 
 def test_readyz_200_only_with_anonymous_health_passes(base, findings, by_rule):
+    base["rke2"]["anonymous_health"] = True
     base["load_balancer"]["health"] = {"readyz_status": [200]}
     assert by_rule(findings(base), "lb.health") == []
 
@@ -151,3 +153,63 @@ def test_vip_equal_to_a_pair_host_is_an_error(base, findings, by_rule):
 def test_proper_pair_passes(base, findings, by_rule):
     base["load_balancer"]["pair"] = {"primary": "10.0.0.8", "standby": "10.0.0.9"}
     assert by_rule(findings(base), "lb.pair") == []
+
+
+def test_send_proxy_at_layer_4_names_the_ingress_config_to_install(base, findings, by_rule):
+    base["load_balancer"]["send_proxy"] = True
+    found = by_rule(findings(base), "lb.send_proxy")
+    assert [(f.severity, f.path) for f in found] == [("info", "load_balancer.send_proxy")]
+    assert "rancher/ingress-helmchartconfig.yaml" in found[0].fix
+    assert 'use-proxy-protocol: "true"' in found[0].fix
+    assert "health checks included" in found[0].message
+
+
+def test_send_proxy_with_traefik_names_its_trusted_ips(base, findings, by_rule):
+    base["load_balancer"]["send_proxy"] = True
+    base["ingress"] = "traefik"
+    (found,) = by_rule(findings(base), "lb.send_proxy")
+    assert "proxyProtocol.trustedIPs" in found.fix
+
+
+def test_send_proxy_at_layer_7_is_an_error(base, findings, by_rule):
+    base["load_balancer"].update(send_proxy=True, layer=7)
+    found = by_rule(findings(base), "lb.send_proxy")
+    assert [(f.severity, f.path) for f in found] == [("error", "load_balancer.send_proxy")]
+
+
+def test_no_send_proxy_no_finding(base, findings, by_rule):
+    assert by_rule(findings(base), "lb.send_proxy") == []
+
+
+@pytest.mark.parametrize(
+    ("version", "severity"),
+    [
+        ("v1.29.9+rke2r1", "error"),
+        ("v1.31.9+rke2r1", "error"),
+        ("v1.32.5+rke2r1", "error"),
+        ("v1.32.6+rke2r1", None),
+        ("v1.33.1+rke2r1", "error"),
+        ("v1.33.2+rke2r1", None),
+        ("v1.34.0+rke2r1", None),
+        ("1.35.1", None),
+        ("latest", "warning"),
+    ],
+)
+def test_anonymous_health_needs_an_rke2_with_the_fix(base, findings, by_rule, version, severity):
+    base["rke2"] = {"anonymous_health": True, "version": version}
+    found = by_rule(findings(base), "rke2.anonymous_health")
+    assert [f.severity for f in found] == ([severity] if severity else [])
+    if severity == "error":
+        assert found[0].path == "rke2.version"
+        assert "v1.33.2+rke2r1" in found[0].fix and "token_file" in found[0].fix
+
+
+def test_anonymous_health_without_a_version_says_what_to_verify(base, findings, by_rule):
+    base["rke2"] = {"anonymous_health": True}
+    (found,) = by_rule(findings(base), "rke2.anonymous_health")
+    assert found.severity == "warning" and "rke2 --version" in found.fix
+
+
+def test_no_anonymous_health_no_version_gate(base, findings, by_rule):
+    base["rke2"] = {"anonymous_health": False, "version": "v1.29.9+rke2r1"}
+    assert by_rule(findings(base), "rke2.anonymous_health") == []

@@ -56,7 +56,9 @@ def test_warnings_only_exit_0(run_cli, tmp_path):
     result = run_cli("validate", "-f", str(tmp_path / "spec.yaml"))
     assert result.code == 0, result.out
     assert "warning lb.dedicated  load_balancer.shared_with" in result.out
-    assert "valid (0 errors, 1 warning, 1 info)" in result.out
+    # anonymous_health with no RKE2 version in the spec: a warning naming what to verify
+    assert "warning rke2.anonymous_health  rke2.anonymous_health" in result.out
+    assert "valid (0 errors, 2 warnings, 1 info)" in result.out
 
 
 def test_json_shape_and_stability(run_cli):

@@ -24,7 +24,7 @@ def _aws(spec: Spec) -> Iterator[Issue]:
             "aws",
             "provider aws needs an `aws:` block (region, ami, rke2_version, ...)",
             f"add aws: {{region: {spec.region or 'us-east-1'}, ami: ami-..., "
-            "rke2_version: v1.31.4+rke2r1}",
+            "rke2_version: v1.33.6+rke2r1}",
         )
     elif spec.region is not None and spec.region != spec.aws.region:
         yield error(
