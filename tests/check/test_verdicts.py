@@ -26,7 +26,7 @@ NOW = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)
 HOST = "rancher.example.com"
 ANON = HttpProbe("https", 6443, "/readyz", None, (200, 401))
 STRICT = HttpProbe("https", 6443, "/readyz", None, (200,))
-INGRESS = HttpProbe("http", 80, "/healthz", HOST, (200,))
+INGRESS = HttpProbe("http", 80, "/healthz", None, (200,))
 
 
 def answer(status: int, body: str = "", **headers: str) -> HttpAnswer:

@@ -37,7 +37,8 @@ def test_spec_frontends_follow_the_health_plan(tmp_path: Path) -> None:
     by_port = {f.port: f for f in config.frontends}
     assert set(by_port) == {20080, 20443, 26443, 29345}
     ingress = by_port[20443].health.probes
-    assert ingress == (Probe("http", 20080, "/healthz", "rancher.example.test", (200,)),)
+    # no Rancher Host: the checker sends the node's address and reaches the catch-all server
+    assert ingress == (Probe("http", 20080, "/healthz", None, (200,)),)
     assert [b.key for b in by_port[20443].backends] == ["127.0.30.11:20443", "127.0.30.12:20443"]
     (readyz,) = by_port[26443].health.probes
     assert readyz.kind == "https" and readyz.ok_statuses == (200, 401)

@@ -88,7 +88,7 @@ def test_spec_layer7_config(tmp_path: Path) -> None:
         "http",
         "/healthz",
         20080,
-        HOSTNAME,
+        None,  # no Rancher Host: the ingress's catch-all server answers /healthz
     )
     _, companion = l4_companion(spec, port_offset=20000)
     assert companion is not None
@@ -155,9 +155,10 @@ def test_spec_layer7_serves_redirects_and_follows_health(
                 + upload
             )
             assert read_response(tls)[0] == 200
-        # the ingress check went to every node's port 80 with the Rancher Host header
+        # the ingress check went to every node's port 80 without the Rancher Host (the
+        # node's own address), so it reaches the ingress's catch-all server
         checks = [r for n in nodes for r in n.requests if r.get("check")]
-        assert checks and all(dict(r["headers"])["Host"] == HOSTNAME for r in checks)
+        assert checks and all(dict(r["headers"])["Host"] != HOSTNAME for r in checks)
         with socket.create_connection((LB, 80 + offset), timeout=5) as plain:
             plain.sendall(b"GET /dashboard/?x=1 HTTP/1.1\r\nHost: whatever\r\n\r\n")
             status, headers, _ = read_response(plain)

@@ -1,7 +1,8 @@
 """Stand-ins for three RKE2 server nodes, as far as a load balancer in front sees them.
 
 Each node listens on its own loopback address (127.0.22.11-13) on the real ports, which
-needs root: 80 (ingress: `/healthz` answering 200 only with the Rancher Host header, an
+needs root: 80 (ingress, like ingress-nginx once Rancher's TLS Ingress exists: `/healthz`
+-> 200 from the catch-all server for any other Host, 308 to https for the Rancher Host; an
 `/echo` that returns the request headers, a websocket `/ws`), 443 (TLS: says which node
 answered), 6443 (kube-apiserver `/readyz`: 401 without a valid bearer token unless
 anonymous health is on, 200 when ready, 500 when not) and 9345 (supervisor `/ping`:
@@ -82,9 +83,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _ingress(self, state: NodeState, path: str) -> None:
         host = (self.headers.get("Host") or "").split(":")[0]
-        if path == "/healthz":
-            ok = host == state.hostname
-            self._reply(200 if ok else 404, "ok" if ok else "unknown host")
+        if path == "/healthz" and host == state.hostname:
+            self.send_response(308)
+            self.send_header("Location", f"https://{host}{path}")
+            self.send_header("Content-Length", "0")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+        elif path == "/healthz":
+            self._reply(200, "ok")
         elif path == "/echo":
             headers = {key.lower(): value for key, value in self.headers.items()}
             self._reply(200, json.dumps(headers), "application/json")

@@ -30,8 +30,9 @@ def test_layer4_anonymous_401_accepted(specs: SpecFactory, tmp_path: Path) -> No
     for port in (80, 443):
         section = backend(cfg, f"rke2ha_{port}")
         assert "http-check connect port 80\n" in section
-        assert "hdr Host rancher.example.com" in section
-        assert "uri /healthz" in section
+        # no Rancher Host: the request reaches ingress-nginx's catch-all server `_`
+        assert "http-check send meth GET uri /healthz ver HTTP/1.0\n" in section
+        assert "rancher.example.com" not in section
         assert f"server node-1 10.0.1.11:{port} check" in section
     api = backend(cfg, "rke2ha_6443")
     assert "http-check connect port 6443 ssl" in api
@@ -107,7 +108,8 @@ def test_layer7_tls_redirect_headers(specs: SpecFactory, tmp_path: Path) -> None
     assert "mode http" in ingress and "timeout tunnel" in ingress
     assert "timeout server 1800s" in ingress and "timeout connect 30s" in ingress
     assert "server node-1 10.0.1.11:80 check" in ingress
-    assert "hdr Host rancher.example.com" in ingress
+    assert "http-check send meth GET uri /healthz ver HTTP/1.0\n" in ingress
+    assert "hdr Host" not in ingress
     # the apiserver and the supervisor stay TCP
     assert "mode tcp" in backend(cfg, "rke2ha_6443")
     assert "mode tcp" in backend(cfg, "rke2ha_9345")

@@ -31,13 +31,20 @@ GUARD_FACTOR = 3
 
 
 async def _get(
-    endpoint: Endpoint, path: str, target: CheckTarget, *, tls: bool, token: str | None = None
+    endpoint: Endpoint,
+    path: str,
+    target: CheckTarget,
+    *,
+    tls: bool,
+    token: str | None = None,
+    host: str | None = None,
 ) -> HttpAnswer | str:
+    """GET with Host (and SNI) `host`, by default the Rancher hostname."""
     try:
         return await probes.http_get(
             endpoint,
             path,
-            host=target.hostname,
+            host=host or target.hostname,
             tls=probes.insecure_context() if tls else None,
             token=token,
             timeout=target.timeout,
@@ -84,10 +91,14 @@ async def _node_port(target: CheckTarget, node: NodeTarget, port: int) -> CheckR
         )
     where = f"{node.name} at {endpoint}"
     if port == 80:
-        seen = await _get(endpoint, target.ingress.path, target, tls=False)
-        return verdicts.ingress_health(check_id, seen, target.ingress, where)
+        # The health plan's request: no Rancher Host, so the ingress's catch-all server
+        # answers (the node's own address stands in, as the built-in load balancer sends).
+        ingress = target.ingress
+        host = ingress.host_header or str(endpoint).rpartition(":")[0]
+        seen = await _get(endpoint, ingress.path, target, tls=False, host=host)
+        return verdicts.ingress_health(check_id, seen, ingress, where)
     if port == 443:
-        seen = await _get(endpoint, "/ping", target, tls=True)
+        seen = await _get(endpoint, target.rancher_ping.path, target, tls=True)
         return verdicts.rancher_ping(check_id, seen, catalog.NODE_PORT, where)
     if port == 6443:
         token = target.readyz_token
@@ -181,7 +192,7 @@ async def rancher_ping(target: CheckTarget) -> CheckResult:
     endpoint = target.lb(443)
     if endpoint is None:
         return _no_lb(catalog.RANCHER_PING, check_id)
-    seen = await _get(endpoint, "/ping", target, tls=True)
+    seen = await _get(endpoint, target.rancher_ping.path, target, tls=True)
     return verdicts.rancher_ping(check_id, seen, catalog.RANCHER_PING, str(endpoint))
 
 

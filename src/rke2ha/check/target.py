@@ -19,6 +19,7 @@ from rke2ha.healthplan import (
     HttpProbe,
     ingress_probe,
     port_health,
+    rancher_ping_probe,
     readyz_probe,
     supervisor_probe,
 )
@@ -75,9 +76,10 @@ class CheckTarget:
     node_ports: tuple[int, ...]  # node (backend) ports behind the load balancer ports
     backend_ports: dict[int, int]  # load balancer port -> node port (443 -> 80 at layer 7)
     port_offset: int
-    ingress: HttpProbe  # node port 80: ingress health with the Rancher Host
+    ingress: HttpProbe  # node port 80: the ingress's own health, catch-all server (no Host)
     readyz: HttpProbe  # 6443 /readyz; statuses already say whether 401 may pass
     supervisor: HttpProbe  # 9345 /ping -> pong
+    rancher_ping: HttpProbe  # 443 /ping -> pong with the Rancher hostname (never rotation)
     dns: DnsTarget
     lb_admin: Endpoint | None
     timeout: float
@@ -183,6 +185,7 @@ def build_target(
         ingress=ingress_probe(spec),
         readyz=readyz,
         supervisor=supervisor_probe(),
+        rancher_ping=rancher_ping_probe(spec),
         dns=_dns_target(spec, options),
         lb_admin=_admin_endpoint(spec, options),
         timeout=options.timeout,

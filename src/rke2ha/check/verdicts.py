@@ -64,9 +64,9 @@ def said(answer: HttpAnswer) -> str:
 
 
 def ingress_health(check_id: str, seen: Seen, probe: HttpProbe, where: str) -> CheckResult:
-    """Node port 80: the ingress health endpoint answers 200 for the Rancher Host."""
+    """Node port 80: the ingress's own health answer from its catch-all server."""
     rule = catalog.NODE_PORT
-    asked = f"GET {probe.path} Host {probe.host_header}"
+    asked = f"GET {probe.path} Host {probe.host_header or 'the node address'}"
     if isinstance(seen, str):
         return rule.failed(check_id, seen, f"start RKE2 on {where} (systemctl start rke2-server)")
     if _matches(probe, seen):
@@ -75,7 +75,8 @@ def ingress_health(check_id: str, seen: Seen, probe: HttpProbe, where: str) -> C
         check_id,
         f"ingress: {asked} -> {said(seen)}; want {join(map(str, probe.ok_statuses))}",
         "check the ingress controller pod on that node (kubectl -n kube-system get pods) "
-        "and that spec.ingress matches it (nginx: /healthz, traefik: /ping)",
+        "and that spec.ingress matches it (nginx: /healthz -> 200, traefik: /ping -> 404 or "
+        "200; README: Health checks)",
     )
 
 

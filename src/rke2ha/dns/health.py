@@ -1,10 +1,11 @@
 """Which load balancer addresses to serve when there are several (an LB pair without a VIP).
 
-Probe (decided here, once): an HTTP `GET <ingress health path>` with the Rancher `Host`
-header *through* the load balancer's port 80, passing on the statuses the shared health
-plan accepts for the ingress (`healthplan.ingress_probe`). It proves what a client needs
-from that address: the load balancer is up *and* forwards to a node whose ingress
-answers. A bare TCP connect to 443 would only prove that a process listens.
+Probe (decided here, once): an HTTP `GET <ingress health path>` *through* the load
+balancer's port 80, with the Host the shared health plan gives (`healthplan.ingress_probe`:
+none of Rancher's, so the request reaches the ingress's catch-all server; aiohttp then
+sends the load balancer's address) and passing on the statuses the plan accepts. It
+proves what a client needs from that address: the load balancer is up *and* forwards to a
+node whose ingress answers. A bare TCP connect to 443 would only prove that a process listens.
 
 Each address rises after `rise` passing probes and falls after `fall` failing ones
 (`load_balancer.health`), like the load balancer's own checks. When every address is
@@ -86,7 +87,7 @@ async def probe_http(
     address: str,
     port: int,
     path: str,
-    host_header: str,
+    host_header: str | None,
     ok_statuses: tuple[int, ...],
     timeout: float,
 ) -> bool:
@@ -95,7 +96,8 @@ async def probe_http(
     try:
         async with session.get(
             url,
-            headers={"Host": host_header},
+            # No Host of our own: aiohttp sends the address, which no Ingress names.
+            headers={"Host": host_header} if host_header else None,
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
@@ -130,7 +132,7 @@ class HealthWatcher:
                             address,
                             self.port,
                             self.probe.path,
-                            self.probe.host_header or "",
+                            self.probe.host_header,
                             self.probe.ok_statuses,
                             self.timeout,
                         )

@@ -8,9 +8,9 @@ supervisor speak their own TLS.
 
 Open-source nginx has no active health checks (that is an NGINX Plus feature): a node is
 only taken out after `max_fails` failed connections within `fail_timeout`, so
-`rke2ha.healthplan`'s checks (ingress health with the Rancher Host, `/readyz`, a node not yet
-joined on 9345) cannot be expressed. The rendered file says so; HAProxy or the built-in load
-balancer are the engines that check real readiness.
+`rke2ha.healthplan`'s checks (the ingress's own health answer from its catch-all server,
+`/readyz`, a node not yet joined on 9345) cannot be expressed. The rendered file says so;
+HAProxy or the built-in load balancer are the engines that check real readiness.
 
 Debian and Ubuntu build the stream module as a dynamic module: the config includes the
 distribution's module snippets (`modules-enabled/*.conf`, or `/usr/share/nginx/modules/` on

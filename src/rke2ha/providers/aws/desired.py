@@ -6,8 +6,10 @@ and plans compare in spec terms. `apply` resolves ids from dependencies at run t
 
 Health checks follow `rke2ha.healthplan` within what an NLB allows (interval 5-300 s,
 timeout 2-120 s, thresholds 2-10, matcher codes 200-599): 80/443 -> HTTP <ingress path>
-on node port 80; 6443 -> HTTPS /readyz; 9345 -> the same /readyz on port 6443, because
-9345 answers before the node has joined. An NLB cannot send credentials, so /readyz
+on node port 80 with the statuses of `healthplan.ingress_probe` (an NLB check carries no
+Rancher hostname, so it reaches the ingress's catch-all server, as the plan wants);
+6443 -> HTTPS /readyz; 9345 -> the same /readyz on port 6443, because 9345 answers before
+the node has joined. An NLB cannot send credentials, so /readyz
 counts 200 only when `rke2.anonymous_health` opens it, else 200 and 401 (readiness then
 unknown, said in the plan).
 """
@@ -20,7 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from rke2ha.errors import InvalidError
-from rke2ha.healthplan import APISERVER_PORT, INGRESS_PORT, port_health, readyz_probe
+from rke2ha.healthplan import (
+    APISERVER_PORT,
+    INGRESS_PORT,
+    ingress_probe,
+    port_health,
+    readyz_probe,
+)
 from rke2ha.plan import Desired
 from rke2ha.spec import Spec
 
@@ -170,7 +178,9 @@ def health_check(spec: Spec, port: int) -> HealthCheck:
         "unhealthy": _clamp(health.fall, NLB_THRESHOLD),
     }
     if port in (80, 443):
-        return HealthCheck("HTTP", INGRESS_PORT, spec.health_path, "200", **common)
+        probe = ingress_probe(spec)
+        matcher = ",".join(str(s) for s in probe.ok_statuses)
+        return HealthCheck("HTTP", INGRESS_PORT, probe.path, matcher, **common)
     if port in (APISERVER_PORT, 9345):
         return HealthCheck("HTTPS", APISERVER_PORT, "/readyz", readyz_matcher(spec), **common)
     rule = port_health(spec, port)
