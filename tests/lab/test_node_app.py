@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from rke2ha.lab.ingress_model import IngressSettings
 from rke2ha.lab.node_app import (
     NODE_HEADER,
     AcceptWebSocket,
@@ -66,10 +67,25 @@ def header(reply: Response, name: str) -> str | None:
 # ---- port 80 --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("host", [HOST, "other.example.com", None])
-def test_ingress_health_answers_for_any_host(host: str | None) -> None:
-    reply = response(ask(PortRole.INGRESS_HTTP, "/healthz", host=host))
+@pytest.mark.parametrize("host", ["other.example.com", "127.0.0.1:80", None])
+@pytest.mark.parametrize("role", [PortRole.INGRESS_HTTP, PortRole.INGRESS_HTTPS])
+def test_catch_all_server_answers_healthz_for_hosts_without_an_ingress(
+    host: str | None, role: PortRole
+) -> None:
+    reply = response(ask(role, "/healthz", host=host))
     assert (reply.status, reply.body) == (200, b"ok")
+
+
+def test_healthz_with_the_rancher_host_is_rancher_s_once_it_is_installed() -> None:
+    # ingress-nginx has /healthz only in the catch-all server `_`: with Rancher's Ingress the
+    # hostname has its own server, whose port 80 redirects (Rancher's Ingress has TLS).
+    installed = response(ask(PortRole.INGRESS_HTTP, "/healthz", host=HOST))
+    assert installed.status == 308
+    absent = dataclasses.replace(PROFILE, rancher_installed=False)
+    before = response(ask(PortRole.INGRESS_HTTP, "/healthz", host=HOST, profile=absent))
+    assert (before.status, before.body) == (200, b"ok")
+    # Before Rancher, the hostname is just a Host without an Ingress: 404 on 443 too.
+    assert response(ask(PortRole.INGRESS_HTTPS, "/ping", host=HOST, profile=absent)).status == 404
 
 
 def test_traefik_health_path_is_ping() -> None:
@@ -86,9 +102,12 @@ def test_traefik_health_path_is_ping() -> None:
 @pytest.mark.parametrize(
     ("target", "location"),
     [
-        ("/", f"https://{HOST}/"),
-        ("/dashboard/home?a=1&b=%20x", f"https://{HOST}/dashboard/home?a=1&b=%20x"),
-        ("/v3/subscribe", f"https://{HOST}/v3/subscribe"),
+        # ingress-nginx drops one trailing slash (preserve-trailing-slash is off) and keeps
+        # the Host as the client wrote it ($best_http_host), without its port.
+        ("/", f"https://{HOST.upper()}"),
+        ("/dashboard/", f"https://{HOST.upper()}/dashboard"),
+        ("/dashboard/home?a=1&b=%20x", f"https://{HOST.upper()}/dashboard/home?a=1&b=%20x"),
+        ("/v3/subscribe", f"https://{HOST.upper()}/v3/subscribe"),
     ],
 )
 def test_rancher_host_on_80_is_redirected_308(target: str, location: str) -> None:
@@ -97,10 +116,10 @@ def test_rancher_host_on_80_is_redirected_308(target: str, location: str) -> Non
     assert header(reply, "Location") == location
 
 
-def test_redirect_names_the_https_port_when_the_lab_runs_with_an_offset() -> None:
-    offset = dataclasses.replace(PROFILE, https_port=20443)
-    reply = response(ask(PortRole.INGRESS_HTTP, "/x?y", host=HOST, profile=offset))
-    assert header(reply, "Location") == f"https://{HOST}:20443/x?y"
+def test_the_ssl_redirect_names_no_port_even_when_the_lab_runs_with_an_offset() -> None:
+    # use-port-in-redirects is off by default: the Host's port is dropped.
+    reply = response(ask(PortRole.INGRESS_HTTP, "/x?y", host=f"{HOST}:20080"))
+    assert header(reply, "Location") == f"https://{HOST}/x?y"
 
 
 def test_other_hosts_on_80_get_the_default_backend() -> None:
@@ -108,28 +127,59 @@ def test_other_hosts_on_80_get_the_default_backend() -> None:
     assert (reply.status, reply.body) == (404, b"default backend - 404")
 
 
-def test_layer7_port_80_serves_rancher_only_when_forwarded_proto_is_https() -> None:
-    l7 = dataclasses.replace(PROFILE, layer7=True)
+L7 = dataclasses.replace(PROFILE, layer7=True)
+TRUSTING = dataclasses.replace(L7, ingress_settings=IngressSettings(use_forwarded_headers=True))
+
+
+def test_layer7_without_forwarded_headers_rancher_redirects_back_to_the_same_url() -> None:
+    # The ingress overwrites X-Forwarded-Proto with http; Rancher (dynamiclistener's
+    # HTTPRedirect) sends the client to https: the very URL it came from, a loop.
+    looped = response(
+        ask(PortRole.INGRESS_HTTP, "/dashboard/", host=f"{HOST}:10443", profile=L7,
+            x_forwarded_proto="https")
+    )  # fmt: skip
+    assert looped.status == 302
+    assert header(looped, "Location") == f"https://{HOST}:10443/dashboard/"
+    plain_host = response(
+        ask(PortRole.INGRESS_HTTP, "/", host=HOST, profile=L7, x_forwarded_proto="https")
+    )
+    assert header(plain_host, "Location") == f"https://{HOST}/"
+    # Rancher serves /ping and /health* on plain http: those never show the loop.
+    for path in ("/ping", "/healthz"):
+        served = response(
+            ask(PortRole.INGRESS_HTTP, path, host=HOST, profile=L7, x_forwarded_proto="https")
+        )
+        assert served.status == 200, path
+
+
+def test_layer7_with_forwarded_headers_serves_rancher_when_the_lb_says_https() -> None:
     served = response(
-        ask(PortRole.INGRESS_HTTP, "/ping", host=HOST, profile=l7, x_forwarded_proto="https")
+        ask(PortRole.INGRESS_HTTP, "/", host=HOST, profile=TRUSTING, x_forwarded_proto="https")
     )
-    assert (served.status, served.body) == (200, b"pong")
-    plain = response(
-        ask(PortRole.INGRESS_HTTP, "/ping", host=HOST, profile=l7, x_forwarded_proto="http")
+    assert served.status == 200
+    told_http = response(
+        ask(PortRole.INGRESS_HTTP, "/", host=HOST, profile=TRUSTING, x_forwarded_proto="http")
     )
-    assert plain.status == 308
+    assert told_http.status == 302
     ws = ask(
         PortRole.INGRESS_HTTP,
         "/v3/subscribe",
         host=HOST,
-        profile=l7,
+        profile=TRUSTING,
         websocket=True,
-        x_forwarded_proto="HTTPS",
+        x_forwarded_proto="https",
     )
     assert isinstance(ws, AcceptWebSocket)
-    # Without layer 7, X-Forwarded-Proto from a client changes nothing.
+    # Layer 4 (Rancher's TLS at the ingress): a client's X-Forwarded-Proto changes nothing.
     l4 = response(ask(PortRole.INGRESS_HTTP, "/ping", host=HOST, x_forwarded_proto="https"))
     assert l4.status == 308
+
+
+def test_proxy_protocol_to_port_443_counts_as_https() -> None:
+    proxied = dataclasses.replace(PROFILE, ingress_settings=IngressSettings(proxy_protocol=True))
+    request = Request("GET", "/ping", {"host": HOST}, proxy_destination_port=443)
+    reply = response(NodeApp(proxied).handle(PortRole.INGRESS_HTTP, request, NodeState.READY))
+    assert (reply.status, reply.body) == (200, b"pong")
 
 
 # ---- port 443: the Rancher stand-in ---------------------------------------------------------

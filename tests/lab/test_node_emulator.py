@@ -93,13 +93,15 @@ def test_emulator_listens_quickly(ready_node: NodeProcess) -> None:
 
 def test_ingress_port_80(ready_node: NodeProcess) -> None:
     base = f"http://{ready_node.address}:{HTTP}"
-    for host in (HOSTNAME, "anything.example.com"):
+    for host in ("anything.example.com", ready_node.address):
         health = curl(f"{base}/healthz", headers=(f"Host: {host}",))
         assert (health.status, health.text) == (200, "ok")
         assert health.headers["x-rke2ha-node"] == "node-1"
-    redirect = curl(f"{base}/dashboard/?a=1&b=2", headers=(f"Host: {HOSTNAME}",))
-    assert redirect.status == 308
-    assert redirect.headers["location"] == f"https://{HOSTNAME}:{HTTPS}/dashboard/?a=1&b=2"
+    # Rancher is installed: its hostname has its own server, which redirects (even /healthz).
+    for path in ("/dashboard/?a=1&b=2", "/healthz"):
+        redirect = curl(f"{base}{path}", headers=(f"Host: {HOSTNAME}",))
+        assert redirect.status == 308
+        assert redirect.headers["location"] == f"https://{HOSTNAME}{path}"
     other = curl(f"{base}/", headers=("Host: grafana.example.com",))
     assert (other.status, other.text) == (404, "default backend - 404")
 
@@ -107,11 +109,13 @@ def test_ingress_port_80(ready_node: NodeProcess) -> None:
 def test_following_the_redirect_reaches_rancher_over_verified_tls(
     l4_lab: Lab, ready_node: NodeProcess
 ) -> None:
+    # The redirect names https://host/... (port 443, as ingress-nginx writes it); the lab's
+    # 443 is HTTPS, so curl is told where 443 is.
     resolves = (
         "--resolve",
         f"{HOSTNAME}:{HTTP}:{ready_node.address}",
-        "--resolve",
-        f"{HOSTNAME}:{HTTPS}:{ready_node.address}",
+        "--connect-to",
+        f"{HOSTNAME}:443:{ready_node.address}:{HTTPS}",
         "-L",
     )
     result = curl(f"http://{HOSTNAME}:{HTTP}/ping", cacert=l4_lab.ca, extra=resolves)
@@ -254,29 +258,106 @@ def test_anonymous_health_opens_livez_and_readyz_only(l7_lab: Lab, l7_node: Node
     assert wrong.status == 401
 
 
-def test_layer7_port_80_serves_rancher_behind_forwarded_https(
+@pytest.fixture(scope="module")
+def l7_trusting_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A layer 7 lab's node fed the ingress config `rke2ha render` writes for its spec."""
+    from rke2ha.render.ingress import render_ingress_config
+
+    spec = lab_spec(
+        ["127.0.40.31", "127.0.40.32", "127.0.40.33"],
+        ingress="traefik",
+        load_balancer={"layer": 7},
+    )
+    lab = Lab(tmp_path_factory.mktemp("l7-trusting"), spec)
+    config = lab.directory / "ingress-helmchartconfig.yaml"
+    config.write_text(render_ingress_config(load_spec(lab.spec_file), "lab.yaml"))
+    assert "trustedIPs" in config.read_text()
+    node = spawn_node(lab.spec_file, "node-3", "--ingress-config", str(config))
+    yield node
+    node.stop()
+
+
+def test_layer7_without_the_ingress_config_rancher_redirects_https_to_itself(
     l7_lab: Lab, l7_node: NodeProcess
 ) -> None:
     base = f"http://{l7_node.address}:{HTTP}"
     host = f"Host: {HOSTNAME}"
+    # Rancher serves /ping on plain http whatever it is told...
     served = curl(f"{base}/ping", headers=(host, "X-Forwarded-Proto: https"))
     assert (served.status, served.text) == (200, "pong")
     assert served.headers["x-rke2ha-node"] == "node-2"
-    redirected = curl(f"{base}/dashboard/", headers=(host, "X-Forwarded-Proto: http"))
-    assert redirected.status == 308
-    assert redirected.headers["location"] == f"https://{HOSTNAME}:{HTTPS}/dashboard/"
+    # ... but the ingress told it "http": anything else is sent back to https, the same
+    # URL the load balancer's client asked for (rancher/rancher#31071).
+    redirected = curl(f"{base}/dashboard/", headers=(host, "X-Forwarded-Proto: https"))
+    assert redirected.status == 302
+    assert redirected.headers["location"] == f"https://{HOSTNAME}/dashboard/"
     health = curl(f"{base}/ping", headers=("Host: elsewhere.test",))  # Traefik's /ping
     assert (health.status, health.text) == (200, "OK")
+
+
+def test_layer7_with_the_rendered_ingress_config_serves_rancher(
+    l7_trusting_node: NodeProcess,
+) -> None:
+    base = f"http://{l7_trusting_node.address}:{HTTP}"
+    host = f"Host: {HOSTNAME}"
+    served = curl(f"{base}/dashboard/", headers=(host, "X-Forwarded-Proto: https"))
+    assert served.status == 200
+    told_http = curl(f"{base}/dashboard/", headers=(host, "X-Forwarded-Proto: http"))
+    assert told_http.status == 302
     node, events, echo, _ = asyncio.run(
         _subscribe(
             f"ws://{HOSTNAME}:{HTTP}/v3/subscribe",
-            l7_node.address,
+            l7_trusting_node.address,
             HTTP,
             None,
             {"X-Forwarded-Proto": "https"},
         )
     )
-    assert node == "node-2" and events[0]["counter"] == 1 and echo["data"] == "hello from the test"
+    assert node == "node-3" and events[0]["counter"] == 1 and echo["data"] == "hello from the test"
+
+
+# ---- PROXY protocol ---------------------------------------------------------------------------
+
+PROXY_CONFIG = """apiVersion: helm.cattle.io/v1
+kind: HelmChartConfig
+metadata: {name: rke2-ingress-nginx, namespace: kube-system}
+spec:
+  valuesContent: |
+    controller:
+      config: {use-proxy-protocol: "true"}
+"""
+
+
+@pytest.fixture(scope="module")
+def proxy_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, NodeProcess]]:
+    lab = Lab(
+        tmp_path_factory.mktemp("proxy"), lab_spec(["127.0.40.61", "127.0.40.62", "127.0.40.63"])
+    )
+    config = lab.directory / "ingress-helmchartconfig.yaml"
+    config.write_text(PROXY_CONFIG)
+    node = spawn_node(lab.spec_file, "node-1", "--ingress-config", str(config))
+    yield lab, node
+    node.stop()
+
+
+def test_with_use_proxy_protocol_a_connection_without_the_header_gets_no_answer(
+    proxy_node: tuple[Lab, NodeProcess],
+) -> None:
+    lab, node = proxy_node
+    # nginx with `listen ... proxy_protocol` closes such a connection: curl sees no reply
+    # (52) on 80 and a TLS handshake cut short (35) on 443.
+    plain = curl(f"http://{node.address}:{HTTP}/healthz")
+    assert (plain.exit_code, plain.status) == (52, 0), plain.stderr
+    tls = https(node, HTTPS, "/ping", lab)
+    assert tls.exit_code == 35 and tls.status == 0, tls.stderr
+    # With the header (curl --haproxy-protocol sends PROXY v1) both ports answer, and the
+    # header's destination port 443 makes the Rancher host's request count as https.
+    health = curl(f"http://{node.address}:{HTTP}/healthz", extra=("--haproxy-protocol",))
+    assert (health.exit_code, health.status, health.text) == (0, 200, "ok")
+    ping = https(node, HTTPS, "/ping", lab, extra=("--haproxy-protocol",))
+    assert (ping.exit_code, ping.status, ping.text) == (0, 200, "pong")
+    # The API ports never expect the header.
+    assert https(node, API, "/livez", lab).status == 401
 
 
 # ---- states: joining, frozen, stopped -------------------------------------------------------

@@ -62,6 +62,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the lab CA and certificates (default: .rke2ha/lab/pki beside the spec); "
         "created when missing, reused otherwise",
     )
+    node.add_argument(
+        "--rancher",
+        choices=("installed", "absent"),
+        default="installed",
+        help="whether Rancher's Ingress exists: installed (default) gives the hostname its "
+        "own ingress server (308 to https on 80, Rancher on 443); absent leaves every Host "
+        "to the catch-all server, as before `helm install rancher`",
+    )
+    node.add_argument(
+        "--ingress-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a rendered ingress HelmChartConfig (rancher/ingress-helmchartconfig.yaml): "
+        "use-forwarded-headers / use-proxy-protocol as RKE2's ingress would read them "
+        "(default: RKE2's defaults, nothing trusted)",
+    )
     node.set_defaults(handler=_node)
     _register_faults(lab_commands)
 
@@ -72,7 +89,14 @@ def _node(args: argparse.Namespace) -> int:
     from rke2ha.lab.node_states import NodeState
 
     spec = spec_from_args(args)
-    setup = setup_node(spec, args.name, offset=args.port_offset, pki_dir=args.ca_dir)
+    setup = setup_node(
+        spec,
+        args.name,
+        offset=args.port_offset,
+        pki_dir=args.ca_dir,
+        rancher_installed=args.rancher == "installed",
+        ingress_config=args.ingress_config,
+    )
     return run_node(setup, NodeState(args.state))
 
 

@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Render the spec into configs for the engines operators already run: "
             "haproxy/haproxy.cfg, nginx/nginx.conf, keepalived/<role>/keepalived.conf (LB "
             "pair only), rke2/<node>/config.yaml, rancher/values.yaml + install.sh, "
+            "rancher/ingress-helmchartconfig.yaml (layer 7 or send_proxy: copy to "
+            "/var/lib/rancher/rke2/server/manifests/), "
             "dns/<zone>.zone + nsupdate.txt. Files holding secrets (RKE2 token, TLS key, "
             "health token) are written mode 0600. The RKE2 token and the Rancher bootstrap "
             "password are created once and reused. The spec must pass `rke2ha validate` "
@@ -40,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle(args: argparse.Namespace) -> int:
     from rke2ha.render import render_to_dir
+    from rke2ha.render.ingress import INGRESS_CONFIG, installed_path
     from rke2ha.specfile import DEFAULT_SPEC_FILE
 
     spec = spec_from_args(args)
@@ -61,8 +64,12 @@ def handle(args: argparse.Namespace) -> int:
             }
         )
         return EXIT_OK
+    ingress_config = out_dir / INGRESS_CONFIG
     for path in result.written:
-        print(f"{path}{'  (0600: holds a secret)' if path in secret else ''}")
+        note = "  (0600: holds a secret)" if path in secret else ""
+        if path == ingress_config:
+            note = f"  (install as {installed_path()} on every server)"
+        print(f"{path}{note}")
     for relative, why in result.skipped.items():
         print(f"skipped {out_dir / relative}: {why}", file=sys.stderr)
     return EXIT_OK

@@ -7,17 +7,23 @@ served it (the `lb.spread` check relies on it).
 
 Per port (real numbers; the lab may add an offset):
 
-- 80, ingress. The ingress health path of the spec (`/healthz` for ingress-nginx, `/ping`
-  for Traefik) answers 200 for any Host — ingress controllers answer health before routing,
-  and the load balancer probes it with the Rancher Host. Requests for the Rancher host get
-  308 to `https://<hostname>[:port]<path>?<query>` (the port only when the lab runs with an
-  offset, so following the redirect works); other hosts get the default backend's 404.
-  In a layer-7 lab (Rancher `tls=external`) the load balancer ends TLS and talks plain HTTP
-  to port 80, so requests for the Rancher host with `X-Forwarded-Proto: https` reach the
-  Rancher stand-in itself; without that header they are redirected like above.
-- 443, ingress with TLS for the hostname. The Rancher host reaches the Rancher stand-in:
-  `/ping` -> `pong`, `/healthz` -> `ok`, `/v3/subscribe` -> a websocket streaming one JSON
-  event every 200 ms and echoing text the client sends. Other hosts get 404.
+- 80 and 443, ingress: behaves like RKE2's ingress-nginx by Host (`ingress_model` holds
+  the decisions and their sources). A Host without an Ingress lands in the catch-all server
+  `_`: the ingress health path answers 200 there (on both ports, as the template's `_`
+  server listens on both), anything else is the default backend's 404. Once Rancher is
+  installed (`rancher_installed`, the default) the Rancher hostname has its own server:
+  with Rancher's TLS at the ingress (layer 4) port 80 answers ingress-nginx's 308 to
+  `https://<hostname><uri>`; port 443 reaches the Rancher stand-in. With Rancher
+  `tls=external` (layer 7) there is no ssl-redirect: port 80 reaches Rancher with
+  `X-Forwarded-Proto` rewritten to the scheme the ingress saw (http) unless the ingress
+  config trusts forwarded headers, and Rancher answers 302 to https for anything but
+  `/ping`, `/health*` and `/.well-known/` while it is told http — the redirect loop of a
+  layer 7 load balancer without `use-forwarded-headers`. Before Rancher is installed the
+  hostname is just another Host: the catch-all answers.
+- The Rancher stand-in (reached as above): `/ping` -> `pong`, `/healthz` -> `ok`,
+  `/v3/subscribe` -> a websocket streaming one JSON event every 200 ms and echoing text
+  the client sends, `/` and `/dashboard...` (the UI) -> a line naming the node, other
+  paths a Rancher-style 404.
 - 6443, kube-apiserver. `/readyz`, `/livez`, `/healthz` and `/version` need credentials
   like a default RKE2 (anonymous auth off): no or a wrong bearer token -> 401 with a
   Kubernetes `Status` body; the lab health token -> 200. With `rke2.anonymous_health`
@@ -37,6 +43,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rke2ha.lab import ingress_model
+from rke2ha.lab.ingress_model import IngressSettings, Server
 from rke2ha.lab.node_states import EXPOSURE, NodeState, PortRole
 
 NODE_HEADER = "X-Rke2ha-Node"
@@ -64,12 +72,15 @@ class NodeProfile:
     hostname: str
     ingress: Literal["nginx", "traefik"]
     health_path: str
-    layer7: bool  # Rancher tls=external: port 80 serves Rancher behind the LB's TLS
+    layer7: bool  # Rancher tls=external: its Ingress has no TLS and no ssl-redirect
     anonymous_health: bool
     health_token: str = field(repr=False)
     ca_pem: bytes = field(repr=False)
     kube_version: str = DEFAULT_KUBE_VERSION
-    https_port: int = 443  # where the ingress redirect sends clients
+    # Rancher's Ingress exists (its chart is installed): the hostname has its own server.
+    rancher_installed: bool = True
+    # What the rendered ingress HelmChartConfig told the controller (default: RKE2's).
+    ingress_settings: IngressSettings = field(default_factory=IngressSettings)
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,8 @@ class Request:
     target: str  # path and query as sent, still percent-encoded
     headers: Mapping[str, str] = field(default_factory=dict)
     wants_websocket: bool = False
+    peer: str | None = None  # the client address (after a PROXY header: the one it names)
+    proxy_destination_port: int | None = None  # from a PROXY header, when one was read
 
     @property
     def path(self) -> str:
@@ -172,43 +185,53 @@ class NodeApp:
         if request.method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
         if role is PortRole.INGRESS_HTTP:
-            return self._ingress_http(request)
+            return self._ingress(request, "http")
         if role is PortRole.INGRESS_HTTPS:
-            return self._ingress_https(request)
+            return self._ingress(request, "https")
         if role is PortRole.APISERVER:
             return self._apiserver(request, EXPOSURE[state].apiserver_ready)
         return self._supervisor(request)
 
     # ---- ingress (80, 443) and the Rancher stand-in behind it -------------------------
 
-    def _is_rancher_host(self, request: Request) -> bool:
-        return request.host == self.profile.hostname.rstrip(".").lower()
-
-    def _ingress_http(self, request: Request) -> Reply:
+    def _ingress(self, request: Request, listener_scheme: str) -> Reply:
         profile = self.profile
-        rancher = self._is_rancher_host(request)
-        forwarded_https = request.headers.get("x-forwarded-proto", "").lower() == "https"
-        if profile.layer7 and rancher and forwarded_https:
+        server = ingress_model.choose_server(
+            request.host, profile.hostname, profile.rancher_installed
+        )
+        if server is Server.CATCH_ALL:
+            if request.path == profile.health_path:
+                return Response(200, _INGRESS_HEALTH_BODY[profile.ingress])
+            return Response(404, _DEFAULT_BACKEND_404[profile.ingress])
+        settings = profile.ingress_settings
+        scheme = ingress_model.access_scheme(
+            listener_scheme,
+            request.headers,
+            settings,
+            peer=request.peer,
+            proxy_destination_port=request.proxy_destination_port,
+        )
+        if not profile.layer7 and scheme == "http":
+            # Rancher's Ingress has a tls: section, so ingress-nginx's ssl-redirect answers.
+            host = ingress_model.redirect_host(
+                request.headers.get("host", ""), request.headers, settings.trusts(request.peer)
+            )
+            location = ingress_model.ssl_redirect_location(host, request.target)
+            body = b"<html><body>308 Permanent Redirect</body></html>\n"
+            return Response(
+                ingress_model.SSL_REDIRECT_CODE, body, "text/html", (("Location", location),)
+            )
+        # The ingress proxies to Rancher's plain http port with X-Forwarded-Proto: $scheme.
+        redirect = ingress_model.rancher_redirect(
+            request.method, request.path, request.target, request.headers.get("host", ""), scheme
+        )
+        if redirect is None:
             return self._rancher(request)
-        if request.path == profile.health_path:
-            return Response(200, _INGRESS_HEALTH_BODY[profile.ingress])
-        if rancher:
-            return self._redirect_to_https(request)
-        return Response(404, _DEFAULT_BACKEND_404[profile.ingress])
-
-    def _ingress_https(self, request: Request) -> Reply:
-        if self._is_rancher_host(request):
-            return self._rancher(request)
-        return Response(404, _DEFAULT_BACKEND_404[self.profile.ingress])
-
-    def _redirect_to_https(self, request: Request) -> Response:
-        port = self.profile.https_port
-        authority = self.profile.hostname + ("" if port == 443 else f":{port}")
-        location = f"https://{authority}{request.path}"
-        if request.query:
-            location += f"?{request.query}"
-        body = b"<html><body>308 Permanent Redirect</body></html>\n"
-        return Response(308, body, "text/html", (("Location", location),))
+        status, location = redirect
+        if status == 400:
+            return Response(400, b"Use HTTPS\n")
+        body = f'<a href="{location}">Found</a>.\n\n'.encode()
+        return Response(status, body, "text/html; charset=utf-8", (("Location", location),))
 
     def _rancher(self, request: Request) -> Reply:
         path = request.path
@@ -220,7 +243,7 @@ class NodeApp:
             if request.wants_websocket:
                 return AcceptWebSocket(SubscribeStream(self.profile.name))
             return Response(400, b"websocket upgrade required\n")
-        if path == "/":
+        if path == "/" or path.startswith("/dashboard"):  # the UI Rancher serves
             return Response(200, f"rke2ha lab Rancher stand-in on {self.profile.name}\n".encode())
         body = {"type": "error", "status": "404", "code": "NotFound", "message": "not found"}
         return Response(404, json.dumps(body).encode(), JSON)

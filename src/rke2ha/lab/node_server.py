@@ -5,6 +5,10 @@ to the node's own loopback address. TLS on 443 uses the hostname certificate, on
 9345 the node's own certificate (see `material`). aiohttp is used because it already
 carries HTTP/1.1, TLS through `ssl` and server-side websockets for `/v3/subscribe`.
 
+When the ingress config says `use-proxy-protocol`, 80 and 443 listen through
+`proxy_listener` instead: a connection must start with a PROXY header, as nginx's
+`listen ... proxy_protocol` requires, and the header's addresses reach `NodeApp`.
+
 Which ports listen follows `node_states.EXPOSURE`: entering `joining` closes the ingress
 listeners and their connections (websockets get close code 1001 "going away", like an
 ingress pod that goes away); `ready` opens them again.
@@ -45,6 +49,7 @@ from rke2ha.lab.node_states import (
     NodeStateMachine,
     PortRole,
 )
+from rke2ha.lab.proxy_listener import Address, ProxyProtocolSite
 
 # Connections still open at exit get this long to finish (the lab must stop quickly).
 SHUTDOWN_TIMEOUT = 1.0
@@ -82,7 +87,10 @@ class NodeServer:
             PortRole.SUPERVISOR: node_tls,
         }
         self._runners: dict[PortRole, web.ServerRunner] = {}
-        self._sites: dict[PortRole, web.TCPSite] = {}
+        self._sites: dict[PortRole, web.TCPSite | ProxyProtocolSite] = {}
+        # With use-proxy-protocol: what each connection's PROXY header named, by the
+        # address the socket sees (the load balancer's end), for the ingress decisions.
+        self._proxied: dict[Address, tuple[Address, Address] | None] = {}
         self._websockets: dict[PortRole, set[web.WebSocketResponse]] = {r: set() for r in PortRole}
         self._lock = asyncio.Lock()
         # Set once `start` has bound the ports: a control signal that arrives earlier
@@ -157,7 +165,14 @@ class NodeServer:
 
     async def _listen(self, role: PortRole, runner: web.ServerRunner) -> None:
         port = self.setup.ports[role]
-        site = web.TCPSite(runner, self.setup.address, port, ssl_context=self._tls[role])
+        site: web.TCPSite | ProxyProtocolSite
+        ingress = role in (PortRole.INGRESS_HTTP, PortRole.INGRESS_HTTPS)
+        if ingress and self.setup.profile.ingress_settings.proxy_protocol and runner.server:
+            site = ProxyProtocolSite(
+                runner.server, self.setup.address, port, self._tls[role], self._remember
+            )
+        else:
+            site = web.TCPSite(runner, self.setup.address, port, ssl_context=self._tls[role])
         try:
             await site.start()
         except OSError as err:
@@ -167,6 +182,22 @@ class NodeServer:
                 "is another lab or process using it? (rke2ha down, or another port offset)"
             ) from None
         self._sites[role] = site
+
+    def _remember(self, peer: Address, named: tuple[Address, Address] | None) -> None:
+        if len(self._proxied) > 10_000:  # the lab's connections are few; stay bounded
+            self._proxied.clear()
+        self._proxied[peer] = named
+
+    def _client(self, request: web.BaseRequest) -> tuple[str | None, int | None]:
+        """(client address, PROXY destination port) of the request's connection."""
+        transport = request.transport
+        peername = transport.get_extra_info("peername") if transport is not None else None
+        if not peername:
+            return None, None
+        named = self._proxied.get((peername[0], peername[1]))
+        if named is None:
+            return str(peername[0]), None
+        return named[0][0], named[1][1]
 
     async def _close_websockets(self, role: PortRole) -> None:
         for ws in list(self._websockets[role]):
@@ -192,11 +223,14 @@ class NodeServer:
         return handle
 
     async def _serve(self, role: PortRole, request: web.BaseRequest) -> web.StreamResponse:
+        peer, destination_port = self._client(request)
         app_request = Request(
             method=request.method,
             target=request.raw_path,
             headers={name.lower(): value for name, value in request.headers.items()},
             wants_websocket=_wants_websocket(request),
+            peer=peer,
+            proxy_destination_port=destination_port,
         )
         reply = self.app.handle(role, app_request, self.machine.state)
         if isinstance(reply, Response):

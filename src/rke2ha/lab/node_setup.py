@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rke2ha.errors import UsageError
+from rke2ha.lab.ingress_config import read_ingress_config
+from rke2ha.lab.ingress_model import IngressSettings
 from rke2ha.lab.material import LabPki, ensure_lab_material, find_node
 from rke2ha.lab.node_app import DEFAULT_KUBE_VERSION, NodeProfile
 from rke2ha.lab.node_states import REAL_PORTS, PortRole
@@ -97,8 +99,14 @@ def setup_node(
     *,
     offset: int | None = None,
     pki_dir: Path | None = None,
+    rancher_installed: bool = True,
+    ingress_config: Path | None = None,
 ) -> NodeSetup:
-    """Prepare (or reuse) the lab material and describe node `node_name` of `spec`."""
+    """Prepare (or reuse) the lab material and describe node `node_name` of `spec`.
+
+    `ingress_config` is a rendered ingress HelmChartConfig (`rke2ha render`'s
+    rancher/ingress-helmchartconfig.yaml); without it the ingress has RKE2's defaults.
+    """
     if spec.provider != "lab":
         raise UsageError(
             f"the spec's provider is {spec.provider}; node emulators run only for provider: lab"
@@ -110,6 +118,7 @@ def setup_node(
     # planted expired certificate stays planted.
     material = ensure_lab_material(spec, pki_dir, renew=False)
     ports = lab_ports(applied)
+    settings = read_ingress_config(ingress_config) if ingress_config else IngressSettings()
     profile = NodeProfile(
         name=node.name,
         hostname=spec.hostname,
@@ -120,6 +129,7 @@ def setup_node(
         health_token=read_secret(material.health_token_file, what="lab health token"),
         ca_pem=material.pki.ca_cert.read_bytes(),
         kube_version=spec.rke2.version or DEFAULT_KUBE_VERSION,
-        https_port=ports[PortRole.INGRESS_HTTPS],
+        rancher_installed=rancher_installed,
+        ingress_settings=settings,
     )
     return NodeSetup(profile, address, ports, material.pki, material.health_token_file)

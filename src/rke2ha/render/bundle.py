@@ -20,6 +20,7 @@ from rke2ha.errors import InvalidError, UsageError
 from rke2ha.render.common import DEFAULT_LAYOUT, Layout, nodes_have_addresses
 from rke2ha.render.dnszone import dns_files, zone_file_name
 from rke2ha.render.haproxy import render_haproxy, render_systemd_dropin, render_token_env
+from rke2ha.render.ingress import ingress_files
 from rke2ha.render.keepalived import keepalived_files
 from rke2ha.render.nginx import render_nginx
 from rke2ha.render.rancher import rancher_files
@@ -109,6 +110,9 @@ def render_files(
         # config.yaml holds the cluster token; the authentication config holds no secret.
         out.add({path: text}, secret=path.endswith("/config.yaml"))
     out.add(rancher_files(spec, spec_label))
+    ingress, ingress_skipped = ingress_files(spec, spec_label)
+    out.add(ingress)
+    out.skipped.update(ingress_skipped)
     if spec.load_balancer.address or spec.dns.target:
         out.add(dns_files(spec, spec_label))
     else:

@@ -51,6 +51,7 @@ from rke2ha.providers.lab.records import (
     save_state,
 )
 from rke2ha.providers.lab.topology import LabProcess, LabTopology, build_topology, command_line
+from rke2ha.render.ingress import INGRESS_CONFIG, ingress_files
 from rke2ha.spec import Spec
 from rke2ha.state import State
 
@@ -317,6 +318,15 @@ class LabProvider:
         return Outcome(done)
 
 
+def write_ingress_config(spec: Spec, spec_file: Path, path: Path) -> None:
+    """Render the ingress HelmChartConfig for the nodes to read (what `render` writes)."""
+    files, skipped = ingress_files(spec, spec_file.name)
+    if INGRESS_CONFIG not in files:
+        raise UsageError(f"the lab cannot render {INGRESS_CONFIG}: {skipped.get(INGRESS_CONFIG)}")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(files[INGRESS_CONFIG])
+
+
 def start_process(
     spec: Spec,
     topology: LabTopology,
@@ -331,6 +341,9 @@ def start_process(
     Returns the record and where in its log this run's output begins.
     """
     argv = command_line(topology, proc, spec_file, joining=joining)
+    config = topology.ingress_config_file
+    if proc.is_node and config is not None:
+        write_ingress_config(spec, spec_file, config)
     for orphan in processes.find_by_cmdline(argv):
         processes.stop(orphan, argv, None)
     log = topology.log_file(proc)

@@ -24,6 +24,7 @@ from rke2ha.errors import UsageError
 from rke2ha.lab.material import default_pki_dir
 from rke2ha.lab.node_setup import loopback_address, port_offset
 from rke2ha.lab.node_states import REAL_PORTS
+from rke2ha.render.ingress import needs_ingress_config
 from rke2ha.spec import Spec
 
 Kind = Literal["node-emulator", "load-balancer", "dns-server"]
@@ -69,6 +70,9 @@ class LabTopology:
     pki_dir: Path
     # rke2.anonymous_health: the nodes' /readyz answers anonymous callers (else 401).
     anonymous_health: bool = False
+    # Layer 7 or send_proxy: the nodes' ingress reads the HelmChartConfig `rke2ha render`
+    # writes (rancher/ingress-helmchartconfig.yaml), as RKE2's would from its manifests.
+    feeds_ingress_config: bool = False
 
     @property
     def processes(self) -> tuple[LabProcess, ...]:
@@ -100,6 +104,13 @@ class LabTopology:
 
     def log_file(self, proc: LabProcess) -> Path:
         return self.log_dir / f"{proc.name}.log"
+
+    @property
+    def ingress_config_file(self) -> Path | None:
+        """Where the lab keeps the rendered ingress config its nodes read, if any."""
+        if not self.feeds_ingress_config:
+            return None
+        return self.lab_dir / "ingress-helmchartconfig.yaml"
 
     @property
     def ca_file(self) -> Path:
@@ -208,6 +219,7 @@ def build_topology(spec: Spec, offset: int | None = None) -> LabTopology:
         state_dir=spec.state_dir,
         pki_dir=default_pki_dir(spec),
         anonymous_health=bool(spec.rke2.anonymous_health),
+        feeds_ingress_config=needs_ingress_config(spec),
     )
 
 
@@ -221,6 +233,8 @@ def command_line(
     if proc.kind == "node-emulator":
         argv = [python, "-m", "rke2ha.commands.lab", "node", "-f", spec, "--name", proc.name]
         argv += ["--port-offset", offset, "--ca-dir", str(topology.pki_dir)]
+        if topology.ingress_config_file is not None:
+            argv += ["--ingress-config", str(topology.ingress_config_file)]
         if joining:
             argv += ["--state", "joining"]
         return tuple(argv)
