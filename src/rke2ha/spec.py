@@ -26,6 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from pydantic.config import JsonDict
 
 from rke2ha.durations import parse_duration
+from rke2ha.errors import UsageError
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -279,7 +280,9 @@ class LoadBalancer(_Strict):
         "127.0.0.1:8404",
         description=(
             "HOST:PORT of the built-in load balancer's admin endpoint (`/metrics`, `/status`, "
-            "stats page), and of HAProxy's stats in rendered configs (loopback only)."
+            "stats page), and of HAProxy's stats in rendered configs (loopback only). The lab "
+            "puts it on the load balancer's own address (port 8404) and, like every port, "
+            "adds the port offset."
         ),
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )
@@ -295,6 +298,22 @@ class LoadBalancer(_Strict):
     def addresses(self) -> list[str]:
         """Every address clients may be sent to: `address` first, then `extra_addresses`."""
         return ([self.address] if self.address else []) + list(self.extra_addresses)
+
+    def admin_listen(self, offset: int = 0) -> tuple[str, int] | None:
+        """Where the admin endpoint listens: `admin` with `offset` added to its port.
+
+        A port offset moves every port of the spec, the admin's too, so two labs (or two
+        `lb serve --port-offset`) never share one. None when `admin` is empty (off).
+        """
+        if not self.admin:
+            return None
+        host, _, port = self.admin.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) + offset < 65536:
+            raise UsageError(
+                f"load_balancer.admin {self.admin!r}: expected HOST:PORT with a port that is "
+                f"1-65535 after the port offset {offset}"
+            )
+        return host.strip("[]"), int(port) + offset
 
 
 class Rke2(_Strict):
@@ -503,6 +522,7 @@ class Lab(_Strict):
 
 
 LAB_LB_HOST, LAB_FIRST_NODE_HOST, LAB_DNS_HOST = 10, 11, 53
+LAB_ADMIN_PORT = 8404
 
 
 def _explicit_paths(model: BaseModel, prefix: str = "") -> Iterator[str]:
@@ -593,6 +613,10 @@ class Spec(_Strict):
         self.lab = lab
         if self.load_balancer.address is None:
             self.load_balancer.address = lab.host(LAB_LB_HOST)
+        if "load_balancer.admin" not in self._explicit:
+            # The lab's admin endpoint is on its own address, so two labs on two subnets
+            # never share one (127.0.0.1:8404 would be everybody's).
+            self.load_balancer.admin = f"{self.load_balancer.address}:{LAB_ADMIN_PORT}"
         for index, node in enumerate(self.nodes):
             if node.address is None:
                 node.address = lab.host(LAB_FIRST_NODE_HOST + index)
