@@ -28,8 +28,9 @@ from pathlib import Path
 from rke2ha.errors import InvalidError, UsageError
 from rke2ha.lab.node_states import NodeEvent, NodeState, NodeStateMachine
 from rke2ha.providers.lab import processes
+from rke2ha.providers.lab.logexcerpt import log_excerpt
 from rke2ha.providers.lab.provider import start_process
-from rke2ha.providers.lab.readiness import log_tail, wait_process
+from rke2ha.providers.lab.readiness import wait_process
 from rke2ha.providers.lab.records import ProcessRecord, locked_state, process_records
 from rke2ha.providers.lab.topology import NODE_PREFIX, LabTopology, build_topology
 from rke2ha.spec import Spec
@@ -73,7 +74,9 @@ def _wait_log(log: Path, offset: int, needle: str, timeout: float = SIGNAL_TIMEO
         except OSError:
             pass
         time.sleep(0.02)
-    raise InvalidError(f"the node did not report {needle} within {timeout:g}s: {log_tail(log)}")
+    raise InvalidError(
+        f"the node did not report {needle} within {timeout:g}s: {log_excerpt(log, offset)}"
+    )
 
 
 def _size(path: Path) -> int:
