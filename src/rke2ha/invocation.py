@@ -14,6 +14,10 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rke2ha.spec import Spec
 
 NAME = "rke2ha"
 
@@ -51,3 +55,11 @@ def command(*args: str | Path) -> str:
     """`program()` followed by `args` (paths shortened), each quoted for a POSIX shell."""
     words = [shown_path(a) if isinstance(a, Path) else a for a in args]
     return " ".join(shlex.quote(w) for w in [*shlex.split(program()), *words])
+
+
+def spec_command(spec: Spec, *args: str | Path) -> str:
+    """`command(*args, "-f", <the spec's file>)`; without a known file, `-f FILE`."""
+    source = spec.source_file
+    if source is None:
+        return f"{command(*args)} -f FILE"
+    return command(*args, "-f", source)

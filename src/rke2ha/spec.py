@@ -589,6 +589,7 @@ class Spec(_Strict):
     )
 
     _source_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source_file: Path | None = PrivateAttr(default=None)
     _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @model_validator(mode="after")
@@ -629,6 +630,12 @@ class Spec(_Strict):
     def explicit_paths(self) -> frozenset[str]:
         """Paths of the fields the spec file gave, before any default was filled in."""
         return self._explicit
+
+    @property
+    def source_file(self) -> Path | None:
+        """The spec file this was read from (as given on the command line); None when the
+        spec was built in code. Printed commands name it instead of a placeholder."""
+        return self._source_file
 
     @property
     def source_dir(self) -> Path:
