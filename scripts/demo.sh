@@ -10,8 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
-spec=examples/lab.yaml
-out=demo-out
+spec=${DEMO_SPEC:-examples/lab.yaml}  # tests run the demo on a spec of their own
+out=${DEMO_OUT:-demo-out}
 mkdir -p "$out"
 started=$(date +%s%N)
 summary() { "$bin/python" scripts/demo_summary.py "$@"; }
