@@ -2,38 +2,53 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# Two stamps: `make demo` needs the package and its runtime dependencies only; `make test`,
+# `make lint` and `make bench` add the development extras (pytest, moto, mypy, ruff, stubs).
+RUNTIME := $(VENV)/.runtime-stamp
+DEV := $(VENV)/.dev-stamp
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
+PIP_LOG := $(VENV)/pip.log
 
 .PHONY: venv system-deps test demo bench lint spec-reference clean
 
-venv: $(STAMP)
+venv: $(DEV)
 
 # Reinstall only when pyproject.toml changed; the package itself is installed editable.
-$(STAMP): pyproject.toml
+# pip's output goes to $(PIP_LOG), shown only when it fails.
+$(RUNTIME): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "make: rke2ha needs Python >= 3.11 as '$(PYTHON)' (apt-get install python3, or make PYTHON=python3.11 ...)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
+	  { echo "make: '$(PYTHON)' cannot create a virtualenv: apt-get install python3-venv"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-	@touch $(STAMP)
+	@echo "installing rke2ha and its runtime dependencies into $(VENV) (log: $(PIP_LOG))"
+	@$(PIP) -e . >$(PIP_LOG) 2>&1 || { tail -n 20 $(PIP_LOG); exit 1; }
+	@touch $@
+
+$(DEV): $(RUNTIME)
+	@echo "installing the test and lint tools into $(VENV) (log: $(PIP_LOG))"
+	@$(PIP) -e '.[dev]' >>$(PIP_LOG) 2>&1 || { tail -n 20 $(PIP_LOG); exit 1; }
+	@touch $@
 
 system-deps:
 	@scripts/system-deps.sh
 
-test: venv system-deps
+test: $(DEV) system-deps
 	$(BIN)/python -m pytest
 
-demo: venv
+demo: $(RUNTIME)
 	@scripts/demo.sh
 
-bench: venv system-deps
+bench: $(DEV) system-deps
 	$(BIN)/python -m bench
 
-lint: venv
+lint: $(DEV)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 # docs/spec-reference.md from the spec's models (a test fails when the two differ).
-spec-reference: venv
+spec-reference: $(RUNTIME)
 	$(BIN)/python -m rke2ha.specdoc
 
 clean:

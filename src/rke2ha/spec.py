@@ -26,6 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from pydantic.config import JsonDict
 
 from rke2ha.durations import parse_duration
+from rke2ha.errors import UsageError
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -355,7 +356,9 @@ class LoadBalancer(_Strict):
         "127.0.0.1:8404",
         description=(
             "HOST:PORT of the built-in load balancer's admin endpoint (`/metrics`, `/status`, "
-            "stats page), and of HAProxy's stats in rendered configs (loopback only)."
+            "stats page), and of HAProxy's stats in rendered configs (loopback only). The lab "
+            "puts it on the load balancer's own address (port 8404) and, like every port, "
+            "adds the port offset."
         ),
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )
@@ -371,6 +374,22 @@ class LoadBalancer(_Strict):
     def addresses(self) -> list[str]:
         """Every address clients may be sent to: `address` first, then `extra_addresses`."""
         return ([self.address] if self.address else []) + list(self.extra_addresses)
+
+    def admin_listen(self, offset: int = 0) -> tuple[str, int] | None:
+        """Where the admin endpoint listens: `admin` with `offset` added to its port.
+
+        A port offset moves every port of the spec, the admin's too, so two labs (or two
+        `lb serve --port-offset`) never share one. None when `admin` is empty (off).
+        """
+        if not self.admin:
+            return None
+        host, _, port = self.admin.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) + offset < 65536:
+            raise UsageError(
+                f"load_balancer.admin {self.admin!r}: expected HOST:PORT with a port that is "
+                f"1-65535 after the port offset {offset}"
+            )
+        return host.strip("[]"), int(port) + offset
 
 
 class Rke2(_Strict):
@@ -579,6 +598,7 @@ class Lab(_Strict):
 
 
 LAB_LB_HOST, LAB_FIRST_NODE_HOST, LAB_DNS_HOST = 10, 11, 53
+LAB_ADMIN_PORT = 8404
 
 
 def _explicit_paths(model: BaseModel, prefix: str = "") -> Iterator[str]:
@@ -653,6 +673,7 @@ class Spec(_Strict):
     )
 
     _source_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source_file: Path | None = PrivateAttr(default=None)
     _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @model_validator(mode="after")
@@ -677,6 +698,10 @@ class Spec(_Strict):
         self.lab = lab
         if self.load_balancer.address is None:
             self.load_balancer.address = lab.host(LAB_LB_HOST)
+        if "load_balancer.admin" not in self._explicit:
+            # The lab's admin endpoint is on its own address, so two labs on two subnets
+            # never share one (127.0.0.1:8404 would be everybody's).
+            self.load_balancer.admin = f"{self.load_balancer.address}:{LAB_ADMIN_PORT}"
         for index, node in enumerate(self.nodes):
             if node.address is None:
                 node.address = lab.host(LAB_FIRST_NODE_HOST + index)
@@ -689,6 +714,12 @@ class Spec(_Strict):
     def explicit_paths(self) -> frozenset[str]:
         """Paths of the fields the spec file gave, before any default was filled in."""
         return self._explicit
+
+    @property
+    def source_file(self) -> Path | None:
+        """The spec file this was read from (as given on the command line); None when the
+        spec was built in code. Printed commands name it instead of a placeholder."""
+        return self._source_file
 
     @property
     def source_dir(self) -> Path:

@@ -27,12 +27,12 @@ def lab_spec(**load_balancer: Any) -> Spec:
     )
 
 
-def test_offset_moves_every_lb_and_node_port_but_not_the_admin() -> None:
+def test_offset_moves_every_lb_node_and_admin_port() -> None:
     target = build_target(lab_spec(), CheckOptions(port_offset=21000))
     assert target.lb(443) == Endpoint("127.0.60.10", 21443)
     assert target.node(target.nodes[1], 9345) == Endpoint("127.0.60.12", 30345)
     assert target.dns.server == Endpoint("127.0.60.53", 21053)
-    assert target.lb_admin == Endpoint("127.0.0.1", 8404)
+    assert target.lb_admin == Endpoint("127.0.60.10", 29404)
 
 
 def test_node_ports_follow_the_health_plan_per_layer() -> None:

@@ -35,7 +35,7 @@ OFFSET = 21000
 LB, DNS = "127.0.60.10", "127.0.60.53"
 NODES = {"node-1": "127.0.60.11", "node-2": "127.0.60.12", "node-3": "127.0.60.13"}
 HOSTNAME = "rancher.lab.rke2ha.test"
-ADMIN_PORT = 18404
+ADMIN_PORT = 8404  # plus the offset, like every port of the spec
 START_TIMEOUT = 15.0
 
 
@@ -135,7 +135,7 @@ class LabProcesses:
             "--access-log", "off",
         )  # fmt: skip
         log = self.logs / "lb.out"
-        _wait_for_port(LB, ADMIN_PORT, START_TIMEOUT, proc, log)
+        _wait_for_port(LB, ADMIN_PORT + self.offset, START_TIMEOUT, proc, log)
         _wait_for_port(LB, 443 + self.offset, START_TIMEOUT, proc, log)
 
     def start_dns(self, key: str, spec_file: Path, port: int) -> None:

@@ -27,15 +27,13 @@ LB = "127.0.70.10"
 DNS = "127.0.70.53"
 NODES = ("node-1", "node-2", "node-3")
 OFFSET = 30000
-ADMIN_PORT = 38404
+ADMIN_PORT = 8404 + OFFSET  # the lab's default: its own LB address, 8404 + the offset
 HOSTNAME = "rancher.lab.rke2ha.test"
 CLI_TIMEOUT = 90.0
 NODE_PORTS = (80, 443, 6443, 9345)
 
 
-def lab_spec(
-    offset: int = OFFSET, admin_port: int = ADMIN_PORT, **overrides: Any
-) -> dict[str, Any]:
+def lab_spec(offset: int = OFFSET, **overrides: Any) -> dict[str, Any]:
     document: dict[str, Any] = {
         "name": "lab",
         "hostname": HOSTNAME,
@@ -45,7 +43,6 @@ def lab_spec(
         "load_balancer": {
             "layer": 4,
             "health": {"interval": "300ms", "timeout": "300ms", "rise": 2, "fall": 2},
-            "admin": f"{LB}:{admin_port}",
         },
         "dns": {"provider": "builtin", "zone": "lab.rke2ha.test", "ttl": 5},
         "lab": {"subnet": SUBNET, "port_offset": offset},

@@ -156,7 +156,7 @@ def test_root_uses_the_real_ports(tmp_path: Path) -> None:
     if not _real_ports_free("127.0.70."):
         pytest.skip("a real port on 127.0.70.x is in use")
     # Same subnet, real ports: binding 127.0.70.x:443 does not clash with other addresses.
-    spec_file = write_spec(tmp_path / "rke2ha.yaml", lab_spec(admin_port=8404))
+    spec_file = write_spec(tmp_path / "rke2ha.yaml", lab_spec())
     try:
         run = up(spec_file, offset=None)
         assert run.code == 0, run.err + run.out

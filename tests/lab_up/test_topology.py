@@ -12,6 +12,7 @@ from tests.lab_up.helpers import lab_spec, write_spec
 from rke2ha.providers.lab.processes import Liveness, cmdline, inspect, start_time
 from rke2ha.providers.lab.readiness import lb_backends
 from rke2ha.providers.lab.topology import build_topology, command_line
+from rke2ha.spec import Spec
 from rke2ha.specfile import load_spec
 
 
@@ -29,6 +30,31 @@ def test_offset_moves_every_port_and_every_printed_url(tmp_path: Path) -> None:
     commands = "\n".join(topology.commands())
     assert "--resolve rancher.lab.rke2ha.test:30443:127.0.70.10" in commands
     assert "dig @127.0.70.53 -p 30053 rancher.lab.rke2ha.test" in commands
+    # The admin endpoint too: the lab's own address, 8404 + the offset (issue 15).
+    assert topology.admin == ("127.0.70.10", 38404)
+    assert 38404 in topology.lb.tcp_ports
+    assert "curl http://127.0.70.10:38404/status" in commands
+
+
+def test_the_admin_default_is_the_labs_own_and_an_explicit_one_is_moved_too(
+    tmp_path: Path,
+) -> None:
+    spec = load_spec(_spec(tmp_path))
+    assert spec.load_balancer.admin == "127.0.70.10:8404"
+    # A copy of the filled spec (model_dump sets every field) keeps the lab's address.
+    copy = Spec.model_validate(spec.model_dump())
+    assert copy.load_balancer.admin_listen(500) == ("127.0.70.10", 8904)
+    document = lab_spec()
+    document["load_balancer"]["admin"] = "127.0.70.20:9000"
+    explicit = load_spec(write_spec(tmp_path / "explicit.yaml", document))
+    assert build_topology(explicit, 1000).admin == ("127.0.70.20", 10000)
+    # Other providers keep the documented 127.0.0.1:8404 (a machine of their own).
+    existing = dict(lab_spec(), provider="existing")
+    existing["nodes"] = [{"name": f"n{i}", "address": f"10.0.0.{i}"} for i in (1, 2, 3)]
+    existing["load_balancer"] = dict(existing["load_balancer"], address="10.0.0.10")
+    del existing["lab"]
+    other = load_spec(write_spec(tmp_path / "existing.yaml", existing))
+    assert other.load_balancer.admin_listen() == ("127.0.0.1", 8404)
 
 
 def test_real_ports_print_plain_urls(tmp_path: Path) -> None:

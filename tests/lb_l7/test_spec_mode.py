@@ -30,6 +30,7 @@ HOSTNAME = "rancher.lab7.test"
 SUBNET = "127.0.50.64/26"  # LB .74, nodes .75-.77 (this area's loopback range)
 LB = "127.0.50.74"
 NODES = ("127.0.50.75", "127.0.50.76", "127.0.50.77")
+ADMIN_PORT = 8404
 
 
 def write_spec(folder: Path, offset: int, admin_port: int, tls: bool = True) -> Path:
@@ -57,7 +58,8 @@ load_balancer:
 
 
 def free_offset() -> int:
-    """A port offset N for which 80+N, 443+N, 6443+N and 9345+N are free on the LB address."""
+    """A port offset N for which 80+N, 443+N, 6443+N, 9345+N and the admin's 8404+N are free
+    on the LB address."""
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind((LB, 0))
@@ -65,7 +67,7 @@ def free_offset() -> int:
         if not 0 < offset <= 60_000 - 9345:
             continue
         ok = True
-        for port in (80, 443, 6443, 9345):
+        for port in (80, 443, 6443, 9345, ADMIN_PORT):
             with socket.socket() as sock:
                 try:
                     sock.bind((LB, port + offset))
@@ -77,7 +79,7 @@ def free_offset() -> int:
 
 
 def test_spec_layer7_config(tmp_path: Path) -> None:
-    spec = load_spec(write_spec(tmp_path, 20000, 20404))
+    spec = load_spec(write_spec(tmp_path, 20000, ADMIN_PORT))
     config = from_spec(spec, port_offset=20000)
     assert config.listen == (LB, 20443)
     assert config.redirect_from == (LB, 20080)
@@ -93,6 +95,7 @@ def test_spec_layer7_config(tmp_path: Path) -> None:
     _, companion = l4_companion(spec, port_offset=20000)
     assert companion is not None
     assert sorted(f.port for f in companion.frontends) == [26443, 29345]
+    assert companion.admin == (LB, 28404)  # the offset moves the admin port as well
 
 
 def test_spec_layer7_without_tls_is_a_usage_error(tmp_path: Path) -> None:
@@ -106,10 +109,8 @@ def test_spec_layer7_serves_redirects_and_follows_health(
     tmp_path: Path, loop_thread: LoopThread, workers: int
 ) -> None:
     offset = free_offset()
-    with socket.socket() as sock:
-        sock.bind((LB, 0))
-        admin_port = sock.getsockname()[1]
-    spec_path = write_spec(tmp_path, offset, admin_port)
+    admin_port = ADMIN_PORT + offset  # the offset moves the admin port too
+    spec_path = write_spec(tmp_path, offset, ADMIN_PORT)
     nodes = [start_backend(loop_thread, host, echo_handler, 80 + offset) for host in NODES]
     stderr = (tmp_path / "lb.err").open("w")
     proc = subprocess.Popen(

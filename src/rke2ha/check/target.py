@@ -155,10 +155,9 @@ def _dns_target(spec: Spec, options: CheckOptions) -> DnsTarget:
 
 
 def _admin_endpoint(spec: Spec, options: CheckOptions) -> Endpoint | None:
-    admin = spec.load_balancer.admin
-    if not admin:
-        return None
-    return parse_host_port(admin, 8404, "load_balancer.admin")
+    # The offset moves the admin port too (`LoadBalancer.admin_listen`), as `lb serve` does.
+    listen = spec.load_balancer.admin_listen(options.port_offset)
+    return None if listen is None else Endpoint(*listen)
 
 
 def build_target(

@@ -281,7 +281,7 @@ def _from_spec_file(
 ) -> LbConfig:
     from dataclasses import replace
 
-    from rke2ha.lb.config import from_spec, parse_hostport
+    from rke2ha.lb.config import ADMIN_FLAG, from_spec, parse_hostport
     from rke2ha.lb.spec_errors import warn_spec_errors
 
     spec = spec_from_args(args)
@@ -290,6 +290,7 @@ def _from_spec_file(
     changes: dict[str, object] = {"access_log": access_log, "relay": relay}
     if args.admin is not None:
         changes["admin"] = parse_hostport(admin, "--admin") if admin else None
+        changes["admin_from"] = ADMIN_FLAG
     if args.drain_timeout is not None:
         changes["drain_timeout"] = args.drain_timeout
     return replace(config, **changes)  # type: ignore[arg-type]

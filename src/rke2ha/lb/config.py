@@ -21,7 +21,7 @@ from rke2ha.addresses import is_ip
 from rke2ha.errors import UsageError
 from rke2ha.healthplan import HttpProbe, port_health
 from rke2ha.secretfiles import read_secret
-from rke2ha.spec import Spec
+from rke2ha.spec import LoadBalancer, Spec
 
 Balance = Literal["leastconn", "roundrobin"]
 
@@ -97,10 +97,15 @@ class FrontendConfig:
         return f"{self.host}:{self.port}"
 
 
+ADMIN_FLAG = "--admin HOST:PORT (or --admin off)"
+
+
 @dataclass(frozen=True)
 class LbConfig:
     frontends: tuple[FrontendConfig, ...]
     admin: tuple[str, int] | None = ("127.0.0.1", 8404)
+    # What sets `admin`, for the advice when it cannot be served: the flag or the spec field.
+    admin_from: str = ADMIN_FLAG
     drain_timeout: float = 30.0
     workers: int = 1
     access_log: str | None = "-"  # "-" stdout, a path, or None for off
@@ -131,6 +136,14 @@ def _check_offset(port: int, offset: int) -> None:
             f"--port-offset {offset} moves port {port} to {port + offset}, past 65535; "
             f"use an offset of at most {65535 - port}"
         )
+
+
+def _admin_from_spec(lb: LoadBalancer, port_offset: int) -> tuple[str, int] | None:
+    """`load_balancer.admin` moved by the offset like every other port, checked as --admin is."""
+    listen = lb.admin_listen(port_offset)
+    if listen is None:
+        return None
+    return parse_hostport(f"[{listen[0]}]:{listen[1]}", "load_balancer.admin")
 
 
 def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig:
@@ -191,7 +204,8 @@ def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig
         )
     return LbConfig(
         frontends=tuple(frontends),
-        admin=parse_hostport(lb.admin, "load_balancer.admin") if lb.admin else None,
+        admin=_admin_from_spec(lb, port_offset),
+        admin_from="load_balancer.admin in the spec (the port offset is added to it)",
         drain_timeout=lb.drain_timeout,
         workers=workers,
     )

@@ -191,7 +191,8 @@ class LoadBalancer:
                 await self.close()
                 raise InvalidError(
                     f"cannot serve the admin endpoint on {host}:{port}: {err.strerror}; "
-                    "pick another with --admin HOST:PORT"
+                    f"another program may hold it: choose a free one with "
+                    f"{self.config.admin_from}"
                 ) from None
         self._spawn(self._sweeper())
         verb = "listening on" if self.data_plane else "checking backends of"

@@ -244,6 +244,7 @@ def maybe_serve_l7(args: argparse.Namespace) -> int | None:
 
 def serve_l7(args: argparse.Namespace) -> int:
     """Serve layer 7 from the spec (`-f`) or from the ad-hoc flags."""
+    from rke2ha.lb.config import ADMIN_FLAG
     from rke2ha.lb.l7.server import from_spec, l4_companion, run
     from rke2ha.lb.spec_errors import warn_spec_errors
     from rke2ha.specfile import load_spec
@@ -266,7 +267,8 @@ def serve_l7(args: argparse.Namespace) -> int:
         _, base = l4_companion(spec, port_offset=offset)
         warn_spec_errors(spec)  # once the spec is known to be servable
         if getattr(args, "admin", None) is not None:
-            base = replace(base, admin=_admin(args))  # --admin wins over the spec's
+            # --admin wins over the spec's.
+            base = replace(base, admin=_admin(args), admin_from=ADMIN_FLAG)
         return config, replace(base, access_log=_access_log(args))
 
     config, base = from_file()

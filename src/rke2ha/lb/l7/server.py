@@ -24,7 +24,7 @@ from dataclasses import replace
 from rke2ha.errors import Rke2haError, UsageError
 from rke2ha.lb import config as l4config
 from rke2ha.lb import loops
-from rke2ha.lb.config import BackendConfig, FrontendConfig, HealthConfig, LbConfig
+from rke2ha.lb.config import ADMIN_FLAG, BackendConfig, FrontendConfig, HealthConfig, LbConfig
 from rke2ha.lb.l7.frontend import L7Runtime
 from rke2ha.lb.l7.settings import HostPort, L7Config
 from rke2ha.lb.l7.tls import load_certificate
@@ -149,6 +149,7 @@ def lb_config(config: L7Config, base: LbConfig | None = None) -> LbConfig:
     return LbConfig(
         frontends=tuple(frontends),
         admin=config.admin if base is None else base.admin,
+        admin_from=ADMIN_FLAG if base is None else base.admin_from,
         drain_timeout=config.drain_timeout,
         access_log=config.access_log,
     )

@@ -11,6 +11,7 @@ import time
 
 from rke2ha.dns.ownership import Ownership
 from rke2ha.errors import InvalidError
+from rke2ha.invocation import spec_command
 from rke2ha.plan import Desired, Observed, Plan, destroy_plan, diff
 from rke2ha.providers.aws.apply import Applier
 from rke2ha.providers.aws.desired import KIND_RANK, desired_resources, health_notes
@@ -158,7 +159,8 @@ class AwsProvider:
             "Each server now installs RKE2 "
             f"{self.spec.aws.rke2_version if self.spec.aws else ''} at first boot; the first "
             "starts the cluster, the others join one at a time (10-20 minutes in all).",
-            "Verify once they are up: rke2ha check -f <spec>   (or rke2ha up --wait)",
+            f"Verify once they are up: {spec_command(self.spec, 'check')}   "
+            f"(or {spec_command(self.spec, 'up', '--wait')})",
         ]
         return Outcome(done, steps)
 

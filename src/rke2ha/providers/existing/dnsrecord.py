@@ -27,6 +27,7 @@ from rke2ha.dns.publish import (
 )
 from rke2ha.dns.publish import Observed as DnsObserved
 from rke2ha.dns.records import DesiredRecords, Record, absolute
+from rke2ha.invocation import spec_command
 from rke2ha.spec import Spec
 
 ADDRESS = "dns_record.hostname"
@@ -87,7 +88,8 @@ class HostnameRecord:
             # `up` has no --adopt of its own: taking a record over is a separate, deliberate act.
             message = str(err).replace(
                 "run again with --adopt",
-                "take it over with `rke2ha dns publish --adopt -f <spec>`, then run `up` again",
+                f"take it over with `{spec_command(self.spec, 'dns', 'publish', '--adopt')}`, "
+                "then run `up` again",
             )
             raise NotOwnedError(message, err.observed, err.ownership) from None
 

@@ -16,6 +16,7 @@ import urllib.request
 from typing import Any
 
 from rke2ha.errors import InvalidError
+from rke2ha.invocation import spec_command
 from rke2ha.providers.base import Reporter
 from rke2ha.render.haproxy import _admin_address
 from rke2ha.spec import Spec
@@ -68,7 +69,7 @@ def wait_healthy(spec: Spec, timeout: float, reporter: Reporter) -> list[str]:
     if spec.load_balancer.engine == "nginx":
         return [
             "nginx has no active health checks to wait for; "
-            "run `rke2ha check -f <spec>` to probe every node"
+            f"run `{spec_command(spec, 'check')}` to probe every node"
         ]
     deadline = time.monotonic() + timeout
     lines: list[str] = []
@@ -83,7 +84,7 @@ def wait_healthy(spec: Spec, timeout: float, reporter: Reporter) -> list[str]:
         if time.monotonic() >= deadline:
             raise InvalidError(
                 f"not every node is up after {timeout:g}s: {'; '.join(lines)}; "
-                "run `rke2ha check -f <spec>` to see why"
+                f"run `{spec_command(spec, 'check')}` to see why"
             )
         reporter.note("; ".join(lines))
         time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))

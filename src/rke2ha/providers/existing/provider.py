@@ -19,6 +19,7 @@ from typing import Any
 from rke2ha.dns.manual import instructions
 from rke2ha.dns.ownership import Ownership
 from rke2ha.errors import InvalidError
+from rke2ha.invocation import spec_command
 from rke2ha.plan import Change, Desired, Observed, Plan, destroy_plan, diff
 from rke2ha.providers.base import Facts, Outcome, ProviderOptions, Reporter
 from rke2ha.providers.existing import dnsrecord
@@ -92,7 +93,7 @@ class ExistingProvider:
         if record is None:
             facts.notes.append(
                 "dns.provider is builtin: provider existing publishes nothing; serve the "
-                "zone with `rke2ha dns serve -f <spec>`"
+                f"zone with `{spec_command(self.spec, 'dns', 'serve')}`"
             )
         elif record.readable:
             found = record.describe()
@@ -191,7 +192,7 @@ class ExistingProvider:
         lb = self.spec.load_balancer
         steps.append(
             f"{self.config.engine} serves {self.spec.hostname} on {self._listen()}; "
-            f"verify the whole path: rke2ha check -f <spec>"
+            f"verify the whole path: {spec_command(self.spec, 'check')}"
         )
         if lb.engine == "haproxy":
             steps.append(f"HAProxy's stats page: http://{lb.admin}/ (loopback only)")

@@ -27,6 +27,7 @@ from rich.text import Text
 from rke2ha.check.report import print_drill, print_text, to_json
 from rke2ha.commands.common import print_json
 from rke2ha.errors import EXIT_INVALID, EXIT_OK, Rke2haError
+from rke2ha.invocation import command
 from rke2ha.plan import Plan
 from rke2ha.providers.lab import session
 from rke2ha.providers.lab.status import COLUMNS, collect, rows
@@ -53,7 +54,7 @@ def connection_lines(topology: LabTopology, spec_file: Path) -> list[str]:
         f"CA file       {topology.ca_file}",
         f"DNS server    {topology.dns_host}:{topology.dns_port}",
         *(f"  $ {line}" for line in topology.commands()),
-        f"Stop it with  rke2ha down -f {spec_file}",
+        f"Stop it with  {command('down', '-f', spec_file)}",
     ]
 
 
@@ -72,7 +73,7 @@ def up_document(result: session.LabUp, spec_file: Path) -> dict[str, Any]:
         "ca_file": str(topology.ca_file),
         "port_offset": topology.offset,
         "commands": topology.commands(),
-        "stop": f"rke2ha down -f {spec_file}",
+        "stop": command("down", "-f", spec_file),
         "check": to_json(
             check.results, check.seconds, check.drill.as_dict() if check.drill else None
         )

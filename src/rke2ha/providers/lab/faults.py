@@ -26,10 +26,12 @@ import time
 from pathlib import Path
 
 from rke2ha.errors import InvalidError, UsageError
+from rke2ha.invocation import command, spec_command
 from rke2ha.lab.node_states import NodeEvent, NodeState, NodeStateMachine
 from rke2ha.providers.lab import processes
+from rke2ha.providers.lab.logexcerpt import log_excerpt
 from rke2ha.providers.lab.provider import start_process
-from rke2ha.providers.lab.readiness import log_tail, wait_process
+from rke2ha.providers.lab.readiness import wait_process
 from rke2ha.providers.lab.records import ProcessRecord, locked_state, process_records
 from rke2ha.providers.lab.topology import NODE_PREFIX, LabTopology, build_topology
 from rke2ha.spec import Spec
@@ -73,7 +75,9 @@ def _wait_log(log: Path, offset: int, needle: str, timeout: float = SIGNAL_TIMEO
         except OSError:
             pass
         time.sleep(0.02)
-    raise InvalidError(f"the node did not report {needle} within {timeout:g}s: {log_tail(log)}")
+    raise InvalidError(
+        f"the node did not report {needle} within {timeout:g}s: {log_excerpt(log, offset)}"
+    )
 
 
 def _size(path: Path) -> int:
@@ -94,7 +98,8 @@ class LabFaults:
             if node not in names:
                 raise UsageError(f"no node named {node!r} in the spec (nodes: {', '.join(names)})")
             raise UsageError(
-                f"the lab has no record of {node}: is it up? (rke2ha up -f FILE --detach)"
+                f"the lab has no record of {node}: is it up? "
+                f"({spec_command(self.spec, 'up', '--detach')})"
             )
         # The offset the node was started with: its command line (its identity) has it.
         return record, build_topology(self.spec, record.offset)
@@ -175,7 +180,8 @@ class LabFaults:
         proc = topology.node(record.address.removeprefix(NODE_PREFIX))
         spec_file = Path(record.spec_file)
         if not spec_file.is_file():
-            raise UsageError(f"{spec_file}: the lab's spec file is gone; run `rke2ha up -f FILE`")
+            again = command("up", "-f", "FILE")
+            raise UsageError(f"{spec_file}: the lab's spec file is gone; run `{again}`")
         new, log_offset = start_process(
             self.spec, topology, proc, spec_file, state, joining=joining
         )

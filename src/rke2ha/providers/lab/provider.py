@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rke2ha.errors import UsageError
+from rke2ha.errors import InvalidError, UsageError
+from rke2ha.invocation import shown_path
 from rke2ha.lab.ca import LabCA
 from rke2ha.lab.material import (
     RENEW_BEFORE,
@@ -42,6 +43,7 @@ from rke2ha.lab.material import (
 from rke2ha.plan import Change, Desired, Observed, Plan, destroy_plan, diff
 from rke2ha.providers.base import Facts, Outcome, ProviderOptions, Reporter
 from rke2ha.providers.lab import processes
+from rke2ha.providers.lab.ports import busy_message, busy_ports
 from rke2ha.providers.lab.readiness import wait_healthy, wait_process
 from rke2ha.providers.lab.records import (
     PKI_ADDRESS,
@@ -113,6 +115,8 @@ class LabProvider:
         # Seconds each process took from spawn to ready, for the closing report.
         self.timings: dict[str, float] = {}
         self.healthy: bool | None = None  # set by `wait_ready`
+        # Addresses of the processes `apply` spawned (a failed `up` stops the lab again).
+        self.started: list[str] = []
 
     # ---- facts -------------------------------------------------------------------------------
 
@@ -230,6 +234,7 @@ class LabProvider:
         state = self.state if self.state is not None else load_state(self.spec)
         self.state = state
         records = process_records(state)
+        self._refuse_taken_ports(plan, records)
         started: list[Started] = []
         done: list[Change] = []
         for change in plan.changes:
@@ -259,6 +264,24 @@ class LabProvider:
             done.append(item.change)
         return Outcome(done, self.next_steps())
 
+    def _refuse_taken_ports(self, plan: Plan, records: dict[str, ProcessRecord]) -> None:
+        """InvalidError, before anything starts, when another program holds a lab port.
+
+        A process of ours that is about to be replaced holds its own ports: not asked.
+        """
+        assert self.spec_file is not None
+        starting = [
+            self.topology.process(c.address)
+            for c in plan.changes
+            if c.address != PKI_ADDRESS
+            and c.action != "delete"
+            and not (c.action == "update" and self._signal_only(c))
+            and not (c.address in records and records[c.address].inspect().ours)
+        ]
+        busy = busy_ports(self.topology, starting)
+        if busy:
+            raise InvalidError(busy_message(self.topology, busy, shown_path(self.spec_file)))
+
     def _forget(self, state: State, record: ProcessRecord | None) -> None:
         """Stop the recorded process (if it is still ours) and drop its entry."""
         if record is None:
@@ -285,6 +308,7 @@ class LabProvider:
         topology = self.topology
         proc = topology.process(change.address)
         record, log_offset = start_process(self.spec, topology, proc, self.spec_file, state)
+        self.started.append(proc.address)
         return Started(change, proc, record, log_offset)
 
     def next_steps(self) -> list[str]:

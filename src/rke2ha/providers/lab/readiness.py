@@ -4,8 +4,8 @@ Each kind says it its own documented way, and each wait is bounded:
 - a node emulator writes `{"event": "listening", ...}` to its log once every port is bound;
 - the load balancer accepts connections on every frontend port (and its admin endpoint);
 - the DNS server answers the hostname's query.
-A process that exits while we wait is reported with the last lines of its log (a port in
-use, a bad certificate), never as a timeout.
+A process that exits while we wait is reported with what its log says in this run, the
+cause first (`logexcerpt`: a port in use, a bad certificate), never as a timeout.
 
 `lb_backends` reads the load balancer's admin `/status`: the lab is healthy when every
 backend of every frontend has been checked and serves.
@@ -28,21 +28,13 @@ import dns.query
 import dns.rdatatype
 
 from rke2ha.errors import InvalidError
+from rke2ha.providers.lab.logexcerpt import log_excerpt
 from rke2ha.providers.lab.processes import ProcessInfo
 from rke2ha.providers.lab.topology import LabProcess, LabTopology
 
 START_TIMEOUT = 20.0
 _POLL = 0.05
 LISTENING = '"event": "listening"'
-
-
-def log_tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    tail = [line for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(tail) or "(empty log)"
 
 
 def tcp_open(host: str, port: int, timeout: float = 0.3) -> bool:
@@ -86,11 +78,13 @@ def wait_process(
             return time.monotonic() - start
         if not alive().ours:
             raise InvalidError(
-                f"lab {proc.name} exited while starting: {log_tail(log)} (log: {log})"
+                f"lab {proc.name} exited while starting: {log_excerpt(log, log_offset)} "
+                f"(log: {log})"
             )
         if time.monotonic() - start > timeout:
             raise InvalidError(
-                f"lab {proc.name} was not ready within {timeout:g}s: {log_tail(log)} (log: {log})"
+                f"lab {proc.name} was not ready within {timeout:g}s: "
+                f"{log_excerpt(log, log_offset)} (log: {log})"
             )
         time.sleep(_POLL)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from rke2ha.check.result import CheckResult
 from rke2ha.check.session import CheckRun, check_deployment, with_defaults
 from rke2ha.check.target import CheckOptions
+from rke2ha.errors import Rke2haError
 from rke2ha.lab.material import health_token_file
 from rke2ha.lab.node_setup import port_offset as default_offset
 from rke2ha.plan import Change, Plan
@@ -94,7 +95,11 @@ def up(
         for note in the_plan.notes:
             steps.note(f"note: {note}")
         if the_plan.has_changes:
-            result.applied = provider.apply(the_plan, facts, steps).done
+            try:
+                result.applied = provider.apply(the_plan, facts, steps).done
+            except BaseException as err:
+                _stop_after_failure(provider, err)
+                raise
     result.ready = provider.wait_ready(wait_timeout, steps)
     result.healthy = bool(provider.healthy)
     options = lab_check_options(spec, provider.topology)
@@ -103,6 +108,21 @@ def up(
     result.seconds = time.monotonic() - start
     result.timings = dict(provider.timings)
     return result
+
+
+def _stop_after_failure(provider: LabProvider, err: BaseException) -> None:
+    """A failed `up` that started processes stops the whole lab: never half a lab.
+
+    Called with the state lock held. The error's message says so (the cause stays first).
+    """
+    if not provider.started:
+        return
+    facts = provider.describe()
+    the_plan = provider.plan_destroy(facts)
+    provider.destroy(the_plan, facts, SilentReporter())
+    if isinstance(err, Rke2haError) and err.args:
+        stopped = f"stopped the {len(the_plan.changes)} lab process(es) it had started"
+        err.args = (f"{err.args[0]}\n{stopped}: nothing of this lab runs",)
 
 
 @dataclass

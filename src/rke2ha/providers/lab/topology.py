@@ -168,16 +168,6 @@ def _dns_listen(spec: Spec, offset: int) -> tuple[str, int]:
     return loopback_address("dns", host), port + offset
 
 
-def _admin(spec: Spec) -> tuple[str, int] | None:
-    admin = spec.load_balancer.admin
-    if not admin:
-        return None
-    host, _, port = admin.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"load_balancer.admin {admin!r}: expected HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
 def build_topology(spec: Spec, offset: int | None = None) -> LabTopology:
     """The lab of `spec`; `offset` None applies the root / `lab.port_offset` rule."""
     if spec.provider != "lab":
@@ -198,7 +188,7 @@ def build_topology(spec: Spec, offset: int | None = None) -> LabTopology:
         for node in spec.nodes
     )
     lb_ports = {port: port + applied for port in spec.load_balancer.ports}
-    admin = _admin(spec)
+    admin = spec.load_balancer.admin_listen(applied)
     lb_tcp = tuple(lb_ports.values())
     if admin is not None and admin[0] == lb_host:
         lb_tcp += (admin[1],)
