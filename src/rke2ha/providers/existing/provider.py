@@ -181,12 +181,13 @@ class ExistingProvider:
     def apply(self, plan: Plan, facts: Facts, reporter: Reporter) -> Outcome:
         done: list[Change] = []
         steps: list[str] = []
+        records: list[str] = []
         for change in plan.changes:
             with reporter.step(change):
                 if change.kind == ENGINE_KIND:
                     self._apply_engine(change, reporter)
                 else:
-                    steps += self._apply_record(change, reporter)
+                    records += self._apply_record(change, reporter)
             done.append(change)
         lb = self.spec.load_balancer
         steps.append(
@@ -195,7 +196,7 @@ class ExistingProvider:
         )
         if lb.engine == "haproxy":
             steps.append(f"HAProxy's stats page: http://{lb.admin}/ (loopback only)")
-        return Outcome(done, steps)
+        return Outcome(done, steps, records)
 
     def _save_engine(self, runner: EngineRunner, pid: int | None, status: Any) -> None:
         config = self.config
@@ -252,8 +253,8 @@ class ExistingProvider:
         self._save_engine(runner, pid, "created")
         runner.prune()
 
-    def _apply_record(self, change: Change, reporter: Reporter, *, tell: bool = False) -> list[str]:
-        """Publish or unpublish; the manual instructions (noted now when `tell`)."""
+    def _apply_record(self, change: Change, reporter: Reporter) -> list[str]:
+        """Publish or unpublish; the manual instructions (zone-file lines) to hand over."""
         record = self.record
         assert record is not None
         lines: list[str] = []
@@ -275,8 +276,6 @@ class ExistingProvider:
             if outcome.applied and record.readable:
                 reporter.note(f"{record.provider}: {outcome.plan.action} ({outcome.plan.reason})")
         self.store.save(self.state)
-        for line in lines if tell else []:
-            reporter.note(line)
         return lines
 
     # ---- destroy --------------------------------------------------------------------------
@@ -292,18 +291,17 @@ class ExistingProvider:
 
     def destroy(self, plan: Plan, facts: Facts, reporter: Reporter) -> Outcome:
         done: list[Change] = []
-        steps: list[str] = []
+        records: list[str] = []
         for change in plan.changes:
             with reporter.step(change):
                 if change.kind == ENGINE_KIND:
                     self._destroy_engine(reporter)
                 else:
-                    # `down` prints no next steps: the manual instructions are noted.
-                    steps += self._apply_record(change, reporter, tell=True)
+                    records += self._apply_record(change, reporter)
             done.append(change)
         if not self.state.resources:
             self.store.delete()
-        return Outcome(done, steps)
+        return Outcome(done, [], records)
 
     def _destroy_engine(self, reporter: Reporter) -> None:
         entry = self.state.resources.get(ENGINE)

@@ -101,6 +101,13 @@ def process_records(state: State) -> dict[str, ProcessRecord]:
     return records
 
 
+def running_records(spec: Spec) -> list[ProcessRecord]:
+    """The lab processes of the spec's state that still run (a frozen one counts: it holds
+    its ports). Empty when the lab is not up: nothing recorded, or everything gone."""
+    records = process_records(load_state(spec))
+    return [record for record in records.values() if record.inspect().ours]
+
+
 @contextlib.contextmanager
 def locked_state(spec: Spec, operation: str) -> Iterator[State]:
     """Hold the cluster's state lock (waiting up to `LOCK_WAIT`), yield the state, save it."""
