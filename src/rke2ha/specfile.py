@@ -142,4 +142,6 @@ def load_spec(path: Path | str | None = None) -> Spec:
     (exit 1) when it does not fit the schema.
     """
     spec_path = spec_path_of(path)
-    return spec_from_source(read_yaml_file(spec_path), spec_path.parent)
+    spec = spec_from_source(read_yaml_file(spec_path), spec_path.parent)
+    spec._source_file = spec_path.resolve()
+    return spec

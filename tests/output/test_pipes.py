@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,29 +15,13 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import CliResult
+from tests.output.helpers import run
 
 SUBNET = "127.0.151.0/24"
 LB = "127.0.151.10"
 # Long enough that the ownership TXT record is well over 80 columns.
 HOSTNAME = "rancher.pipes-and-scripts.output.rke2ha.test"
 ZONE = "output.rke2ha.test"
-
-
-def run(*args: str, cwd: Path, stdout: int | None = None, timeout: float = 60) -> CliResult:
-    """`rke2ha ARGS` with stdout a pipe (or the given descriptor) and no COLUMNS."""
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.run(
-        [sys.executable, "-m", "rke2ha", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE if stdout is None else stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-    return CliResult(proc.returncode, proc.stdout or "", proc.stderr)
 
 
 def lab_spec(name: str = "pipes") -> dict[str, Any]:

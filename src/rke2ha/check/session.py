@@ -74,9 +74,16 @@ def lab_not_up(spec: Spec, spec_file: str | Path) -> str | None:
     some run, for another provider, or when the state cannot tell)."""
     if spec.provider != "lab":
         return None
-    from rke2ha.providers.lab.records import running_records
+    from rke2ha.providers.lab.records import (
+        foreign_lab_message,
+        foreign_spec_file,
+        running_records,
+    )
 
     try:
+        other = foreign_spec_file(spec, Path(spec_file))
+        if other is not None:
+            return foreign_lab_message(spec, Path(spec_file), other)
         if running_records(spec):
             return None
     except Rke2haError:

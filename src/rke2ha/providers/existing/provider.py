@@ -14,6 +14,7 @@ its command line still names our config, a record only while its ownership marke
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rke2ha.dns.manual import instructions
@@ -22,11 +23,12 @@ from rke2ha.errors import InvalidError
 from rke2ha.plan import Change, Desired, Observed, Plan, destroy_plan, diff
 from rke2ha.providers.base import Facts, Outcome, ProviderOptions, Reporter
 from rke2ha.providers.existing import dnsrecord
-from rke2ha.providers.existing.configs import EngineConfig, engine_config
+from rke2ha.providers.existing.configs import EngineConfig, config_diffs, engine_config
 from rke2ha.providers.existing.dnsrecord import HostnameRecord, RecordFacts
 from rke2ha.providers.existing.health import wait_healthy
 from rke2ha.providers.existing.runner import EngineRunner
 from rke2ha.spec import Spec
+from rke2ha.specdiff import field_changes, spec_fields, spec_record
 from rke2ha.state import ResourceEntry, State, StateStore
 
 ENGINE = "load_balancer.engine"
@@ -174,7 +176,25 @@ class ExistingProvider:
         notes = list(facts.notes)
         if self.spec.load_balancer.engine == "nginx":
             notes.append(NGINX_NOTE)
-        return diff(self._desired(), facts.observed, kind_rank=KIND_RANK, notes=notes)
+        the_plan = diff(self._desired(), facts.observed, kind_rank=KIND_RANK, notes=notes)
+        self._explain(the_plan)
+        return the_plan
+
+    def _explain(self, the_plan: Plan) -> None:
+        """What a changed config hash stands for: the spec fields and the config lines."""
+        if not any(c.kind == ENGINE_KIND for c in the_plan.changes):
+            return
+        recorded = self.state.spec
+        if recorded is not None:
+            the_plan.spec_changes = field_changes(
+                recorded.get("fields") or {}, spec_fields(self.spec)
+            )
+            the_plan.spec_from = recorded.get("file")
+        entry = self.state.resources.get(ENGINE)
+        if entry is not None and entry.attrs.get("config_file"):
+            the_plan.file_diffs = config_diffs(
+                Path(str(entry.attrs["config_file"])), str(entry.attrs.get("engine")), self.config
+            )
 
     # ---- apply ----------------------------------------------------------------------------
 
@@ -214,6 +234,7 @@ class ExistingProvider:
                 "restart_key": config.restart_key,
             },
         )
+        self.state.spec = spec_record(self.spec, self.spec.source_file)
         self.store.save(self.state)
 
     def _apply_engine(self, change: Change, reporter: Reporter) -> None:

@@ -218,7 +218,17 @@ def run_down(args: argparse.Namespace, spec: Spec) -> int:
 def print_status(spec: Spec, spec_file: Path, *, as_json: bool) -> int:
     """`rke2ha lab status`: exit 0 when every lab process runs (nodes ready), else 1."""
     from rke2ha.providers.lab.provider import LabProvider
+    from rke2ha.providers.lab.records import foreign_lab_message, foreign_spec_file
 
+    other = foreign_spec_file(spec, spec_file)
+    if other is not None:
+        # Its processes, ports and rotation are another spec's: never shown as this one's.
+        message = foreign_lab_message(spec, spec_file, other)
+        if as_json:
+            print_json({"all_up": False, "up": False, "started_from": other, "detail": message})
+        else:
+            make_console().print(escape(message))
+        return EXIT_INVALID
     topology = LabProvider(spec).topology
     status = collect(spec, topology)
     if as_json:
