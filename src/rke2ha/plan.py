@@ -97,6 +97,12 @@ class Plan:
 
     changes: list[Change]
     notes: list[str] = field(default_factory=list)
+    # For the reviewer (`rke2ha.specdiff`): the spec fields that differ from the spec the
+    # running resources were made from (`spec_from` names its file), and a unified diff
+    # per rendered config file that changes.
+    spec_changes: list[PropertyDiff] = field(default_factory=list)
+    spec_from: str | None = None
+    file_diffs: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_changes(self) -> bool:
@@ -130,12 +136,24 @@ class Plan:
                 for key, value in change.after.items():
                     out.extend(_property_lines(key, value))
             out.extend(f"        {d.describe()}" for d in change.diffs)
+        if self.changes and self.spec_changes:
+            since = f" (running from {self.spec_from})" if self.spec_from else ""
+            out.append(f"  spec fields changed{since}:")
+            out.extend(f"        {d.describe()}" for d in self.spec_changes)
+        for path, text in sorted(self.file_diffs.items()) if self.changes else ():
+            out.append(f"  config file {path}:")
+            out.extend(f"    {line}" for line in text.splitlines())
         return out
 
     def to_json(self) -> dict[str, Any]:
         return {
             "changes": [c.to_json() for c in self.changes],
             "notes": list(self.notes),
+            "spec_changes": [
+                {"key": d.key, "before": d.before, "after": d.after} for d in self.spec_changes
+            ],
+            "spec_from": self.spec_from,
+            "file_diffs": dict(self.file_diffs),
             "summary": self.summary,
             "counts": {a: self.count(a) for a in SYMBOLS},
         }

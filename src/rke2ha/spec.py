@@ -673,7 +673,7 @@ class Spec(_Strict):
     )
 
     _source_dir: Path = PrivateAttr(default_factory=Path.cwd)
-    _source_file: Path | None = PrivateAttr(default=None)
+    _source_file: Path | None = PrivateAttr(default=None)  # set by `specfile.load_spec`
     _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @model_validator(mode="after")
@@ -717,8 +717,9 @@ class Spec(_Strict):
 
     @property
     def source_file(self) -> Path | None:
-        """The spec file this was read from (as given on the command line); None when the
-        spec was built in code. Printed commands name it instead of a placeholder."""
+        """The spec file this was read from (absolute); None when the spec was built in
+        code. Printed commands name it (shortened) instead of a placeholder; the state
+        records it as the spec it belongs to."""
         return self._source_file
 
     @property

@@ -68,6 +68,9 @@ class State:
     owner: str
     serial: int = 0
     resources: dict[str, ResourceEntry] = field(default_factory=dict)
+    # The spec the resources were last applied from (`specdiff.spec_record`: file, digest,
+    # fields), so a plan names the fields that changed and another spec is recognised.
+    spec: dict[str, Any] | None = None
 
     @property
     def pending(self) -> list[str]:
@@ -82,6 +85,7 @@ class State:
             "provider": self.provider,
             "owner": self.owner,
             "resources": {a: e.to_json() for a, e in sorted(self.resources.items())},
+            **({"spec": self.spec} if self.spec is not None else {}),
         }
 
     @classmethod
@@ -100,6 +104,7 @@ class State:
             owner=str(data["owner"]),
             serial=int(data["serial"]),
             resources={str(a): ResourceEntry.from_json(e) for a, e in resources.items()},
+            spec=data["spec"] if isinstance(data.get("spec"), dict) else None,
         )
 
 

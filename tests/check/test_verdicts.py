@@ -133,11 +133,50 @@ def test_a_reset_through_the_lb_blames_the_nodes_not_the_lb() -> None:
     to hand the connection to); a refusal means it is not listening."""
     reset = verdicts.lb_readyz("lb.port.6443", "connection to lb:6443 reset", "lb:6443")
     refused = verdicts.lb_readyz("lb.port.6443", "connection to lb:6443 refused", "lb:6443")
-    assert reset.fix == verdicts.FIX_LB_NO_NODE
+    assert reset.fix == verdicts.FIX_LB_NO_NODE.format(view=verdicts.VIEW_UNKNOWN)
     assert refused.fix is not None and "make sure it listens on lb:6443" in refused.fix
     probe = supervisor_probe()
     ping = verdicts.lb_ping("lb.port.9345", "connection to lb:9345 reset", probe, "lb:9345")
-    assert ping.fix == verdicts.FIX_LB_NO_NODE
+    assert ping.fix == verdicts.FIX_LB_NO_NODE.format(view=verdicts.VIEW_UNKNOWN)
+
+
+def test_rancher_ping_through_a_running_lb_blames_the_nodes() -> None:
+    # It said "start the load balancer" for a reset, though the balancer had accepted.
+    from rke2ha.check.catalog import RANCHER_PING
+
+    reset = verdicts.rancher_ping("rancher.ping", "connection to lb:443 reset", RANCHER_PING, "lb")
+    assert reset.fix is not None and "start the load balancer" not in reset.fix
+    assert "no node answered" in reset.fix
+    refused = verdicts.rancher_ping(
+        "rancher.ping", "connection to lb:443 refused", RANCHER_PING, "lb:443"
+    )
+    assert refused.fix is not None and "start the load balancer" in refused.fix
+
+
+def test_silence_through_the_lb_names_both_causes() -> None:
+    silent = verdicts.lb_readyz("lb.port.6443", "no answer from lb:6443 within 2s", "lb:6443")
+    assert silent.fix is not None
+    assert "no node behind it answers" in silent.fix and "listens on lb:6443" in silent.fix
+
+
+@pytest.mark.parametrize(
+    ("engine", "admin", "names"),
+    [
+        ("builtin", "127.0.0.1:8404", "http://127.0.0.1:8404/status"),
+        ("haproxy", "127.0.0.1:8404", "HAProxy's stats page (http://127.0.0.1:8404/)"),
+        ("nginx", "127.0.0.1:8404", "nginx's error log"),
+        ("aws-nlb", None, "describe-target-health"),
+    ],
+)
+def test_the_fix_points_at_a_page_the_engine_has(
+    engine: str, admin: str | None, names: str
+) -> None:
+    view = verdicts.lb_view(engine, admin)
+    seen = "connection to lb:443 reset"
+    fix = verdicts.lb_http("lb.port.443", seen, "lb:443", tls=True, view=view)
+    assert fix.fix is not None and names in fix.fix
+    if engine != "builtin":
+        assert "/status" not in fix.fix  # only the built-in balancer has one
 
 
 def test_lb_readyz_accepts_401_as_an_apiserver_answer() -> None:
@@ -288,8 +327,8 @@ def test_websocket_skip_is_not_a_pass() -> None:
 
 NODES = ["n1", "n2", "n3"]
 FIX_OUT_OF_ROTATION = (
-    "the load balancer keeps a healthy node out of rotation: look at its /status "
-    "(health check path, Host header, ports)"
+    "the load balancer keeps a healthy node out of rotation: look at the load balancer's "
+    "view of its backends (health check path, Host header, ports)"
 )
 
 

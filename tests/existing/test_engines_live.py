@@ -43,9 +43,9 @@ def test_up_serves_reloads_and_down_removes_all(
     assert up.code == 0, up.err
     applied = [c["address"] for c in json.loads(up.out)["applied"]]
     assert applied == ["load_balancer.engine", "dns_record.hostname"]
-    # manual DNS: the records to create are printed as next steps
-    steps = json.loads(up.out)["next_steps"]
-    assert f"{HOSTNAME}. 60 IN A {LB}" in steps
+    # manual DNS: the records to create, apart from the next steps
+    records = json.loads(up.out)["dns_instructions"]
+    assert f"{HOSTNAME}. 60 IN A {LB}" in records
 
     pid = deployment.engine_pid()
     config = Path(deployment.state()["resources"]["load_balancer.engine"]["attrs"]["config_file"])

@@ -1,6 +1,7 @@
-"""`rke2ha check` against a lab spec with nothing running: every check fails, at once and
-with its reason, in text and in JSON. Loopback only: the lab subnet is moved to an unused
-127.0.251.0/24 and DNS goes to a closed loopback port, never the system resolver."""
+"""`rke2ha check` against a lab spec with nothing running: it says the lab is not up; aimed
+at the lab's ports (--port-offset) every check fails, at once and with its reason, in text
+and in JSON. Loopback only: the lab subnet is moved to an unused 127.0.251.0/24 and DNS
+goes to a closed loopback port, never the system resolver."""
 
 from __future__ import annotations
 
@@ -20,12 +21,19 @@ def _idle_lab(scratch: Path) -> str:
     return "idle.yaml"
 
 
+def test_check_of_a_lab_that_is_not_up_says_so(rke2ha: Runner, scratch: Path) -> None:
+    result = rke2ha("check", "-f", _idle_lab(scratch), "--json")
+    assert result.code == 1 and result.out == ""
+    assert "the lab 'lab' is not up" in result.err and "rke2ha up -f idle.yaml" in result.err
+
+
 def test_check_with_nothing_running_fails_fast(rke2ha: Runner, scratch: Path) -> None:
     dns = f"127.0.0.1:{free_port(kind=socket.SOCK_DGRAM)}"
     started = time.monotonic()
     result = rke2ha(
-        "check", "-f", _idle_lab(scratch), "--dns-server", dns, "--timeout", "0.5", "--json"
-    )
+        "check", "-f", _idle_lab(scratch), "--port-offset", "0",
+        "--dns-server", dns, "--timeout", "0.5", "--json",
+    )  # fmt: skip
     elapsed = time.monotonic() - started
     assert result.code == 1, result.text
     assert elapsed < 15, f"took {elapsed:.1f}s"
@@ -40,7 +48,10 @@ def test_check_with_nothing_running_fails_fast(rke2ha: Runner, scratch: Path) ->
 
 def test_check_text_summary(rke2ha: Runner, scratch: Path) -> None:
     dns = f"127.0.0.1:{free_port(kind=socket.SOCK_DGRAM)}"
-    result = rke2ha("check", "-f", _idle_lab(scratch), "--dns-server", dns, "--timeout", "0.5")
+    result = rke2ha(
+        "check", "-f", _idle_lab(scratch), "--port-offset", "0",
+        "--dns-server", dns, "--timeout", "0.5",
+    )  # fmt: skip
     assert result.code == 1
     assert "FAILED: 0 passed" in result.out
 

@@ -146,16 +146,16 @@ async def lb_port(target: CheckTarget, port: int) -> CheckResult:
     where = str(endpoint)
     if port == 80:
         seen = await _get(endpoint, target.ingress.path, target, tls=False)
-        return verdicts.lb_http(check_id, seen, where, tls=False)
+        return verdicts.lb_http(check_id, seen, where, tls=False, view=target.lb_view)
     if port == 443:
         seen = await _get(endpoint, "/ping", target, tls=True)
-        return verdicts.lb_http(check_id, seen, where, tls=True)
+        return verdicts.lb_http(check_id, seen, where, tls=True, view=target.lb_view)
     if port == 6443:
         seen = await _get(endpoint, "/readyz", target, tls=True, token=target.readyz_token)
-        return verdicts.lb_readyz(check_id, seen, where)
+        return verdicts.lb_readyz(check_id, seen, where, target.lb_view)
     if port == 9345:
         seen = await _get(endpoint, target.supervisor.path, target, tls=True)
-        return verdicts.lb_ping(check_id, seen, target.supervisor, where)
+        return verdicts.lb_ping(check_id, seen, target.supervisor, where, target.lb_view)
     return verdicts.tcp_open(
         check_id,
         await _tcp(endpoint, target),
@@ -200,7 +200,9 @@ async def rancher_ping(target: CheckTarget) -> CheckResult:
     if endpoint is None:
         return _no_lb(catalog.RANCHER_PING, check_id)
     seen = await _get(endpoint, target.rancher_ping.path, target, tls=True)
-    return verdicts.rancher_ping(check_id, seen, catalog.RANCHER_PING, str(endpoint))
+    return verdicts.rancher_ping(
+        check_id, seen, catalog.RANCHER_PING, str(endpoint), target.lb_view
+    )
 
 
 async def rancher_websocket(target: CheckTarget) -> CheckResult:
@@ -248,6 +250,7 @@ async def lb_spread(
         header=NODE_HEADER,
         lab=target.is_lab,
         known=[node.name for node in target.nodes],
+        view=target.lb_view,
     )
 
 
@@ -269,4 +272,5 @@ async def registration(target: CheckTarget) -> CheckResult:
         token_sent=token is not None,
         address=f"https://{target.hostname}:{ping_at.port}",
         where=f"{ping_at} and {ready_at}",
+        view=target.lb_view,
     )

@@ -69,6 +69,32 @@ def _recorded_lab_offset(spec: Spec) -> int | None:
     return offsets.pop() if len(offsets) == 1 else None
 
 
+def lab_not_up(spec: Spec, spec_file: str | Path) -> str | None:
+    """Why `check` of a lab spec would only fail: no process of its lab runs (None when
+    some run, for another provider, or when the state cannot tell)."""
+    if spec.provider != "lab":
+        return None
+    from rke2ha.providers.lab.records import (
+        foreign_lab_message,
+        foreign_spec_file,
+        running_records,
+    )
+
+    try:
+        other = foreign_spec_file(spec, Path(spec_file))
+        if other is not None:
+            return foreign_lab_message(spec, Path(spec_file), other)
+        if running_records(spec):
+            return None
+    except Rke2haError:
+        return None  # a state to repair: the probes say what answers
+    return (
+        f"the lab {spec.name!r} is not up: no lab process of this spec runs, so every check "
+        f"would fail; start it with `rke2ha up -f {spec_file}` (or give --port-offset N to "
+        "probe a lab started some other way)"
+    )
+
+
 def with_defaults(spec: Spec, options: CheckOptions, port_offset: int | None) -> CheckOptions:
     """Fill in what the caller left open: the port offset and, in the lab, the lab CA."""
     offset = default_port_offset(spec) if port_offset is None else port_offset

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rke2ha.check import DEFAULT_TIMEOUT
+from rke2ha.check.verdicts import VIEW_UNKNOWN, lb_view
 from rke2ha.dns.resolve_check import expectation
 from rke2ha.errors import InvalidError, UsageError
 from rke2ha.healthplan import (
@@ -83,6 +84,8 @@ class CheckTarget:
     dns: DnsTarget
     lb_admin: Endpoint | None
     timeout: float
+    # Where the engine shows its backends, for fixes (`verdicts.lb_view`): nginx has no page.
+    lb_view: str = VIEW_UNKNOWN
     ca_file: Path | None = None
     # Bearer token for /readyz (`--token` or the spec's health token); never printed.
     readyz_token: str | None = field(default=None, repr=False)
@@ -171,6 +174,7 @@ def build_target(
     if readyz_token is not None and options.token_file is not None:
         # An explicit --token always lets the check see readiness: only 200 passes.
         readyz = replace(readyz, ok_statuses=(200,), bearer_token_file=options.token_file)
+    admin = _admin_endpoint(spec, options)
     return CheckTarget(
         hostname=spec.hostname,
         provider=spec.provider,
@@ -186,8 +190,9 @@ def build_target(
         supervisor=supervisor_probe(),
         rancher_ping=rancher_ping_probe(spec),
         dns=_dns_target(spec, options),
-        lb_admin=_admin_endpoint(spec, options),
+        lb_admin=admin,
         timeout=options.timeout,
+        lb_view=lb_view(spec.load_balancer.engine, str(admin) if admin else None),
         ca_file=options.ca_file,
         readyz_token=readyz_token,
         rancher_token=rancher_token,

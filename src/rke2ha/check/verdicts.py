@@ -26,16 +26,42 @@ FIX_LB_DOWN = (
 )
 FIX_LB_NO_NODE = (
     "the load balancer accepted the connection but no node answered: look at the node.* "
-    "checks and the load balancer's /status"
+    "checks and {view}"
 )
+FIX_LB_SILENT = (
+    "nothing answered in time: if the load balancer runs, no node behind it answers (look "
+    "at the node.* checks and {view}); if it does not, start it and make sure it listens "
+    "on {where}"
+)
+# Without the engine (tests, callers that do not know it): no page that may not exist.
+VIEW_UNKNOWN = "the load balancer's view of its backends"
 
 
-def lb_fix(seen: str, where: str) -> str:
+def lb_view(engine: str, admin: str | None) -> str:
+    """Where this engine shows which nodes it sends traffic to, for a fix to point at.
+    nginx (open source) has no such page: only its error log shows failed upstreams
+    (https://nginx.org/en/docs/stream/ngx_stream_upstream_module.html, max_fails)."""
+    if engine == "builtin":
+        if admin:
+            return f"the load balancer's admin /status (http://{admin}/status)"
+        return "the load balancer's log (set load_balancer.admin for its /status)"
+    if engine == "haproxy":
+        return f"HAProxy's stats page (http://{admin}/)" if admin else "HAProxy's log"
+    if engine == "nginx":
+        return "nginx's error log (nginx has no status page for its upstreams)"
+    if engine == "aws-nlb":
+        return "the target group's health (aws elbv2 describe-target-health)"
+    return VIEW_UNKNOWN
+
+
+def lb_fix(seen: str, where: str, view: str = VIEW_UNKNOWN) -> str:
     """The fix when no HTTP answer came through the load balancer. A close or a reset
     (RST comes only on an established connection) means it accepted: it is up, and no
-    node behind it answered. A refusal or silence means it is not listening."""
+    node behind it answered. Silence can be either. A refusal means it is not listening."""
     if "closed the connection" in seen or seen.endswith(" reset"):
-        return FIX_LB_NO_NODE
+        return FIX_LB_NO_NODE.format(view=view)
+    if seen.startswith("no answer from"):
+        return FIX_LB_SILENT.format(view=view, where=where)
     return FIX_LB_DOWN.format(where=where)
 
 
@@ -142,11 +168,13 @@ def supervisor_ping(
     )
 
 
-def rancher_ping(check_id: str, seen: Seen, rule: CheckRule, where: str) -> CheckResult:
+def rancher_ping(
+    check_id: str, seen: Seen, rule: CheckRule, where: str, view: str = VIEW_UNKNOWN
+) -> CheckResult:
     """Rancher's /ping answers `pong`; reached through the ingress with the Rancher Host."""
     if isinstance(seen, str):
         fix = (
-            FIX_LB_DOWN.format(where=where)
+            lb_fix(seen, where, view)
             if rule is catalog.RANCHER_PING
             else "start RKE2 (and its ingress) on that node"
         )
@@ -171,22 +199,26 @@ def tcp_open(check_id: str, seen: str | None, rule: CheckRule, fix: str) -> Chec
 # ---- lb.port.<port> --------------------------------------------------------------------
 
 
-def lb_http(check_id: str, seen: Seen, where: str, *, tls: bool) -> CheckResult:
+def lb_http(
+    check_id: str, seen: Seen, where: str, *, tls: bool, view: str = VIEW_UNKNOWN
+) -> CheckResult:
     """80/443 through the LB: any answer below 500 shows a node (its ingress) was reached."""
     rule = catalog.LB_PORT
     if isinstance(seen, str):
-        return rule.failed(check_id, seen, lb_fix(seen, where))
+        return rule.failed(check_id, seen, lb_fix(seen, where, view))
     if seen.status >= 500:
-        return rule.failed(check_id, f"{said(seen)}: no node behind it answered", FIX_LB_NO_NODE)
+        return rule.failed(
+            check_id, f"{said(seen)}: no node behind it answered", FIX_LB_NO_NODE.format(view=view)
+        )
     how = f"TLS {seen.tls_version}, " if tls else ""
     return rule.passed(check_id, f"{how}a node answered {said(seen)}")
 
 
-def lb_readyz(check_id: str, seen: Seen, where: str) -> CheckResult:
+def lb_readyz(check_id: str, seen: Seen, where: str, view: str = VIEW_UNKNOWN) -> CheckResult:
     """6443 through the LB: 200 or 401 shows that an apiserver answered."""
     rule = catalog.LB_PORT
     if isinstance(seen, str):
-        return rule.failed(check_id, seen, lb_fix(seen, where))
+        return rule.failed(check_id, seen, lb_fix(seen, where, view))
     if seen.status == 200:
         return rule.passed(check_id, "an apiserver answered: /readyz -> 200 (ready)")
     if seen.status == 401:
@@ -194,14 +226,18 @@ def lb_readyz(check_id: str, seen: Seen, where: str) -> CheckResult:
             check_id, "an apiserver answered: /readyz -> 401 (up, readiness unknown)"
         )
     return rule.failed(
-        check_id, f"/readyz -> {said(seen)}; want 200 or 401 from an apiserver", FIX_LB_NO_NODE
+        check_id,
+        f"/readyz -> {said(seen)}; want 200 or 401 from an apiserver",
+        FIX_LB_NO_NODE.format(view=view),
     )
 
 
-def lb_ping(check_id: str, seen: Seen, probe: HttpProbe, where: str) -> CheckResult:
+def lb_ping(
+    check_id: str, seen: Seen, probe: HttpProbe, where: str, view: str = VIEW_UNKNOWN
+) -> CheckResult:
     """9345 through the LB: a supervisor answers /ping -> pong."""
     if isinstance(seen, str):
-        return catalog.LB_PORT.failed(check_id, seen, lb_fix(seen, where))
+        return catalog.LB_PORT.failed(check_id, seen, lb_fix(seen, where, view))
     return supervisor_ping(check_id, seen, probe, rule=catalog.LB_PORT)
 
 
@@ -217,6 +253,7 @@ def registration(
     token_sent: bool,
     address: str,
     where: str,
+    view: str = VIEW_UNKNOWN,
 ) -> CheckResult:
     """Joins go to https://<fixed address>:9345: 9345 /ping and 6443 /readyz must answer."""
     rule, check_id = catalog.REGISTRATION, "registration"
@@ -230,7 +267,7 @@ def registration(
             details.append(judged.detail)
         elif isinstance(seen, str):
             # Not even a connection through the load balancer: the fix is there, not on a node.
-            problems.append((judged.detail, lb_fix(seen, where)))
+            problems.append((judged.detail, lb_fix(seen, where, view)))
         else:
             problems.append((judged.detail, judged.fix))
     if problems:

@@ -17,7 +17,7 @@ from rke2ha.check import catalog
 from rke2ha.check.observations import SpreadSample, TlsObservation, WebsocketAnswer
 from rke2ha.check.result import CheckResult
 from rke2ha.check.target import DnsTarget
-from rke2ha.check.verdicts import Seen, join, said, same_name
+from rke2ha.check.verdicts import VIEW_UNKNOWN, Seen, join, said, same_name
 from rke2ha.dns.records import absolute
 from rke2ha.dns.resolve_check import Answer, judge
 from rke2ha.tlsfiles import hostname_matches
@@ -194,7 +194,7 @@ def websocket_skipped() -> CheckResult:
 
 
 FIX_SPREAD_MISSING = (
-    "the load balancer keeps a healthy node out of rotation: look at its /status "
+    "the load balancer keeps a healthy node out of rotation: look at {view} "
     "(health check path, Host header, ports)"
 )
 
@@ -236,6 +236,7 @@ def spread(
     header: str,
     lab: bool,
     known: Iterable[str],
+    view: str = VIEW_UNKNOWN,
 ) -> CheckResult:
     """Every healthy node must have served at least one of the requests.
 
@@ -278,7 +279,9 @@ def spread(
     missing = healthy_set - set(served_by)
     if missing:
         return rule.failed(
-            check_id, f"{_missing(missing, seen)} ({counts}{lost})", FIX_SPREAD_MISSING
+            check_id,
+            f"{_missing(missing, seen)} ({counts}{lost})",
+            FIX_SPREAD_MISSING.format(view=view),
         )
     aside = _not_required(known_set - healthy_set, seen.rotation)
     return rule.passed(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rke2ha.check import DEFAULT_TIMEOUT
 from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
-from rke2ha.errors import EXIT_INVALID, EXIT_OK, UsageError
+from rke2ha.errors import EXIT_INVALID, EXIT_OK, InvalidError, UsageError
 
 
 def _positive_seconds(text: str) -> float:
@@ -91,11 +91,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle(args: argparse.Namespace) -> int:
     # Imported here: probes, websockets and rich load only when `check` runs.
-    from rich.console import Console
-
     from rke2ha.check.report import print_drill, print_text, to_json
-    from rke2ha.check.session import check_deployment, lab_fault_injector, with_defaults
-    from rke2ha.check.target import CheckOptions
+    from rke2ha.check.session import (
+        check_deployment,
+        lab_fault_injector,
+        lab_not_up,
+        with_defaults,
+    )
+    from rke2ha.check.target import CheckOptions, load_target
+    from rke2ha.specfile import DEFAULT_SPEC_FILE
+    from rke2ha.terminal import make_console
 
     spec = spec_from_args(args)
     options = with_defaults(
@@ -116,6 +121,12 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--drill-node {args.drill_node!r} is not in the spec (nodes: {', '.join(known)})"
         )
+    # A stopped lab: one line that says so, not a table of probes that all fail. An
+    # explicit --port-offset targets a lab started some other way: probe it.
+    not_up = lab_not_up(spec, args.spec_file or DEFAULT_SPEC_FILE)
+    if not_up is not None and args.port_offset is None:
+        load_target(spec, options)  # bad flags (--ca, --token, --dns-server) still exit 2
+        raise InvalidError(not_up)
     injector = lab_fault_injector(spec, options.port_offset) if args.drill else None
     run = check_deployment(spec, options, injector=injector, drill_node=args.drill_node)
     if args.json:
@@ -124,8 +135,7 @@ def handle(args: argparse.Namespace) -> int:
             drill = {"ok": False, "skipped": run.drill_skipped}
         print_json(to_json(run.results, run.seconds, drill))
     else:
-        console = Console(file=sys.stdout, highlight=False)
-        console.soft_wrap = not console.is_terminal
+        console = make_console(file=sys.stdout)
         print_text(run.results, run.seconds, console, f"rke2ha check: {spec.hostname}")
         if run.drill is not None:
             print_drill(run.drill, console)

@@ -104,10 +104,10 @@ def register(subparsers: Any) -> None:
 
 
 def _console(args: argparse.Namespace) -> Console:
-    from rich.console import Console
+    from rke2ha.terminal import make_console
 
     # With --json, stdout is for the document alone: people's output goes to stderr.
-    return Console(stderr=bool(args.json), highlight=False)
+    return make_console(stderr=bool(args.json))
 
 
 def print_plan(plan: Plan, console: Console) -> None:
@@ -200,12 +200,14 @@ def run_up(args: argparse.Namespace) -> int:
         return 0
     applied = result.outcome.done if result.outcome else []
     steps = result.outcome.next_steps if result.outcome else []
+    records = result.outcome.dns_instructions if result.outcome else []
     if applied:
         console.print(f"[bold green]Applied {len(applied)} change(s).[/bold green]")
     for line in result.ready:
         console.print(f"ready: {escape(line)}")
     for step in steps:
         console.print(f"next: {escape(step)}")
+    print_dns_instructions(records, console)
     if result.check is not None and not args.json:
         from rke2ha.check.report import print_text
 
@@ -213,7 +215,7 @@ def run_up(args: argparse.Namespace) -> int:
             result.check.results, result.check.seconds, console, f"rke2ha check: {spec.hostname}"
         )
     if args.json:
-        print_json(_document(result, applied, steps))
+        print_json(_document(result, applied, steps, records))
     return EXIT_INVALID if result.check is not None and not result.check.ok else 0
 
 
@@ -242,19 +244,33 @@ def run_down(args: argparse.Namespace) -> int:
         console.print("Nothing destroyed.")
         return 0
     applied = result.outcome.done if result.outcome else []
+    records = result.outcome.dns_instructions if result.outcome else []
     if applied:
         console.print(f"[bold]Destroyed {len(applied)} resource(s).[/bold]")
+    print_dns_instructions(records, console)
     if args.json:
-        print_json(_document(result, applied, []))
+        print_json(_document(result, applied, [], records))
     return 0
 
 
-def _document(result: lifecycle.Result, applied: list[Any], steps: list[str]) -> dict[str, Any]:
+def print_dns_instructions(lines: list[str], console: Console) -> None:
+    """Zone-file lines to paste, verbatim: no prefix, no markup, never wrapped."""
+    if not lines:
+        return
+    console.print("DNS records (dns.provider manual: make these changes in your DNS):")
+    for line in lines:
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def _document(
+    result: lifecycle.Result, applied: list[Any], steps: list[str], records: list[str]
+) -> dict[str, Any]:
     document: dict[str, Any] = {
         "plan": result.plan.to_json(),
         "applied": [c.to_json() for c in applied],
         "ready": result.ready,
         "next_steps": steps,
+        "dns_instructions": records,
     }
     if result.check is not None:
         from rke2ha.check.report import to_json

@@ -47,8 +47,6 @@ def _print_rules(as_json: bool) -> int:
 def handle(args: argparse.Namespace) -> int:
     if args.rules:
         return _print_rules(args.json)
-    from rich.console import Console
-
     from rke2ha.rules.output import print_text, to_json
     from rke2ha.rules.validation import validate_file
 
@@ -56,8 +54,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print_json(to_json(validation))
     else:
-        console = Console(file=sys.stdout, highlight=False)
+        from rke2ha.terminal import make_console
+
         # Piped output stays one line per field, so grep and diff see whole messages.
-        console.soft_wrap = not console.is_terminal
+        console = make_console(file=sys.stdout)
         print_text(validation, console)
     return EXIT_OK if validation.ok else EXIT_INVALID

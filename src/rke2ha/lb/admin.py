@@ -91,6 +91,14 @@ class SnapshotCollector(Collector):
         be_checks_failed = CounterMetricFamily(
             "rke2ha_lb_backend_checks_failed", "Active checks that failed", labels=be_labels
         )
+        be_changes = CounterMetricFamily(
+            "rke2ha_lb_backend_state_changes", "Health state changes", labels=be_labels
+        )
+        be_since = GaugeMetricFamily(
+            "rke2ha_lb_backend_state_age_seconds",
+            "Seconds since the backend entered its current health state",
+            labels=be_labels,
+        )
         for fe in snap["frontends"]:
             name = fe["name"]
             fe_active.add_metric([name], fe["active"])
@@ -111,9 +119,11 @@ class SnapshotCollector(Collector):
                 be_latency.add_metric(labels, be["check_latency_s"])
                 be_fail.add_metric(labels, be["connect_failures"])
                 be_checks_failed.add_metric(labels, be["checks_failed"])
+                be_changes.add_metric(labels, be["changes"])
+                be_since.add_metric(labels, be["since_age_s"])
         yield from (fe_active, fe_total, fe_bytes, retries, failovers, failed)
         yield from (be_active, be_total, be_bytes, be_up, be_state, be_latency, be_fail)
-        yield be_checks_failed
+        yield from (be_checks_failed, be_changes, be_since)
 
 
 _COLOURS = {
@@ -123,6 +133,17 @@ _COLOURS = {
     "down": "#ffc9c9",
     "draining": "#e0e0e0",
 }
+
+
+def age(seconds: float) -> str:
+    """A short age for people: 42 s, 5 min, 3.2 h, 2.0 d."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
 
 
 def render_html(snap: Snapshot) -> str:
@@ -144,8 +165,12 @@ def render_html(snap: Snapshot) -> str:
             f"balance {esc(fe['balance'])}; active {fe['active']}, total {fe['total']}, "
             f"retries {fe['retries']}, failovers {fe['failovers']}, failed {fe['failed']}</p>"
         )
+        if not fe["backends"]:
+            parts.append("<p>No backends: this frontend answers every request itself.</p>")
+            continue
         parts.append(
-            "<table><tr><th>backend</th><th>address</th><th>state</th><th>active</th>"
+            "<table><tr><th>backend</th><th>address</th><th>state</th><th>since</th>"
+            "<th>changes</th><th>went down</th><th>active</th>"
             "<th>total</th><th>to backend</th><th>from backend</th><th>connect fails</th>"
             "<th>check ms</th><th class='l'>last change</th><th class='l'>last check</th></tr>"
         )
@@ -154,12 +179,25 @@ def render_html(snap: Snapshot) -> str:
             parts.append(
                 f"<tr style='background:{colour}'><td class='l'>{esc(be['name'])}</td>"
                 f"<td class='l'>{esc(be['address'])}</td><td>{esc(be['state'])}</td>"
+                f"<td class='l'>{esc(be['since'])} ({age(be['since_age_s'])} ago)</td>"
+                f"<td>{be['changes']}</td><td>{be['went_down']}</td>"
                 f"<td>{be['active']}</td><td>{be['total']}</td><td>{be['bytes_to_backend']}</td>"
                 f"<td>{be['bytes_from_backend']}</td><td>{be['connect_failures']}</td>"
                 f"<td>{be['check_latency_s'] * 1000:.1f}</td><td class='l'>{esc(be['reason'])}</td>"
                 f"<td class='l'>{esc(be['last_check'])}</td></tr>"
             )
         parts.append("</table>")
+        recent = [(be["name"], c) for be in fe["backends"] for c in be["recent_changes"]]
+        if recent:
+            # Newest first across the frontend's backends: a flapping node shows its pattern.
+            recent.sort(key=lambda item: str(item[1]["at"]), reverse=True)
+            parts.append("<p>Recent state changes:</p><ul>")
+            parts += [
+                f"<li>{esc(c['at'])} {esc(name)}: {esc(c['from'])} → {esc(c['to'])}: "
+                f"{esc(c['reason'])}</li>"
+                for name, c in recent
+            ]
+            parts.append("</ul>")
     parts.append("</body></html>")
     return "".join(parts)
 

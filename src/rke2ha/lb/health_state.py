@@ -103,10 +103,13 @@ class Change:
     reason: str
 
 
+UNCHECKED = "initial state: assumed up until the first check"
+
+
 class HealthMachine:
     """The state of one backend; `handle()` applies an event and returns the change, if any."""
 
-    __slots__ = ("_run", "fall", "last_reason", "rise", "state")
+    __slots__ = ("_run", "checked", "fall", "last_reason", "rise", "state")
 
     def __init__(self, rise: int, fall: int, state: State = State.UP) -> None:
         if rise < 1 or fall < 1:
@@ -114,7 +117,8 @@ class HealthMachine:
         self.rise = rise
         self.fall = fall
         self.state = state
-        self.last_reason = "initial state: assumed up until the first check"
+        self.last_reason = UNCHECKED
+        self.checked = False  # an event came: the state is no longer only assumed
         self._run = 0  # length of the current run of results counted by the rule
 
     def handle(self, event: Event, reason: str) -> Change | None:
@@ -141,7 +145,12 @@ class HealthMachine:
             else:
                 new = rule.before if rule.before is not None else old
         if new == old:
+            if not self.checked:
+                # The first result confirms the assumed state: say what confirmed it.
+                self.checked = True
+                self.last_reason = _explain(event, reason, detail)
             return None
+        self.checked = True
         self.state = new
         self.last_reason = _explain(event, reason, detail)
         return Change(old, new, event, self.last_reason)

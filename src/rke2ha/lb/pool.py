@@ -9,11 +9,17 @@ connections when they finish or at `drain_timeout`) and leave once idle.
 
 Counters are plain ints updated on the data path and read by the admin endpoint at scrape
 time: a Prometheus client call per relayed chunk would cost more than the relaying.
+
+Each backend also keeps when its state last changed (wall-clock time, for people), how many
+changes and how many falls out of rotation there were, and its last few changes, so a node
+that flaps shows as flapping on the status page instead of as whatever it is this second.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -38,6 +44,10 @@ class Backend:
     removed_at: float | None = None  # loop time the drain began
     # Set by the pool so every state change is reported (logged, counted) in one place.
     listener: ChangeListener | None = field(default=None, repr=False)
+    since: float = field(default_factory=time.time)  # wall time the current state began
+    changes: int = 0  # state changes since the backend joined
+    went_down: int = 0  # times it left rotation (serving -> not serving): flaps
+    history: deque[StateChange] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     @property
     def key(self) -> str:
@@ -53,8 +63,8 @@ class Backend:
 
     def handle(self, event: Event, reason: str) -> Change | None:
         change = self.machine.handle(event, reason)
-        if change is not None and self.listener is not None:
-            self.listener(self, change)
+        if change is not None:
+            self._record(change)
         return change
 
     def adopt(self, state: State, reason: str) -> None:
@@ -63,8 +73,28 @@ class Backend:
             old = self.machine.state
             self.machine.state = state
             self.machine.last_reason = reason
-            if self.listener is not None:
-                self.listener(self, Change(old, state, Event.CHECK_OK, reason))
+            self.machine.checked = True
+            self._record(Change(old, state, Event.CHECK_OK, reason))
+
+    def _record(self, change: Change) -> None:
+        self.since = time.time()
+        self.changes += 1
+        if change.old.serves and not change.new.serves:
+            self.went_down += 1
+        self.history.append(StateChange(self.since, change.old, change.new, change.reason))
+        if self.listener is not None:
+            self.listener(self, change)
+
+
+HISTORY = 5  # state changes kept per backend for the status page
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    at: float  # wall time
+    old: State
+    new: State
+    reason: str
 
 
 class Attempt:

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from rke2ha.errors import InvalidError, Rke2haError
-from rke2ha.lb.accesslog import AccessLog
+from rke2ha.lb.accesslog import AccessLog, utc_time
 from rke2ha.lb.admin import Snapshot, start_admin
 from rke2ha.lb.checks import Checker
 from rke2ha.lb.config import FrontendConfig, LbConfig
@@ -66,13 +66,24 @@ class Site:
     checker: Checker | None
 
 
-def backend_status(backend: Backend) -> dict[str, Any]:
+def backend_status(backend: Backend, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
     return {
         "name": backend.config.label,
         "address": backend.key,
         "state": backend.state.value,
         "serves": backend.serves,
         "reason": backend.machine.last_reason,
+        # When the current state began (start of the process, or the last change), how
+        # often it changed and left rotation: a flapping node is visible as such.
+        "since": utc_time(backend.since),
+        "since_age_s": round(max(0.0, now - backend.since), 3),
+        "changes": backend.changes,
+        "went_down": backend.went_down,
+        "recent_changes": [
+            {"at": utc_time(c.at), "from": c.old.value, "to": c.new.value, "reason": c.reason}
+            for c in reversed(backend.history)
+        ],
         "active": backend.active,
         "total": backend.total,
         "connect_failures": backend.connect_failures,

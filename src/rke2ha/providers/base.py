@@ -62,10 +62,15 @@ class SilentReporter:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What `apply` or `destroy` did, and what the user should do next."""
+    """What `apply` or `destroy` did, and what the user should do next.
+
+    `dns_instructions` are zone-file lines for a person to paste (`dns.provider: manual`),
+    kept apart from the prose of `next_steps` so they are printed and read verbatim.
+    """
 
     done: list[Change]
     next_steps: list[str] = field(default_factory=list)
+    dns_instructions: list[str] = field(default_factory=list)
 
 
 class Provider(Protocol):

@@ -25,11 +25,14 @@ READ_SIZE = 256 * 1024
 
 class BackProtocol(asyncio.StreamReaderProtocol):
     """A node connection's protocol: bytes go to `sink` while a callback exchange runs
-    (see `fast.py`), else to the StreamReader as usual."""
+    (see `fast.py`), else to the StreamReader as usual. `received` counts every byte the
+    node sent (heads, bodies, tunnels), whichever path reads it."""
 
     sink: Callable[[bytes], None] | None = None
+    received = 0
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         sink = self.sink
         if sink is None:
             super().data_received(data)
@@ -67,9 +70,20 @@ class BackendConnection:
     proto: BackProtocol | None = None
     # writer.transport, kept: StreamWriter.transport is a property, and every request asks.
     transport: asyncio.Transport = field(init=False)
+    sent: int = 0  # bytes written to the node: heads, bodies with their framing, tunnels
 
     def __post_init__(self) -> None:
         self.transport = self.writer.transport  # type: ignore[assignment]
+
+    @property
+    def received(self) -> int:
+        """Bytes the node sent on this connection so far (its protocol counts them)."""
+        proto = self.proto
+        return proto.received if proto is not None else 0
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        self.sent += len(data)
 
     def close(self) -> None:
         self.transport.abort()

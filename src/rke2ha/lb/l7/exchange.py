@@ -217,13 +217,14 @@ class NodeExchange:
                 break
             self.nodes.begin(node)
             self.backend = node.ref
+            received, sent = conn.received, conn.sent  # a reused connection has counted before
             try:
                 return await self._over(conn, head, wire_head, token, record)
             except Retry as retry:
                 reasons.append(f"{node.id}: {retry.reason}")
                 continue
             finally:
-                self.nodes.end(node, record.bytes, record.uploaded)
+                self.nodes.end(node, conn.received - received, conn.sent - sent)
                 self.backend = None
         if not reasons:
             raise ExchangeFailed(502, "no healthy node")
@@ -240,7 +241,7 @@ class NodeExchange:
         """One try of the request on `conn`; raises Retry when another node may try."""
         sent_at = time.monotonic()
         conn.response.expect(head.method)
-        conn.writer.write(wire_head)
+        conn.write(wire_head)
         upload: asyncio.Task[None] | None = None
         if head.has_body:
             upload = asyncio.ensure_future(self._upload(conn, head, record))
@@ -301,15 +302,13 @@ class NodeExchange:
         while True:
             event = await self._next_body_event()
             if isinstance(event, BodyData):
-                writer.write(chunk(event.data) if head.chunked else event.data)
+                conn.write(chunk(event.data) if head.chunked else event.data)
                 record.uploaded += len(event.data)
-                if self.stats is not None:
-                    self.stats.bytes_up += len(event.data)
                 async with asyncio.timeout(self.settings.http_timeout):
                     await writer.drain()
             elif isinstance(event, RequestEnd):
                 if head.chunked:
-                    writer.write(LAST_CHUNK)
+                    conn.write(LAST_CHUNK)
                     await writer.drain()
                 return
             elif isinstance(event, Rejected):
@@ -434,6 +433,7 @@ class NodeExchange:
         )
         record.bytes += len(data) + down
         record.uploaded += up
+        conn.sent += up  # the tunnel wrote to the node's writer itself
         log.debug(
             "tunnel %s <-> %s ended (%s): %d up, %d down",
             self.client_ip,

@@ -53,7 +53,14 @@ class FastClientProtocol(asyncio.StreamReaderProtocol):
 
     def data_received(self, data: bytes) -> None:
         session = self.session
-        if session is None or not session.fast_take(data):
+        if session is None:
+            super().data_received(data)
+            return
+        # Every byte from the client passes here once, whichever path then reads it.
+        stats = session.stats
+        if stats is not None:
+            stats.bytes_up += len(data)
+        if not session.fast_take(data):
             super().data_received(data)
 
     def eof_received(self) -> bool:
@@ -323,6 +330,7 @@ class FastPath:
             _transport(conn).pause_reading()
         # Held to the end of the loop's turn with the turn's other writes (`end_of_turn`).
         self.pool.batch.later(write_if_open, (conn.transport, wire_head))
+        conn.sent += len(wire_head)
         if self._fx_timer is None:
             self._fx_timer = asyncio.get_running_loop().call_later(
                 self.settings.http_timeout, self._on_fx_timer
@@ -346,11 +354,8 @@ class FastPath:
         else:
             self._fast_fail(fx, 504, f"{fx.conn.node.id} sent no response in {timeout:g}s")
 
-    def _fast_finish(
-        self, fx: _Fast, reusable: bool, reason: str | None = None, from_node: int | None = None
-    ) -> None:
-        """End the exchange: give back or close the node connection, log, go on or close.
-        `from_node`: bytes the node's answer made up, when the load balancer answered too."""
+    def _fast_finish(self, fx: _Fast, reusable: bool, reason: str | None = None) -> None:
+        """End the exchange: give back or close the node connection, log, go on or close."""
         if self._fx is not fx:
             return
         self._fx = None
@@ -364,7 +369,7 @@ class FastPath:
         else:
             conn.close()
         record = fx.record
-        self.nodes.end(fx.node, record.bytes if from_node is None else from_node)
+        self.nodes.end(fx.node, conn.received - fx.received, conn.sent - fx.sent)
         self.backend = None
         self.busy = False
         if reason is not None and record.reason is None:
@@ -397,7 +402,7 @@ class FastPath:
         if fx.conn.proto is not None:
             fx.conn.proto.sink = None
         fx.conn.close()
-        self.nodes.end(fx.node)
+        self.nodes.end(fx.node, fx.conn.received - fx.received, fx.conn.sent - fx.sent)
         self.backend = None
         self.busy = False
         self._carried_retry = (fx.node.id, f"reused connection closed: {reason}")
@@ -414,14 +419,13 @@ class FastPath:
         log.warning(
             "%d for %s %s from %s: %s", status, fx.head.method, record.path, self.client_ip, reason
         )
-        from_node = record.bytes
         if record.bytes == 0:
             record.status = status
             response = error_response(status)
             self.writer.transport.write(response)
             record.bytes = len(response)
         fx.keep = False
-        self._fast_finish(fx, reusable=False, reason=reason, from_node=from_node)
+        self._fast_finish(fx, reusable=False, reason=reason)
 
 
 def _transport(conn: BackendConnection) -> asyncio.Transport:
@@ -444,8 +448,10 @@ class _Fast:
         "keep",
         "node",
         "paused",
+        "received",
         "rechunk",
         "record",
+        "sent",
         "sent_at",
         "session",
         "token",
@@ -463,6 +469,9 @@ class _Fast:
     ) -> None:
         self.session = session
         self.conn = conn
+        # The connection's counters before this exchange: the node's share is the growth.
+        self.received = conn.received
+        self.sent = conn.sent
         self.node = node
         self.head = head
         self.token = token

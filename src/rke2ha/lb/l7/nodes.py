@@ -46,6 +46,6 @@ class NodeSet(Protocol):
         ...
 
     def end(self, node: Node, received: int = 0, sent: int = 0) -> None:
-        """That request (or websocket) ended, having brought `received` bytes from the node
-        to the client and carried `sent` body bytes to the node."""
+        """That request (or websocket) ended, having read `received` bytes from the node
+        and written `sent` to it (everything on the wire: heads, bodies, tunnel bytes)."""
         ...

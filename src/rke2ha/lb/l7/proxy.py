@@ -203,6 +203,8 @@ class ClientSession(FastPath, NodeExchange):
             await self._send(response)
             record.bytes = len(response)
         accesslog.emit(record)
+        if self.stats is not None:
+            self.stats.bytes_down += record.bytes
 
     async def _exchange(self, head: RequestHead) -> bool:
         """Serve one request; True when the client connection may carry another."""

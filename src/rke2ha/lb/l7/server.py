@@ -126,12 +126,12 @@ def lb_config(config: L7Config, base: LbConfig | None = None) -> LbConfig:
         BackendConfig(h, p, config.names.get(f"{h}:{p}", "")) for h, p in config.backends
     )
 
-    def frontend(name: str, where: HostPort) -> FrontendConfig:
+    def frontend(name: str, where: HostPort, nodes: tuple[BackendConfig, ...]) -> FrontendConfig:
         return FrontendConfig(
             name=name,
             host=where[0],
             port=where[1],
-            backends=backends,
+            backends=nodes,
             health=config.health,
             balance=config.balance,
             connect_timeout=config.connect_timeout,
@@ -140,9 +140,14 @@ def lb_config(config: L7Config, base: LbConfig | None = None) -> LbConfig:
             max_connections=config.max_connections,
         )
 
-    frontends = [frontend(f"https-{config.listen[1]}", config.listen)]
+    frontends = [frontend(f"https-{config.listen[1]}", config.listen, backends)]
     if config.redirect_from is not None:
-        frontends.append(frontend(f"redirect-{config.redirect_from[1]}", config.redirect_from))
+        # The redirect answers itself: it has nodes (and checks them) only when ACME
+        # challenges pass through to them. A list of nodes it never uses would only mislead
+        # the status page and double the health checks.
+        passing = backends if config.acme_passthrough else ()
+        name = f"redirect-{config.redirect_from[1]}"
+        frontends.append(frontend(name, config.redirect_from, passing))
     ours = {config.listen, config.redirect_from}
     if base is not None:
         frontends += [f for f in base.frontends if (f.host, f.port) not in ours]

@@ -24,6 +24,7 @@ from rke2ha.render import Layout, Rendering, SecretInputs, render_files
 from rke2ha.render.write import write_rendering
 from rke2ha.secretfiles import read_secret
 from rke2ha.spec import Spec
+from rke2ha.specdiff import unified
 
 SPEC_LABEL = "the spec (rke2ha up, provider existing)"
 _PLACEHOLDER = Path("/rke2ha-engine-version")
@@ -107,3 +108,43 @@ def write_version(spec: Spec, config: EngineConfig, paths: EnginePaths) -> Path:
         files = _rendered(spec, config.engine, target, _secret_inputs(spec))
     write_rendering(files, target)
     return paths.config_in(target)
+
+
+def config_diffs(
+    running_config_file: Path, running_engine: str, config: EngineConfig
+) -> dict[str, str]:
+    """A unified diff per file between the running version and `config` (for `plan`).
+
+    The running version's folder is read back from its config file's path. Paths inside
+    haproxy/nginx configs name the version folder; both sides are compared with the
+    placeholder folder in its place, so only real changes show. Secret files (a layer 7
+    key) are named, never shown. Nothing readable: no diffs (the digests still say it).
+    """
+    relative = CONFIG_PATHS.get(running_engine)
+    if relative is None:
+        return {}
+    old_dir = running_config_file
+    for _ in Path(relative).parts:
+        old_dir = old_dir.parent
+    try:
+        real_dir = old_dir.resolve(strict=True)
+        old_files = {
+            str(f.relative_to(real_dir)): f for f in sorted(real_dir.rglob("*")) if f.is_file()
+        }
+    except OSError:
+        return {}
+    diffs: dict[str, str] = {}
+    for path in sorted({*old_files, *config.files.files}):
+        new = config.files.files.get(path)
+        if new is not None and new.secret:
+            diffs[path] = "(holds a secret: not shown)\n"
+            continue
+        try:
+            before = old_files[path].read_text(encoding="utf-8") if path in old_files else ""
+        except (OSError, UnicodeDecodeError):
+            continue
+        before = before.replace(str(real_dir), str(_PLACEHOLDER))
+        text = unified(path, before, new.text if new is not None else "")
+        if text:
+            diffs[path] = text
+    return diffs

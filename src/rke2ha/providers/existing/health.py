@@ -43,6 +43,8 @@ def builtin_counts(snapshot: Any) -> Counts:
     counts: Counts = {}
     for frontend in snapshot.get("frontends", []) if isinstance(snapshot, dict) else []:
         backends = [b for b in frontend.get("backends", []) if isinstance(b, dict)]
+        if not backends:
+            continue  # a frontend that answers itself (the layer 7 redirect): nothing to wait for
         up = sum(1 for b in backends if b.get("serves", b.get("state") == "up"))
         counts[str(frontend.get("name", frontend.get("address")))] = (up, len(backends))
     return counts

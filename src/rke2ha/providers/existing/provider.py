@@ -14,6 +14,7 @@ its command line still names our config, a record only while its ownership marke
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rke2ha.dns.manual import instructions
@@ -23,11 +24,12 @@ from rke2ha.invocation import spec_command
 from rke2ha.plan import Change, Desired, Observed, Plan, destroy_plan, diff
 from rke2ha.providers.base import Facts, Outcome, ProviderOptions, Reporter
 from rke2ha.providers.existing import dnsrecord
-from rke2ha.providers.existing.configs import EngineConfig, engine_config
+from rke2ha.providers.existing.configs import EngineConfig, config_diffs, engine_config
 from rke2ha.providers.existing.dnsrecord import HostnameRecord, RecordFacts
 from rke2ha.providers.existing.health import wait_healthy
 from rke2ha.providers.existing.runner import EngineRunner
 from rke2ha.spec import Spec
+from rke2ha.specdiff import field_changes, spec_fields, spec_record
 from rke2ha.state import ResourceEntry, State, StateStore
 
 ENGINE = "load_balancer.engine"
@@ -175,19 +177,38 @@ class ExistingProvider:
         notes = list(facts.notes)
         if self.spec.load_balancer.engine == "nginx":
             notes.append(NGINX_NOTE)
-        return diff(self._desired(), facts.observed, kind_rank=KIND_RANK, notes=notes)
+        the_plan = diff(self._desired(), facts.observed, kind_rank=KIND_RANK, notes=notes)
+        self._explain(the_plan)
+        return the_plan
+
+    def _explain(self, the_plan: Plan) -> None:
+        """What a changed config hash stands for: the spec fields and the config lines."""
+        if not any(c.kind == ENGINE_KIND for c in the_plan.changes):
+            return
+        recorded = self.state.spec
+        if recorded is not None:
+            the_plan.spec_changes = field_changes(
+                recorded.get("fields") or {}, spec_fields(self.spec)
+            )
+            the_plan.spec_from = recorded.get("file")
+        entry = self.state.resources.get(ENGINE)
+        if entry is not None and entry.attrs.get("config_file"):
+            the_plan.file_diffs = config_diffs(
+                Path(str(entry.attrs["config_file"])), str(entry.attrs.get("engine")), self.config
+            )
 
     # ---- apply ----------------------------------------------------------------------------
 
     def apply(self, plan: Plan, facts: Facts, reporter: Reporter) -> Outcome:
         done: list[Change] = []
         steps: list[str] = []
+        records: list[str] = []
         for change in plan.changes:
             with reporter.step(change):
                 if change.kind == ENGINE_KIND:
                     self._apply_engine(change, reporter)
                 else:
-                    steps += self._apply_record(change, reporter)
+                    records += self._apply_record(change, reporter)
             done.append(change)
         lb = self.spec.load_balancer
         steps.append(
@@ -196,7 +217,7 @@ class ExistingProvider:
         )
         if lb.engine == "haproxy":
             steps.append(f"HAProxy's stats page: http://{lb.admin}/ (loopback only)")
-        return Outcome(done, steps)
+        return Outcome(done, steps, records)
 
     def _save_engine(self, runner: EngineRunner, pid: int | None, status: Any) -> None:
         config = self.config
@@ -214,6 +235,7 @@ class ExistingProvider:
                 "restart_key": config.restart_key,
             },
         )
+        self.state.spec = spec_record(self.spec, self.spec.source_file)
         self.store.save(self.state)
 
     def _apply_engine(self, change: Change, reporter: Reporter) -> None:
@@ -253,8 +275,8 @@ class ExistingProvider:
         self._save_engine(runner, pid, "created")
         runner.prune()
 
-    def _apply_record(self, change: Change, reporter: Reporter, *, tell: bool = False) -> list[str]:
-        """Publish or unpublish; the manual instructions (noted now when `tell`)."""
+    def _apply_record(self, change: Change, reporter: Reporter) -> list[str]:
+        """Publish or unpublish; the manual instructions (zone-file lines) to hand over."""
         record = self.record
         assert record is not None
         lines: list[str] = []
@@ -276,8 +298,6 @@ class ExistingProvider:
             if outcome.applied and record.readable:
                 reporter.note(f"{record.provider}: {outcome.plan.action} ({outcome.plan.reason})")
         self.store.save(self.state)
-        for line in lines if tell else []:
-            reporter.note(line)
         return lines
 
     # ---- destroy --------------------------------------------------------------------------
@@ -293,18 +313,17 @@ class ExistingProvider:
 
     def destroy(self, plan: Plan, facts: Facts, reporter: Reporter) -> Outcome:
         done: list[Change] = []
-        steps: list[str] = []
+        records: list[str] = []
         for change in plan.changes:
             with reporter.step(change):
                 if change.kind == ENGINE_KIND:
                     self._destroy_engine(reporter)
                 else:
-                    # `down` prints no next steps: the manual instructions are noted.
-                    steps += self._apply_record(change, reporter, tell=True)
+                    records += self._apply_record(change, reporter)
             done.append(change)
         if not self.state.resources:
             self.store.delete()
-        return Outcome(done, steps)
+        return Outcome(done, [], records)
 
     def _destroy_engine(self, reporter: Reporter) -> None:
         entry = self.state.resources.get(ENGINE)

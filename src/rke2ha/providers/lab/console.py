@@ -34,12 +34,13 @@ from rke2ha.providers.lab.status import COLUMNS, collect, rows
 from rke2ha.providers.lab.topology import LabTopology
 from rke2ha.providers.progress import RichReporter
 from rke2ha.spec import Spec
+from rke2ha.terminal import make_console
 
 REFRESH = 1.0
 
 
 def _console(args: argparse.Namespace) -> Console:
-    return Console(stderr=bool(getattr(args, "json", False)), highlight=False)
+    return make_console(stderr=bool(getattr(args, "json", False)))
 
 
 def _print_plan(plan: Plan, console: Console) -> None:
@@ -218,13 +219,24 @@ def run_down(args: argparse.Namespace, spec: Spec) -> int:
 def print_status(spec: Spec, spec_file: Path, *, as_json: bool) -> int:
     """`rke2ha lab status`: exit 0 when every lab process runs (nodes ready), else 1."""
     from rke2ha.providers.lab.provider import LabProvider
+    from rke2ha.providers.lab.records import foreign_lab_message, foreign_spec_file
 
+    other = foreign_spec_file(spec, spec_file)
+    if other is not None:
+        # Its processes, ports and rotation are another spec's: never shown as this one's.
+        message = foreign_lab_message(spec, spec_file, other)
+        if as_json:
+            print_json({"all_up": False, "up": False, "started_from": other, "detail": message})
+        else:
+            make_console().print(escape(message))
+        return EXIT_INVALID
     topology = LabProvider(spec).topology
     status = collect(spec, topology)
     if as_json:
         print_json(dict(status.as_dict(), url=topology.rancher_url, port_offset=topology.offset))
-    else:
-        console = Console(highlight=False)
+        return EXIT_OK if status.all_up else EXIT_INVALID
+    console = make_console()
+    if status.recorded:
         title = f"lab {topology.name}  {topology.rancher_url}{_offset_note(topology)}"
         grid = Table(title=title, title_justify="left")
         for column in COLUMNS:
@@ -232,6 +244,13 @@ def print_status(spec: Spec, spec_file: Path, *, as_json: bool) -> int:
         for row in rows(status):
             grid.add_row(*row)
         console.print(grid)
-        for line in connection_lines(topology, spec_file):
-            console.print(escape(line), highlight=False, soft_wrap=True)
+    if not status.any_up:
+        # Connection hints for a lab that is not there would only lead to refused curls.
+        console.print(
+            f"lab {topology.name} is not up: no lab process of this spec runs. "
+            f"Start it with: rke2ha up -f {spec_file}"
+        )
+        return EXIT_INVALID
+    for line in connection_lines(topology, spec_file):
+        console.print(escape(line), highlight=False, soft_wrap=True)
     return EXIT_OK if status.all_up else EXIT_INVALID

@@ -34,6 +34,12 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="add N to every lab port (default: real ports as root, else lab.port_offset)",
     )
+    group.add_argument(
+        "--replace",
+        action="store_true",
+        help="stop a lab that another spec file (same name and folder) started, and start "
+        "this one (default: refuse, naming the other spec)",
+    )
 
 
 def spec_file(args: argparse.Namespace) -> Path:
@@ -41,9 +47,17 @@ def spec_file(args: argparse.Namespace) -> Path:
 
 
 def run_up(args: argparse.Namespace, spec: Spec) -> int:
+    from rke2ha.errors import InvalidError
     from rke2ha.providers.lab.console import run_up as run
+    from rke2ha.providers.lab.records import foreign_lab_message, foreign_spec_file
 
-    return run(args, spec, spec_file(args))
+    given = spec_file(args)
+    # Before anything starts or stops: another spec's running lab is not ours to replace
+    # unless asked (and a failed foreground `up` brings down what it may have touched).
+    other = None if getattr(args, "replace", False) else foreign_spec_file(spec, given)
+    if other is not None:
+        raise InvalidError(foreign_lab_message(spec, given, other))
+    return run(args, spec, given)
 
 
 def run_down(args: argparse.Namespace, spec: Spec) -> int:

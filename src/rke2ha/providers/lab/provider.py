@@ -21,7 +21,6 @@ bound) and drops the records; the CA stays, so a `ca.crt` a user copied keeps wo
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import time
 from dataclasses import dataclass
@@ -55,15 +54,13 @@ from rke2ha.providers.lab.records import (
 from rke2ha.providers.lab.topology import LabProcess, LabTopology, build_topology, command_line
 from rke2ha.render.ingress import INGRESS_CONFIG, ingress_files
 from rke2ha.spec import Spec
+
+# A changed spec (its digest) restarts the lab's processes.
+from rke2ha.specdiff import field_changes, spec_digest, spec_fields, spec_record
 from rke2ha.state import State
 
 KIND_RANK = {"lab-pki": 0, "node-emulator": 1, "load-balancer": 2, "dns-server": 3}
 PROCESS_KEYS = frozenset({"host", "ports", "spec_file", "spec_digest", "running"})
-
-
-def spec_digest(spec: Spec) -> str:
-    """A short digest of the spec's content: a changed spec restarts the lab's processes."""
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
 
 
 def pki_is_current(spec: Spec, pki: LabPki) -> bool:
@@ -216,7 +213,15 @@ class LabProvider:
         return resources
 
     def plan(self, facts: Facts) -> Plan:
-        return diff(self.desired(), facts.observed, kind_rank=KIND_RANK, notes=facts.notes)
+        the_plan = diff(self.desired(), facts.observed, kind_rank=KIND_RANK, notes=facts.notes)
+        recorded = self.state.spec if self.state is not None else None
+        if the_plan.has_changes and recorded is not None:
+            # What the digests in the process diffs stand for: the fields that changed.
+            the_plan.spec_changes = field_changes(
+                recorded.get("fields") or {}, spec_fields(self.spec)
+            )
+            the_plan.spec_from = recorded.get("file")
+        return the_plan
 
     def plan_destroy(self, facts: Facts) -> Plan:
         processes_only = {a: o for a, o in facts.observed.items() if a != PKI_ADDRESS}
@@ -262,6 +267,8 @@ class LabProvider:
                     self.topology, item.proc, item.log_offset, item.record.inspect
                 )
             done.append(item.change)
+        state.spec = spec_record(self.spec, self.spec_file)
+        save_state(self.spec, state)
         return Outcome(done, self.next_steps())
 
     def _refuse_taken_ports(self, plan: Plan, records: dict[str, ProcessRecord]) -> None:

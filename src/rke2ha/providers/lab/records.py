@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rke2ha.errors import InvalidError
@@ -99,6 +100,32 @@ def process_records(state: State) -> dict[str, ProcessRecord]:
         if record is not None:
             records[address] = record
     return records
+
+
+def running_records(spec: Spec) -> list[ProcessRecord]:
+    """The lab processes of the spec's state that still run (a frozen one counts: it holds
+    its ports). Empty when the lab is not up: nothing recorded, or everything gone."""
+    records = process_records(load_state(spec))
+    return [record for record in records.values() if record.inspect().ours]
+
+
+def foreign_spec_file(spec: Spec, spec_file: Path) -> str | None:
+    """The spec file a running lab in this spec's state folder was started from, when that
+    is another file than `spec_file`: two specs with the same name and folder (lab.yaml
+    and lab-l7.yaml) share one state, and one must not take the other's lab for its own."""
+    mine = str(spec_file.resolve())
+    for record in running_records(spec):
+        if record.spec_file and record.spec_file != mine:
+            return record.spec_file
+    return None
+
+
+def foreign_lab_message(spec: Spec, spec_file: Path, other: str) -> str:
+    return (
+        f"the lab {spec.name!r} running from {spec.state_dir} was started from {other}, "
+        f"not from {spec_file}; stop it first (`rke2ha down -f {other}`), or replace it "
+        f"with `rke2ha up -f {spec_file} --replace`"
+    )
 
 
 @contextlib.contextmanager

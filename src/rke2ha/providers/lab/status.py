@@ -37,9 +37,21 @@ class LabStatus:
     def all_up(self) -> bool:
         return all(c.state == "running" for c in self.components)
 
+    @property
+    def any_up(self) -> bool:
+        """Some process of the lab runs (frozen or joining counts): the lab is up, maybe
+        degraded. False: nothing of it runs, and its addresses would only refuse."""
+        return any(c.state in ("running", "frozen", "joining") for c in self.components)
+
+    @property
+    def recorded(self) -> bool:
+        """The state remembers some process (running or not), so a table says something."""
+        return any(c.state != "not started" for c in self.components)
+
     def as_dict(self) -> dict[str, object]:
         return {
             "all_up": self.all_up,
+            "up": self.any_up,
             "components": [c.__dict__ for c in self.components],
         }
 
