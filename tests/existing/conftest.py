@@ -142,8 +142,10 @@ def lab_nodes(
 
 
 def keepalive_request(sock: socket.socket, path: str = "/healthz") -> bytes:
-    """One HTTP/1.1 request on an open connection to the load balancer; the response head."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
+    """One HTTP/1.1 request on an open connection to the load balancer; the response head.
+    Host is the load balancer's address, so the node's ingress answers from its catch-all
+    server (with Rancher installed, the Rancher Host on port 80 is a 308 to https)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {LB}\r\n\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(4096)
