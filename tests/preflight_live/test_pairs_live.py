@@ -5,6 +5,8 @@ probe listener outlives the run."""
 from __future__ import annotations
 
 import contextlib
+import shlex
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,12 +97,17 @@ def test_udp_8472_dropped_into_node2(testbed: Testbed, tmp_path: Path) -> None:
 
 def test_listeners_ran_during_the_run_and_are_gone_after(testbed: Testbed, tmp_path: Path) -> None:
     spec = write_spec(testbed, tmp_path / "spec.yaml", nodes(testbed))
-    # The detector finds a listener that runs: the program, started by hand.
+    # The detector finds a listener that runs: the program, started by hand (its stdin a
+    # pipe that stays open, as the SSH channel's does; /dev/null would end it at once).
     node1 = testbed.machine("node-1")
     by_hand = pairs.listener_argv("python3", ["tcp:2379"]).replace(" 60 ", " 30 ")
-    node1.sh(f"systemd-run --unit=by-hand-listener {by_hand}", check=True)
+    node1.sh(f"systemd-run --unit=by-hand-listener sh -c {shlex.quote('sleep 30 | ' + by_hand)}",
+             check=True)  # fmt: skip
     try:
-        assert LISTENER_MARK in listeners_in(node1)
+        deadline = time.monotonic() + 10
+        while LISTENER_MARK not in listeners_in(node1):
+            assert time.monotonic() < deadline, "the listener started by hand never showed"
+            time.sleep(0.1)
     finally:
         node1.sh("systemctl stop by-hand-listener")
     no_listener_left(testbed)

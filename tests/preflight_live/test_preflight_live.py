@@ -194,3 +194,23 @@ def test_plan_stops_on_preflight_errors_before_touching_anything(
     done = testbed.workstation.rke2ha("plan", "-f", str(healthy))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pre-flight: 3 nodes ready" in done.stdout
+
+
+def test_a_clock_five_seconds_ahead(testbed: Testbed, tmp_path: Path) -> None:
+    # The machines share the host's clock, so node-2's `date` (first on the login PATH) is
+    # made to answer 5 s ahead: the reading over SSH, the median and the finding are real.
+    node2 = testbed.machine("node-2")
+    wrapper = "#!/bin/sh\nexec python3 -c \"import time; print('%.9f' % (time.time() + 5))\"\n"
+    node2.sh("cat > /usr/local/bin/date && chmod 755 /usr/local/bin/date", input=wrapper,
+             check=True)  # fmt: skip
+    try:
+        ahead = testbed.workstation.ssh(node2, "date +%s.%N", user="rke2ha").stdout
+        assert float(ahead) - time.time() > 4
+        spec = write_spec(testbed, tmp_path / "spec.yaml", nodes(testbed))
+        run = preflight(testbed, spec)
+    finally:
+        node2.sh("rm -f /usr/local/bin/date")
+    assert run.errors() == [("node.clock_skew", "node-2")]
+    (finding,) = run.findings("node.clock_skew")
+    assert 4.5 < float(finding["value"].rstrip("s")) < 5.5
+    assert "ahead of the other nodes'" in finding["message"]

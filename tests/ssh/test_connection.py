@@ -240,6 +240,20 @@ def test_a_login_dropped_during_the_handshake_is_tried_again(tmp_path: Path) -> 
         await conn.close()
         assert seen == 2
         proxy.close()
+        # One that drops every login: three tries, then one clear error.
+        drops = 0
+
+        async def dropper(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal drops
+            drops += 1
+            writer.close()
+
+        always = await asyncio.start_server(dropper, ADDRESS, 0)
+        with pytest.raises(SshError) as lost:
+            await connect(_target(tmp_path, always.sockets[0].getsockname()[1]))
+        assert lost.value.kind == "lost" and "during the handshake" in lost.value.message
+        assert drops == 3
+        always.close()
         server.server.close()
 
     run(scenario())

@@ -5,7 +5,8 @@ from __future__ import annotations
 RKE2_REQUIREMENTS = "RKE2 docs: Requirements (https://docs.rke2.io/install/requirements)"
 RKE2_ARCH = f"{RKE2_REQUIREMENTS}: x86_64 and arm64/aarch64, a Linux with systemd"
 RKE2_HARDWARE = (
-    f"{RKE2_REQUIREMENTS}: hardware (2 CPU, 4 GB RAM at least for a server); Rancher docs: "
+    "RKE2 docs: Requirements, Hardware (https://docs.rke2.io/install/requirements#hardware) "
+    "and Resource Profiling (https://docs.rke2.io/reference/resource_profiling); Rancher docs: "
     "Installation Requirements, RKE2 Kubernetes (CPU and memory by cluster size, "
     "https://ranchermanager.docs.rancher.com/getting-started/installation-and-upgrade/"
     "installation-requirements)"
@@ -16,7 +17,11 @@ RKE2_PORTS = (
     "etcd, 10250 kubelet between servers; UDP 8472 canal VXLAN)"
 )
 RKE2_LOCAL_PORTS = (
-    f"{RKE2_PORTS}; rancher/rke2#4602 (2381 etcd health); ingress-nginx hostPorts 80 and 443"
+    f"{RKE2_PORTS}; rancher/rke2#4602 (2381 etcd health); Kubernetes docs: Ports and Protocols "
+    "(https://kubernetes.io/docs/reference/networking/ports-and-protocols/: 10250, 10257, "
+    "10259; kubelet healthz 10248); Rancher docs: Setting up Infrastructure for a High "
+    "Availability RKE2 Kubernetes Cluster (the ingress controller listens on 80 and 443 of "
+    "every node)"
 )
 RKE2_KNOWN_ISSUES = "RKE2 docs: Known Issues and Limitations (https://docs.rke2.io/known_issues)"
 FIREWALLD = f"{RKE2_KNOWN_ISSUES}: Firewalld conflicts with default networking"

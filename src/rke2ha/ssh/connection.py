@@ -31,8 +31,9 @@ class SshError(Rke2haError):
 
     def __init__(self, kind: str, message: str, fix: str) -> None:
         super().__init__(f"{message}; fix: {fix}")
-        self.kind = kind  # host_key_unknown | host_key_changed | unreachable | timeout | auth
-        #                   | identity | sudo | ssh
+        # host_key_unknown | host_key_changed | unreachable | lost | timeout | auth | identity
+        # | sudo | ssh
+        self.kind = kind
         self.message = message
         self.fix = fix
 
@@ -143,6 +144,13 @@ def _mapped(err: BaseException, endpoint: Endpoint, keys: HostKeys, timeout: flo
             f"{where}: the server refused every key offered ({err.reason})",
             f"add the public key of ssh.identity_file (or the agent's) to "
             f"~{endpoint.user}/.ssh/authorized_keys there",
+        )
+    if isinstance(err, asyncssh.ConnectionLost | ConnectionResetError):
+        return SshError(
+            "lost",
+            f"{where}: sshd closed the connection during the handshake ({err})",
+            "look at sshd's log on the machine (MaxStartups throttling, TCP wrappers, sshd "
+            "restarting) and try again",
         )
     if isinstance(err, OSError):
         return SshError(
