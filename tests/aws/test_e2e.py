@@ -412,3 +412,27 @@ def test_without_anonymous_health_the_matcher_accepts_401_and_up_wait_reads_heal
     assert "READY_STATUSES=200" not in _user_data(
         session, _instances(session)["node-2"]["InstanceId"]
     )
+
+
+def test_a_changed_spec_is_planned_with_the_fields_that_changed(
+    cli: Callable[..., Cli],
+    write_spec: Callable[..., Path],
+    session: boto3.Session,
+    hosted_zone: str,
+) -> None:
+    spec = write_spec()
+    _up(cli, spec)
+    state = json.loads((spec.parent / ".rke2ha" / "rancher.state.json").read_text())
+    assert state["spec"]["file"] == str(spec.resolve())
+
+    write_spec(anonymous=False)
+    plan = cli("plan", "-f", str(spec), "--json", "--detailed-exitcode")
+    assert plan.code == 2, plan.err
+    document = json.loads(plan.out)
+    # The hash-free answer to "why does the target group change?": this field.
+    assert document["spec_changes"] == [
+        {"key": "rke2.anonymous_health", "before": True, "after": False}
+    ]
+    assert document["spec_from"] == str(spec.resolve())
+    text = cli("plan", "-f", str(spec))
+    assert "rke2.anonymous_health: True -> False" in text.out

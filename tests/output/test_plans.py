@@ -70,6 +70,7 @@ def test_another_spec_does_not_silently_take_over_the_lab(two_specs: tuple[Path,
     # Asked to, it replaces the lab; now the first spec is the other one.
     replaced = run("up", "-f", str(l7), "--detach", "--replace", cwd=folder, timeout=90)
     assert replaced.code == 0, replaced.out + replaced.err
+    assert "load_balancer.layer: 4 -> 7" in replaced.out  # what the restart was for
     status = run("lab", "status", "-f", str(l4), "--json", cwd=folder)
     assert status.code == 1
     assert json.loads(status.out)["started_from"] == str(l7.resolve())

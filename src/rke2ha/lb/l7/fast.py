@@ -360,8 +360,11 @@ class FastPath:
             return
         self._fx = None
         conn = fx.conn
-        if conn.proto is not None:
-            conn.proto.sink = None
+        proto = conn.proto
+        received = 0
+        if proto is not None:
+            proto.sink = None
+            received = proto.received  # the attribute, not conn.received: no call per request
         if fx.paused:
             _transport(conn).resume_reading()
         if reusable:
@@ -369,7 +372,7 @@ class FastPath:
         else:
             conn.close()
         record = fx.record
-        self.nodes.end(fx.node, conn.received - fx.received, conn.sent - fx.sent)
+        self.nodes.end(fx.node, received - fx.received, conn.sent - fx.sent)
         self.backend = None
         self.busy = False
         if reason is not None and record.reason is None:
@@ -470,7 +473,8 @@ class _Fast:
         self.session = session
         self.conn = conn
         # The connection's counters before this exchange: the node's share is the growth.
-        self.received = conn.received
+        proto = conn.proto
+        self.received = proto.received if proto is not None else 0
         self.sent = conn.sent
         self.node = node
         self.head = head

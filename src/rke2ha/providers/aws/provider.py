@@ -24,6 +24,7 @@ from rke2ha.providers.aws.session import AwsClients, connect
 from rke2ha.providers.base import Facts, Outcome, ProviderOptions, Reporter
 from rke2ha.secretfiles import ensure_secret
 from rke2ha.spec import Spec
+from rke2ha.specdiff import field_changes, spec_fields, spec_record
 from rke2ha.state import State, StateStore
 
 TARGET_POLL_SECONDS = 10.0
@@ -110,7 +111,15 @@ class AwsProvider:
                 f"{self.spec.hostname} holds a record rke2ha did not make "
                 f"({self._dns_ownership}); --adopt-dns replaces it with the NLB alias"
             )
-        return diff(self.desired(facts), facts.observed, kind_rank=KIND_RANK, notes=notes)
+        the_plan = diff(self.desired(facts), facts.observed, kind_rank=KIND_RANK, notes=notes)
+        recorded = self.state.spec
+        if the_plan.has_changes and recorded is not None:
+            # What the property diffs stand for in the spec the resources were made from.
+            the_plan.spec_changes = field_changes(
+                recorded.get("fields") or {}, spec_fields(self.spec)
+            )
+            the_plan.spec_from = recorded.get("file")
+        return the_plan
 
     def _not_ours(self) -> InvalidError:
         assert self.record is not None
@@ -152,6 +161,9 @@ class AwsProvider:
         assert isinstance(facts, AwsFacts)
         token = ensure_secret(self.spec.rke2_token_file)
         done = self._applier(facts, reporter, token).run(plan)
+        if self.state.resources:
+            self.state.spec = spec_record(self.spec, self.spec.source_file)
+            self.store.save(self.state)
         nlb = facts.nlb.dns_name if facts.nlb else "(none)"
         steps = [
             f"The NLB answers at {nlb}; {self.spec.hostname} points at it"

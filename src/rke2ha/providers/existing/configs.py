@@ -136,15 +136,21 @@ def config_diffs(
     diffs: dict[str, str] = {}
     for path in sorted({*old_files, *config.files.files}):
         new = config.files.files.get(path)
-        if new is not None and new.secret:
-            diffs[path] = "(holds a secret: not shown)\n"
-            continue
+        old = old_files.get(path)
         try:
-            before = old_files[path].read_text(encoding="utf-8") if path in old_files else ""
+            before = old.read_text(encoding="utf-8") if old is not None else ""
+            # Secret files are written 0600 (render/write.py): a running one stays unshown
+            # even when this spec no longer has it.
+            old_secret = old is not None and old.stat().st_mode & 0o077 == 0
         except (OSError, UnicodeDecodeError):
             continue
         before = before.replace(str(real_dir), str(_PLACEHOLDER))
-        text = unified(path, before, new.text if new is not None else "")
+        after = new.text if new is not None else ""
+        if (new is not None and new.secret) or old_secret:
+            if before != after:
+                diffs[path] = "(holds a secret: changed, not shown)\n"
+            continue
+        text = unified(path, before, after)
         if text:
             diffs[path] = text
     return diffs

@@ -47,6 +47,12 @@ def _print_plan(plan: Plan, console: Console) -> None:
     # The plan's notes were reported before its changes were applied.
     if not plan.has_changes:
         console.print("No changes: the lab is already up and matches the spec.")
+    elif plan.spec_changes:
+        # Why the processes were restarted, in spec terms rather than digests.
+        since = f" (the lab ran from {plan.spec_from})" if plan.spec_from else ""
+        console.print(f"spec fields changed{escape(since)}:")
+        for change in plan.spec_changes:
+            console.print(f"  {escape(change.describe())}")
 
 
 def connection_lines(topology: LabTopology, spec_file: Path) -> list[str]:
