@@ -31,6 +31,7 @@ API (every node is its own nginx process with its own prefix directory, pid file
     node.install_rancher()           # rewrites the config and reloads (SIGHUP), waits for it
     node.stop()                      # SIGTERM, reaped; node.start() again brings it back
     node.ca_file                     # PEM to verify the Rancher hostname's certificate
+                                     # (pass tls=(cert, key) to share one between nodes)
 
 or the `ingress_nginx` pytest fixture (a factory; every node it made is stopped at teardown):
 
@@ -76,6 +77,7 @@ class IngressNginx:
         proxy_protocol: bool = False,
         http_port: int = 80,
         https_port: int = 443,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.base = base
         self.address = address
@@ -92,7 +94,8 @@ class IngressNginx:
         self.conf_file = base / "nginx.conf"
         self.pid_file = base / "nginx.pid"
         self.error_log = base / "logs" / "error.log"
-        self.ca_file, self.key_file = write_self_signed(
+        # `tls`: (cert, key) shared by several nodes, as Rancher's one certificate is
+        self.ca_file, self.key_file = tls or write_self_signed(
             base / "rancher.crt", base / "rancher.key", hostname, ca=True
         )
         self.fake_cert, self.fake_key = write_self_signed(
