@@ -76,6 +76,9 @@ class PortHealth:
     backend_port: int
     probes: tuple[HttpProbe, ...]
     why: str
+    # Traffic to the backend starts with a PROXY v2 header (`load_balancer.send_proxy`, only
+    # to the ingress: the apiserver and the supervisor cannot read one).
+    send_proxy: bool = False
 
 
 def readyz_probe(spec: Spec) -> HttpProbe:
@@ -169,6 +172,7 @@ def port_health(spec: Spec, frontend_port: int) -> PortHealth:
             (probe,),
             f"ingress health {probe.path} -> {statuses} on node port 80, catch-all server "
             f"(no Rancher Host){proxy}",
+            send_proxy=_send_proxy(spec),
         )
     if frontend_port == APISERVER_PORT:
         probe = readyz_probe(spec)

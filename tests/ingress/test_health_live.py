@@ -10,6 +10,7 @@ rotation the moment Rancher was installed: the 308 to https failed the check.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +22,13 @@ from tests.ingress.harness import (
     Engine,
     everyone,
     ping_through_lb,
+    spec_overrides,
 )
 from tests.render.helpers import SpecFactory, make_cert
 from tests.support.ingress_nginx import NGINX, IngressNginx
+
+from rke2ha.check import checks
+from rke2ha.check.target import CheckOptions, build_target
 
 pytestmark = pytest.mark.root
 
@@ -91,3 +96,39 @@ def test_nodes_stay_in_rotation_once_rancher_is_installed(
     engine = Engine(kind, specs, tmp_path)
     engines.append(engine)
     scenario(engine, nodes)
+
+
+@pytest.mark.parametrize("nodes", [True], indirect=True, ids=["proxy_protocol"])
+@pytest.mark.parametrize("kind", ["builtin", "haproxy"])
+def test_send_proxy_checks_speak_proxy_protocol_like_the_traffic(
+    kind: str,
+    nodes: list[IngressNginx],
+    specs: SpecFactory,
+    tmp_path: Path,
+    engines: list[Engine],
+) -> None:
+    """Nodes whose nginx listens with `proxy_protocol` (ingress-nginx use-proxy-protocol)."""
+    engine = Engine(kind, specs, tmp_path, send_proxy=True)
+    engines.append(engine)
+    scenario(engine, nodes)
+
+
+@pytest.mark.parametrize("nodes", [True], indirect=True, ids=["proxy_protocol"])
+def test_check_speaks_proxy_protocol_to_nodes_that_expect_it(
+    nodes: list[IngressNginx], specs: SpecFactory
+) -> None:
+    """`check`'s node.<name>.80/443 connect to the nodes directly: with send_proxy they send
+    the header first (and Rancher installed: 80 from the catch-all, 443 /ping -> pong)."""
+    for node in nodes:
+        node.install_rancher()
+    results = {}
+    for send_proxy in (True, False):
+        spec = specs.load(spec_overrides(send_proxy=send_proxy))
+        target = build_target(spec, CheckOptions(timeout=3))
+        results[send_proxy] = [
+            asyncio.run(checks.node_port(target, node, port)).status
+            for node in target.nodes
+            for port in (80, 443)
+        ]
+    assert results[True] == ["pass"] * 6
+    assert "pass" not in results[False]  # the ingress refuses a connection without it

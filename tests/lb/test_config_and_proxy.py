@@ -10,7 +10,7 @@ import pytest
 from rke2ha.errors import UsageError
 from rke2ha.lb.checks import build_request, judge
 from rke2ha.lb.config import Probe, check_privileges, from_flags, from_spec, parse_health
-from rke2ha.lb.proxyproto import parse_proxy_v2, proxy_v2_header
+from rke2ha.lb.proxyproto import parse_proxy_v2, proxy_v2_header, proxy_v2_local_header
 from rke2ha.lb.reload import plan_reload
 from rke2ha.specfile import load_spec
 
@@ -102,3 +102,21 @@ def test_proxy_v2_roundtrip() -> None:
     assert parse_proxy_v2(header + b"GET") == (("127.0.30.99", 40000), ("127.0.30.10", 443), 28)
     six = proxy_v2_header(("::1", 1), ("::1", 2))
     assert parse_proxy_v2(six)[0] == ("::1", 1)
+
+
+def test_health_checks_send_a_local_proxy_header() -> None:
+    # PROXY v2 §2.2: LOCAL (0x20) is for connections the proxy makes itself, e.g. health
+    # checks; no addresses follow. HAProxy's checks send exactly these 16 bytes.
+    header = proxy_v2_local_header()
+    assert header == b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+    assert parse_proxy_v2(header + b"GET") == (("", 0), ("", 0), 16)
+
+
+def test_spec_send_proxy_reaches_only_the_ingress_ports(tmp_path: Path) -> None:
+    config = from_spec(load_spec(_spec(tmp_path, ", send_proxy: true")), port_offset=20000)
+    by_port = {f.port: f for f in config.frontends}
+    assert by_port[20080].send_proxy and by_port[20443].send_proxy
+    assert by_port[20443].health.probes[0].send_proxy
+    # the apiserver and the supervisor cannot read a PROXY header
+    assert not by_port[26443].send_proxy and not by_port[29345].send_proxy
+    assert not any(p.send_proxy for p in by_port[26443].health.probes)

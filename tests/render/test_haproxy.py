@@ -138,3 +138,20 @@ def test_haproxy_c_catches_a_broken_config(specs: SpecFactory, tmp_path: Path) -
     path = tmp_path / "out/haproxy/haproxy.cfg"
     path.write_text(path.read_text().replace("balance leastconn", "balance fastest", 1))
     assert haproxy_check(path).code != 0
+
+
+def test_send_proxy_checks_speak_proxy_on_the_ingress_ports_only(
+    specs: SpecFactory, tmp_path: Path
+) -> None:
+    spec = specs.load({"load_balancer": {"send_proxy": True}})
+    render(spec, tmp_path / "out")
+    path = tmp_path / "out/haproxy/haproxy.cfg"
+    assert haproxy_check(path).code == 0
+    cfg = path.read_text()
+    for port in (80, 443):
+        section = backend(cfg, f"rke2ha_{port}")
+        # traffic and checks both: an ingress expecting the header refuses either without it
+        assert "http-check connect port 80 send-proxy\n" in section
+        assert f"server node-1 10.0.1.11:{port} check send-proxy-v2\n" in section
+    for port in (6443, 9345):
+        assert "send-proxy" not in backend(cfg, f"rke2ha_{port}")

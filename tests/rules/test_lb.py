@@ -1,4 +1,5 @@
-"""Rules lb.ports, lb.engine_layer, lb.on_node, lb.dedicated, lb.health, lb.pair."""
+"""Rules lb.ports, lb.engine_layer, lb.on_node, lb.dedicated, lb.health, lb.pair,
+lb.send_proxy."""
 
 from __future__ import annotations
 
@@ -151,3 +152,29 @@ def test_vip_equal_to_a_pair_host_is_an_error(base, findings, by_rule):
 def test_proper_pair_passes(base, findings, by_rule):
     base["load_balancer"]["pair"] = {"primary": "10.0.0.8", "standby": "10.0.0.9"}
     assert by_rule(findings(base), "lb.pair") == []
+
+
+def test_send_proxy_at_layer_4_names_the_ingress_config_to_install(base, findings, by_rule):
+    base["load_balancer"]["send_proxy"] = True
+    found = by_rule(findings(base), "lb.send_proxy")
+    assert [(f.severity, f.path) for f in found] == [("info", "load_balancer.send_proxy")]
+    assert "rancher/ingress-helmchartconfig.yaml" in found[0].fix
+    assert 'use-proxy-protocol: "true"' in found[0].fix
+    assert "health checks included" in found[0].message
+
+
+def test_send_proxy_with_traefik_names_its_trusted_ips(base, findings, by_rule):
+    base["load_balancer"]["send_proxy"] = True
+    base["ingress"] = "traefik"
+    (found,) = by_rule(findings(base), "lb.send_proxy")
+    assert "proxyProtocol.trustedIPs" in found.fix
+
+
+def test_send_proxy_at_layer_7_is_an_error(base, findings, by_rule):
+    base["load_balancer"].update(send_proxy=True, layer=7)
+    found = by_rule(findings(base), "lb.send_proxy")
+    assert [(f.severity, f.path) for f in found] == [("error", "load_balancer.send_proxy")]
+
+
+def test_no_send_proxy_no_finding(base, findings, by_rule):
+    assert by_rule(findings(base), "lb.send_proxy") == []

@@ -22,6 +22,7 @@ from rke2ha.check.result import CheckResult
 # Re-exported: the drill reads the same header.
 from rke2ha.check.spread import NODE_HEADER as NODE_HEADER
 from rke2ha.check.target import CheckTarget, Endpoint, NodeTarget
+from rke2ha.lb.proxyproto import proxy_v2_local_header
 
 REDIRECT_PROBE_PATH = "/rke2ha-check/redirect?probe=1"
 WEBSOCKET_PATH = "/v3/subscribe"
@@ -38,12 +39,15 @@ async def _get(
     tls: bool,
     token: str | None = None,
     host: str | None = None,
+    proxy: bool = False,
 ) -> HttpAnswer | str:
-    """GET with Host (and SNI) `host`, by default the Rancher hostname."""
+    """GET with Host (and SNI) `host`, by default the Rancher hostname; `proxy`: a PROXY v2
+    header first, as the load balancer sends to a node's ingress with `send_proxy`."""
     try:
         return await probes.http_get(
             endpoint,
             path,
+            proxy_header=proxy_v2_local_header() if proxy else None,
             host=host or target.hostname,
             tls=probes.insecure_context() if tls else None,
             token=token,
@@ -95,10 +99,13 @@ async def _node_port(target: CheckTarget, node: NodeTarget, port: int) -> CheckR
         # answers (the node's own address stands in, as the built-in load balancer sends).
         ingress = target.ingress
         host = ingress.host_header or str(endpoint).rpartition(":")[0]
-        seen = await _get(endpoint, ingress.path, target, tls=False, host=host)
+        seen = await _get(
+            endpoint, ingress.path, target, tls=False, host=host, proxy=ingress.send_proxy
+        )
         return verdicts.ingress_health(check_id, seen, ingress, where)
     if port == 443:
-        seen = await _get(endpoint, target.rancher_ping.path, target, tls=True)
+        ping = target.rancher_ping
+        seen = await _get(endpoint, ping.path, target, tls=True, proxy=ping.send_proxy)
         return verdicts.rancher_ping(check_id, seen, catalog.NODE_PORT, where)
     if port == 6443:
         token = target.readyz_token

@@ -138,16 +138,25 @@ class HttpConnection:
         tls: ssl.SSLContext | None = None,
         sni: str | None = None,
         timeout: float,
+        proxy_header: bytes | None = None,
     ) -> HttpConnection:
+        """`proxy_header` goes first, before TLS: a node's ingress configured for PROXY
+        protocol (`load_balancer.send_proxy`) refuses a connection without one."""
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=tls,
-                    server_hostname=sni if tls is not None else None,
-                    ssl_handshake_timeout=timeout if tls is not None else None,
-                )
+                if proxy_header is None:
+                    reader, writer = await asyncio.open_connection(
+                        endpoint.host,
+                        endpoint.port,
+                        ssl=tls,
+                        server_hostname=sni if tls is not None else None,
+                        ssl_handshake_timeout=timeout if tls is not None else None,
+                    )
+                else:
+                    reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+                    writer.write(proxy_header)
+                    if tls is not None:
+                        await writer.start_tls(tls, server_hostname=sni)
         except (OSError, TimeoutError) as err:
             raise ProbeError(_reason(err, endpoint, timeout)) from None
         return cls(endpoint, reader, writer)
@@ -222,9 +231,12 @@ async def http_get(
     tls: ssl.SSLContext | None = None,
     token: str | None = None,
     timeout: float,
+    proxy_header: bytes | None = None,
 ) -> HttpAnswer:
     """GET `path` from `endpoint` with Host (and SNI, over TLS) `host`; one connection."""
-    connection = await HttpConnection.open(endpoint, tls=tls, sni=host, timeout=timeout)
+    connection = await HttpConnection.open(
+        endpoint, tls=tls, sni=host, timeout=timeout, proxy_header=proxy_header
+    )
     try:
         return await connection.request(path, host=host, token=token, timeout=timeout)
     finally:

@@ -28,6 +28,7 @@ import httptools
 from rke2ha.lb.config import HealthConfig, Probe
 from rke2ha.lb.health_state import Event
 from rke2ha.lb.pool import Backend, Pool
+from rke2ha.lb.proxyproto import proxy_v2_local_header
 
 log = logging.getLogger("rke2ha.lb")
 
@@ -102,9 +103,7 @@ async def run_probe(host: str, port: int, probe: Probe, timeout: float) -> Probe
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                host, target, ssl=_TLS if probe.kind == "https" else None
-            )
+            reader, writer = await _connect(host, target, probe)
             if probe.kind == "tcp":
                 return ProbeResult(True, f"tcp connect {host}:{target}")
             writer.write(build_request(host, target, probe))
@@ -131,6 +130,21 @@ async def run_probe(host: str, port: int, probe: Probe, timeout: float) -> Probe
     finally:
         if writer is not None:
             await _close(writer)
+
+
+async def _connect(
+    host: str, port: int, probe: Probe
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect as the traffic does: a PROXY v2 header first when `send_proxy` (an ingress
+    configured for it refuses a connection without one), then TLS for https."""
+    tls = _TLS if probe.kind == "https" else None
+    if not probe.send_proxy:
+        return await asyncio.open_connection(host, port, ssl=tls)
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(proxy_v2_local_header())
+    if tls is not None:
+        await writer.start_tls(tls)
+    return reader, writer
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

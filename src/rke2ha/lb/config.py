@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from rke2ha.addresses import is_ip
@@ -36,6 +36,7 @@ class Probe:
     host_header: str | None = None
     ok_statuses: tuple[int, ...] = (200,)
     expect_body: str | None = None
+    send_proxy: bool = False  # a PROXY v2 header first, as the traffic to this node gets
     # The bearer token itself, read once from its 0600 file; never printed (repr=False).
     token: str | None = field(default=None, repr=False)
 
@@ -47,7 +48,8 @@ class Probe:
         body = f" body={self.expect_body!r}" if self.expect_body else ""
         host = f" Host={self.host_header}" if self.host_header else ""
         auth = " with bearer token" if self.token else ""
-        return f"{self.kind} GET {self.path}{where}{host} expect {statuses}{body}{auth}"
+        proxy = " after PROXY v2" if self.send_proxy else ""
+        return f"{self.kind} GET {self.path}{where}{host}{proxy} expect {statuses}{body}{auth}"
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def _probe_from_plan(probe: HttpProbe, offset: int, token: str | None) -> Probe:
         host_header=probe.host_header,
         ok_statuses=probe.ok_statuses,
         expect_body=probe.expect_body,
+        send_proxy=probe.send_proxy,
         token=token if probe.bearer_token_file is not None else None,
     )
 
@@ -182,7 +185,8 @@ def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig
                 idle_timeout=lb.idle_timeout,
                 max_connections=lb.max_connections,
                 retries=lb.retries,
-                send_proxy=lb.send_proxy,
+                # only where the plan says (the ingress); never to 6443/9345
+                send_proxy=rule.send_proxy,
             )
         )
     return LbConfig(
@@ -317,6 +321,10 @@ def from_flags(
         raise UsageError("give at least one --backend HOST:PORT")
     host, port = parse_hostport(listen, "--listen")
     probe = parse_health(health, host_header)
+    if send_proxy and probe.port is None:
+        # A check on the traffic's own port speaks PROXY too (the backend expects it); one
+        # on another port (@PORT) does not, as HAProxy does for checks with a `port`.
+        probe = replace(probe, send_proxy=True)
     backend_cfgs = tuple(
         BackendConfig(*parse_hostport(b, "--backend")) for b in dict.fromkeys(backends)
     )

@@ -12,6 +12,7 @@ import struct
 
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 _VERSION_PROXY = 0x21  # version 2, command PROXY
+_VERSION_LOCAL = 0x20  # version 2, command LOCAL
 _TCP4 = 0x11
 _TCP6 = 0x21
 
@@ -31,14 +32,23 @@ def proxy_v2_header(source: tuple[str, int], destination: tuple[str, int]) -> by
     return SIGNATURE + struct.pack("!BBH", _VERSION_PROXY, family, len(body)) + body
 
 
+def proxy_v2_local_header() -> bytes:
+    """The header of a connection the proxy opened itself (§2.2 command LOCAL: "health
+    checks"), carrying no addresses; HAProxy's checks send the same."""
+    return SIGNATURE + struct.pack("!BBH", _VERSION_LOCAL, 0, 0)
+
+
 def parse_proxy_v2(data: bytes) -> tuple[tuple[str, int], tuple[str, int], int]:
     """(source, destination, header length) of a v2 PROXY header; ValueError otherwise.
 
-    The built-in lab backends and the tests read the header with this.
+    The built-in lab backends and the tests read the header with this. A LOCAL header (a
+    health check's) carries no addresses: both come back as ("", 0).
     """
     if len(data) < 16 or not data.startswith(SIGNATURE):
         raise ValueError("not a PROXY protocol v2 header")
     version, family, length = struct.unpack("!BBH", data[12:16])
+    if version == _VERSION_LOCAL:
+        return ("", 0), ("", 0), 16 + length
     if version != _VERSION_PROXY or family not in (_TCP4, _TCP6):
         raise ValueError(f"unsupported PROXY v2 command/family {version:#x}/{family:#x}")
     size = 4 if family == _TCP4 else 16

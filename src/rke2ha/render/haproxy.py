@@ -49,6 +49,10 @@ def _needs_token(spec: Spec) -> bool:
 
 def _probe_lines(probe: HttpProbe) -> list[str]:
     connect = f"http-check connect port {probe.port}"
+    if probe.send_proxy:
+        # An explicit `connect` with a port sends no PROXY header unless it says so (nor does
+        # `check-send-proxy` reach it), and an ingress expecting the header refuses the check.
+        connect += " send-proxy"
     if probe.scheme == "https":
         # `verify none` on default-server: the nodes present the cluster CA's certificates.
         connect += " ssl"
@@ -123,7 +127,7 @@ def _tcp_port(spec: Spec, layout: Layout, port: int) -> list[str]:
     front = [_bind(layout, port), "mode tcp", "option tcplog", f"default_backend {name}"]
     # PROXY protocol only where the ingress can be told to expect it; the apiserver and
     # the supervisor cannot.
-    proxy = lb.send_proxy and port in (80, 443)
+    proxy = health.send_proxy
     back = [
         "mode tcp",
         f"balance {lb.balance}",

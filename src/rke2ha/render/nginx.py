@@ -11,6 +11,9 @@ only taken out after `max_fails` failed connections within `fail_timeout`, so
 `rke2ha.healthplan`'s checks (the ingress's own health answer from its catch-all server,
 `/readyz`, a node not yet joined on 9345) cannot be expressed. The rendered file says so;
 HAProxy or the built-in load balancer are the engines that check real readiness.
+With `load_balancer.send_proxy` the stream servers of 80/443 send `proxy_protocol on`;
+there is no check that would need the header too (the passive `max_fails` counting only
+sees connects).
 
 Debian and Ubuntu build the stream module as a dynamic module: the config includes the
 distribution's module snippets (`modules-enabled/*.conf`, or `/usr/share/nginx/modules/` on

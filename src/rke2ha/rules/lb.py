@@ -9,7 +9,7 @@ from rke2ha.durations import format_duration
 from rke2ha.healthplan import APISERVER_PORT, readyz_probe
 from rke2ha.rules import sources
 from rke2ha.rules.facts import Facts
-from rke2ha.rules.finding import Issue, Rule, error, warning
+from rke2ha.rules.finding import Issue, Rule, error, info, warning
 from rke2ha.spec import Spec
 
 MAX_DETECTION_SECONDS = 30.0
@@ -177,6 +177,47 @@ def _pair(spec: Spec, facts: Facts) -> Iterator[Issue]:
         )
 
 
+# Written by `rke2ha render` beside values.yaml; RKE2 applies it from its manifests directory.
+INGRESS_CONFIG = "rancher/ingress-helmchartconfig.yaml"
+RKE2_MANIFESTS = "/var/lib/rancher/rke2/server/manifests/"
+
+
+def _send_proxy(spec: Spec, facts: Facts) -> Iterator[Issue]:
+    """PROXY protocol works only in pairs: the load balancer sends it, the ingress expects it.
+
+    A connection with the header to an ingress that does not expect it is garbage to it; one
+    without the header to an ingress that does is refused. Health checks are connections
+    too, so they send the header wherever the traffic does (README: Health checks).
+    """
+    lb = spec.load_balancer
+    if not lb.send_proxy:
+        return
+    if lb.layer == 7:
+        yield error(
+            "load_balancer.send_proxy",
+            "send_proxy is for layer 4: at layer 7 the load balancer speaks HTTP to the "
+            "nodes and passes the client address in X-Forwarded-For, so no request would "
+            "carry the PROXY header the ingress is then configured to expect",
+            "remove load_balancer.send_proxy (or use layer: 4)",
+        )
+        return
+    expects = (
+        'ingress-nginx `use-proxy-protocol: "true"`'
+        if spec.ingress == "nginx"
+        else "Traefik `ports.web/websecure.proxyProtocol.trustedIPs` with the load balancer "
+        "addresses"
+    )
+    yield info(
+        "load_balancer.send_proxy",
+        "every connection to the nodes' 80 and 443, health checks included, starts with a "
+        "PROXY v2 header; the ingress must expect it (" + expects + "), or it refuses "
+        "them all, and an ingress that expects it refuses a load balancer that does not send "
+        "it",
+        f"copy {INGRESS_CONFIG} (from `rke2ha render`, it sets {expects}) to "
+        f"{RKE2_MANIFESTS} on every server before the load balancer sends PROXY",
+    )
+
+
 RULES = (
     Rule(
         "lb.ports",
@@ -194,4 +235,10 @@ RULES = (
         _health,
     ),
     Rule("lb.pair", "a load balancer pair of two hosts", sources.KEEPALIVED, _pair),
+    Rule(
+        "lb.send_proxy",
+        "PROXY protocol sent only to an ingress that expects it",
+        f"{sources.PROXY_PROTOCOL}; {sources.README_HEALTH}",
+        _send_proxy,
+    ),
 )

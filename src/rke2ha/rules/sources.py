@@ -48,3 +48,10 @@ RANCHER_LETSENCRYPT = "Rancher docs: Helm chart options, letsEncrypt.email is re
 SPEC_REFERENCE = (
     "rke2ha docs/spec-reference.md (the providers column; data: `used_by` in src/rke2ha/spec.py)"
 )
+PROXY_PROTOCOL = (
+    "PROXY protocol v2 (haproxy.org/download/2.6/doc/proxy-protocol.txt); ingress-nginx "
+    "use-proxy-protocol (kubernetes/ingress-nginx docs/user-guide/nginx-configuration/"
+    "configmap.md); Traefik entryPoints proxyProtocol.trustedIPs "
+    "(https://doc.traefik.io/traefik/routing/entrypoints/#proxyprotocol)"
+)
+README_HEALTH = f"{README}: Health checks"
