@@ -136,9 +136,7 @@ def render_ingress_config(spec: Spec, spec_label: str) -> str:
             "Without it the ingress tells Rancher the request came over http, Rancher "
             "redirects to https, and browsers loop (rancher/rancher#31071)."
         )
-    body = yaml.dump(
-        document(spec), Dumper=_BlockDumper, sort_keys=False, default_flow_style=False
-    )
+    body = yaml.dump(document(spec), Dumper=_BlockDumper, sort_keys=False, default_flow_style=False)
     return "\n".join(commented(notes)) + "\n" + body
 
 
