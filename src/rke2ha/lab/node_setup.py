@@ -123,7 +123,6 @@ def setup_node(
         name=node.name,
         hostname=spec.hostname,
         ingress=spec.ingress,
-        health_path=spec.health_path,
         layer7=spec.rancher_tls_external,
         anonymous_health=bool(spec.rke2.anonymous_health),
         health_token=read_secret(material.health_token_file, what="lab health token"),
