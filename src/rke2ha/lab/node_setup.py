@@ -114,11 +114,12 @@ def setup_node(
     node = find_node(spec, node_name)
     address = loopback_address(node.name, node.address)
     applied = port_offset(spec, offset)
+    # Read before any lab material is made: a wrong file leaves nothing behind.
+    settings = read_ingress_config(ingress_config) if ingress_config else IngressSettings()
     # renew=False: serve the certificates that are there (renewing is `up`'s job), so a
     # planted expired certificate stays planted.
     material = ensure_lab_material(spec, pki_dir, renew=False)
     ports = lab_ports(applied)
-    settings = read_ingress_config(ingress_config) if ingress_config else IngressSettings()
     profile = NodeProfile(
         name=node.name,
         hostname=spec.hostname,
