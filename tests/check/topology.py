@@ -84,6 +84,9 @@ class LabProcesses:
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     frozen: set[str] = field(default_factory=set)
+    # Another topology (own subnet) passes its load balancer address and admin port.
+    lb_host: str = LB
+    admin_port: int = ADMIN_PORT
 
     def _spawn(self, key: str, *args: str) -> subprocess.Popen[bytes]:
         out = (self.logs / f"{key}.out").open("ab")
@@ -100,12 +103,12 @@ class LabProcesses:
 
     # ---- nodes ----
 
-    def start_node(self, name: str) -> None:
+    def start_node(self, name: str, *extra: str) -> None:
         log = self.logs / f"{name}.out"
         log.unlink(missing_ok=True)
         self._spawn(
             name, "lab", "node", "-f", str(self.spec_file), "--name", name,
-            "--port-offset", str(self.offset),
+            "--port-offset", str(self.offset), *extra,
         )  # fmt: skip
 
     def wait_node(self, name: str) -> None:
@@ -135,8 +138,9 @@ class LabProcesses:
             "--access-log", "off",
         )  # fmt: skip
         log = self.logs / "lb.out"
-        _wait_for_port(LB, ADMIN_PORT + self.offset, START_TIMEOUT, proc, log)
-        _wait_for_port(LB, 443 + self.offset, START_TIMEOUT, proc, log)
+        # the admin port moves with the offset, like every port of the spec
+        _wait_for_port(self.lb_host, self.admin_port + self.offset, START_TIMEOUT, proc, log)
+        _wait_for_port(self.lb_host, 443 + self.offset, START_TIMEOUT, proc, log)
 
     def start_dns(self, key: str, spec_file: Path, port: int) -> None:
         proc = self._spawn(key, "dns", "serve", "-f", str(spec_file), "--listen", f"{DNS}:{port}")

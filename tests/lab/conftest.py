@@ -64,6 +64,7 @@ class NodeProcess:
     spawn_seconds: float
     announce: dict[str, Any]
     lines: list[dict[str, Any]] = field(default_factory=list)
+    _partial: str = ""
 
     @property
     def pid(self) -> int:
@@ -83,8 +84,11 @@ class NodeProcess:
         os.set_blocking(self.proc.stdout.fileno(), False)
         try:
             while time.monotonic() < deadline:
-                line = self.proc.stdout.readline()
-                if line:
+                # Non-blocking: a busy machine may hand over half a line; keep it until
+                # its newline arrives.
+                self._partial += self.proc.stdout.readline()
+                if self._partial.endswith("\n"):
+                    line, self._partial = self._partial, ""
                     event: dict[str, Any] = json.loads(line)
                     self.lines.append(event)
                     return event

@@ -242,3 +242,70 @@ def test_the_differential_covers_every_kind_of_answer(pairs: dict[str, Pair]) ->
         )
     }
     assert {200, 302, 308, 404} <= seen, seen
+
+
+USE_PROXY_PROTOCOL = USE_FORWARDED_HEADERS.replace("use-forwarded-headers", "use-proxy-protocol")
+
+
+def _raw(address: str, port: int, first: bytes, request: bytes) -> bytes:
+    """What comes back on one connection after `first` (a PROXY header, or nothing)."""
+    with socket.create_connection((address, port), timeout=5) as sock:
+        sock.sendall(first + request)
+        data = b""
+        try:
+            while len(data) < 65536:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except ConnectionResetError:
+            pass
+        return data
+
+
+@pytest.fixture(scope="module")
+def proxy_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    from tests.support.ingress_nginx import NGINX
+
+    if not Path(NGINX).exists():
+        pytest.skip("nginx is not installed")
+    directory = tmp_path_factory.mktemp("emulator-vs-nginx-proxy")
+    addresses = [f"{SUBNET}.91", f"{SUBNET}.92", f"{SUBNET}.93"]
+    spec = lab_spec(addresses, lab={"subnet": f"{SUBNET}.0/24", "port_offset": OFFSET})
+    spec_file = write_spec(directory, spec)
+    ensure_lab_material(load_spec(spec_file))
+    config = directory / "ingress-helmchartconfig.yaml"
+    config.write_text(USE_PROXY_PROTOCOL)
+    emulator = spawn_node(spec_file, "node-1", "--ingress-config", str(config))
+    nginx = IngressNginx(
+        directory / "nginx",
+        f"{SUBNET}.99",
+        HOSTNAME,
+        rancher=True,
+        proxy_protocol=True,
+        http_port=HTTP,
+        https_port=HTTPS,
+    )
+    try:
+        nginx.start()
+        yield Pair(emulator, nginx)
+    finally:
+        emulator.stop()
+        nginx.stop()
+
+
+@pytest.mark.parametrize("host", [HOSTNAME, None])
+def test_with_proxy_protocol_both_close_a_bare_connection_and_answer_after_a_header(
+    proxy_pair: Pair, host: str | None
+) -> None:
+    for address in (proxy_pair.nginx.address, proxy_pair.emulator.address):
+        request = f"GET /healthz HTTP/1.1\r\nHost: {host or address}\r\nConnection: close\r\n\r\n"
+        bare = _raw(address, HTTP, b"", request.encode())
+        assert bare == b"", (address, bare[:100])  # closed without an answer
+    answers = set()
+    for address in (proxy_pair.nginx.address, proxy_pair.emulator.address):
+        header = f"PROXY TCP4 198.51.100.7 {address} 40000 80\r\n".encode()
+        request = f"GET /healthz HTTP/1.1\r\nHost: {host or address}\r\nConnection: close\r\n\r\n"
+        answer = _raw(address, HTTP, header, request.encode())
+        answers.add(answer.split(b"\r\n", 1)[0].split(b" ")[1])
+    assert answers == ({b"308"} if host else {b"200"})

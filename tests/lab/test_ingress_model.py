@@ -16,7 +16,7 @@ from rke2ha.lab.ingress_model import (
     ssl_redirect_location,
 )
 from rke2ha.lab.proxy_listener import header_length, parse_header
-from rke2ha.lb.proxyproto import proxy_v2_header
+from rke2ha.lb.proxyproto import proxy_v2_header, proxy_v2_local_header
 
 HOST = "rancher.example.test"
 TRUSTING = IngressSettings(use_forwarded_headers=True)
@@ -131,6 +131,10 @@ def test_proxy_headers_are_measured_before_they_are_complete() -> None:
     length = header_length(v1)
     assert length == v1.index(b"\r\n") + 2
     assert parse_header(v1[:length]) == (("198.51.100.7", 40000), ("127.0.0.5", 80))
+    # A health check's LOCAL header names no addresses: the socket's own count.
+    local = proxy_v2_local_header()
+    assert header_length(local + b"GET") == len(local)
+    assert parse_header(local) is None
     for broken in (b"GET / HTTP/1.1\r\n", b"\x16\x03\x01\x02\x00"):
         with pytest.raises(ValueError):
             header_length(broken)

@@ -124,3 +124,27 @@ def test_setup_describes_the_node(tmp_path: Path) -> None:
     assert setup.profile.health_token not in repr(setup)
     with pytest.raises(UsageError, match="not an IP address"):
         loopback_address("n", "node.example.com")
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "message"),
+    [
+        (None, 2, "ingress config not found"),
+        ("kind: ConfigMap\n", 1, "kind must be HelmChartConfig"),
+        ("kind: HelmChartConfig\nmetadata: {name: rke2-ingress-nginx}\nspec: 3\n", 1, "spec"),
+    ],
+)
+def test_a_wrong_ingress_config_is_refused_before_anything_is_made(
+    tmp_path: Path, run_cli: Callable[..., CliResult], content: str | None, code: int, message: str
+) -> None:
+    spec_file = write_spec(tmp_path, lab_spec(ADDRESSES))
+    config = tmp_path / "ingress.yaml"
+    if content is not None:
+        config.write_text(content)
+    result = run_cli(
+        "lab", "node", "--name", "node-1", "-f", str(spec_file), "--ingress-config", str(config),
+        "--port-offset", str(OFFSET),
+    )  # fmt: skip
+    assert result.code == code, result.err
+    assert message in result.err and "Traceback" not in result.err
+    assert not (tmp_path / ".rke2ha").exists()  # no lab material was made

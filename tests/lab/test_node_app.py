@@ -28,7 +28,6 @@ PROFILE = NodeProfile(
     name="node-2",
     hostname=HOST,
     ingress="nginx",
-    health_path="/healthz",
     layer7=False,
     anonymous_health=False,
     health_token=TOKEN,
@@ -88,15 +87,12 @@ def test_healthz_with_the_rancher_host_is_rancher_s_once_it_is_installed() -> No
     assert response(ask(PortRole.INGRESS_HTTPS, "/ping", host=HOST, profile=absent)).status == 404
 
 
-def test_traefik_health_path_is_ping() -> None:
-    traefik = dataclasses.replace(PROFILE, ingress="traefik", health_path="/ping")
-    reply = response(ask(PortRole.INGRESS_HTTP, "/ping", host="x.test", profile=traefik))
-    assert (reply.status, reply.body) == (200, b"OK")
-    # ... and /healthz is nothing special for Traefik: the default backend answers.
-    assert (
-        response(ask(PortRole.INGRESS_HTTP, "/healthz", host="x.test", profile=traefik)).status
-        == 404
-    )
+def test_traefik_answers_404_on_port_80_for_hosts_without_a_router() -> None:
+    # Traefik's /ping is on its `traefik` entry point, not on `web` (port 80).
+    traefik = dataclasses.replace(PROFILE, ingress="traefik")
+    for path in ("/ping", "/healthz"):
+        reply = response(ask(PortRole.INGRESS_HTTP, path, host="x.test", profile=traefik))
+        assert (reply.status, reply.body) == (404, b"404 page not found\n"), path
 
 
 @pytest.mark.parametrize(

@@ -246,6 +246,7 @@ def test_load_balancer_down_then_up_restarts_it(running_lab: Lab) -> None:
         "http.redirect",
         "tls.certificate",
         "rancher.ping",
+        "rancher.redirect",
         "rancher.websocket",
         "lb.spread",
         "registration",

@@ -16,6 +16,8 @@ import pytest
 import yaml
 from tests.lab_up.helpers import (
     NODES,
+    OFFSET,
+    SUBNET_PREFIX,
     assert_nothing_left,
     check,
     down,
@@ -210,6 +212,41 @@ def test_layer7_lab(tmp_path: Path) -> None:
         ids = {c["id"] for c in result["check"]["checks"]}
         assert "node.node-1.443" not in ids  # layer 7 reaches the nodes on port 80 only
         assert {"tls.certificate", "rancher.websocket", "http.redirect"} <= ids
+        assert {"rancher.redirect", "rancher.websocket"} <= _passed(result)
+        # The nodes read the ingress config `render` writes: without it, a loop.
+        config = spec_file.parent / ".rke2ha/lab/lab/ingress-helmchartconfig.yaml"
+        values = yaml.safe_load(yaml.safe_load(config.read_text())["spec"]["valuesContent"])
+        assert values["controller"]["config"]["use-forwarded-headers"] == "true"
+    finally:
+        assert down(spec_file).code == 0
+    assert_nothing_left(spec_file)
+
+
+def _passed(result: dict[str, object]) -> set[str]:
+    checks = result["check"]["checks"]  # type: ignore[index]
+    return {c["id"] for c in checks if c["status"] == "pass"}
+
+
+def test_send_proxy_lab(tmp_path: Path) -> None:
+    """`send_proxy: true`: the load balancer sends PROXY v2 to the nodes' 80/443, whose
+    ingress (fed the rendered use-proxy-protocol config) refuses a connection without it."""
+    document = lab_spec()
+    document["load_balancer"]["send_proxy"] = True
+    spec_file = write_spec(tmp_path / "rke2ha.yaml", document)
+    try:
+        run = up(spec_file)
+        assert run.code == 0, run.err + run.out
+        result = run.json()
+        assert result["ok"] is True
+        assert {"rancher.ping", "lb.spread", "node.node-1.80", "node.node-2.443"} <= _passed(result)
+        node_1 = f"{SUBNET_PREFIX}11"
+        bare = subprocess.run(
+            ["curl", "-sS", "-m", "5", f"http://{node_1}:{80 + OFFSET}/healthz"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
+        assert bare.returncode == 52, bare.stderr  # nginx-like: closed, no answer
     finally:
         assert down(spec_file).code == 0
     assert_nothing_left(spec_file)

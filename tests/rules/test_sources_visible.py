@@ -68,6 +68,7 @@ def test_every_check_catalog_source_is_openable() -> None:
         "check.http.redirect",
         "check.tls.certificate",
         "check.rancher.ping",
+        "check.rancher.redirect",
         "check.rancher.websocket",
         "check.lb.spread",
         "check.registration",

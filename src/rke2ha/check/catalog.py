@@ -58,6 +58,13 @@ RANCHER_PING = CheckRule(
     "Rancher answers /ping with pong through the load balancer",
     f"{sources.TUTORIAL}; {sources.README}: rke2ha check (Rancher answers /ping -> pong)",
 )
+RANCHER_REDIRECT = CheckRule(
+    "check.rancher.redirect",
+    "Rancher's UI through the load balancer does not redirect back to itself (no loop)",
+    f"{sources.RANCHER_EXTERNAL_TLS} (the ingress must use the load balancer's forwarded "
+    "headers); rancher/rancher#31071, #52316 (302 to the same URL forever); "
+    "rancher/dynamiclistener redirect.go (Rancher redirects http to https)",
+)
 RANCHER_WEBSOCKET = CheckRule(
     "check.rancher.websocket",
     "a websocket to /v3/subscribe opens through the load balancer",

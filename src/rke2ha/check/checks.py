@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Awaitable
 from datetime import datetime
 
-from rke2ha.check import catalog, probes, spread, verdicts, verdicts_client
+from rke2ha.check import catalog, loops, probes, spread, verdicts, verdicts_client
 from rke2ha.check.catalog import CheckRule
 from rke2ha.check.observations import HttpAnswer, TlsObservation, WebsocketAnswer
 from rke2ha.check.probes import ProbeError
@@ -203,6 +203,27 @@ async def rancher_ping(target: CheckTarget) -> CheckResult:
     return verdicts.rancher_ping(
         check_id, seen, catalog.RANCHER_PING, str(endpoint), target.lb_view
     )
+
+
+async def rancher_redirect(target: CheckTarget) -> CheckResult:
+    """Rancher's UI through the load balancer, following redirects that stay on its URL;
+    a path asked for twice is a redirect loop (`loops`)."""
+    endpoint = target.lb(443)
+    if endpoint is None:
+        return _no_lb(catalog.RANCHER_REDIRECT, loops.CHECK_ID)
+    https_ports = {443, endpoint.port}
+    hops: list[loops.Hop] = []
+    path: str | None = loops.START_PATH
+    while path is not None and len(hops) <= loops.MAX_HOPS:
+        if any(hop.path == path for hop in hops):
+            return loops.verdict(hops, path, target.layer, str(endpoint))
+        seen = await _get(endpoint, path, target, tls=True)
+        if isinstance(seen, str):
+            after = f"GET {path} after {len(hops)} redirect(s): " if hops else ""
+            return loops.verdict(after + seen, None, target.layer, str(endpoint))
+        hops.append(loops.Hop(path, seen))
+        path = loops.next_hop(seen, target.hostname, https_ports)
+    return loops.verdict(hops, None, target.layer, str(endpoint))
 
 
 async def rancher_websocket(target: CheckTarget) -> CheckResult:

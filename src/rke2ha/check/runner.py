@@ -1,9 +1,9 @@
 """Run every named check of a deployment at once and return the results in a stable order.
 
 Order: dns.record, lb.port.*, node.*.*, http.redirect, tls.certificate, rancher.ping,
-rancher.websocket, lb.spread, registration. Each check runs under a guard of a few probe
-timeouts, and a check that raises is reported as failed with the reason: a bug in one
-check must not hide the others, nor surface as a traceback.
+rancher.redirect, rancher.websocket, lb.spread, registration. Each check runs under a
+guard of a few probe timeouts, and a check that raises is reported as failed with the
+reason: a bug in one check must not hide the others, nor surface as a traceback.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ async def run_checks(target: CheckTarget, now: datetime | None = None) -> list[C
         start("http.redirect", catalog.HTTP_REDIRECT, checks.http_redirect(target)),
         start("tls.certificate", catalog.TLS_CERTIFICATE, checks.tls_certificate(target, moment)),
         start("rancher.ping", catalog.RANCHER_PING, checks.rancher_ping(target)),
+        start("rancher.redirect", catalog.RANCHER_REDIRECT, checks.rancher_redirect(target)),
         start("rancher.websocket", catalog.RANCHER_WEBSOCKET, checks.rancher_websocket(target)),
     ]
     https_backend = target.backend_ports.get(443, 443)

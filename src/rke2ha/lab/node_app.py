@@ -9,8 +9,10 @@ Per port (real numbers; the lab may add an offset):
 
 - 80 and 443, ingress: behaves like RKE2's ingress-nginx by Host (`ingress_model` holds
   the decisions and their sources). A Host without an Ingress lands in the catch-all server
-  `_`: the ingress health path answers 200 there (on both ports, as the template's `_`
-  server listens on both), anything else is the default backend's 404. Once Rancher is
+  `_`: ingress-nginx's `/healthz` answers 200 there (on both ports, as the template's `_`
+  server listens on both; whatever `load_balancer.health.path` says), anything else is the
+  default backend's 404. Traefik answers 404 to every path there: its `/ping` is on the
+  `traefik` entry point, which RKE2 does not publish (sources in `healthplan.py`). Once Rancher is
   installed (`rancher_installed`, the default) the Rancher hostname has its own server:
   with Rancher's TLS at the ingress (layer 4) port 80 answers ingress-nginx's 308 to
   `https://<hostname><uri>`; port 443 reaches the Rancher stand-in. With Rancher
@@ -54,7 +56,6 @@ DEFAULT_KUBE_VERSION = "v1.31.4+rke2r1"
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 
-_INGRESS_HEALTH_BODY = {"nginx": b"ok", "traefik": b"OK"}
 _DEFAULT_BACKEND_404 = {"nginx": b"default backend - 404", "traefik": b"404 page not found\n"}
 # kube-apiserver's /readyz checks; the two etcd ones fail until the node has joined.
 _READYZ_CHECKS = ("ping", "log", "etcd", "etcd-readiness", "informer-sync", "shutdown")
@@ -71,7 +72,6 @@ class NodeProfile:
     name: str
     hostname: str
     ingress: Literal["nginx", "traefik"]
-    health_path: str
     layer7: bool  # Rancher tls=external: its Ingress has no TLS and no ssl-redirect
     anonymous_health: bool
     health_token: str = field(repr=False)
@@ -200,8 +200,11 @@ class NodeApp:
             request.host, profile.hostname, profile.rancher_installed
         )
         if server is Server.CATCH_ALL:
-            if request.path == profile.health_path:
-                return Response(200, _INGRESS_HEALTH_BODY[profile.ingress])
+            # Only ingress-nginx answers health here; Traefik's ping is on its own entry
+            # point, which RKE2 does not publish (sources in healthplan.py): its 404.
+            nginx_health = ingress_model.INGRESS_NGINX_HEALTH_PATH
+            if profile.ingress == "nginx" and request.path == nginx_health:
+                return Response(200, b"ok")
             return Response(404, _DEFAULT_BACKEND_404[profile.ingress])
         settings = profile.ingress_settings
         scheme = ingress_model.access_scheme(

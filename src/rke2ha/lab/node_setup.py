@@ -114,16 +114,16 @@ def setup_node(
     node = find_node(spec, node_name)
     address = loopback_address(node.name, node.address)
     applied = port_offset(spec, offset)
+    # Read before any lab material is made: a wrong file leaves nothing behind.
+    settings = read_ingress_config(ingress_config) if ingress_config else IngressSettings()
     # renew=False: serve the certificates that are there (renewing is `up`'s job), so a
     # planted expired certificate stays planted.
     material = ensure_lab_material(spec, pki_dir, renew=False)
     ports = lab_ports(applied)
-    settings = read_ingress_config(ingress_config) if ingress_config else IngressSettings()
     profile = NodeProfile(
         name=node.name,
         hostname=spec.hostname,
         ingress=spec.ingress,
-        health_path=spec.health_path,
         layer7=spec.rancher_tls_external,
         anonymous_health=bool(spec.rke2.anonymous_health),
         health_token=read_secret(material.health_token_file, what="lab health token"),

@@ -52,9 +52,13 @@ def header_length(data: bytes) -> int | None:
 
 
 def parse_header(header: bytes) -> tuple[Address, Address] | None:
-    """(source, destination) named by a complete header; None for v1 UNKNOWN."""
+    """(source, destination) named by a complete header; None when it names none (v2
+    LOCAL, a health check's own connection; v1 UNKNOWN): nginx then keeps the socket's
+    addresses (proxy-protocol.txt §2.2)."""
     if header.startswith(V2_SIGNATURE):
         source, destination, _ = parse_proxy_v2(header)
+        if source == ("", 0):
+            return None
         return source, destination
     fields = header[:-2].decode("ascii", "replace").split(" ")
     if len(fields) >= 2 and fields[1] == "UNKNOWN":

@@ -113,6 +113,18 @@ def _why(spec: Spec) -> str:
     return " and ".join(reasons)
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings as `|` blocks: valuesContent reads like the docs' examples."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
+
+
 def render_ingress_config(spec: Spec, spec_label: str) -> str:
     notes = [
         *header_lines(spec_label, f"the {CHART_NAMES[spec.ingress]} chart must {_why(spec)}"),
@@ -124,7 +136,7 @@ def render_ingress_config(spec: Spec, spec_label: str) -> str:
             "Without it the ingress tells Rancher the request came over http, Rancher "
             "redirects to https, and browsers loop (rancher/rancher#31071)."
         )
-    body = yaml.safe_dump(document(spec), sort_keys=False, default_flow_style=False)
+    body = yaml.dump(document(spec), Dumper=_BlockDumper, sort_keys=False, default_flow_style=False)
     return "\n".join(commented(notes)) + "\n" + body
 
 
