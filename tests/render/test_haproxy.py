@@ -171,3 +171,4 @@ def test_open_files_need_counts_what_haproxy_counts(specs: SpecFactory, tmp_path
     assert need.max_connections_within(20_000, 2) == 9_983
     assert "Open files: 20030 with one thread" in cfg
     assert "LimitNOFILE" in cfg and "load_balancer.max_connections" in cfg
+    assert "\n    no strict-limits\n" in cfg  # starts below the need, warning with it

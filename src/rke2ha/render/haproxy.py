@@ -212,6 +212,10 @@ def _global(spec: Spec) -> list[str]:
         "user haproxy",
         "group haproxy",
         f"maxconn {lb.max_connections}",
+        # Since 2.6 HAProxy refuses to start when it cannot raise its open-files limit to
+        # the need (header); then it starts anyway, warns with the number, and only the
+        # connections beyond the limit fail (rke2ha.render.haproxy_fds).
+        "no strict-limits",
         f"hard-stop-after {seconds(lb.drain_timeout)}",
         # Spread checks by the spec's jitter so three nodes are not probed in lockstep.
         f"spread-checks {round(lb.health.jitter * 100)}",
@@ -295,8 +299,9 @@ def _fd_notes(need: FdNeed) -> list[str]:
         f"Open files: {one_thread} with one thread, +{PER_THREAD} per further CPU thread "
         f"({PER_CONNECTION} x maxconn {need.maxconn}, {need.listeners} listeners, "
         f"{need.checks} checks, {RESERVED} reserved).",
-        "Where the hard limit is lower, HAProxy 2.6+ does not start: raise LimitNOFILE in "
-        "haproxy.service, or lower load_balancer.max_connections.",
+        "Where the hard limit is lower HAProxy still starts (no strict-limits) but warns, and "
+        "connections beyond the limit fail: raise LimitNOFILE in haproxy.service, or lower "
+        "load_balancer.max_connections.",
     ]
 
 

@@ -5,7 +5,9 @@ server with `check`, two per connection (client side and server side) up to the 
 `maxconn`, and per thread one poller descriptor plus a two-descriptor wake-up pipe. It then
 raises RLIMIT_NOFILE to that number; since HAProxy 2.6 `strict-limits` is the default, so
 when the hard limit is lower it refuses to start ("Cannot raise FD limit to N, limit is M";
-openshift/router#527 on the 2.6 default). The formula was measured against HAProxy 2.6.12:
+openshift/router#527 on the 2.6 default). The rendered config says `no strict-limits`: it
+starts, warns with the number, and only connections beyond the limit fail; the header
+states the need and `up` checks it first. The formula was measured against HAProxy 2.6.12:
 maxconn 10000, 5 listeners, 12 checked servers, 2 threads -> 20033; maxconn 1000, 5
 listeners, 9 checked servers, 2 threads -> 2030. Pure: text in, numbers out.
 """

@@ -1,9 +1,10 @@
 """Before `up` starts HAProxy: can this machine give it the open files its config needs?
 
-HAProxy 2.6+ refuses to start when it cannot raise RLIMIT_NOFILE to its need
-(`rke2ha.render.haproxy_fds`); `up` says so first, with the fix, instead of leaving the
-user with HAProxy's start-up alert. Whether the limit can be raised is asked of a child
-process, which inherits exactly what HAProxy will (the same user, limits and privileges).
+Below its need (`rke2ha.render.haproxy_fds`) HAProxy 2.6+ refuses to start, or with the
+rendered `no strict-limits` starts with fewer connections than `max_connections` promises;
+`up` says so first, with the fix, instead of leaving the user a start-up alert. Whether the
+limit can be raised is asked of a child process, which inherits exactly what HAProxy will
+(the same user, limits and privileges).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def ensure_haproxy_fits(config_text: str) -> None:
     raise InvalidError(
         f"HAProxy needs {total} open files for load_balancer.max_connections "
         f"{need.maxconn} (2 per connection, {need.listeners} listeners, {need.checks} checks, "
-        f"{threads} threads) but this machine allows {limit}, so it would refuse to start. "
+        f"{threads} threads) but this machine allows {limit}: connections beyond about "
+        f"{fits} would fail. "
         f"Raise the open-files limit to {total} (LimitNOFILE= in the unit that runs rke2ha, or "
         f"`ulimit -n {total}` as root), or set load_balancer.max_connections to {fits} or less"
     )
