@@ -185,8 +185,9 @@ class Health(_Strict):
     path: str | None = Field(
         None,
         description=(
-            "Ingress health endpoint checked on node port 80 (with the Rancher Host) for "
-            "ports 80 and 443. Default: from `ingress` (nginx `/healthz`, traefik `/ping`)."
+            "Ingress health endpoint checked on node port 80 (catch-all server: no Rancher "
+            "Host) for ports 80 and 443; only 200 passes. Default: from `ingress` (nginx "
+            "`/healthz`, traefik `/ping`: 404 or 200)."
         ),
     )
     token_file: Path | None = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,8 @@ import dns.rcode
 import pytest
 import yaml
 from tests.conftest import free_port
-from tests.dns.conftest import LB_HOSTS, Running, dig, flags, section
+from tests.dns.conftest import BASE_SPEC, LB_HOSTS, Running, dig, flags, section
+from tests.support.certs import write_self_signed
 
 TRANSPORTS = [pytest.param((), id="udp"), pytest.param(("+tcp",), id="tcp")]
 
@@ -220,3 +222,60 @@ def test_only_healthy_load_balancer_addresses_are_served(
             break
         time.sleep(0.1)
     assert answer == [f"rancher.example.com. 10 IN A {host}"]
+
+
+@pytest.fixture
+def healthy_layer7_lb(tmp_path: Path) -> Iterator[tuple[str, int, Path, Path]]:
+    """A TLS server on one LB address: a layer 7 load balancer's 443 in front of a node
+    whose ingress answers /healthz from its catch-all server."""
+    host = LB_HOSTS[2]
+    cert, key = write_self_signed(tmp_path / "lb.crt", tmp_path / "lb.key", "rancher.example.com")
+    httpd = ThreadingHTTPServer((host, 0), _Healthz)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield host, int(httpd.server_address[1]), cert, key
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_layer7_probe_goes_over_tls_past_the_port_80_redirect(
+    write_spec: Callable[..., Path],
+    serve: Callable[..., Running],
+    healthy_layer7_lb: tuple[str, int, Path, Path],
+) -> None:
+    host, port, cert, key = healthy_layer7_lb
+    spec = write_spec(
+        {
+            "load_balancer": {
+                "layer": 7,
+                "tls": {"cert": str(cert), "key": str(key)},
+                "address": LB_HOSTS[0],  # nothing listens there: down
+                "extra_addresses": [host],
+                "health": {"interval": "100ms", "timeout": "500ms", "rise": 1, "fall": 2},
+            },
+            "rancher": {"tls_source": "external"},
+        }
+    )
+    running = serve(spec, "--health-port", str(port))
+    deadline = time.monotonic() + 15
+    while True:
+        answer = section(dig(running.host, running.port, "rancher.example.com", "A"), "ANSWER")
+        if len(answer) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert answer == [f"rancher.example.com. 10 IN A {host}"]
+
+
+def test_probe_port_is_443_at_layer_7() -> None:
+    from rke2ha.dns.health import probe_port
+    from rke2ha.specfile import spec_from_source
+    from rke2ha.yamlsource import YamlSource
+
+    def port(layer: int) -> int:
+        data = {**BASE_SPEC, "load_balancer": {"address": LB_HOSTS[0], "layer": layer}}
+        return probe_port(spec_from_source(YamlSource(data=data, filename="x.yaml"), Path(".")))
+
+    assert (port(4), port(7)) == (80, 443)

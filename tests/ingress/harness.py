@@ -45,6 +45,7 @@ def spec_overrides(**load_balancer: Any) -> dict[str, Any]:
             **load_balancer,
         },
         "dns": {"rfc2136": {"server": "127.0.133.53"}},
+        "rancher": {"tls_source": "external" if load_balancer.get("layer") == 7 else "rancher"},
     }
 
 
@@ -89,7 +90,7 @@ class Engine:
             text = response.read().decode()
         rows = csv.DictReader(io.StringIO(text.removeprefix("# ")))
         return {
-            (int(row["pxname"].rpartition("_")[2]), row["svname"]): row["status"].startswith("UP")
+            (_haproxy_port(row["pxname"]), row["svname"]): row["status"].startswith("UP")
             for row in rows
             if row["svname"] not in ("FRONTEND", "BACKEND")
         }
@@ -119,8 +120,16 @@ class Engine:
             time.sleep(0.1)
 
 
-def everyone(up: bool = True, *, but: str | None = None) -> dict[tuple[int, str], bool]:
-    return {(port, name): up != (name == but) for port in (80, 443) for name in NAMES}
+def _haproxy_port(backend: str) -> int:
+    # rke2ha_<port> at layer 4; at layer 7 80 and 443 share rke2ha_ingress (443 serves)
+    suffix = backend.rpartition("_")[2]
+    return 443 if suffix == "ingress" else int(suffix)
+
+
+def everyone(
+    up: bool = True, *, but: str | None = None, ports: tuple[int, ...] = (80, 443)
+) -> dict[tuple[int, str], bool]:
+    return {(port, name): up != (name == but) for port in ports for name in NAMES}
 
 
 def ping_through_lb(ca_file: Path, times: int) -> list[str]:

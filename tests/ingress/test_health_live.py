@@ -40,18 +40,20 @@ def specs(tmp_path: Path) -> SpecFactory:
 
 @pytest.fixture
 def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[IngressNginx]]:
-    """Three started nodes, Rancher not installed yet; `proxy_protocol` from the param."""
+    """Three started nodes, Rancher not installed yet; IngressNginx options from the param
+    (True: proxy_protocol listeners)."""
     if os.geteuid() != 0:
         pytest.skip("binds ports 80/443 on 127.0.133.x: needs root")
     if not Path(NGINX).exists():
         pytest.skip("nginx is not installed")
-    proxy = getattr(request, "param", False)
+    param = getattr(request, "param", False)
+    options = param if isinstance(param, dict) else {"proxy_protocol": bool(param)}
     tls = make_cert(tmp_path / "rancher-tls", HOSTNAME)
     started = []
     try:
         for index, address in enumerate(NODES):
             node = IngressNginx(
-                tmp_path / f"node-{index + 1}", address, HOSTNAME, tls=tls, proxy_protocol=proxy
+                tmp_path / f"node-{index + 1}", address, HOSTNAME, tls=tls, **options
             )
             node.start()
             started.append(node)
@@ -69,20 +71,20 @@ def engines() -> Iterator[list[Engine]]:
         engine.stop()
 
 
-def scenario(engine: Engine, nodes: list[IngressNginx]) -> None:
+def scenario(engine: Engine, nodes: list[IngressNginx], ports: tuple[int, ...] = (80, 443)) -> None:
     """Before Rancher, Rancher installed, a node stopped: the rotation at each step."""
-    engine.wait_rotation(everyone())
+    engine.wait_rotation(everyone(ports=ports))
     for node in nodes:
         node.install_rancher()
     # 10 check intervals with rise/fall 1: a failing check would have shown
-    engine.hold_rotation(everyone(), 2.0)
+    engine.hold_rotation(everyone(ports=ports), 2.0)
     bodies = ping_through_lb(nodes[0].ca_file, 9)
     assert bodies == ["pong"] * 9
     nodes[1].stop()
-    engine.wait_rotation(everyone(but="node-2"))
+    engine.wait_rotation(everyone(but="node-2", ports=ports))
     assert ping_through_lb(nodes[0].ca_file, 6) == ["pong"] * 6
     nodes[1].start()
-    engine.wait_rotation(everyone())
+    engine.wait_rotation(everyone(ports=ports))
 
 
 @pytest.mark.parametrize("kind", ["builtin", "haproxy"])
@@ -132,3 +134,23 @@ def test_check_speaks_proxy_protocol_to_nodes_that_expect_it(
         ]
     assert results[True] == ["pass"] * 6
     assert "pass" not in results[False]  # the ingress refuses a connection without it
+
+
+LAYER7_NODES = {"rancher_tls": "external", "use_forwarded_headers": True}
+
+
+@pytest.mark.parametrize("nodes", [LAYER7_NODES], indirect=True, ids=["tls_external"])
+@pytest.mark.parametrize("kind", ["builtin", "haproxy"])
+def test_layer7_nodes_stay_in_rotation_once_rancher_is_installed(
+    kind: str,
+    nodes: list[IngressNginx],
+    specs: SpecFactory,
+    tmp_path: Path,
+    engines: list[Engine],
+) -> None:
+    """TLS ends at the load balancer (Rancher tls=external): HTTP to the nodes' port 80."""
+    cert = str(nodes[0].ca_file)
+    key = str(nodes[0].key_file)
+    engine = Engine(kind, specs, tmp_path, layer=7, tls={"cert": cert, "key": key})
+    engines.append(engine)
+    scenario(engine, nodes, ports=(443,))

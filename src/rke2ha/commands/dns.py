@@ -47,10 +47,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument(
         "--health-port",
         type=_port,
-        default=80,
+        default=None,
         metavar="PORT",
         help="load balancer port the health probe (GET of the ingress health path) goes "
-        "through when there are several addresses (default: 80)",
+        "through when there are several addresses (default: 80; at layer 7 443, over TLS)",
     )
     serve.add_argument(
         "--no-answer-cache",

@@ -5,7 +5,11 @@ balancer's port 80, with the Host the shared health plan gives (`healthplan.ingr
 none of Rancher's, so the request reaches the ingress's catch-all server; aiohttp then
 sends the load balancer's address) and passing on the statuses the plan accepts. It
 proves what a client needs from that address: the load balancer is up *and* forwards to a
-node whose ingress answers. A bare TCP connect to 443 would only prove that a process listens.
+node whose ingress answers. A bare TCP connect to 443 would only prove that a process
+listens. At layer 7 the load balancer's port 80 redirects every request to https, so there
+the probe goes through its port 443 over TLS instead (not verified: the question is "does
+this address forward to a healthy node", not "is its certificate right", which `check`
+asks).
 
 Each address rises after `rise` passing probes and falls after `fall` failing ones
 (`load_balancer.health`), like the load balancer's own checks. When every address is
@@ -31,6 +35,13 @@ from rke2ha.spec import Spec
 
 HEALTH_TTL_MAX = 10  # seconds: the short TTL of answers chosen by health
 LB_HTTP_PORT = 80
+LB_HTTPS_PORT = 443
+
+
+def probe_port(spec: Spec) -> int:
+    """The load balancer port the probe goes through by default: 443 at layer 7 (80 only
+    redirects there), else 80."""
+    return LB_HTTPS_PORT if spec.load_balancer.layer == 7 else LB_HTTP_PORT
 
 
 @dataclass
@@ -90,12 +101,14 @@ async def probe_http(
     host_header: str | None,
     ok_statuses: tuple[int, ...],
     timeout: float,
+    tls: bool = False,
 ) -> bool:
     """One GET through the load balancer; True when it answers with an accepted status."""
-    url = f"http://{url_host(address)}:{port}{path}"
+    url = f"{'https' if tls else 'http'}://{url_host(address)}:{port}{path}"
     try:
         async with session.get(
             url,
+            ssl=False,  # not verified (see the module docstring); unused for http
             # No Host of our own: aiohttp sends the address, which no Ingress names.
             headers={"Host": host_header} if host_header else None,
             allow_redirects=False,
@@ -113,12 +126,13 @@ class HealthWatcher:
         self,
         spec: Spec,
         on_change: Callable[[list[str]], None],
-        port: int = LB_HTTP_PORT,
+        port: int | None = None,
     ) -> None:
         health = spec.load_balancer.health
         self.state = HealthState(list(spec.load_balancer.addresses), health.rise, health.fall)
         self.interval, self.timeout = health.interval, health.timeout
-        self.port = port
+        self.port = probe_port(spec) if port is None else port
+        self.tls = spec.load_balancer.layer == 7
         self.probe = ingress_probe(spec)
         self.on_change = on_change
 
@@ -135,6 +149,7 @@ class HealthWatcher:
                             self.probe.host_header,
                             self.probe.ok_statuses,
                             self.timeout,
+                            self.tls,
                         )
                         for address in self.state.addresses
                     )

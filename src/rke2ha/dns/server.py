@@ -155,7 +155,7 @@ class DnsServer:
         spec: Spec,
         listen: Listen,
         spec_path: Path | None = None,
-        health_port: int = 80,
+        health_port: int | None = None,  # None: 80, or 443 at layer 7 (dns.health)
         reload: Callable[[], Spec] | None = None,
         cache: bool = True,
     ) -> None:

@@ -2,7 +2,7 @@
 
 Every part of the load balancer (frontends, pools, checks, admin, reload) reads `LbConfig`;
 nothing re-reads the YAML. The spec path goes through `rke2ha.healthplan`, so the RKE2 and
-Rancher rules (ingress health with the Host header for 80/443, `/readyz` with its 401
+Rancher rules (ingress health from the catch-all server for 80/443, `/readyz` with its 401
 semantics for 6443, supervisor `/ping` *and* `/readyz` for 9345) are decided there once.
 
 `port_offset` adds N to every frontend, backend and probe port: the lab runs as a normal

@@ -28,6 +28,7 @@ from rke2ha.render.common import (
     node_address,
     seconds,
 )
+from rke2ha.render.haproxy_fds import PER_CONNECTION, PER_THREAD, RESERVED, FdNeed, fd_need
 from rke2ha.spec import Spec
 
 TOKEN_ENV = "RKE2HA_HEALTH_TOKEN"
@@ -211,6 +212,10 @@ def _global(spec: Spec) -> list[str]:
         "user haproxy",
         "group haproxy",
         f"maxconn {lb.max_connections}",
+        # Since 2.6 HAProxy refuses to start when it cannot raise its open-files limit to
+        # the need (header); then it starts anyway, warns with the number, and only the
+        # connections beyond the limit fail (rke2ha.render.haproxy_fds).
+        "no strict-limits",
         f"hard-stop-after {seconds(lb.drain_timeout)}",
         # Spread checks by the spec's jitter so three nodes are not probed in lockstep.
         f"spread-checks {round(lb.health.jitter * 100)}",
@@ -272,8 +277,7 @@ def render_haproxy(spec: Spec, spec_label: str, layout: Layout = DEFAULT_LAYOUT)
         notes.append(f"Certificate + key (one PEM, mode 0600): {layout.haproxy_pem(spec.hostname)}")
     if lb.affinity == "cookie" and not layer7:
         notes.append("affinity: cookie needs layer 7; at layer 4 there is no cookie to read.")
-    lines = [*commented(notes), ""]
-    lines += _token_guard(spec)
+    lines = _token_guard(spec)
     lines += _global(spec) + _defaults(spec) + _stats(spec)
     for port in lb.ports:
         if layer7 and port == 80:
@@ -284,7 +288,21 @@ def render_haproxy(spec: Spec, spec_label: str, layout: Layout = DEFAULT_LAYOUT)
             lines += _tcp_port(spec, layout, port)
     if layer7 and (80 in lb.ports or 443 in lb.ports):
         lines += _l7_backend(spec)
-    return "\n".join(lines).rstrip("\n") + "\n"
+    notes += _fd_notes(fd_need("\n".join(lines)))
+    return "\n".join([*commented(notes), "", *lines]).rstrip("\n") + "\n"
+
+
+def _fd_notes(need: FdNeed) -> list[str]:
+    """The open-files need, so the limit is raised before HAProxy refuses to start."""
+    one_thread = need.total(1)
+    return [
+        f"Open files: {one_thread} with one thread, +{PER_THREAD} per further CPU thread "
+        f"({PER_CONNECTION} x maxconn {need.maxconn}, {need.listeners} listeners, "
+        f"{need.checks} checks, {RESERVED} reserved).",
+        "Where the hard limit is lower HAProxy still starts (no strict-limits) but warns, and "
+        "connections beyond the limit fail: raise LimitNOFILE in haproxy.service, or lower "
+        "load_balancer.max_connections.",
+    ]
 
 
 def render_token_env(token: str) -> str:

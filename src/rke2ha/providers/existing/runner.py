@@ -27,6 +27,7 @@ from rke2ha.providers.existing.engines import (
     is_our_process,
     start_argv,
 )
+from rke2ha.providers.existing.fdlimit import ensure_haproxy_fits
 from rke2ha.render.haproxy import TOKEN_ENV
 from rke2ha.secretfiles import read_secret
 from rke2ha.spec import Spec
@@ -93,6 +94,10 @@ class EngineRunner:
             else:
                 argv = check_argv(self.engine, find_binary(self.engine), config_file, self.paths)
                 processes.run_check(argv, self.env(), self.what)
+                if self.engine == "haproxy":
+                    # `haproxy -c` passes a config that then fails at start for want of
+                    # open files; say so now, with the fix.
+                    ensure_haproxy_fits(config_file.read_text())
         except BaseException:
             # A rejected version is never run: leave no trace of it.
             shutil.rmtree(version, ignore_errors=True)
