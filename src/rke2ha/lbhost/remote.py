@@ -61,8 +61,14 @@ async def _run(conn: Connection, engine: Engine, step: Step) -> None:
             f"load balancer host {host}: {engine.binary} rejects the rendered config; "
             f"the running config and {engine.unit} were not touched:\n{_tail(result, 20)}"
         )
+    journal = ""
+    if step.kind in ("start", "reload", "restart", "verify"):
+        # systemctl only says "see journalctl": the unit's own last words are the cause.
+        said = await conn.run(f"journalctl -u {shlex.quote(engine.unit)} -n 15 --no-pager -o cat")
+        journal = f"\n{engine.unit}'s journal:\n{_tail(said, 15)}" if said.ok else ""
     raise InvalidError(
         f"load balancer host {host}: {step.what} failed (`{step.command}`):\n{_tail(result)}"
+        f"{journal}"
     )
 
 
