@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.support.machines import Machine, Testbed
+from tests.support.machines.testbed import TIMINGS
 
 pytestmark = pytest.mark.root
 
@@ -206,11 +207,25 @@ def test_up_runs_haproxy_as_the_hosts_service_and_down_leaves_it_as_it_was(
         assert untouched == after  # same config, no staged file left, enabled and active
         assert lb.sh(f"systemctl show -p MainPID --value {UNIT}").stdout.strip() == pid
 
+        # Someone stops the service: `plan` sees it, `up` starts it again.
+        lb.sh(f"systemctl stop {UNIT}", check=True)
+        code, out = rke2ha(testbed, "plan", "-f", str(spec), "--detailed-exitcode")
+        assert code == 2, out
+        assert "enabled, inactive -> enabled, active" in out and "start haproxy" in out, out
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0 and snapshot(lb) == after, out
+
         # A reboot of the load balancer machine brings the service back on its own.
         lb.stop()
+        started = time.monotonic()
         lb.start()
+        # The harness restarts units that failed at boot; haproxy must not have been one.
         assert not any("haproxy" in note for note in lb.boot_notes), lb.boot_notes
         assert wait_active(lb) == "active"
+        TIMINGS.append(
+            f"{lb.name}: haproxy.service active {time.monotonic() - started:.1f}s after the "
+            "machine was started again (reboot)"
+        )
         code, out = rke2ha(testbed, "plan", "-f", str(spec), "--detailed-exitcode")
         assert code == 0, out
 

@@ -26,7 +26,8 @@ Note = Callable[[str], None]
 def _tail(result: Result, lines: int = 12) -> str:
     if result.timed_out:
         return "(no answer before the time limit)"
-    text = (result.stderr + "\n" + result.stdout).strip()
+    # stderr last: that is where apt, systemctl and haproxy put the cause.
+    text = (result.stdout + "\n" + result.stderr).strip()
     return "\n".join(text.splitlines()[-lines:]) or f"exit status {result.exit_status}"
 
 
@@ -50,8 +51,8 @@ async def _run(conn: Connection, engine: Engine, step: Step) -> None:
     if step.kind == "install":
         raise InvalidError(
             f"load balancer host {host}: cannot install package {engine.package}: "
-            f"`apt-get install {engine.package}` failed, no package source reachable from "
-            f"{host}?\n{_tail(result)}\nfix: give {host} a package source it can reach "
+            f"`apt-get install {engine.package}` failed (no package source that {host} can "
+            f"reach has it):\n{_tail(result, 8)}\nfix: give {host} a package source it can reach "
             f"(/etc/apt/sources.list, a proxy or a local mirror), or install "
             f"{engine.package} there by hand; nothing else was changed"
         )
