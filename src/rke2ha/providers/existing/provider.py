@@ -112,6 +112,14 @@ class ExistingProvider:
             self._describe_engine(entry, facts)
         if self.hosted is not None:
             self.hosted.describe(facts)
+        else:
+            for key, held in self.state.resources.items():
+                if held.kind == HOST_KIND:
+                    facts.notes.append(
+                        f"the state holds {key} but the spec has no load_balancer.hosts: "
+                        "rke2ha cannot reach it to undo what it set up there; run `down` "
+                        "with the spec that made it"
+                    )
         record = self.record
         if record is None:
             facts.notes.append(
