@@ -13,7 +13,10 @@ The load balancer host is an extra machine of the test's own, discarded after.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.support.machines import Machine, Testbed
+from tests.support.machines import rootfs as rootfs_mod
 from tests.support.machines.testbed import TIMINGS
 
 pytestmark = pytest.mark.root
@@ -46,7 +50,10 @@ http.server.HTTPServer(("", 80), Handler).serve_forever()
 """
 # Run inside the workstation namespace: the SSH adapter itself, given a config HAProxy rejects.
 REJECTED = """\
+import base64
 import contextlib
+import shutil
+import subprocess
 import sys
 from rke2ha.lbhost import remote
 from rke2ha.lbhost.decide import ENGINES, up_steps
@@ -246,7 +253,29 @@ def test_up_runs_haproxy_as_the_hosts_service_and_down_leaves_it_as_it_was(
         assert "Failed to connect" in curl(testbed, f"http://{lb.address}/")
 
 
-def test_no_package_source_is_a_clear_error_and_changes_nothing(
+def local_mirror(machine: Machine, directory: Path) -> None:
+    """A package source on the machine itself (`file:`) holding the haproxy .deb that built
+    the root filesystem, the way an operator would give an offline host a mirror."""
+    debs = sorted((rootfs_mod.cache_dir() / "debs").glob("haproxy_*.deb"))
+    assert debs, "the root filesystem's package cache has no haproxy .deb"
+    directory.mkdir()
+    shutil.copy(debs[-1], directory)
+    scan = ["dpkg-scanpackages", ".", "/dev/null"]
+    done = subprocess.run(scan, cwd=directory, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    index = done.stdout
+    machine.sh("mkdir -p /srv/rke2ha-mirror", check=True)
+    machine.sh("cat > /srv/rke2ha-mirror/Packages", input=index, check=True)
+    encoded = base64.b64encode(debs[-1].read_bytes()).decode()
+    machine.sh(f"base64 -d > /srv/rke2ha-mirror/{debs[-1].name}", input=encoded, check=True)
+    machine.sh(
+        "echo 'deb [trusted=yes] file:/srv/rke2ha-mirror ./' "
+        "> /etc/apt/sources.list.d/rke2ha-mirror.list",
+        check=True,
+    )
+
+
+def test_a_missing_package_is_installed_and_purged_and_no_source_is_a_clear_error(
     testbed: Testbed, tmp_path: Path
 ) -> None:
     with testbed.extra_machine("lb-bare") as lb:
@@ -255,14 +284,29 @@ def test_no_package_source_is_a_clear_error_and_changes_nothing(
         lb.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q haproxy", check=True)
         before = snapshot(lb)
         assert before["package"] != "install ok installed"
+        assert before["enabled"] in ("", "not-found") and before["config"] == ""
         spec = write_spec(testbed, tmp_path / "spec.yaml", lb)
         code, out = rke2ha(testbed, "plan", "-f", str(spec))
         assert code == 0 and "install package haproxy" in out, out
         code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes", timeout=300)
         assert code == 1, out
         assert "cannot install package haproxy" in out and lb.name in out, out
-        assert "fix:" in out
+        assert "fix: give lb-bare a package source" in out
         assert snapshot(lb) == before
         # Nothing was changed, so nothing is recorded and `down` has nothing to do.
         code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
         assert code == 0 and "Nothing to destroy" in out, out
+
+        # Given a package source, `up` installs it (reading the package lists first), and
+        # `down` purges what rke2ha installed: the machine is as it was before.
+        local_mirror(lb, tmp_path / "mirror")
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes", timeout=300)
+        assert code == 0, out
+        assert "lb-bare: install package haproxy" in out
+        installed = snapshot(lb)
+        assert installed["package"] == "install ok installed"
+        assert (installed["enabled"], installed["active"]) == ("enabled", "active")
+        assert installed["extra"] == ""  # no original to keep: the package's own is gone too
+        code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes", timeout=300)
+        assert code == 0 and "purge package haproxy" in out, out
+        assert snapshot(lb) == before

@@ -176,11 +176,13 @@ def up_steps(
     )
     steps: list[Step] = []
     if fresh_package:
+        install = f"{APT} install -y -q {shlex.quote(engine.package)}"
+        # Package lists may be stale or absent (a fresh image): read them once and try again.
         steps.append(
             Step(
                 "install",
                 f"install package {engine.package}",
-                f"{APT} install -y -q {shlex.quote(engine.package)}",
+                f"{install} || {{ {APT} update -q; {install}; }}",
             )
         )
     changed = fresh_package or facts.config_sha != want
