@@ -142,8 +142,28 @@ def web_on_nodes(testbed: Testbed) -> Iterator[None]:
             assert machine.sh(f"systemctl is-active {WEB_UNIT}").stdout.strip() != "active"
 
 
-def write_spec(bed: Testbed, path: Path, lb: Machine) -> Path:
+@contextlib.contextmanager
+def names_on_nodes(bed: Testbed) -> Iterator[dict[str, str]]:
+    """`<node>.lbtest` resolvable on every node (its /etc/hosts), not on the load balancer
+    host: the nodes and the pre-flight are happy, HAProxy on the host cannot resolve them.
+    Each node's /etc/hosts is put back after."""
+    names = {m.name: f"{m.name}.lbtest" for m in nodes(bed)}
+    lines = "".join(f"{m.address} {names[m.name]}\n" for m in nodes(bed))
+    saved = {m.name: m.sh("cat /etc/hosts", check=True).stdout for m in nodes(bed)}
+    for machine in nodes(bed):
+        machine.sh("cat >> /etc/hosts", input=lines, check=True)
+    try:
+        yield names
+    finally:
+        for machine in nodes(bed):
+            machine.sh("cat > /etc/hosts", input=saved[machine.name], check=True)
+            assert machine.sh("cat /etc/hosts").stdout == saved[machine.name]
+
+
+def write_spec(bed: Testbed, path: Path, lb: Machine, names: dict[str, str] | None = None) -> Path:
     doc: dict[str, Any] = bed.spec(nodes(bed))
+    for node in doc["nodes"]:
+        node["address"] = (names or {}).get(node["name"], node["address"])
     doc["ssh"].update({"connect_timeout": "5s", "command_timeout": "30s"})
     doc["load_balancer"] = {
         "layer": 4,
@@ -213,6 +233,19 @@ def test_up_runs_haproxy_as_the_hosts_service_and_down_leaves_it_as_it_was(
         untouched = snapshot(lb)
         assert untouched == after  # same config, no staged file left, enabled and active
         assert lb.sh(f"systemctl show -p MainPID --value {UNIT}").stdout.strip() == pid
+
+        # The same through `up`: node names the nodes resolve but the load balancer host
+        # does not; its `haproxy -c` refuses the config, which never reaches the service.
+        with names_on_nodes(testbed) as names:
+            named = write_spec(testbed, tmp_path / "named.yaml", lb, names)
+            code, out = rke2ha(testbed, "up", "-f", str(named), "--yes")
+        assert code == 1, out
+        assert f"load balancer host {lb.name}: /usr/sbin/haproxy rejects" in out, out
+        assert "node-1.lbtest" in out and "were not touched" in out, out
+        assert snapshot(lb) == after
+        assert lb.sh(f"systemctl show -p MainPID --value {UNIT}").stdout.strip() == pid
+        code, out = rke2ha(testbed, "plan", "-f", str(spec), "--detailed-exitcode")
+        assert code == 0, out  # the state still names the config that runs
 
         # Someone stops the service: `plan` sees it, `up` starts it again.
         lb.sh(f"systemctl stop {UNIT}", check=True)
