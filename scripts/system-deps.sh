@@ -26,6 +26,7 @@ have systemd-nspawn || need+=(systemd-container)
 have ssh || need+=(openssh-client)
 have ssh-keygen || need+=(openssh-client)
 have pgrep || need+=(procps)
+have dpkg-scanpackages || need+=(dpkg-dev)  # tests/lbhost_live: a local package source
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -22,7 +22,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 from pydantic.config import JsonDict
 
 from rke2ha.durations import parse_duration
@@ -229,6 +237,38 @@ class LoadBalancerPair(_Strict):
     )
 
 
+class LoadBalancerHost(_Strict):
+    """A machine the load balancer engine runs on as a systemd service (reached over SSH)."""
+
+    name: Annotated[
+        str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    ] = Field(description="The host's name, as rke2ha reports and records it.")
+    address: str = Field(
+        description=(
+            "IP the engine binds (with one host, `load_balancer.address` must be this) and, "
+            "unless `ssh.host` says otherwise, the address rke2ha logs in to."
+        ),
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    ssh: NodeSsh | None = Field(
+        None,
+        description="SSH settings of this host, over the top `ssh:` block.",
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+
+
+def _one_host_for_now(hosts: list[LoadBalancerHost]) -> list[LoadBalancerHost]:
+    # Two hosts share `address` as a keepalived virtual IP; until rke2ha installs keepalived
+    # (issue 18, next slice) a second host would be a second, unreachable load balancer.
+    if len(hosts) > 1:
+        raise ValueError(
+            f"a second load balancer host ({hosts[1].name}) is not yet supported: two hosts "
+            "need keepalived sharing load_balancer.address as a virtual IP, which rke2ha "
+            "does not install yet; list one host"
+        )
+    return hosts
+
+
 class LoadBalancer(_Strict):
     """The load balancer in front of the nodes: what it listens on, checks and forwards."""
 
@@ -282,6 +322,17 @@ class LoadBalancer(_Strict):
         description=(
             "Two load balancer hosts sharing `address` as a VRRP virtual IP (`render` writes "
             "their keepalived configs)."
+        ),
+        json_schema_extra=used_by("existing"),
+    )
+    hosts: Annotated[
+        list[LoadBalancerHost], Field(max_length=2), AfterValidator(_one_host_for_now)
+    ] = Field(
+        default_factory=list,
+        description=(
+            "Machines the engine runs on as an enabled systemd service, installed and "
+            "configured over SSH (needs `ssh:`; engine haproxy). Empty: the engine runs on "
+            "the machine rke2ha runs on. One host for now (two, with keepalived, later)."
         ),
         json_schema_extra=used_by("existing"),
     )

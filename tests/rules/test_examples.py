@@ -29,6 +29,7 @@ ERROR_RULES = {
     "lb.on_node",
     "lb.health",
     "lb.pair",
+    "lb.hosts",
     "lb.send_proxy",
     "rke2.anonymous_health",
     "provider",

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from rke2ha.durations import format_duration
 from rke2ha.healthplan import APISERVER_PORT, readyz_probe
+from rke2ha.lbhost import requirements as lbhost_requirements
 from rke2ha.rules import sources
 from rke2ha.rules.facts import Facts
 from rke2ha.rules.finding import Issue, Rule, error, info, warning
@@ -218,6 +219,11 @@ def _send_proxy(spec: Spec, facts: Facts) -> Iterator[Issue]:
     )
 
 
+def _hosts(spec: Spec, facts: Facts) -> Iterator[Issue]:
+    for problem in lbhost_requirements.problems(spec):
+        yield error(problem.path, problem.message, problem.fix)
+
+
 RULES = (
     Rule(
         "lb.ports",
@@ -235,6 +241,7 @@ RULES = (
         _health,
     ),
     Rule("lb.pair", "a load balancer pair of two hosts", sources.KEEPALIVED, _pair),
+    Rule("lb.hosts", "load balancer hosts rke2ha can set up", sources.HAPROXY_UNIT, _hosts),
     Rule(
         "lb.send_proxy",
         "PROXY protocol sent only to an ingress that expects it",

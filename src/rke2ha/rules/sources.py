@@ -60,3 +60,7 @@ RKE2_ANONYMOUS = (
     "rancher/rke2#8245 (1.33), #8246 (1.32); k3s-io/k3s#12277; Kubernetes KEP-4633 "
     "(anonymous auth for configured endpoints)"
 )
+HAPROXY_UNIT = (
+    "Debian bookworm package haproxy 2.6: /lib/systemd/system/haproxy.service (reload = "
+    "`haproxy -c` then SIGUSR2 to the master); rke2ha README: Load balancer on its own machine"
+)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from rke2ha.errors import InvalidError
 
 if TYPE_CHECKING:
-    from rke2ha.spec import Spec
+    from rke2ha.spec import NodeSsh, Spec
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 
@@ -70,31 +70,43 @@ def _path(spec: Spec, path: Path) -> Path:
 
 def targets(spec: Spec) -> list[Target]:
     """One target per node, in spec order. The spec must have `ssh:`."""
+    return [
+        _target(spec, node.name, node.address, node.ssh, f"nodes[{index}]")
+        for index, node in enumerate(spec.nodes)
+    ]
+
+
+def host_targets(spec: Spec) -> list[Target]:
+    """One target per load balancer host (`load_balancer.hosts`), in spec order."""
+    return [
+        _target(spec, host.name, host.address, host.ssh, f"load_balancer.hosts[{index}]")
+        for index, host in enumerate(spec.load_balancer.hosts)
+    ]
+
+
+def _target(spec: Spec, name: str, address: str | None, over: NodeSsh | None, where: str) -> Target:
+    """The top `ssh:` block with the machine's own `ssh:` overrides (`where` is its path)."""
     ssh = spec.ssh
     if ssh is None:
-        raise InvalidError("the spec has no ssh: block, so rke2ha cannot reach the nodes; add one")
-    found = []
-    for index, node in enumerate(spec.nodes):
-        over = node.ssh
-        host = (over.host if over else None) or node.address
-        if not host:
-            raise InvalidError(
-                f"nodes[{index}] ({node.name}): no address to reach it over SSH; "
-                "set nodes[].address or nodes[].ssh.host"
-            )
-        user = (over.user if over else None) or ssh.user
-        identity = (over.identity_file if over else None) or ssh.identity_file
-        jump_text = (over.jump_host if over else None) or ssh.jump_host
-        jump_path = f"nodes[{index}].ssh.jump_host" if over and over.jump_host else "ssh.jump_host"
-        found.append(
-            Target(
-                node=node.name,
-                endpoint=Endpoint(host, (over.port if over else None) or ssh.port, user),
-                identity_file=_path(spec, identity) if identity else None,
-                known_hosts=_path(spec, ssh.known_hosts or DEFAULT_KNOWN_HOSTS),
-                jump=parse_jump(jump_text, user, jump_path) if jump_text else None,
-                connect_timeout=ssh.connect_timeout,
-                command_timeout=ssh.command_timeout,
-            )
+        raise InvalidError(
+            "the spec has no ssh: block, so rke2ha cannot reach the machines; add one"
         )
-    return found
+    host = (over.host if over else None) or address
+    if not host:
+        raise InvalidError(
+            f"{where} ({name}): no address to reach it over SSH; "
+            f"set {where}.address or {where}.ssh.host"
+        )
+    user = (over.user if over else None) or ssh.user
+    identity = (over.identity_file if over else None) or ssh.identity_file
+    jump_text = (over.jump_host if over else None) or ssh.jump_host
+    jump_path = f"{where}.ssh.jump_host" if over and over.jump_host else "ssh.jump_host"
+    return Target(
+        node=name,
+        endpoint=Endpoint(host, (over.port if over else None) or ssh.port, user),
+        identity_file=_path(spec, identity) if identity else None,
+        known_hosts=_path(spec, ssh.known_hosts or DEFAULT_KNOWN_HOSTS),
+        jump=parse_jump(jump_text, user, jump_path) if jump_text else None,
+        connect_timeout=ssh.connect_timeout,
+        command_timeout=ssh.command_timeout,
+    )

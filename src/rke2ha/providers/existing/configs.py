@@ -154,3 +154,11 @@ def config_diffs(
         if text:
             diffs[path] = text
     return diffs
+
+
+def host_config_text(spec: Spec) -> str:
+    """The engine's config for `load_balancer.hosts`: rendered for the Debian package's own
+    folder (/etc/haproxy), frontends bound to `load_balancer.address` (the host's)."""
+    engine = spec.load_balancer.engine
+    rendered = _rendered(spec, engine, Path("/etc"), _secret_inputs(spec))
+    return rendered.files[CONFIG_PATHS[engine]].text

@@ -8,6 +8,8 @@ Two resources, applied in this order and destroyed in the reverse one:
   before the old engine is stopped).
 - `dns_record.hostname` (kind `dns_record`): the hostname's record through `dns.provider`,
   published once the load balancer answers.
+With `load_balancer.hosts`, the engine resource is one `load_balancer.hosts.<name>` per
+host instead (kind `lb_host`, `hosted.py`): the engine runs there as a systemd service.
 Facts come from the state file, checked against the live system: a pid counts only while
 its command line still names our config, a record only while its ownership marker is ours.
 """
@@ -27,6 +29,8 @@ from rke2ha.providers.existing import dnsrecord
 from rke2ha.providers.existing.configs import EngineConfig, config_diffs, engine_config
 from rke2ha.providers.existing.dnsrecord import HostnameRecord, RecordFacts
 from rke2ha.providers.existing.health import wait_healthy
+from rke2ha.providers.existing.hosted import KIND as HOST_KIND
+from rke2ha.providers.existing.hosted import HostedEngine
 from rke2ha.providers.existing.runner import EngineRunner
 from rke2ha.spec import Spec
 from rke2ha.specdiff import field_changes, spec_fields, spec_record
@@ -34,7 +38,7 @@ from rke2ha.state import ResourceEntry, State, StateStore
 
 ENGINE = "load_balancer.engine"
 ENGINE_KIND = "lb_engine"
-KIND_RANK = {ENGINE_KIND: 1, dnsrecord.KIND: 2}
+KIND_RANK = {ENGINE_KIND: 1, HOST_KIND: 1, dnsrecord.KIND: 2}
 NGINX_NOTE = (
     "nginx (open source) has no active health checks: a node leaves the pool only after "
     "failed connections; prefer haproxy or builtin where readiness matters"
@@ -53,6 +57,7 @@ class ExistingProvider:
         self._record_facts: RecordFacts | None = None
         self._config: EngineConfig | None = None
         self._stale_engine = False
+        self._hosted: HostedEngine | None = None
 
     @property
     def state(self) -> State:
@@ -65,6 +70,20 @@ class ExistingProvider:
                 )
             self._state = state
         return self._state
+
+    @property
+    def hosted(self) -> HostedEngine | None:
+        """The engine on `load_balancer.hosts`; None when it runs on this machine."""
+        if not self.spec.load_balancer.hosts:
+            return None
+        if self._hosted is None:
+            self._hosted = HostedEngine(self.spec, self.state, self.store)
+        return self._hosted
+
+    def _engine_addresses(self) -> tuple[str, ...]:
+        """What the DNS record waits for: the engine here, or every host's."""
+        hosted = self.hosted
+        return tuple(hosted.addresses()) if hosted is not None else (ENGINE,)
 
     @property
     def record(self) -> HostnameRecord | None:
@@ -91,6 +110,16 @@ class ExistingProvider:
         entry = self.state.resources.get(ENGINE)
         if entry is not None:
             self._describe_engine(entry, facts)
+        if self.hosted is not None:
+            self.hosted.describe(facts)
+        else:
+            for key, held in self.state.resources.items():
+                if held.kind == HOST_KIND:
+                    facts.notes.append(
+                        f"the state holds {key} but the spec has no load_balancer.hosts: "
+                        "rke2ha cannot reach it to undo what it set up there; run `down` "
+                        "with the spec that made it"
+                    )
         record = self.record
         if record is None:
             facts.notes.append(
@@ -106,7 +135,7 @@ class ExistingProvider:
                     dnsrecord.KIND,
                     dnsrecord.record_name(self.spec),
                     found.properties,
-                    (ENGINE,),
+                    self._engine_addresses(),
                 )
         else:
             facts.notes.append(
@@ -120,7 +149,7 @@ class ExistingProvider:
                     dnsrecord.KIND,
                     str(saved.id),
                     dict(saved.attrs.get("properties") or {}),
-                    (ENGINE,),
+                    self._engine_addresses(),
                 )
         return facts
 
@@ -148,22 +177,25 @@ class ExistingProvider:
     # ---- plan -----------------------------------------------------------------------------
 
     def _desired(self) -> list[Desired]:
-        config = self.config
-        resources = [
-            Desired(
-                ENGINE,
-                ENGINE_KIND,
-                {"engine": config.engine, "config": config.short, "listen": self._listen()},
-                replace_on=frozenset({"engine"}),
-            )
-        ]
+        if self.hosted is not None:
+            resources = self.hosted.desired()
+        else:
+            config = self.config
+            resources = [
+                Desired(
+                    ENGINE,
+                    ENGINE_KIND,
+                    {"engine": config.engine, "config": config.short, "listen": self._listen()},
+                    replace_on=frozenset({"engine"}),
+                )
+            ]
         if self.record is not None:
             resources.append(
                 Desired(
                     dnsrecord.ADDRESS,
                     dnsrecord.KIND,
                     self.record.desired_properties(),
-                    depends_on=(ENGINE,),
+                    depends_on=self._engine_addresses(),
                 )
             )
         return resources
@@ -179,6 +211,8 @@ class ExistingProvider:
             notes.append(NGINX_NOTE)
         the_plan = diff(self._desired(), facts.observed, kind_rank=KIND_RANK, notes=notes)
         self._explain(the_plan)
+        if self.hosted is not None:
+            self.hosted.explain(the_plan)
         return the_plan
 
     def _explain(self, the_plan: Plan) -> None:
@@ -205,19 +239,36 @@ class ExistingProvider:
         records: list[str] = []
         for change in plan.changes:
             with reporter.step(change):
-                if change.kind == ENGINE_KIND:
+                if change.kind == ENGINE_KIND and change.action == "delete":
+                    self._destroy_engine(reporter)  # the engine moved to load_balancer.hosts
+                elif change.kind == ENGINE_KIND:
                     self._apply_engine(change, reporter)
+                elif change.kind == HOST_KIND and change.action == "delete":
+                    self._require_hosted().destroy(change, reporter)
+                elif change.kind == HOST_KIND:
+                    self._require_hosted().apply(change, reporter)
                 else:
                     records += self._apply_record(change, reporter)
             done.append(change)
         lb = self.spec.load_balancer
+        where = f" (on {', '.join(h.name for h in lb.hosts)})" if lb.hosts else ""
         steps.append(
-            f"{self.config.engine} serves {self.spec.hostname} on {self._listen()}; "
+            f"{lb.engine} serves {self.spec.hostname} on {self._listen()}{where}; "
             f"verify the whole path: {spec_command(self.spec, 'check')}"
         )
         if lb.engine == "haproxy":
-            steps.append(f"HAProxy's stats page: http://{lb.admin}/ (loopback only)")
+            on = f"on {lb.hosts[0].name}, " if lb.hosts else ""
+            steps.append(f"HAProxy's stats page: http://{lb.admin}/ ({on}loopback only)")
         return Outcome(done, steps, records)
+
+    def _require_hosted(self) -> HostedEngine:
+        hosted = self.hosted
+        if hosted is None:
+            raise InvalidError(
+                "the state holds a load balancer host but the spec has no load_balancer.hosts; "
+                "run `down` with the spec that made it"
+            )
+        return hosted
 
     def _save_engine(self, runner: EngineRunner, pid: int | None, status: Any) -> None:
         config = self.config
@@ -318,6 +369,8 @@ class ExistingProvider:
             with reporter.step(change):
                 if change.kind == ENGINE_KIND:
                     self._destroy_engine(reporter)
+                elif change.kind == HOST_KIND:
+                    self._require_hosted().destroy(change, reporter)
                 else:
                     records += self._apply_record(change, reporter)
             done.append(change)
@@ -344,4 +397,10 @@ class ExistingProvider:
         return self.spec
 
     def wait_ready(self, timeout: float, reporter: Reporter) -> list[str]:
+        if self.spec.load_balancer.hosts:
+            # The stats page listens on the host's loopback; read over SSH in a later slice.
+            return [
+                "up --wait does not read the engine's view on load_balancer.hosts yet; "
+                f"run `{spec_command(self.spec, 'check')}`"
+            ]
         return wait_healthy(self.spec, timeout, reporter)

@@ -1,0 +1,273 @@
+"""What to do on a load balancer host, given what is there. Pure: no I/O.
+
+The facts come from one read-only script (`FACTS_SCRIPT`, parsed by `parse_facts`); the
+answer is a list of `Step`s (shell commands run as root, in order) and a `Record` of what
+rke2ha changed, kept in the state file so `down` undoes exactly that and nothing else:
+- the package: installed by rke2ha (down purges it) or already there (it stays);
+- the config file: the original is copied aside once, before rke2ha's first replaces it,
+  and put back by `down`;
+- the unit: enabled by rke2ha (down disables it) or enabled already; running before
+  rke2ha came (down reloads it with the original config) or not (down stops it).
+
+The order is the point: the new config is uploaded to a temporary file next to the
+running one and checked by the host's own binary before it is moved over the running
+config, so a config the engine rejects never replaces the one running. The service is
+then reloaded the way Debian's unit does it (`systemctl reload`: `haproxy -c`, then
+SIGUSR2 to the master; Debian bookworm haproxy 2.6, /lib/systemd/system/haproxy.service),
+or started when it was not running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+StepKind = Literal[
+    "install", "upload", "check", "save_original", "replace", "enable", "reload", "start",
+    "restart", "stop", "restore", "remove_config", "disable", "purge", "verify",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where a Debian package keeps one engine."""
+
+    name: str
+    package: str
+    binary: str
+    config: str
+    unit: str
+
+    @property
+    def staged(self) -> str:
+        """The upload's temporary path: beside the config, so the move is one rename."""
+        return f"{self.config}.rke2ha-new"
+
+    @property
+    def original(self) -> str:
+        """Where the host's own config waits while rke2ha's runs."""
+        return f"{self.config}.rke2ha-orig"
+
+    def check_command(self, path: str) -> str:
+        return f"{self.binary} -c -f {shlex.quote(path)}"
+
+
+ENGINES = {
+    "haproxy": Engine(
+        "haproxy", "haproxy", "/usr/sbin/haproxy", "/etc/haproxy/haproxy.cfg", "haproxy.service"
+    ),
+}
+
+
+# No debconf question may wait for an answer nobody can give over SSH.
+APT = "DEBIAN_FRONTEND=noninteractive apt-get"
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    package_installed: bool
+    config_sha: str | None  # None: no config file
+    original_sha: str | None  # rke2ha's saved copy of the host's own config; None: none
+    enabled: str  # `systemctl is-enabled`: enabled, disabled, masked, not-found, ...
+    active: str  # `systemctl is-active`: active, inactive, failed, activating, ...
+
+    @property
+    def running(self) -> bool:
+        return self.active in ("active", "reloading")
+
+    @property
+    def service(self) -> str:
+        """For the plan: `enabled, active`."""
+        return f"{self.enabled}, {self.active}"
+
+
+def facts_script(engine: Engine) -> str:
+    """Read-only: `key=value` lines for `parse_facts`."""
+    pkg = shlex.quote(engine.package)
+    unit = shlex.quote(engine.unit)
+
+    def sha(path: str) -> str:
+        quoted = shlex.quote(path)
+        return f"[ -f {quoted} ] && sha256sum {quoted} | cut -d' ' -f1"
+
+    return "; ".join(
+        [
+            f"echo package=$(dpkg-query -W -f='${{Status}}' {pkg} 2>/dev/null)",
+            f"echo config=$({sha(engine.config)})",
+            f"echo original=$({sha(engine.original)})",
+            f"echo enabled=$(systemctl is-enabled {unit} 2>/dev/null || true)",
+            f"echo active=$(systemctl is-active {unit} 2>/dev/null || true)",
+            "true",
+        ]
+    )
+
+
+def parse_facts(text: str) -> HostFacts:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return HostFacts(
+        package_installed=values.get("package", "").endswith(" installed"),
+        config_sha=values.get("config") or None,
+        original_sha=values.get("original") or None,
+        enabled=values.get("enabled") or "not-found",
+        active=values.get("active") or "unknown",
+    )
+
+
+@dataclass(frozen=True)
+class Record:
+    """What rke2ha changed on the host (the state file's attrs), and what it found there."""
+
+    engine: str
+    installed_package: bool  # True: rke2ha installed it, `down` purges it
+    saved_original: bool  # True: the host's config waits at `Engine.original`
+    enabled_unit: bool  # True: rke2ha enabled the unit, `down` disables it
+    was_running: bool  # the service ran before rke2ha came
+    config_sha: str  # the config rke2ha last put in place
+
+    def attrs(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> Record:
+        return cls(
+            engine=str(attrs["engine"]),
+            installed_package=bool(attrs["installed_package"]),
+            saved_original=bool(attrs["saved_original"]),
+            enabled_unit=bool(attrs["enabled_unit"]),
+            was_running=bool(attrs["was_running"]),
+            config_sha=str(attrs["config_sha"]),
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    what: str  # for people: the plan and the progress lines
+    command: str  # run as root on the host
+    input: str | None = None  # the command's stdin (the config text)
+
+
+def up_steps(
+    engine: Engine, facts: HostFacts, text: str, previous: Record | None
+) -> tuple[list[Step], Record]:
+    """The steps that make the host run `text` as its enabled, active service, and the
+    record to keep. A second run on a host that already matches gets no steps."""
+    unit = shlex.quote(engine.unit)
+    want = sha256(text)
+    fresh_package = not facts.package_installed
+    # What was there before rke2ha is decided once, by the first `up`; later runs keep it.
+    record = previous or Record(
+        engine=engine.name,
+        installed_package=fresh_package,
+        saved_original=False,
+        enabled_unit=facts.enabled != "enabled",
+        was_running=facts.running,
+        config_sha=want,
+    )
+    steps: list[Step] = []
+    if fresh_package:
+        install = f"{APT} install -y -q {shlex.quote(engine.package)}"
+        # Package lists may be stale or absent (a fresh image): read them once and try again.
+        steps.append(
+            Step(
+                "install",
+                f"install package {engine.package}",
+                f"{install} || {{ {APT} update -q; {install}; }}",
+            )
+        )
+    changed = fresh_package or facts.config_sha != want
+    if changed:
+        staged = shlex.quote(engine.staged)
+        steps += [
+            Step("upload", f"upload the config to {engine.staged}",
+                 f"umask 022 && cat > {staged}", input=text),
+            Step("check", f"check it with the host's {engine.binary}",
+                 engine.check_command(engine.staged)),
+        ]  # fmt: skip
+        keep = not record.installed_package and facts.config_sha is not None
+        if keep and not record.saved_original:
+            if facts.original_sha is None:  # else a copy from an earlier run waits there
+                steps.append(
+                    Step(
+                        "save_original",
+                        f"keep the host's own config as {engine.original}",
+                        f"cp -p {shlex.quote(engine.config)} {shlex.quote(engine.original)}",
+                    )
+                )
+            record = _with(record, saved_original=True)
+        steps.append(
+            Step("replace", f"move it over {engine.config}",
+                 f"chmod 0644 {staged} && mv -f {staged} {shlex.quote(engine.config)}")
+        )  # fmt: skip
+    if facts.enabled != "enabled":
+        steps.append(Step("enable", f"enable {engine.unit}", f"systemctl enable {unit}"))
+    if fresh_package:
+        # The package's own scripts may have started it (Debian does) on its default config.
+        steps.append(
+            Step("restart", f"start {engine.unit} on the new config",
+                 f"systemctl reload-or-restart {unit}")
+        )  # fmt: skip
+    elif not facts.running:
+        steps.append(Step("start", f"start {engine.unit}", f"systemctl start {unit}"))
+    elif changed:
+        steps.append(Step("reload", f"reload {engine.unit}", f"systemctl reload {unit}"))
+    if steps:
+        steps.append(Step("verify", f"{engine.unit} is active", f"systemctl is-active {unit}"))
+    return steps, _with(record, config_sha=want)
+
+
+def down_steps(engine: Engine, facts: HostFacts, record: Record) -> tuple[list[Step], list[str]]:
+    """The steps that leave the host as rke2ha found it, and notes on what stays."""
+    unit = shlex.quote(engine.unit)
+    config, original = shlex.quote(engine.config), shlex.quote(engine.original)
+    notes: list[str] = []
+    if record.installed_package:
+        return [
+            Step("stop", f"stop {engine.unit}", f"systemctl stop {unit}"),
+            Step(
+                "purge",
+                f"purge package {engine.package} (rke2ha installed it)",
+                f"{APT} purge -y -q {shlex.quote(engine.package)}"
+                f" && rm -f {original} {shlex.quote(engine.staged)}",
+            ),
+        ], notes
+    steps: list[Step] = []
+    if not record.was_running and facts.running:
+        steps.append(Step("stop", f"stop {engine.unit}", f"systemctl stop {unit}"))
+    ours = facts.config_sha == record.config_sha
+    if not ours and facts.config_sha is not None:
+        notes.append(
+            f"{engine.config} was changed after rke2ha wrote it; left as it is"
+            + (f" (the original stays at {engine.original})" if facts.original_sha else "")
+        )
+    elif record.saved_original and facts.original_sha is not None:
+        steps.append(
+            Step("restore", f"put the host's own config back from {engine.original}",
+                 f"mv -f {original} {config}")
+        )  # fmt: skip
+    elif ours:
+        steps.append(
+            Step("remove_config", f"remove {engine.config} (there was none)", f"rm -f {config}")
+        )
+    if record.enabled_unit and facts.enabled == "enabled":
+        steps.append(Step("disable", f"disable {engine.unit}", f"systemctl disable {unit}"))
+    if record.was_running:
+        steps.append(
+            Step("restart", f"reload {engine.unit} with the host's own config",
+                 f"systemctl reload-or-restart {unit}")
+        )  # fmt: skip
+    return steps, notes
+
+
+def _with(record: Record, **changes: Any) -> Record:
+    return Record(**{**record.attrs(), **changes})

@@ -1,0 +1,119 @@
+"""The SSH adapter: read a load balancer host's facts and run `decide`'s steps there.
+
+Each step is one command as root; a failed step stops the run with an error naming the
+host and what failed. Two failures get their own message because the operator acts on
+them differently: a package that cannot be installed (no package source reachable), and
+a config the engine's own check rejects (the staged file is removed; nothing running was
+touched, since the check comes before the move).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import Callable, Sequence
+
+from rke2ha.errors import InvalidError
+from rke2ha.lbhost.decide import Engine, HostFacts, Step, facts_script, parse_facts
+from rke2ha.ssh.connection import Connection, Result, connect
+from rke2ha.ssh.target import Target
+
+# apt may fetch and unpack for a while; every other step is quick.
+PACKAGE_TIMEOUT = 600.0
+Note = Callable[[str], None]
+
+
+def _tail(result: Result, lines: int = 12) -> str:
+    if result.timed_out:
+        return "(no answer before the time limit)"
+    # stderr last: that is where apt, systemctl and haproxy put the cause.
+    text = (result.stdout + "\n" + result.stderr).strip()
+    return "\n".join(text.splitlines()[-lines:]) or f"exit status {result.exit_status}"
+
+
+async def _facts(conn: Connection, engine: Engine) -> HostFacts:
+    result = await conn.run(facts_script(engine))
+    if not result.ok:
+        raise InvalidError(
+            f"load balancer host {conn.target.node}: could not read its {engine.name} "
+            f"facts:\n{_tail(result)}"
+        )
+    return parse_facts(result.stdout)
+
+
+async def _run(conn: Connection, engine: Engine, step: Step) -> None:
+    host = conn.target.node
+    slow = step.kind in ("install", "purge")
+    limit = max(conn.target.command_timeout, PACKAGE_TIMEOUT) if slow else None
+    result = await conn.run(step.command, timeout=limit, input=step.input)
+    if result.ok:
+        return
+    if step.kind == "install":
+        raise InvalidError(
+            f"load balancer host {host}: cannot install package {engine.package}: "
+            f"`apt-get install {engine.package}` failed (no package source that {host} can "
+            f"reach has it):\n{_tail(result, 8)}\nfix: give {host} a package source it can reach "
+            f"(/etc/apt/sources.list, a proxy or a local mirror), or install "
+            f"{engine.package} there by hand; nothing else was changed"
+        )
+    if step.kind == "check":
+        await conn.run(f"rm -f {shlex.quote(engine.staged)}")
+        raise InvalidError(
+            f"load balancer host {host}: {engine.binary} rejects the rendered config; "
+            f"the running config and {engine.unit} were not touched:\n{_tail(result, 20)}"
+        )
+    journal = ""
+    if step.kind in ("start", "reload", "restart", "verify"):
+        # systemctl only says "see journalctl": the unit's own last words are the cause.
+        said = await conn.run(f"journalctl -u {shlex.quote(engine.unit)} -n 15 --no-pager -o cat")
+        journal = f"\n{engine.unit}'s journal:\n{_tail(said, 15)}" if said.ok else ""
+    raise InvalidError(
+        f"load balancer host {host}: {step.what} failed (`{step.command}`):\n{_tail(result)}"
+        f"{journal}"
+    )
+
+
+def read_facts(target: Target, engine: Engine) -> HostFacts:
+    """The host's facts (read only)."""
+
+    async def go() -> HostFacts:
+        conn = await connect(target)
+        try:
+            return await _facts(conn, engine)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+class StepFailed(InvalidError):
+    """A step failed after `done` had run (the caller decides what to record)."""
+
+    def __init__(self, error: InvalidError, done: list[Step]) -> None:
+        super().__init__(str(error))
+        self.done = done
+
+
+def run(
+    target: Target, engine: Engine, plan: Callable[[HostFacts], Sequence[Step]], note: Note
+) -> list[Step]:
+    """Read the facts again (they may have moved since `plan`), ask `plan` for the steps
+    and run them in order; the steps that ran. StepFailed carries those on a failure."""
+    done: list[Step] = []
+
+    async def go() -> list[Step]:
+        conn = await connect(target)
+        try:
+            facts = await _facts(conn, engine)
+            for step in plan(facts):
+                try:
+                    await _run(conn, engine, step)
+                except InvalidError as err:
+                    raise StepFailed(err, done) from None
+                note(f"{target.node}: {step.what}")
+                done.append(step)
+        finally:
+            await conn.close()
+        return done
+
+    return asyncio.run(go())
