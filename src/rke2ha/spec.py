@@ -589,7 +589,7 @@ class Spec(_Strict):
     )
 
     _source_dir: Path = PrivateAttr(default_factory=Path.cwd)
-    _source_file: Path | None = PrivateAttr(default=None)
+    _source_file: Path | None = PrivateAttr(default=None)  # set by `specfile.load_spec`
     _explicit: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @model_validator(mode="after")
@@ -632,15 +632,14 @@ class Spec(_Strict):
         return self._explicit
 
     @property
-    def source_file(self) -> Path | None:
-        """The spec file this was read from (as given on the command line); None when the
-        spec was built in code. Printed commands name it instead of a placeholder."""
-        return self._source_file
-
-    @property
     def source_dir(self) -> Path:
         """The folder of the spec file; relative file paths in the spec are relative to it."""
         return self._source_dir
+
+    @property
+    def source_file(self) -> Path | None:
+        """The spec file this spec was read from (absolute), when it came from one."""
+        return self._source_file
 
     def resolve(self, path: Path) -> Path:
         """`path` from the spec, made absolute against the spec file's folder."""

@@ -143,5 +143,5 @@ def load_spec(path: Path | str | None = None) -> Spec:
     """
     spec_path = spec_path_of(path)
     spec = spec_from_source(read_yaml_file(spec_path), spec_path.parent)
-    spec._source_file = spec_path
+    spec._source_file = spec_path.resolve()
     return spec
