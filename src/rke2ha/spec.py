@@ -632,14 +632,16 @@ class Spec(_Strict):
         return self._explicit
 
     @property
+    def source_file(self) -> Path | None:
+        """The spec file this was read from (absolute); None when the spec was built in
+        code. Printed commands name it (shortened) instead of a placeholder; the state
+        records it as the spec it belongs to."""
+        return self._source_file
+
+    @property
     def source_dir(self) -> Path:
         """The folder of the spec file; relative file paths in the spec are relative to it."""
         return self._source_dir
-
-    @property
-    def source_file(self) -> Path | None:
-        """The spec file this spec was read from (absolute), when it came from one."""
-        return self._source_file
 
     def resolve(self, path: Path) -> Path:
         """`path` from the spec, made absolute against the spec file's folder."""
