@@ -113,3 +113,21 @@ def test_existing_provider_without_builtin_dns_uses_the_system_resolver() -> Non
     target = build_target(spec, CheckOptions())
     assert target.dns.server is None and target.dns.server_source == "system resolver"
     assert not target.is_lab
+
+
+def test_fixes_name_the_spec_file_that_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    from rke2ha.specfile import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    document = lab_spec().model_dump(mode="json", exclude_none=True)
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump(document))
+    target = build_target(load_spec("lab.yaml"), CheckOptions())
+    assert target.command("lab", "restart", "node-2").endswith(
+        "rke2ha lab restart node-2 -f lab.yaml"
+    )
+    # A spec built in code has no file: the placeholder stays.
+    assert build_target(lab_spec(), CheckOptions()).command("lab", "thaw", "n").endswith("-f FILE")

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.lab_up.helpers import assert_nothing_left, lab_pids, lab_spec, listening_sockets, up
+from tests.lab_up.helpers import (
+    assert_nothing_left,
+    lab_pids,
+    lab_spec,
+    listening_sockets,
+    rke2ha,
+    up,
+)
 from tests.lab_up.helpers import write_spec as write_yaml
 
 PREFIX = "127.0.173."
@@ -85,3 +92,21 @@ def test_a_load_balancer_that_dies_stops_the_whole_lab_and_quotes_this_run(
     # Nodes and DNS had been started before the load balancer died: all stopped again.
     assert (tmp_path / ".rke2ha" / "lab" / "lab" / "logs" / "dns.log").exists()
     assert_nothing_left(spec_file, PREFIX)
+
+
+def test_lb_serve_names_the_spec_field_when_the_admin_address_is_taken(tmp_path: Path) -> None:
+    """The load balancer started from a spec (as the lab starts it) advises the spec field;
+    with --admin it names the flag."""
+    spec_file = write_yaml(tmp_path / "rke2ha.yaml", _spec())
+    serve = ("lb", "serve", "-f", str(spec_file), "--port-offset", str(OFFSET))
+    with socket.socket() as holder:
+        holder.bind((LB, 8404 + OFFSET))
+        holder.listen()
+        from_spec = rke2ha(*serve, "--access-log", "off", timeout=30)
+        holder_port = holder.getsockname()[1]
+        from_flag = rke2ha(*serve, "--admin", f"{LB}:{holder_port}", timeout=30)
+    assert from_spec.code == 1, from_spec.err
+    assert f"cannot serve the admin endpoint on {LB}:{8404 + OFFSET}" in from_spec.err
+    assert "load_balancer.admin in the spec" in from_spec.err
+    assert "--admin" not in from_spec.err
+    assert from_flag.code == 1 and "--admin HOST:PORT" in from_flag.err

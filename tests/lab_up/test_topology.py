@@ -71,7 +71,7 @@ def test_command_lines_name_the_spec_and_the_offset(tmp_path: Path) -> None:
     assert "--port-offset" in node and "30000" in node and node[-2:] == ("--state", "joining")
     assert str(spec_file.resolve()) in node
     dns = command_line(topology, topology.dns, spec_file)
-    assert dns[-2:] == ("--listen", "127.0.70.53:30053")
+    assert dns[-4:] == ("--listen", "127.0.70.53:30053", "--health-port", "30080")
 
 
 def test_lb_status_is_read_for_this_lab_only(tmp_path: Path) -> None:

@@ -6,6 +6,9 @@ neither naming `load_balancer.admin`: the default must follow the lab's address 
 offset. Before the fix both took 127.0.0.1:8404 and the second lab's load balancer died
 on it (or, when something else held 8404, `up` polled that one for a minute).
 
+The second test is the issue's machine: root's lab on the real ports beside a lab on
+its port offset.
+
 Deterministic by construction: both subnets are this file's alone, every port is checked
 free before the test starts (a listener left by anything else is reported, not raced),
 and each step waits on the state it needs, never on time.
@@ -13,6 +16,7 @@ and each step waits on the state it needs, never on time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,8 @@ from tests.lab_up.helpers import (
     up,
     write_spec,
 )
+
+from rke2ha.providers.lab.ports import in_use, listening
 
 LABS = {"a": ("127.0.171.", 20000), "b": ("127.0.172.", 24000)}
 
@@ -79,6 +85,40 @@ def test_two_labs_side_by_side_up_and_down_independently(two_specs: dict[str, Pa
         assert down(specs["b"]).code == 0
         assert_nothing_left(specs["b"], LABS["b"][0])
         code, result = check(specs["a"], offset=LABS["a"][1])
+        assert code == 0, failing(result)
+    finally:
+        for name, (prefix, _) in LABS.items():
+            down(specs[name])
+            assert_nothing_left(specs[name], prefix)
+
+
+REAL_PORTS = (53, 80, 443, 6443, 8404, 9345)
+
+
+def test_root_on_real_ports_beside_a_lab_on_its_port_offset(two_specs: dict[str, Path]) -> None:
+    """The issue's machine: root's lab on the real ports, a user's on lab.port_offset. (The
+    second lab runs as root with that offset: a child of this checkout's python cannot
+    always be started as another user, e.g. a python under /root.)"""
+    if os.geteuid() != 0:
+        pytest.skip("the real ports need root")
+    (root_prefix, _), (user_prefix, user_offset) = LABS["a"], LABS["b"]
+    taken = listening()
+    if any(in_use("tcp", f"{root_prefix}10", port, taken) for port in REAL_PORTS):
+        pytest.skip("a wildcard listener holds a real port: root's lab cannot use it")
+    specs = two_specs
+    try:
+        run = up(specs["a"], offset=None)  # root: the real ports
+        assert run.code == 0, run.err + run.out
+        assert run.json()["port_offset"] == 0
+        run = up(specs["b"], offset=user_offset)
+        assert run.code == 0, run.err + run.out
+        assert f"tcp {root_prefix}10:8404" in listening_sockets(root_prefix)
+        assert f"tcp {user_prefix}10:{8404 + user_offset}" in listening_sockets(user_prefix)
+
+        # The user's lab goes down; root's keeps passing every check.
+        assert down(specs["b"]).code == 0
+        assert_nothing_left(specs["b"], user_prefix)
+        code, result = check(specs["a"], offset=None)
         assert code == 0, failing(result)
     finally:
         for name, (prefix, _) in LABS.items():

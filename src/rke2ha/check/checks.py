@@ -72,10 +72,9 @@ async def node_port(target: CheckTarget, node: NodeTarget, port: int) -> CheckRe
     result = await _node_port(target, node, port)
     if target.is_lab and result.failed and _unreachable(result.detail):
         # In the lab the node is an emulator process: the fix is the lab's own command.
-        fix = (
-            f"the {node.name} emulator is down or frozen: `rke2ha lab restart {node.name} "
-            f"-f FILE` (or `rke2ha lab thaw {node.name} -f FILE`)"
-        )
+        restart = target.command("lab", "restart", node.name)
+        thaw = target.command("lab", "thaw", node.name)
+        fix = f"the {node.name} emulator is down or frozen: `{restart}` (or `{thaw}`)"
         return dataclasses.replace(result, fix=fix)
     return result
 

@@ -24,6 +24,7 @@ from rke2ha.healthplan import (
     readyz_probe,
     supervisor_probe,
 )
+from rke2ha.invocation import command
 from rke2ha.secretfiles import read_secret
 from rke2ha.spec import Spec
 
@@ -91,6 +92,12 @@ class CheckTarget:
     readyz_token: str | None = field(default=None, repr=False)
     # Only an explicit `--token` goes to Rancher: the health token is a Kubernetes one.
     rancher_token: str | None = field(default=None, repr=False)
+    spec_file: Path | None = None  # for fixes that name a command: they run as printed
+
+    def command(self, *args: str) -> str:
+        """`rke2ha ARGS -f <the spec file>` as it runs from here (`rke2ha.invocation`)."""
+        words: list[str | Path] = [*args, "-f", self.spec_file or "FILE"]
+        return command(*words)
 
     @property
     def is_lab(self) -> bool:
@@ -196,6 +203,7 @@ def build_target(
         ca_file=options.ca_file,
         readyz_token=readyz_token,
         rancher_token=rancher_token,
+        spec_file=spec.source_file,
     )
 
 

@@ -5,20 +5,24 @@ endpoint's too. When another program (often a second lab on the same subnet) alr
 holds one, starting the lab would leave some processes running and others dead; asking
 first lets `up` refuse with nothing started and name the spec fields that move the lab.
 
-`in_use` is the only I/O: a plain bind without SO_REUSEPORT, which fails while any socket
-listens there (the load balancer's SO_REUSEPORT listeners included) and succeeds over
-connections left in TIME_WAIT, as the lab's own servers do (SO_REUSEADDR).
+`listening` is the only I/O: it reads the kernel's socket tables (/proc/net/tcp, udp and
+their IPv6 twins) instead of trying a bind. A trial bind cannot tell: with SO_REUSEPORT it
+succeeds beside another lab's SO_REUSEPORT listener (the kernel would then split that
+port's clients between the two), and without it, it fails over connections a lab just
+stopped left in TIME_WAIT, which the lab's own SO_REUSEPORT bind steps over.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from rke2ha.providers.lab.topology import LabProcess, LabTopology
+
+PROC_NET = Path("/proc/net")
 
 
 @dataclass(frozen=True)
@@ -45,30 +49,50 @@ def _field(topology: LabTopology, proc: LabProcess, port: int) -> str:
     return "nodes[].address"
 
 
-def in_use(proto: str, host: str, port: int) -> bool:
-    """True when binding host:port fails with EADDRINUSE (someone else holds it)."""
-    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, kind) as sock:
-        if proto == "tcp":  # as the lab's servers do; UDP has no TIME_WAIT to step over
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as err:
-            # EACCES (a low port without root) is the process's own error to report.
-            return err.errno == errno.EADDRINUSE
-    return False
+def _hex_ipv4(value: str) -> str:
+    return socket.inet_ntoa(bytes.fromhex(value)[::-1])
+
+
+def listening(proc_net: Path = PROC_NET) -> set[tuple[str, str, int]]:
+    """(proto, IPv4 address, port) of every listening TCP and bound UDP socket, from the
+    kernel's tables; IPv6 wildcard listeners count as 0.0.0.0 (they take IPv4 too)."""
+    found: set[tuple[str, str, int]] = set()
+    for proto, state in (("tcp", "0A"), ("udp", "07")):
+        for table, v6 in ((proto, False), (f"{proto}6", True)):
+            try:
+                lines = (proc_net / table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if len(fields) < 4 or fields[3] != state:
+                    continue
+                address, _, port = fields[1].partition(":")
+                if v6:
+                    if address.strip("0"):
+                        continue  # only the wildcard `::` takes IPv4 addresses too
+                    host = "0.0.0.0"
+                else:
+                    host = _hex_ipv4(address)
+                found.add((proto, host, int(port, 16)))
+    return found
+
+
+def in_use(proto: str, host: str, port: int, taken: set[tuple[str, str, int]]) -> bool:
+    """True when a socket listens on host:port, or on the wildcard address at that port."""
+    return (proto, host, port) in taken or (proto, "0.0.0.0", port) in taken
 
 
 def busy_ports(topology: LabTopology, procs: Iterable[LabProcess]) -> list[Busy]:
     """Every address:port of `procs` another socket holds now."""
+    taken = listening()
     found = []
     for proc in procs:
         wanted = [("tcp", p) for p in proc.tcp_ports] + [("udp", p) for p in proc.udp_ports]
         found += [
             Busy(proc.name, proto, proc.host, port, _field(topology, proc, port))
             for proto, port in wanted
-            if in_use(proto, proc.host, port)
+            if in_use(proto, proc.host, port, taken)
         ]
     return found
 

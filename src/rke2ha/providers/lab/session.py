@@ -111,7 +111,8 @@ def up(
 
 
 def _stop_after_failure(provider: LabProvider, err: BaseException) -> None:
-    """A failed `up` that started processes stops the whole lab: never half a lab.
+    """A failed `up` that started processes stops every process of the lab (those an
+    earlier `up` started too): never half a lab.
 
     Called with the state lock held. The error's message says so (the cause stays first).
     """
@@ -121,7 +122,7 @@ def _stop_after_failure(provider: LabProvider, err: BaseException) -> None:
     the_plan = provider.plan_destroy(facts)
     provider.destroy(the_plan, facts, SilentReporter())
     if isinstance(err, Rke2haError) and err.args:
-        stopped = f"stopped the {len(the_plan.changes)} lab process(es) it had started"
+        stopped = f"stopped the lab's {len(the_plan.changes)} process(es) again"
         err.args = (f"{err.args[0]}\n{stopped}: nothing of this lab runs",)
 
 

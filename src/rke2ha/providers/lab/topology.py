@@ -234,4 +234,7 @@ def command_line(
         serve = ["-m", "rke2ha", "lb", "serve"]
         return (python, *serve, "-f", spec, "--port-offset", offset, "--access-log", access_log)
     listen = f"{topology.dns_host}:{topology.dns_port}"
-    return (python, "-m", "rke2ha", "dns", "serve", "-f", spec, "--listen", listen)
+    # Its health probe (with several load balancer addresses) goes through port 80 + offset.
+    health = str(80 + topology.offset)
+    dns = ("dns", "serve", "-f", spec, "--listen", listen, "--health-port", health)
+    return (python, "-m", "rke2ha", *dns)
