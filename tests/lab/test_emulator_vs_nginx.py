@@ -18,7 +18,6 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from tests.lab.conftest import HTTP, HTTPS, OFFSET, NodeProcess, lab_spec, spawn_node, write_spec
@@ -158,47 +157,6 @@ def _pair(directory: Path, situation: Situation) -> Pair:
     return Pair(emulator, nginx)
 
 
-def _told(situation: Situation, port: int, xfp: str | None) -> str:
-    """The scheme the ingress passes on ($pass_access_scheme)."""
-    if situation.trusted and xfp:
-        return xfp
-    return "http" if port == HTTP else "https"
-
-
-# Where the fixture's nginx is known to differ from ingress-nginx and Rancher themselves (the
-# emulator follows the sources). Strict: once the fixture follows them, these cases pass and
-# the marker has to go.
-def _known_fixture_gap(
-    situation: Situation, port: int, host: str | None, path: str, xfp: str | None
-) -> str | None:
-    rancher_host = host is not None and host.lower() == HOSTNAME and situation.rancher
-    told_http = _told(situation, port, xfp) == "http"
-    if rancher_host and not situation.external and told_http and path.endswith("/"):
-        return (
-            "ingress-nginx's ssl-redirect drops a trailing '/' (rootfs/etc/nginx/lua/"
-            "lua_ingress.lua, preserve-trailing-slash off by default, kubernetes/ingress-nginx"
-            "#7144); the fixture's `return 308 https://$host$request_uri` keeps it"
-        )
-    if rancher_host and situation.external and told_http and path.startswith("/health"):
-        return (
-            "Rancher serves /ping* and /health* on plain http (rancher/dynamiclistener "
-            "redirect.go, HTTPRedirect); the fixture redirects everything but /ping"
-        )
-    return None
-
-
-def _normal(answer: Answer) -> Answer:
-    """Scheme and host of a Location compared case-insensitively (RFC 3986 §6.2.2.1):
-    ingress-nginx and Rancher repeat the Host as sent, the fixture's `$host` lower-cases it."""
-    if answer.location is None:
-        return answer
-    parts = urlsplit(answer.location)
-    netloc = parts.netloc.lower()
-    return Answer(
-        answer.status, urlunsplit(parts._replace(scheme=parts.scheme.lower(), netloc=netloc))
-    )
-
-
 CASES = [
     pytest.param(
         situation,
@@ -207,9 +165,6 @@ CASES = [
         path,
         xfp,
         id=f"{situation.name}-{port - OFFSET}-{host or 'ip'}-{path}-{xfp or 'noxfp'}",
-        marks=[pytest.mark.xfail(reason=gap, strict=True)]
-        if (gap := _known_fixture_gap(situation, port, host, path, xfp))
-        else [],
     )
     for situation, port, host, path, xfp in itertools.product(
         SITUATIONS, (HTTP, HTTPS), HOSTS, PATHS, FORWARDED
@@ -230,7 +185,9 @@ def test_emulator_answers_like_ingress_nginx(
     tls = port == HTTPS
     real = ask(pair.nginx.address, port, tls, host, path, xfp)
     emulated = ask(pair.emulator.address, port, tls, host, path, xfp)
-    assert _normal(emulated) == _normal(real)
+    # Exact, Location's host case included: ingress-nginx redirects to the Host as sent
+    # ($best_http_host, lua_ingress.lua), Rancher to r.Host (dynamiclistener redirect.go).
+    assert emulated == real
 
 
 def test_the_differential_covers_every_kind_of_answer(pairs: dict[str, Pair]) -> None:
