@@ -13,11 +13,13 @@ rootfs/etc/nginx/template/nginx.tmpl), reduced to what a load balancer in front 
   listens on 80 and 443. With `rancher_tls="rancher"` the Ingress has a `tls:` section, so
   ingress-nginx's default ssl-redirect answers 308 whenever `$pass_access_scheme` is http
   (kubernetes/ingress-nginx, rootfs/etc/nginx/lua/lua_ingress.lua, `redirect_to_https` and
-  `_M.rewrite`). Its Location is `https://` + `$best_http_host` (the Host header as sent --
-  `ngx.var.http_host or ngx.var.host` -- so its case is kept) cut at the first `:` + the
-  request URI with one trailing `/` removed (`preserve_trailing_slash` is off by default;
+  `_M.rewrite`). Its Location is `https://` + `$best_http_host` (the Host header as sent,
+  `ngx.var.http_host or ngx.var.host`, so its case is kept; with use-forwarded-headers the
+  first `X-Forwarded-Host` instead) cut at the first `:` + the request URI with one
+  trailing `/` removed (`preserve_trailing_slash` is off by default;
   kubernetes/ingress-nginx#7144). With `rancher_tls="external"` the Ingress has no TLS and
-  the request reaches Rancher.
+  the request reaches Rancher, with `Host: $best_http_host` (the template's
+  `proxy_set_header Host`, rootfs/etc/nginx/template/nginx.tmpl).
 - "Rancher" behind that server, as rancher/dynamiclistener's `HTTPRedirect` (redirect.go)
   wraps it: unless the scheme Rancher is told (`X-Forwarded-Proto`, i.e. the template's
   `$pass_access_scheme`) is `https` or `wss`, or the path starts with `/ping`, `/health` or
@@ -71,9 +73,9 @@ FAKE_CERT_NAME = "ingress.local"  # ingress-nginx's fake certificate is for no r
 
 # How ingress-nginx and Rancher build their redirects, as nginx maps (sources at each).
 REDIRECT_MAPS = r"""
-    # lua_ingress.lua: best_http_host = http_host or host; the redirect host is its part
-    # before the first ':' (redirect_host()); $http_host keeps the client's case, $host not
-    map $http_host $best_http_host {
+    # lua_ingress.lua: best_http_host = http_host or host ($http_host keeps the client's
+    # case, $host does not); the ssl-redirect host is its part before the first ':'
+    map $http_host $client_http_host {
         default $http_host;
         "" $host;
     }
@@ -155,11 +157,16 @@ class IngressNginx:
 
     def config_text(self) -> str:
         scheme_map = (
-            # use-forwarded-headers: trust the client's X-Forwarded-Proto when it sends one
+            # use-forwarded-headers: trust the client's X-Forwarded-Proto when it sends one,
+            # and the first X-Forwarded-Host as $best_http_host (lua_ingress.lua rewrite())
             "map $http_x_forwarded_proto $pass_access_scheme {\n"
-            "        default $http_x_forwarded_proto;\n        '' $scheme;\n    }"
+            "        default $http_x_forwarded_proto;\n        '' $scheme;\n    }\n"
+            "    map $http_x_forwarded_host $best_http_host {\n"
+            "        '' $client_http_host;\n        '~^(?<first_forwarded_host>[^,]*)'"
+            " $first_forwarded_host;\n    }"
             if self.use_forwarded_headers
-            else "map '' $pass_access_scheme {\n        default $scheme;\n    }"
+            else "map '' $pass_access_scheme {\n        default $scheme;\n    }\n"
+            "    map '' $best_http_host {\n        default $client_http_host;\n    }"
         )
         user = "user root;\n" if os.geteuid() == 0 else ""
         rancher = self._rancher_server() if self.rancher else ""
