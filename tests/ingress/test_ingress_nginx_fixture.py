@@ -94,3 +94,75 @@ def test_proxy_protocol_listeners_refuse_a_bare_request(
     )
     assert bare.stdout != "200"
     assert curl("--haproxy-protocol", f"http://{ADDR}/healthz")[0] == 200
+
+
+def location(*args: str) -> tuple[int, str]:
+    """(status, Location exactly as sent): curl's %{redirect_url} would normalise it."""
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %header{location}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+    assert out.returncode == 0, out.stderr
+    status, _, where = out.stdout.partition(" ")
+    return int(status), where.strip()
+
+
+@pytest.mark.parametrize(
+    ("host", "target", "expected"),
+    [
+        # one trailing '/' of the request URI goes (preserve-trailing-slash off), the Host
+        # keeps its case and loses its port (lua_ingress.lua, redirect_host())
+        ("Rancher.Example.TEST", "/", "https://Rancher.Example.TEST"),
+        ("rancher.example.test:80", "/dashboard/", "https://rancher.example.test/dashboard"),
+        ("rancher.example.test", "/dashboard/?q=/", "https://rancher.example.test/dashboard/?q="),
+        ("rancher.example.test", "/dashboard?q=1", "https://rancher.example.test/dashboard?q=1"),
+    ],
+)
+def test_ssl_redirect_location_is_built_like_ingress_nginx(
+    ingress_nginx: Callable[..., IngressNginx], host: str, target: str, expected: str
+) -> None:
+    ingress_nginx(ADDR, HOST, rancher=True)
+    assert location("-H", f"Host: {host}", f"http://{ADDR}{target}") == (308, expected)
+
+
+@pytest.mark.parametrize(
+    ("method", "host", "path", "expected"),
+    [
+        # dynamiclistener HTTPRedirect: /ping*, /health*, /.well-known/ served on plain http
+        ("GET", HOST, "/healthz", (200, "")),
+        ("GET", HOST, "/ping", (200, "")),
+        ("GET", HOST, "/.well-known/acme-challenge/x", (200, "")),
+        # anything else: 302 to the Host as sent, its port mangled to N*1000+443
+        (
+            "GET",
+            "Rancher.Example.TEST",
+            "/dashboard/",
+            (302, "https://Rancher.Example.TEST/dashboard/"),
+        ),
+        ("HEAD", f"{HOST}:80", "/x", (302, f"https://{HOST}:443/x")),
+        ("GET", f"{HOST}:8080", "/x?y=1", (302, f"https://{HOST}:8443/x?y=1")),
+        ("POST", HOST, "/v3/x", (400, "")),
+    ],
+)
+def test_rancher_behind_external_tls_answers_like_dynamiclistener(
+    ingress_nginx: Callable[..., IngressNginx],
+    method: str,
+    host: str,
+    path: str,
+    expected: tuple[int, str],
+) -> None:
+    ingress_nginx(ADDR, HOST, rancher=True, rancher_tls="external")
+    head = ["-I"] if method == "HEAD" else ["-X", method]
+    assert location(*head, "-H", f"Host: {host}", f"http://{ADDR}{path}") == expected

@@ -11,13 +11,22 @@ rootfs/etc/nginx/template/nginx.tmpl), reduced to what a load balancer in front 
   certificate").
 - Once "Rancher is installed" (Rancher's Ingress exists) a server for the Rancher hostname
   listens on 80 and 443. With `rancher_tls="rancher"` the Ingress has a `tls:` section, so
-  ingress-nginx's default ssl-redirect answers 308 to `https://<host><uri>` on port 80 (the
-  template's `$redirect_to_https` map on `"$scheme:$pass_access_scheme"`). With
-  `rancher_tls="external"` the Ingress has no TLS and the request reaches Rancher.
-- "Rancher" behind that server: `/ping` answers `pong`; any other path answers 302 to https
-  when the scheme Rancher is told (`X-Forwarded-Proto`, i.e. the template's
-  `$pass_access_scheme`) is `http` -- the behaviour behind the layer-7 redirect loop of
-  rancher/rancher#31071 -- and 200 otherwise. Every Rancher answer carries
+  ingress-nginx's default ssl-redirect answers 308 whenever `$pass_access_scheme` is http
+  (kubernetes/ingress-nginx, rootfs/etc/nginx/lua/lua_ingress.lua, `redirect_to_https` and
+  `_M.rewrite`). Its Location is `https://` + `$best_http_host` (the Host header as sent,
+  `ngx.var.http_host or ngx.var.host`, so its case is kept; with use-forwarded-headers the
+  first `X-Forwarded-Host` instead) cut at the first `:` + the request URI with one
+  trailing `/` removed (`preserve_trailing_slash` is off by default;
+  kubernetes/ingress-nginx#7144). With `rancher_tls="external"` the Ingress has no TLS and
+  the request reaches Rancher, with `Host: $best_http_host` (the template's
+  `proxy_set_header Host`, rootfs/etc/nginx/template/nginx.tmpl).
+- "Rancher" behind that server, as rancher/dynamiclistener's `HTTPRedirect` (redirect.go)
+  wraps it: unless the scheme Rancher is told (`X-Forwarded-Proto`, i.e. the template's
+  `$pass_access_scheme`) is `https` or `wss`, or the path starts with `/ping`, `/health` or
+  `/.well-known/`, a GET or HEAD answers 302 to `https://<Host, port mangled to
+  N*1000+443><request URI>` -- the behaviour behind the layer-7 redirect loop of
+  rancher/rancher#31071 -- and any other method 400 `Use HTTPS`. Past that `/ping` answers
+  `pong` and any other path 200. Every Rancher answer carries
   `X-Forwarded-Proto-Seen: <scheme Rancher was told>`.
 - `use_forwarded_headers` mirrors ingress-nginx's `use-forwarded-headers: "true"`: the client's
   `X-Forwarded-Proto` is trusted; without it nginx passes its own `$scheme`.
@@ -60,6 +69,44 @@ from tests.support.procs import wait_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 FAKE_CERT_NAME = "ingress.local"  # ingress-nginx's fake certificate is for no real name
+
+
+# How ingress-nginx and Rancher build their redirects, as nginx maps (sources at each).
+REDIRECT_MAPS = r"""
+    # lua_ingress.lua: best_http_host = http_host or host ($http_host keeps the client's
+    # case, $host does not); the ssl-redirect host is its part before the first ':'
+    map $http_host $client_http_host {
+        default $http_host;
+        "" $host;
+    }
+    map $best_http_host $ssl_redirect_host {
+        "~^(?<before_colon>[^:]*)" $before_colon;
+    }
+    # preserve-trailing-slash off (the default): one trailing '/' of the request URI goes
+    map $request_uri $ssl_redirect_uri {
+        default $request_uri;
+        "~^(?<without_slash>.*)/$" $without_slash;
+    }
+    # Rancher's HTTPRedirect (rancher/dynamiclistener redirect.go): serve when told
+    # https/wss or for /ping*, /health*, /.well-known/*; else 302 for GET/HEAD, 400 else
+    map $uri $rancher_plain_http_path {
+        default 0;
+        "~^/(ping|health|\.well-known/)" 1;
+    }
+    map "$pass_access_scheme|$rancher_plain_http_path|$request_method" $rancher_answer {
+        default 400;
+        "~^(https|wss)\|" serve;
+        "~^[^|]*\|1\|" serve;
+        "~\|(GET|HEAD)$" 302;
+    }
+    # manglePort: a Host with a port gets port (N // 1000) * 1000 + 443 (80 -> 443,
+    # 8080 -> 8443); a Host without one, or a bare IPv6 address, is kept as is
+    map $best_http_host $rancher_redirect_host {
+        default $best_http_host;
+        "~^(?<mangle_host>\[[^\]]*\]|[^:\[\]]*):(?<mangle_thousands>[0-9]*?)[0-9]{1,3}$"
+            $mangle_host:${mangle_thousands}443;
+    }
+"""
 
 
 class IngressNginx:
@@ -110,11 +157,16 @@ class IngressNginx:
 
     def config_text(self) -> str:
         scheme_map = (
-            # use-forwarded-headers: trust the client's X-Forwarded-Proto when it sends one
+            # use-forwarded-headers: trust the client's X-Forwarded-Proto when it sends one,
+            # and the first X-Forwarded-Host as $best_http_host (lua_ingress.lua rewrite())
             "map $http_x_forwarded_proto $pass_access_scheme {\n"
-            "        default $http_x_forwarded_proto;\n        '' $scheme;\n    }"
+            "        default $http_x_forwarded_proto;\n        '' $scheme;\n    }\n"
+            "    map $http_x_forwarded_host $best_http_host {\n"
+            "        '' $client_http_host;\n        '~^(?<first_forwarded_host>[^,]*)'"
+            " $first_forwarded_host;\n    }"
             if self.use_forwarded_headers
-            else "map '' $pass_access_scheme {\n        default $scheme;\n    }"
+            else "map '' $pass_access_scheme {\n        default $scheme;\n    }\n"
+            "    map '' $best_http_host {\n        default $client_http_host;\n    }"
         )
         user = "user root;\n" if os.geteuid() == 0 else ""
         rancher = self._rancher_server() if self.rancher else ""
@@ -137,7 +189,7 @@ http {{
         "http:http" 1;
         "https:http" 1;
     }}
-    server {{
+{REDIRECT_MAPS}    server {{
         server_name _;
         {self._listen(self.http_port, "default_server")}
         {self._listen(self.https_port, "default_server", "ssl")}
@@ -156,8 +208,9 @@ http {{
 
     def _rancher_server(self) -> str:
         redirect = (
-            # ingress-nginx's ssl-redirect for an Ingress with a tls section (code 308)
-            "if ($redirect_to_https) { return 308 https://$host$request_uri; }"
+            # ingress-nginx's ssl-redirect for an Ingress with a tls section (code 308); the
+            # template runs it in every location's rewrite phase, before the proxying
+            "if ($redirect_to_https) { return 308 https://$ssl_redirect_host$ssl_redirect_uri; }"
             if self.rancher_tls == "rancher"
             else ""
         )
@@ -168,13 +221,14 @@ http {{
         ssl_certificate {self.ca_file};
         ssl_certificate_key {self.key_file};
         add_header X-Forwarded-Proto-Seen $pass_access_scheme always;
+        {redirect}
+        # Rancher is proxied with Host: $best_http_host; its HTTPRedirect answers first
+        if ($rancher_answer = 302) {{ return 302 https://$rancher_redirect_host$request_uri; }}
+        if ($rancher_answer = 400) {{ return 400 "Use HTTPS\\n"; }}
         location / {{
-            {redirect}
-            if ($pass_access_scheme = http) {{ return 302 https://$host$request_uri; }}
             return 200 "rancher\\n";
         }}
         location = /ping {{
-            {redirect}
             default_type text/plain;
             return 200 "pong";
         }}

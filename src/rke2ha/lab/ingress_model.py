@@ -27,6 +27,9 @@ Rancher's chart (rancher/rancher, chart/templates/ingress.yaml): with `tls: exte
 Ingress has no `tls:` section and carries `nginx.ingress.kubernetes.io/ssl-redirect:
 "false"`; otherwise it has a `tls:` section for the hostname (so the 308 above applies).
 
+The location proxies with `Host: $best_http_host` (nginx.tmpl), so Rancher sees the Host
+the ingress chose, a trusted X-Forwarded-Host included.
+
 Rancher itself serves plain HTTP behind the ingress and wraps its handler in
 rancher/dynamiclistener's HTTPRedirect (redirect.go; server/server.go): unless
 `X-Forwarded-Proto` is `https` or `wss`, or the path starts with `/.well-known/`, `/ping`
@@ -100,12 +103,18 @@ def access_scheme(
     return scheme
 
 
+def best_http_host(host_header: str, headers: Mapping[str, str], trusted: bool) -> str:
+    """ingress-nginx's `$best_http_host`: the Host as sent or, with forwarded headers trusted,
+    the first X-Forwarded-Host (lua_ingress.lua rewrite()). It is also the Host the upstream
+    (Rancher) gets: nginx.tmpl's `proxy_set_header Host $best_http_host`."""
+    if trusted and headers.get("x-forwarded-host"):
+        return headers["x-forwarded-host"].split(",")[0]
+    return host_header
+
+
 def redirect_host(host_header: str, headers: Mapping[str, str], trusted: bool) -> str:
     """ingress-nginx's redirect host: `$best_http_host` up to its first `:`."""
-    best = host_header
-    if trusted and headers.get("x-forwarded-host"):
-        best = headers["x-forwarded-host"].split(",")[0]
-    return best.split(":")[0]
+    return best_http_host(host_header, headers, trusted).split(":")[0]
 
 
 def ssl_redirect_location(host: str, request_uri: str) -> str:

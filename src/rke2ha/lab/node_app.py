@@ -224,9 +224,13 @@ class NodeApp:
             return Response(
                 ingress_model.SSL_REDIRECT_CODE, body, "text/html", (("Location", location),)
             )
-        # The ingress proxies to Rancher's plain http port with X-Forwarded-Proto: $scheme.
+        # The ingress proxies to Rancher's plain http port with X-Forwarded-Proto:
+        # $pass_access_scheme and Host: $best_http_host (ingress_model.best_http_host).
+        rancher_host = ingress_model.best_http_host(
+            request.headers.get("host", ""), request.headers, settings.trusts(request.peer)
+        )
         redirect = ingress_model.rancher_redirect(
-            request.method, request.path, request.target, request.headers.get("host", ""), scheme
+            request.method, request.path, request.target, rancher_host, scheme
         )
         if redirect is None:
             return self._rancher(request)
