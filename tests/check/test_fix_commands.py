@@ -119,6 +119,9 @@ def test_dns_record_fixes_name_the_spec_file(here: Path) -> None:
     missing = verdicts_client.dns_record(lab, "rancher.hints.test", Answer("NXDOMAIN"), "x")
     _names_spec(missing.fix)
     assert " up -f " in (missing.fix or "")
+    silent = verdicts_client.dns_record(lab, "rancher.hints.test", Answer("TIMEOUT"), "x")
+    _names_spec(silent.fix)
+    assert " up -f " in (silent.fix or "")
     invalid = verdicts_client.dns_record(
         dataclasses.replace(lab, problem="no address"),
         "rancher.hints.test",

@@ -67,6 +67,7 @@ class DnsTarget:
     problem: str | None = None  # why the spec gives nothing to compare with
     # Commands for fixes, with the spec file (they run as printed, `rke2ha.invocation`).
     publish: str = "publish the record"
+    start: str = "start the DNS server"
     validate: str = "check the spec"
 
 
@@ -162,12 +163,23 @@ def _dns_target(spec: Spec, options: CheckOptions) -> DnsTarget:
         server, source = Endpoint(host, listen.port + options.port_offset), "builtin DNS"
     else:
         server, source = None, "system resolver"
-    hints = {"publish": _publish(spec), "validate": f"`{spec_command(spec, 'validate')}`"}
+    hints = {
+        "publish": _publish(spec),
+        "validate": f"`{spec_command(spec, 'validate')}`",
+        "start": _start_dns(spec),
+    }
     try:
         kind, expected = expectation(spec)
     except InvalidError as err:
         return DnsTarget(server, source, spec.dns.record, (), str(err), **hints)
     return DnsTarget(server, source, kind, tuple(expected), **hints)
+
+
+def _start_dns(spec: Spec) -> str:
+    """Only the lab's and the built-in DNS server are rke2ha's to start."""
+    if spec.provider == "lab" or spec.dns.provider == "builtin":
+        return f"start the DNS server (`{server_command(spec)}`)"
+    return DnsTarget.start
 
 
 def _publish(spec: Spec) -> str:

@@ -46,7 +46,7 @@ def dns_record(target: DnsTarget, hostname: str, answer: Answer, server: str) ->
         return rule.failed(
             check_id,
             f"{reason} from {server} ({target.server_source})",
-            f"start the DNS server, or point --dns-server at one that serves {hostname}",
+            f"{target.start}, or point --dns-server at one that serves {hostname}",
         )
     if answer.rcode == "NXDOMAIN":
         return rule.failed(check_id, f"{server}: {hostname} does not exist (NXDOMAIN)", publish)
