@@ -186,9 +186,9 @@ def _publish(spec: Spec) -> str:
     """How this spec's record gets published: the lab and the built-in server serve it
     (`up`, `dns serve`); the other DNS providers take `dns publish`."""
     if spec.provider == "lab":
-        return f"start the lab, which serves it: `{server_command(spec)}`"
+        return f"publish it with the lab (`{server_command(spec)}`)"
     if spec.dns.provider == "builtin":
-        return f"serve it: `{server_command(spec)}`"
+        return f"publish it with the built-in server (`{server_command(spec)}`)"
     return f"publish it: `{spec_command(spec, 'dns', 'publish')}`"
 
 

@@ -40,7 +40,7 @@ def lb_start(provider: str, engine: str, up: str, serve: str) -> str:
     printed (`rke2ha.invocation.spec_command`): the lab starts its own with `up`, the
     built-in one runs under `lb serve`; other engines are the operator's service."""
     if provider == "lab":
-        return f"start the lab (`{up}`)"
+        return f"start the load balancer with the lab (`{up}`)"
     if engine == "builtin":
         return f"start the load balancer (`{serve}`)"
     return START_UNKNOWN
