@@ -90,7 +90,7 @@ async def _node_port(target: CheckTarget, node: NodeTarget, port: int) -> CheckR
         return catalog.NODE_PORT.skipped(
             check_id,
             f"skipped: {node.name} has no address yet",
-            "run `rke2ha up -f FILE` first (the provider assigns it)",
+            f"run `{target.command('up')}` first (the provider assigns it)",
         )
     where = f"{node.name} at {endpoint}"
     if port == 80:
@@ -121,11 +121,11 @@ async def _node_port(target: CheckTarget, node: NodeTarget, port: int) -> CheckR
 # ---- checks through the load balancer --------------------------------------------------
 
 
-def _no_lb(rule: CheckRule, check_id: str) -> CheckResult:
+def _no_lb(rule: CheckRule, check_id: str, target: CheckTarget) -> CheckResult:
     return rule.skipped(
         check_id,
         "skipped: the load balancer address is not known yet",
-        "run `rke2ha up -f FILE` first, or set load_balancer.address",
+        f"run `{target.command('up')}` first, or set load_balancer.address",
     )
 
 
@@ -141,25 +141,31 @@ async def lb_port(target: CheckTarget, port: int) -> CheckResult:
     check_id = f"lb.port.{port}"
     endpoint = target.lb(port)
     if endpoint is None:
-        return _no_lb(catalog.LB_PORT, check_id)
+        return _no_lb(catalog.LB_PORT, check_id, target)
     where = str(endpoint)
     if port == 80:
         seen = await _get(endpoint, target.ingress.path, target, tls=False)
-        return verdicts.lb_http(check_id, seen, where, tls=False, view=target.lb_view)
+        return verdicts.lb_http(
+            check_id, seen, where, tls=False, view=target.lb_view, start=target.lb_start
+        )
     if port == 443:
         seen = await _get(endpoint, "/ping", target, tls=True)
-        return verdicts.lb_http(check_id, seen, where, tls=True, view=target.lb_view)
+        return verdicts.lb_http(
+            check_id, seen, where, tls=True, view=target.lb_view, start=target.lb_start
+        )
     if port == 6443:
         seen = await _get(endpoint, "/readyz", target, tls=True, token=target.readyz_token)
-        return verdicts.lb_readyz(check_id, seen, where, target.lb_view)
+        return verdicts.lb_readyz(check_id, seen, where, target.lb_view, target.lb_start)
     if port == 9345:
         seen = await _get(endpoint, target.supervisor.path, target, tls=True)
-        return verdicts.lb_ping(check_id, seen, target.supervisor, where, target.lb_view)
+        return verdicts.lb_ping(
+            check_id, seen, target.supervisor, where, target.lb_view, target.lb_start
+        )
     return verdicts.tcp_open(
         check_id,
         await _tcp(endpoint, target),
         catalog.LB_PORT,
-        verdicts.FIX_LB_DOWN.format(where=where),
+        verdicts.FIX_LB_DOWN.format(start=target.lb_start, where=where),
     )
 
 
@@ -169,7 +175,7 @@ async def http_redirect(target: CheckTarget) -> CheckResult:
         return _no_port(catalog.HTTP_REDIRECT, check_id, 80)
     endpoint = target.lb(80)
     if endpoint is None:
-        return _no_lb(catalog.HTTP_REDIRECT, check_id)
+        return _no_lb(catalog.HTTP_REDIRECT, check_id, target)
     seen = await _get(endpoint, REDIRECT_PROBE_PATH, target, tls=False)
     return verdicts_client.http_redirect(
         seen, target.hostname, REDIRECT_PROBE_PATH, {443, target.port(443)}
@@ -182,7 +188,7 @@ async def tls_certificate(target: CheckTarget, now: datetime) -> CheckResult:
         return _no_port(catalog.TLS_CERTIFICATE, check_id, 443)
     endpoint = target.lb(443)
     if endpoint is None:
-        return _no_lb(catalog.TLS_CERTIFICATE, check_id)
+        return _no_lb(catalog.TLS_CERTIFICATE, check_id, target)
     trust = f"--ca {target.ca_file}" if target.ca_file else "the system roots"
     try:
         seen: TlsObservation | str = await probes.tls_inspect(
@@ -197,10 +203,10 @@ async def rancher_ping(target: CheckTarget) -> CheckResult:
     check_id = "rancher.ping"
     endpoint = target.lb(443)
     if endpoint is None:
-        return _no_lb(catalog.RANCHER_PING, check_id)
+        return _no_lb(catalog.RANCHER_PING, check_id, target)
     seen = await _get(endpoint, target.rancher_ping.path, target, tls=True)
     return verdicts.rancher_ping(
-        check_id, seen, catalog.RANCHER_PING, str(endpoint), target.lb_view
+        check_id, seen, catalog.RANCHER_PING, str(endpoint), target.lb_view, target.lb_start
     )
 
 
@@ -209,27 +215,27 @@ async def rancher_redirect(target: CheckTarget) -> CheckResult:
     a path asked for twice is a redirect loop (`loops`)."""
     endpoint = target.lb(443)
     if endpoint is None:
-        return _no_lb(catalog.RANCHER_REDIRECT, loops.CHECK_ID)
+        return _no_lb(catalog.RANCHER_REDIRECT, loops.CHECK_ID, target)
     https_ports = {443, endpoint.port}
     hops: list[loops.Hop] = []
     path: str | None = loops.START_PATH
     while path is not None and len(hops) <= loops.MAX_HOPS:
         if any(hop.path == path for hop in hops):
-            return loops.verdict(hops, path, target.layer, str(endpoint))
+            return loops.verdict(hops, path, target.layer, str(endpoint), target.lb_start)
         seen = await _get(endpoint, path, target, tls=True)
         if isinstance(seen, str):
             after = f"GET {path} after {len(hops)} redirect(s): " if hops else ""
-            return loops.verdict(after + seen, None, target.layer, str(endpoint))
+            return loops.verdict(after + seen, None, target.layer, str(endpoint), target.lb_start)
         hops.append(loops.Hop(path, seen))
         path = loops.next_hop(seen, target.hostname, https_ports)
-    return loops.verdict(hops, None, target.layer, str(endpoint))
+    return loops.verdict(hops, None, target.layer, str(endpoint), target.lb_start)
 
 
 async def rancher_websocket(target: CheckTarget) -> CheckResult:
     check_id = "rancher.websocket"
     endpoint = target.lb(443)
     if endpoint is None:
-        return _no_lb(catalog.RANCHER_WEBSOCKET, check_id)
+        return _no_lb(catalog.RANCHER_WEBSOCKET, check_id, target)
     # The lab's Rancher stand-in streams events to anyone; a real Rancher needs a token.
     if not target.is_lab and target.rancher_token is None:
         return verdicts_client.websocket_skipped()
@@ -261,7 +267,7 @@ async def lb_spread(
     """
     check_id = "lb.spread"
     if target.lb(443) is None:
-        return _no_lb(catalog.LB_SPREAD, check_id)
+        return _no_lb(catalog.LB_SPREAD, check_id, target)
     healthy = {name for name, results in (await node_results).items() if all(r.ok for r in results)}
     seen = await spread.sample(target, healthy)
     return verdicts_client.spread(
@@ -278,7 +284,7 @@ async def registration(target: CheckTarget) -> CheckResult:
     check_id = "registration"
     ping_at, ready_at = target.lb(9345), target.lb(6443)
     if ping_at is None or ready_at is None:
-        return _no_lb(catalog.REGISTRATION, check_id)
+        return _no_lb(catalog.REGISTRATION, check_id, target)
     token = target.readyz_token
     ping, ready = await asyncio.gather(
         _get(ping_at, target.supervisor.path, target, tls=True),
@@ -293,4 +299,5 @@ async def registration(target: CheckTarget) -> CheckResult:
         address=f"https://{target.hostname}:{ping_at.port}",
         where=f"{ping_at} and {ready_at}",
         view=target.lb_view,
+        start=target.lb_start,
     )

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from rke2ha.check import catalog
 from rke2ha.check.observations import HttpAnswer
 from rke2ha.check.result import CheckResult
-from rke2ha.check.verdicts import FIX_LB_DOWN, said, same_name
+from rke2ha.check.verdicts import FIX_LB_DOWN, START_UNKNOWN, said, same_name
 from rke2ha.check.verdicts_client import REDIRECT_STATUSES
 
 START_PATH = "/"
@@ -72,12 +72,18 @@ def _fix(layer: int) -> str:
     )
 
 
-def verdict(hops: list[Hop] | str, looped_to: str | None, layer: int, where: str) -> CheckResult:
+def verdict(
+    hops: list[Hop] | str,
+    looped_to: str | None,
+    layer: int,
+    where: str,
+    start: str = START_UNKNOWN,
+) -> CheckResult:
     """`hops`: what each request got (or why the first failed); `looped_to`: a path asked
     for twice (the loop), None when the chain ended."""
     rule = catalog.RANCHER_REDIRECT
     if isinstance(hops, str):
-        return rule.failed(CHECK_ID, hops, FIX_LB_DOWN.format(where=where))
+        return rule.failed(CHECK_ID, hops, FIX_LB_DOWN.format(start=start, where=where))
     chain = " -> ".join(f"{hop.path} {hop.answer.status}" for hop in hops)
     if looped_to is not None:
         return rule.failed(

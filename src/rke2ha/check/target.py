@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rke2ha.check import DEFAULT_TIMEOUT
-from rke2ha.check.verdicts import VIEW_UNKNOWN, lb_view
-from rke2ha.dns.resolve_check import expectation
+from rke2ha.check.verdicts import START_UNKNOWN, VIEW_UNKNOWN, lb_start, lb_view
+from rke2ha.dns.resolve_check import expectation, server_command
 from rke2ha.errors import InvalidError, UsageError
 from rke2ha.healthplan import (
     HttpProbe,
@@ -24,7 +24,7 @@ from rke2ha.healthplan import (
     readyz_probe,
     supervisor_probe,
 )
-from rke2ha.invocation import command
+from rke2ha.invocation import command, spec_command
 from rke2ha.secretfiles import read_secret
 from rke2ha.spec import Spec
 
@@ -65,6 +65,10 @@ class DnsTarget:
     kind: str  # "A", "CNAME" or "ALIAS" (rke2ha.dns.resolve_check.expectation)
     expected: tuple[str, ...]  # A: the load balancer addresses; CNAME/ALIAS: the target
     problem: str | None = None  # why the spec gives nothing to compare with
+    # Commands for fixes, with the spec file (they run as printed, `rke2ha.invocation`).
+    publish: str = "publish the record"
+    start: str = "start the DNS server"
+    validate: str = "check the spec"
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class CheckTarget:
     timeout: float
     # Where the engine shows its backends, for fixes (`verdicts.lb_view`): nginx has no page.
     lb_view: str = VIEW_UNKNOWN
+    # How to start the load balancer, for fixes (`verdicts.lb_start`).
+    lb_start: str = START_UNKNOWN
     ca_file: Path | None = None
     # Bearer token for /readyz (`--token` or the spec's health token); never printed.
     readyz_token: str | None = field(default=None, repr=False)
@@ -157,11 +163,33 @@ def _dns_target(spec: Spec, options: CheckOptions) -> DnsTarget:
         server, source = Endpoint(host, listen.port + options.port_offset), "builtin DNS"
     else:
         server, source = None, "system resolver"
+    hints = {
+        "publish": _publish(spec),
+        "validate": f"`{spec_command(spec, 'validate')}`",
+        "start": _start_dns(spec),
+    }
     try:
         kind, expected = expectation(spec)
     except InvalidError as err:
-        return DnsTarget(server, source, spec.dns.record, (), str(err))
-    return DnsTarget(server, source, kind, tuple(expected))
+        return DnsTarget(server, source, spec.dns.record, (), str(err), **hints)
+    return DnsTarget(server, source, kind, tuple(expected), **hints)
+
+
+def _start_dns(spec: Spec) -> str:
+    """Only the lab's and the built-in DNS server are rke2ha's to start."""
+    if spec.provider == "lab" or spec.dns.provider == "builtin":
+        return f"start the DNS server (`{server_command(spec)}`)"
+    return DnsTarget.start
+
+
+def _publish(spec: Spec) -> str:
+    """How this spec's record gets published: the lab and the built-in server serve it
+    (`up`, `dns serve`); the other DNS providers take `dns publish`."""
+    if spec.provider == "lab":
+        return f"publish it with the lab (`{server_command(spec)}`)"
+    if spec.dns.provider == "builtin":
+        return f"publish it with the built-in server (`{server_command(spec)}`)"
+    return f"publish it: `{spec_command(spec, 'dns', 'publish')}`"
 
 
 def _admin_endpoint(spec: Spec, options: CheckOptions) -> Endpoint | None:
@@ -200,6 +228,12 @@ def build_target(
         lb_admin=admin,
         timeout=options.timeout,
         lb_view=lb_view(spec.load_balancer.engine, str(admin) if admin else None),
+        lb_start=lb_start(
+            spec.provider,
+            spec.load_balancer.engine,
+            up=spec_command(spec, "up"),
+            serve=spec_command(spec, "lb", "serve"),
+        ),
         ca_file=options.ca_file,
         readyz_token=readyz_token,
         rancher_token=rancher_token,

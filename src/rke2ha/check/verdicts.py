@@ -20,10 +20,7 @@ from rke2ha.healthplan import HttpProbe
 Seen = HttpAnswer | str
 
 
-FIX_LB_DOWN = (
-    "start the load balancer (`rke2ha up -f FILE` for the lab, `rke2ha lb serve -f FILE` "
-    "for the built-in one) and make sure it listens on {where}"
-)
+FIX_LB_DOWN = "{start} and make sure it listens on {where}"
 FIX_LB_NO_NODE = (
     "the load balancer accepted the connection but no node answered: look at the node.* "
     "checks and {view}"
@@ -35,6 +32,18 @@ FIX_LB_SILENT = (
 )
 # Without the engine (tests, callers that do not know it): no page that may not exist.
 VIEW_UNKNOWN = "the load balancer's view of its backends"
+START_UNKNOWN = "start the load balancer"
+
+
+def lb_start(provider: str, engine: str, up: str, serve: str) -> str:
+    """How to start this load balancer, with `up` / `serve` the commands that run as
+    printed (`rke2ha.invocation.spec_command`): the lab starts its own with `up`, the
+    built-in one runs under `lb serve`; other engines are the operator's service."""
+    if provider == "lab":
+        return f"start the load balancer with the lab (`{up}`)"
+    if engine == "builtin":
+        return f"start the load balancer (`{serve}`)"
+    return START_UNKNOWN
 
 
 def lb_view(engine: str, admin: str | None) -> str:
@@ -54,7 +63,7 @@ def lb_view(engine: str, admin: str | None) -> str:
     return VIEW_UNKNOWN
 
 
-def lb_fix(seen: str, where: str, view: str = VIEW_UNKNOWN) -> str:
+def lb_fix(seen: str, where: str, view: str = VIEW_UNKNOWN, start: str = START_UNKNOWN) -> str:
     """The fix when no HTTP answer came through the load balancer. A close or a reset
     (RST comes only on an established connection) means it accepted: it is up, and no
     node behind it answered. Silence can be either. A refusal means it is not listening."""
@@ -62,7 +71,7 @@ def lb_fix(seen: str, where: str, view: str = VIEW_UNKNOWN) -> str:
         return FIX_LB_NO_NODE.format(view=view)
     if seen.startswith("no answer from"):
         return FIX_LB_SILENT.format(view=view, where=where)
-    return FIX_LB_DOWN.format(where=where)
+    return FIX_LB_DOWN.format(start=start, where=where)
 
 
 def same_name(a: str, b: str) -> bool:
@@ -169,12 +178,17 @@ def supervisor_ping(
 
 
 def rancher_ping(
-    check_id: str, seen: Seen, rule: CheckRule, where: str, view: str = VIEW_UNKNOWN
+    check_id: str,
+    seen: Seen,
+    rule: CheckRule,
+    where: str,
+    view: str = VIEW_UNKNOWN,
+    start: str = START_UNKNOWN,
 ) -> CheckResult:
     """Rancher's /ping answers `pong`; reached through the ingress with the Rancher Host."""
     if isinstance(seen, str):
         fix = (
-            lb_fix(seen, where, view)
+            lb_fix(seen, where, view, start)
             if rule is catalog.RANCHER_PING
             else "start RKE2 (and its ingress) on that node"
         )
@@ -200,12 +214,18 @@ def tcp_open(check_id: str, seen: str | None, rule: CheckRule, fix: str) -> Chec
 
 
 def lb_http(
-    check_id: str, seen: Seen, where: str, *, tls: bool, view: str = VIEW_UNKNOWN
+    check_id: str,
+    seen: Seen,
+    where: str,
+    *,
+    tls: bool,
+    view: str = VIEW_UNKNOWN,
+    start: str = START_UNKNOWN,
 ) -> CheckResult:
     """80/443 through the LB: any answer below 500 shows a node (its ingress) was reached."""
     rule = catalog.LB_PORT
     if isinstance(seen, str):
-        return rule.failed(check_id, seen, lb_fix(seen, where, view))
+        return rule.failed(check_id, seen, lb_fix(seen, where, view, start))
     if seen.status >= 500:
         return rule.failed(
             check_id, f"{said(seen)}: no node behind it answered", FIX_LB_NO_NODE.format(view=view)
@@ -214,11 +234,13 @@ def lb_http(
     return rule.passed(check_id, f"{how}a node answered {said(seen)}")
 
 
-def lb_readyz(check_id: str, seen: Seen, where: str, view: str = VIEW_UNKNOWN) -> CheckResult:
+def lb_readyz(
+    check_id: str, seen: Seen, where: str, view: str = VIEW_UNKNOWN, start: str = START_UNKNOWN
+) -> CheckResult:
     """6443 through the LB: 200 or 401 shows that an apiserver answered."""
     rule = catalog.LB_PORT
     if isinstance(seen, str):
-        return rule.failed(check_id, seen, lb_fix(seen, where, view))
+        return rule.failed(check_id, seen, lb_fix(seen, where, view, start))
     if seen.status == 200:
         return rule.passed(check_id, "an apiserver answered: /readyz -> 200 (ready)")
     if seen.status == 401:
@@ -233,11 +255,16 @@ def lb_readyz(check_id: str, seen: Seen, where: str, view: str = VIEW_UNKNOWN) -
 
 
 def lb_ping(
-    check_id: str, seen: Seen, probe: HttpProbe, where: str, view: str = VIEW_UNKNOWN
+    check_id: str,
+    seen: Seen,
+    probe: HttpProbe,
+    where: str,
+    view: str = VIEW_UNKNOWN,
+    start: str = START_UNKNOWN,
 ) -> CheckResult:
     """9345 through the LB: a supervisor answers /ping -> pong."""
     if isinstance(seen, str):
-        return catalog.LB_PORT.failed(check_id, seen, lb_fix(seen, where, view))
+        return catalog.LB_PORT.failed(check_id, seen, lb_fix(seen, where, view, start))
     return supervisor_ping(check_id, seen, probe, rule=catalog.LB_PORT)
 
 
@@ -254,6 +281,7 @@ def registration(
     address: str,
     where: str,
     view: str = VIEW_UNKNOWN,
+    start: str = START_UNKNOWN,
 ) -> CheckResult:
     """Joins go to https://<fixed address>:9345: 9345 /ping and 6443 /readyz must answer."""
     rule, check_id = catalog.REGISTRATION, "registration"
@@ -267,7 +295,7 @@ def registration(
             details.append(judged.detail)
         elif isinstance(seen, str):
             # Not even a connection through the load balancer: the fix is there, not on a node.
-            problems.append((judged.detail, lb_fix(seen, where, view)))
+            problems.append((judged.detail, lb_fix(seen, where, view, start)))
         else:
             problems.append((judged.detail, judged.fix))
     if problems:

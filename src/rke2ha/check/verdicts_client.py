@@ -37,16 +37,16 @@ def dns_record(target: DnsTarget, hostname: str, answer: Answer, server: str) ->
     with `rke2ha dns check`; this adds the check's detail and fix.
     """
     rule, check_id = catalog.DNS_RECORD, "dns.record"
-    publish = "publish it: `rke2ha dns publish -f FILE` (or `rke2ha up` for the lab)"
+    publish = target.publish
     if target.problem is not None:
-        return rule.failed(check_id, target.problem, "fix the spec (rke2ha validate -f FILE)")
+        return rule.failed(check_id, target.problem, f"fix the spec ({target.validate})")
     want = f"{target.kind} {hostname} -> {join(target.expected)}"
     if answer.rcode == "TIMEOUT" or answer.rcode.startswith("ERROR"):
         reason = "no answer" if answer.rcode == "TIMEOUT" else answer.rcode.lower()
         return rule.failed(
             check_id,
             f"{reason} from {server} ({target.server_source})",
-            f"start the DNS server, or point --dns-server at one that serves {hostname}",
+            f"{target.start}, or point --dns-server at one that serves {hostname}",
         )
     if answer.rcode == "NXDOMAIN":
         return rule.failed(check_id, f"{server}: {hostname} does not exist (NXDOMAIN)", publish)

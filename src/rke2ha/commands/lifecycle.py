@@ -100,6 +100,7 @@ def register(subparsers: Any) -> None:
     add_json_argument(down)
     down.add_argument("--yes", action="store_true", help="destroy without asking")
     down.add_argument("--force-unlock", action="store_true", help="break a held state lock")
+    lab_flags.add_down_arguments(down)  # provider lab: --replace
     down.set_defaults(handler=run_down)
 
 

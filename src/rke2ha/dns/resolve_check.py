@@ -24,6 +24,7 @@ import dns.resolver
 from rke2ha.dns.hostport import split_host_port
 from rke2ha.dns.records import absolute, address_values, check_in_zone, cname_target
 from rke2ha.errors import InvalidError, UsageError
+from rke2ha.invocation import spec_command
 from rke2ha.spec import Spec
 
 TIMEOUT = 3.0
@@ -77,13 +78,25 @@ def expectation(spec: Spec) -> tuple[str, list[str]]:
     return "A", sorted(values.get("A", []) + values.get("AAAA", []))
 
 
-def judge(hostname: str, kind: str, expected: list[str], answer: Answer) -> list[str]:
-    """The problems with `answer` (empty when it is right)."""
+def server_command(spec: Spec) -> str:
+    """The command that starts this spec's DNS server, as it runs from here: the lab
+    serves its DNS under `up`, the built-in server runs as `dns serve`."""
+    return (
+        spec_command(spec, "up") if spec.provider == "lab" else spec_command(spec, "dns", "serve")
+    )
+
+
+def judge(
+    hostname: str, kind: str, expected: list[str], answer: Answer, start: str | None = None
+) -> list[str]:
+    """The problems with `answer` (empty when it is right); `start`: the command that
+    starts the DNS server (`server_command`), for the hint when nothing answered."""
     if answer.rcode == "TIMEOUT" or answer.rcode.startswith("ERROR"):
         reason = "no answer" if answer.rcode == "TIMEOUT" else answer.rcode.lower()
+        how = f" (`{start}`)" if start else ""
         return [
-            f"{reason} for {hostname}: is the DNS server running? Start it "
-            "(`rke2ha dns serve -f FILE`, or `rke2ha up` for the lab) or pass --server HOST:PORT"
+            f"{reason} for {hostname}: is the DNS server running? Start it{how} "
+            "or pass --server HOST:PORT"
         ]
     if answer.rcode != "NOERROR":
         return [f"{hostname} answered {answer.rcode}; the record is not published there"]
@@ -179,6 +192,6 @@ def check(spec: Spec, server: str | None = None) -> CheckResult:
     hostname = absolute(spec.hostname)
     rdtypes = ["A", "AAAA"] if kind == "A" and any(":" in e for e in expected) else ["A"]
     answer = ask(hostname, where, rdtypes)
-    problems = judge(hostname, kind, expected, answer)
+    problems = judge(hostname, kind, expected, answer, server_command(spec))
     label = f"{where[0]}:{where[1]}" if where else "system resolver"
     return CheckResult(not problems, hostname, kind, expected, label, answer, problems)

@@ -120,10 +120,20 @@ def foreign_spec_file(spec: Spec, spec_file: Path) -> str | None:
     return None
 
 
-def foreign_lab_message(spec: Spec, spec_file: Path, other: str) -> str:
-    return (
+def foreign_lab_message(spec: Spec, spec_file: Path, other: str, command: str = "up") -> str:
+    """Why `command` (up, down, status, check) refuses another spec's lab, and the two ways
+    out: that spec's own `down`, or this one's with `--replace`."""
+    started = (
         f"the lab {spec.name!r} running from {spec.state_dir} was started from {other}, "
-        f"not from {spec_file}; stop it first (`rke2ha down -f {other}`), or replace it "
+        f"not from {spec_file}"
+    )
+    if command == "down":
+        return (
+            f"{started}; stop it with its own spec (`rke2ha down -f {other}`), or stop it "
+            f"anyway with `rke2ha down -f {spec_file} --replace`"
+        )
+    return (
+        f"{started}; stop it first (`rke2ha down -f {other}`), or replace it "
         f"with `rke2ha up -f {spec_file} --replace`"
     )
 
