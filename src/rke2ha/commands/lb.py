@@ -220,6 +220,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     add_l7_arguments(serve_p)
     serve_p.set_defaults(handler=handle_serve)
+    from rke2ha.commands import lb_maint
+
+    lb_maint.register(lb_sub)
     lb.set_defaults(handler=lambda _args: _no_subcommand(lb))
 
 
