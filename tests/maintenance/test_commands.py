@@ -120,3 +120,54 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
         )
         assert (done.returncode, done.stdout) == (code, ""), done.stderr
         assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_node_in_maintenance_is_never_picked_at_layer_4_or_7() -> None:
+    from rke2ha.lb.config import BackendConfig
+    from rke2ha.lb.l7.pool_adapter import PoolNodes
+    from rke2ha.lb.pool import Attempt, Pool
+
+    configs = [BackendConfig(f"127.0.218.1{i}", 443, f"node-{i}") for i in (1, 2, 3)]
+    pool = Pool(configs, rise=1, fall=1)
+    nodes = PoolNodes(pool)
+    pool.backends[1].maintenance_since = 1.0
+    picked = {pool.pick(Attempt(0)).config.name for _ in range(30)}  # type: ignore[union-attr]
+    assert picked == {"node-1", "node-3"}
+    seen = {nodes.pick().host for _ in range(30)}  # type: ignore[union-attr]
+    assert seen == {"127.0.218.11", "127.0.218.13"}
+    assert {n.host for n in nodes.candidates(set())} == seen
+    pool.backends[1].maintenance_since = None
+    assert {nodes.pick().host for _ in range(30)} == seen | {"127.0.218.12"}  # type: ignore[union-attr]
+
+
+def test_admin_route_answers_unknown_node_with_the_names() -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from rke2ha.lb.admin import _loopback, build_app
+
+    calls: list[tuple[str, bool]] = []
+
+    def control(node: str, drain: bool) -> list[str]:
+        if node != "node-1":
+            raise KeyError(node)
+        calls.append((node, drain))
+        return ["port-443"]
+
+    snapshot = {"frontends": [{"backends": [{"name": "node-1"}, {"name": "node-2"}]}]}
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(build_app(lambda: snapshot, control))) as client:
+            ok = await client.post("/nodes/node-1/drain")
+            assert ok.status == 200 and (await ok.json())["frontends"] == ["port-443"]
+            missing = await client.post("/nodes/node-9/enable")
+            assert missing.status == 404
+            assert (await missing.json())["nodes"] == ["node-1", "node-2"]
+            assert (await client.post("/nodes/node-1/reboot")).status == 404
+            assert (await client.get("/nodes/node-1/drain")).status == 405
+
+    asyncio.run(scenario())
+    assert calls == [("node-1", True)]
+    assert _loopback("127.0.0.1") and _loopback("::1")
+    assert not _loopback("192.0.2.1") and not _loopback(None) and not _loopback("x")
