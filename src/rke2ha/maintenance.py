@@ -9,8 +9,9 @@ on the next reload of a config that still lists it. The engines' live controls a
   connections and lets the open ones finish; `state maint` also takes it out of checks;
   `state ready` puts it back. Health checks keep running in `drain`, but a passing check
   never changes an administrative state, so the node stays out until `ready`.
-  Source: HAProxy management guide, "9.3. Unix Socket commands", `set server <backend>/
-  <server> state [ ready | drain | maint ]` (docs.haproxy.org/2.6/management.html).
+  Source: HAProxy's management guide, `set server <backend>/<server> state [ ready |
+  drain | maint ]` and `show servers state` (haproxy/haproxy, doc/management.txt; also
+  docs.haproxy.org). Checked live: tests/existing/test_maintenance_live.py.
 - The built-in load balancer: `POST /nodes/NODE/drain|enable` on its admin endpoint.
 - nginx (open source) has no runtime API: `upstream` servers change only by a reload.
 
