@@ -278,6 +278,22 @@ def test_up_runs_haproxy_as_the_hosts_service_and_down_leaves_it_as_it_was(
             assert sorted(apiserver) == list(NODES)
             assert all(st.startswith("DOWN") for st in apiserver.values()), apiserver
             assert curl(testbed, f"http://{lb.address}/") in NODES
+            # `lb drain`: through HAProxy's runtime API on the host, over SSH, no reload.
+            drained = NODES[1]
+            running = lb.sh(f"systemctl show -p MainPID --value {UNIT}").stdout.strip()
+            code, out = rke2ha(testbed, "lb", "drain", drained, "-f", str(spec))
+            assert code == 0 and f"on {lb.name}" in out, out
+            assert {s: st for (b, s), st in stats(lb).items() if b == "rke2ha_80"}[drained] == (
+                "DRAIN"
+            )
+            answers = [curl(testbed, f"http://{lb.address}/") for _ in range(12)]
+            assert drained not in answers and set(answers) <= set(NODES), answers
+            code, out = rke2ha(testbed, "lb", "enable", drained, "-f", str(spec))
+            assert code == 0, out
+            assert wait_up(lb, "rke2ha_80", 3) == list(NODES)
+            answers = [curl(testbed, f"http://{lb.address}/") for _ in range(12)]
+            assert drained in answers, answers
+            assert lb.sh(f"systemctl show -p MainPID --value {UNIT}").stdout.strip() == running
 
         code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
         assert code == 0, out

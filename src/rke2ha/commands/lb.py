@@ -77,9 +77,11 @@ def _offset(text: str) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lb = subparsers.add_parser(
         "lb",
-        help="the built-in load balancer",
+        help="the built-in load balancer; drain/enable a node on any engine",
         description="The built-in load balancer: `rke2ha lb serve -f FILE` runs the spec's, "
-        "`rke2ha lb serve --listen HOST:PORT --backend HOST:PORT ...` an ad hoc one.",
+        "`rke2ha lb serve --listen HOST:PORT --backend HOST:PORT ...` an ad hoc one. "
+        "`rke2ha lb drain|enable NODE -f FILE` takes a node out for maintenance and back "
+        "(built-in or HAProxy), without a reload.",
     )
     lb_sub = lb.add_subparsers(dest="lb_command", metavar="SUBCOMMAND")
     serve_p = lb_sub.add_parser(
@@ -220,6 +222,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     add_l7_arguments(serve_p)
     serve_p.set_defaults(handler=handle_serve)
+    from rke2ha.commands import lb_maint
+
+    lb_maint.register(lb_sub)
     lb.set_defaults(handler=lambda _args: _no_subcommand(lb))
 
 

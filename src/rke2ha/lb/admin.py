@@ -1,4 +1,5 @@
-"""The admin endpoint: `/metrics` (Prometheus), `/status` (JSON), `/` (a human stats page).
+"""The admin endpoint: `/metrics` (Prometheus), `/status` (JSON), `/` (a human stats page),
+and `POST /nodes/NODE/drain` / `.../enable`: maintenance, accepted from loopback only.
 
 Everything is rendered from one snapshot (`Snapshot`, a plain dict built by the server or,
 with `--workers`, by the supervisor from the workers' shared counters), so the three views
@@ -9,6 +10,7 @@ snapshot: the data plane only bumps plain ints. Bound to 127.0.0.1 by default.
 from __future__ import annotations
 
 import html
+import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +28,8 @@ from rke2ha.lb.health_state import State
 
 Snapshot = dict[str, Any]
 SnapshotSource = Callable[[], Snapshot]
+# (node name, drain?) -> frontends touched; KeyError for a name no backend has.
+MaintenanceControl = Callable[[str, bool], list[str]]
 STATES = [s.value for s in State]
 
 
@@ -115,7 +119,8 @@ class SnapshotCollector(Collector):
                 be_bytes.add_metric([*labels, "to_backend"], be["bytes_to_backend"])
                 be_bytes.add_metric([*labels, "from_backend"], be["bytes_from_backend"])
                 be_up.add_metric(labels, 1 if be["serves"] else 0)
-                be_state.add_metric(labels, {s: s == be["state"] for s in STATES})
+                health = be.get("health", be["state"])
+                be_state.add_metric(labels, {s: s == health for s in STATES})
                 be_latency.add_metric(labels, be["check_latency_s"])
                 be_fail.add_metric(labels, be["connect_failures"])
                 be_checks_failed.add_metric(labels, be["checks_failed"])
@@ -132,6 +137,7 @@ _COLOURS = {
     "rising": "#d6ecff",
     "down": "#ffc9c9",
     "draining": "#e0e0e0",
+    "drain": "#c0c0ff",
 }
 
 
@@ -202,7 +208,14 @@ def render_html(snap: Snapshot) -> str:
     return "".join(parts)
 
 
-def build_app(source: SnapshotSource) -> web.Application:
+def _loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+def build_app(source: SnapshotSource, control: MaintenanceControl | None = None) -> web.Application:
     registry = CollectorRegistry()
     registry.register(SnapshotCollector(source))
 
@@ -217,16 +230,36 @@ def build_app(source: SnapshotSource) -> web.Application:
     async def page(_: web.Request) -> web.Response:
         return web.Response(text=render_html(source()), content_type="text/html")
 
+    async def maintenance(request: web.Request) -> web.Response:
+        # Reading stats is harmless; taking nodes out is not: only from this machine, even
+        # when the admin endpoint listens on a wider address.
+        if not _loopback(request.remote):
+            return web.json_response(
+                {"error": "maintenance is allowed from loopback only"}, status=403
+            )
+        if control is None:
+            return web.json_response({"error": "this process takes no maintenance"}, status=404)
+        node, action = request.match_info["node"], request.match_info["action"]
+        try:
+            frontends = control(node, action == "drain")
+        except KeyError:
+            names = sorted({b["name"] for fe in source()["frontends"] for b in fe["backends"]})
+            return web.json_response({"error": f"no node {node!r}", "nodes": names}, status=404)
+        return web.json_response({"node": node, "action": action, "frontends": frontends})
+
     app = web.Application()
+    app.router.add_post("/nodes/{node}/{action:drain|enable}", maintenance)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/status", status)
     app.router.add_get("/", page)
     return app
 
 
-async def start_admin(source: SnapshotSource, host: str, port: int) -> web.AppRunner:
+async def start_admin(
+    source: SnapshotSource, host: str, port: int, control: MaintenanceControl | None = None
+) -> web.AppRunner:
     """Serve the admin app on host:port; the caller `await runner.cleanup()`s it."""
-    runner = web.AppRunner(build_app(source), access_log=None, handle_signals=False)
+    runner = web.AppRunner(build_app(source, control), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=True)
     await site.start()

@@ -48,6 +48,10 @@ class Backend:
     changes: int = 0  # state changes since the backend joined
     went_down: int = 0  # times it left rotation (serving -> not serving): flaps
     history: deque[StateChange] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    # Wall time an operator took the node out for maintenance (`rke2ha lb drain`), or None.
+    # Kept apart from the health machine: checks go on, and a passing one must not put a
+    # node back that an operator took out.
+    maintenance_since: float | None = None
 
     @property
     def key(self) -> str:
@@ -59,7 +63,7 @@ class Backend:
 
     @property
     def serves(self) -> bool:
-        return self.machine.state.serves
+        return self.machine.state.serves and self.maintenance_since is None
 
     def handle(self, event: Event, reason: str) -> Change | None:
         change = self.machine.handle(event, reason)

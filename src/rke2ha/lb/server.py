@@ -71,7 +71,13 @@ def backend_status(backend: Backend, now: float | None = None) -> dict[str, Any]
     return {
         "name": backend.config.label,
         "address": backend.key,
-        "state": backend.state.value,
+        # `drain`: an operator took the node out (`rke2ha lb drain`); `health` keeps what the
+        # checks say meanwhile, so the operator sees whether it is fit to come back.
+        "state": "drain" if backend.maintenance_since is not None else backend.state.value,
+        "health": backend.state.value,
+        "maintenance_since": (
+            utc_time(backend.maintenance_since) if backend.maintenance_since is not None else None
+        ),
         "serves": backend.serves,
         "reason": backend.machine.last_reason,
         # When the current state began (start of the process, or the last change), how
@@ -149,6 +155,9 @@ class LoadBalancer:
         self.on_change: Callable[[Site, Backend, Change], None] | None = None
         # `--workers`: the supervisor fills in the workers' counters (workers.py).
         self.decorate: Callable[[Snapshot], Snapshot] | None = None
+        # Nodes an operator took out for maintenance (name -> wall time): survives a reload,
+        # so a backend that joins again on SIGHUP stays out too.
+        self.maintenance: dict[str, float] = {}
 
     # ---- setup -------------------------------------------------------------------------------
 
@@ -197,7 +206,9 @@ class LoadBalancer:
         if self.admin and self.config.admin is not None:
             host, port = self.config.admin
             try:
-                self._runner = await start_admin(self.snapshot, host, port)
+                self._runner = await start_admin(
+                    self.snapshot, host, port, control=self.set_maintenance
+                )
             except OSError as err:
                 await self.close()
                 raise InvalidError(
@@ -300,6 +311,7 @@ class LoadBalancer:
             added.append(site)
         self.sites = list(by_address.values()) + added
         self.config = new
+        self._apply_maintenance()
 
     def _retire(self, site: Site, now: float) -> None:
         if site.frontend is not None:
@@ -308,6 +320,41 @@ class LoadBalancer:
         if site.checker is not None:
             self._spawn(site.checker.stop())
         self.retired.append(site)
+
+    # ---- maintenance (`rke2ha lb drain` / `lb enable`) ---------------------------------------
+
+    def node_names(self) -> list[str]:
+        names = {b.config.name for site in self.sites for b in site.pool.backends}
+        return sorted(n for n in names if n)
+
+    def set_maintenance(self, node: str, drain: bool) -> list[str]:
+        """Take `node` out of (drain=True) or back into rotation on every frontend.
+
+        Open connections are left alone: only new ones avoid the node. Returns the
+        frontends touched; KeyError when no backend has that node name.
+        """
+        if node not in self.node_names():
+            raise KeyError(node)
+        if drain:
+            self.maintenance.setdefault(node, time.time())
+        else:
+            self.maintenance.pop(node, None)
+        touched = self._apply_maintenance(node)
+        log.warning(
+            "%s: %s on %s", node, "drain (maintenance)" if drain else "enabled", ", ".join(touched)
+        )
+        return touched
+
+    def _apply_maintenance(self, only: str | None = None) -> list[str]:
+        touched = []
+        for site in self.sites:
+            for backend in site.pool.backends:
+                name = backend.config.name
+                if not name or (only is not None and name != only):
+                    continue
+                backend.maintenance_since = self.maintenance.get(name)
+                touched.append(site.config.name)
+        return touched
 
     # ---- status ----------------------------------------------------------------------------
 

@@ -219,7 +219,9 @@ class Supervisor:
     def _publish(self, generation: Generation) -> None:
         layout, cells = generation.layout, generation.cells
         for slot, backend in enumerate(self._slots()[: layout.slots]):
-            cells[layout.state(slot)] = _STATES.index(backend.state)
+            # A node in maintenance reaches the workers as draining: no new connections.
+            out = backend.maintenance_since is not None
+            cells[layout.state(slot)] = _STATES.index(State.DRAINING if out else backend.state)
 
     async def _sync_loop(self) -> None:
         while True:

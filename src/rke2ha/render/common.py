@@ -34,6 +34,9 @@ class Layout:
     # Address the load balancer's frontends bind; "" binds every address, which lets the
     # standby of a keepalived pair start while the virtual IP sits on the primary.
     bind_host: str = ""
+    # HAProxy's runtime API socket (`rke2ha lb drain`): the path Debian's own haproxy.cfg
+    # uses, in the /run/haproxy folder its systemd unit creates (RuntimeDirectory=haproxy).
+    haproxy_socket: str = "/run/haproxy/admin.sock"
 
     def haproxy_pem(self, hostname: str) -> str:
         return f"{self.haproxy_dir}/tls/{hostname}.pem"

@@ -205,10 +205,13 @@ def _token_guard(spec: Spec) -> list[str]:
     ]
 
 
-def _global(spec: Spec) -> list[str]:
+def _global(spec: Spec, layout: Layout) -> list[str]:
     lb = spec.load_balancer
     body = [
         "log /dev/log local0",
+        # The runtime API, for `rke2ha lb drain|enable NODE` without a reload. Mode 600:
+        # level admin can take every node out; only the owner (root) may talk to it.
+        f"stats socket {layout.haproxy_socket} mode 600 level admin",
         "user haproxy",
         "group haproxy",
         f"maxconn {lb.max_connections}",
@@ -278,7 +281,7 @@ def render_haproxy(spec: Spec, spec_label: str, layout: Layout = DEFAULT_LAYOUT)
     if lb.affinity == "cookie" and not layer7:
         notes.append("affinity: cookie needs layer 7; at layer 4 there is no cookie to read.")
     lines = _token_guard(spec)
-    lines += _global(spec) + _defaults(spec) + _stats(spec)
+    lines += _global(spec, layout) + _defaults(spec) + _stats(spec)
     for port in lb.ports:
         if layer7 and port == 80:
             lines += _l7_http(spec, layout)

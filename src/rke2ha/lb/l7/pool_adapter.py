@@ -60,7 +60,11 @@ class PoolNodes:
         or not a backend is down. Least outstanding requests compares the Backends' own
         counters (`begin`/`end` keep them equal to the Nodes'); only the winner is looked up.
         """
-        usable = [b for b in self.pool.backends if b.machine.state in _SERVING]
+        usable = [
+            b
+            for b in self.pool.backends
+            if b.machine.state in _SERVING and b.maintenance_since is None
+        ]
         count = len(usable)
         if not count:
             return None

@@ -21,6 +21,7 @@ from rke2ha.errors import InvalidError, UsageError
 from rke2ha.providers.existing.builtin import builtin_version, read_tls_pem
 from rke2ha.providers.existing.engines import CONFIG_PATHS, EnginePaths
 from rke2ha.render import Layout, Rendering, SecretInputs, render_files
+from rke2ha.render.common import DEFAULT_LAYOUT
 from rke2ha.render.write import write_rendering
 from rke2ha.secretfiles import read_secret
 from rke2ha.spec import Spec
@@ -48,10 +49,32 @@ class EngineConfig:
         return self.fingerprint[:16]
 
 
-def _layout(spec: Spec, base: Path) -> Layout:
+SOCKET_PATH_MAX = 90
+
+
+def local_socket(spec: Spec) -> str:
+    """The runtime-API socket of the HAProxy rke2ha runs on this machine (`lb drain`).
+
+    In the engine's state folder, unless that path is too long for a unix socket address
+    (HAProxy 2.6 refuses a `stats socket` path over 97 bytes: "too long (max 97)"): then
+    a name in /tmp derived from the folder.
+    """
+    root = EnginePaths.under(spec.state_dir, "haproxy").root.absolute()
+    path = str(root / "haproxy.sock")
+    if len(path.encode()) <= SOCKET_PATH_MAX:
+        return path
+    return f"/tmp/rke2ha-haproxy-{hashlib.sha256(str(root).encode()).hexdigest()[:16]}.sock"
+
+
+def _layout(spec: Spec, base: Path, socket: str | None) -> Layout:
     lb = spec.load_balancer
     bind = "" if lb.pair is not None else (lb.address or "")
-    return Layout(haproxy_dir=str(base / "haproxy"), nginx_dir=str(base / "nginx"), bind_host=bind)
+    return Layout(
+        haproxy_dir=str(base / "haproxy"),
+        nginx_dir=str(base / "nginx"),
+        bind_host=bind,
+        haproxy_socket=socket if socket is not None else local_socket(spec),
+    )
 
 
 def _secret_inputs(spec: Spec) -> SecretInputs:
@@ -63,8 +86,10 @@ def _secret_inputs(spec: Spec) -> SecretInputs:
     return SecretInputs(_NO_TOKEN, token, chain, key)
 
 
-def _rendered(spec: Spec, engine: str, base: Path, inputs: SecretInputs) -> Rendering:
-    rendering = render_files(spec, SPEC_LABEL, inputs, _layout(spec, base))
+def _rendered(
+    spec: Spec, engine: str, base: Path, inputs: SecretInputs, socket: str | None = None
+) -> Rendering:
+    rendering = render_files(spec, SPEC_LABEL, inputs, _layout(spec, base, socket))
     prefix = f"{engine}/"
     files = {p: f for p, f in rendering.files.items() if p.startswith(prefix)}
     if CONFIG_PATHS[engine] not in files:
@@ -160,5 +185,7 @@ def host_config_text(spec: Spec) -> str:
     """The engine's config for `load_balancer.hosts`: rendered for the Debian package's own
     folder (/etc/haproxy), frontends bound to `load_balancer.address` (the host's)."""
     engine = spec.load_balancer.engine
-    rendered = _rendered(spec, engine, Path("/etc"), _secret_inputs(spec))
+    rendered = _rendered(
+        spec, engine, Path("/etc"), _secret_inputs(spec), DEFAULT_LAYOUT.haproxy_socket
+    )
     return rendered.files[CONFIG_PATHS[engine]].text

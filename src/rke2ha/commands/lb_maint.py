@@ -1,0 +1,39 @@
+"""`rke2ha lb drain NODE` / `rke2ha lb enable NODE`: maintenance without a reload.
+
+Thin: the spec, then `rke2ha.maintenance_run` (which asks `rke2ha.maintenance` what to send).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rke2ha.commands.common import add_spec_argument, spec_from_args
+
+HELP = {
+    "drain": "take NODE out of every frontend for maintenance: no new connections, open "
+    "ones finish; health checks go on but do not bring it back",
+    "enable": "put NODE back into rotation after `lb drain` (subject to its health checks)",
+}
+
+
+def register(lb_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for action, text in HELP.items():
+        parser = lb_sub.add_parser(
+            action,
+            help=text.split(":")[0],
+            description=f"{text}. Built-in engine: its admin endpoint (load_balancer.admin); "
+            "HAProxy: its runtime API (stats socket) on this machine or on every "
+            "load_balancer.hosts machine over SSH. No reload either way. nginx has no "
+            "runtime API.",
+        )
+        parser.add_argument("node", metavar="NODE", help="a node name from the spec")
+        add_spec_argument(parser)
+        parser.set_defaults(handler=handle, maint_action=action)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from rke2ha.maintenance_run import apply
+
+    for line in apply(spec_from_args(args), args.node, args.maint_action):
+        print(line)
+    return 0

@@ -1,0 +1,160 @@
+"""`rke2ha lb drain NODE` / `lb enable NODE` against the real engines `up` runs: HAProxy
+through its runtime API (stats socket), the built-in load balancer through its admin
+endpoint. Traffic is real curl through the load balancer to the three node emulators; the
+node that answered is the emulator's X-Rke2ha-Node header. No reload happens (same pid)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.existing.conftest import (
+    Cli,
+    Deployment,
+    Emulators,
+    cli,
+    existing_spec,
+    https_get,
+    keepalive_request,
+    lab_nodes,
+    torn_down,
+)
+
+from rke2ha.maintenance import parse_servers_state, remote_socket_command, stats_socket
+from rke2ha.maintenance_run import send
+
+REQUESTS = 30
+# Its own range (the rest of tests/existing uses 127.0.80.0/24), so it can run beside them.
+SUBNET = "127.0.218.0/24"
+LB = "127.0.218.10"
+NODES = ["127.0.218.11", "127.0.218.12", "127.0.218.13"]
+ADMIN = f"{LB}:8404"
+
+
+@pytest.fixture(scope="module")
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
+    if os.geteuid() != 0:
+        pytest.skip("the emulators and engines bind ports 80/443: needs root")
+    directory = tmp_path_factory.mktemp("maintenance-nodes")
+    with lab_nodes(directory, NODES, SUBNET) as procs:
+        state = directory / ".rke2ha"
+        yield Emulators(
+            state / "lab" / "pki" / "ca.crt", state / "secrets" / "onprem-health-token", procs
+        )
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, emulators: Emulators) -> Iterator[Deployment]:
+    with torn_down(tmp_path) as deployed:
+        yield deployed
+
+
+def lb(deployment: Deployment, action: str, node: str) -> Cli:
+    return cli("lb", action, node, "-f", str(deployment.spec_file))
+
+
+def spec(engine: str, emulators: Emulators) -> dict[str, Any]:
+    document = existing_spec(engine, load_balancer={"health": {"token_file": str(emulators.token)}})
+    document["nodes"] = [{"name": f"node-{i + 1}", "address": a} for i, a in enumerate(NODES)]
+    document["load_balancer"].update(address=LB, admin=ADMIN)
+    return document
+
+
+def served(emulators: Emulators, count: int = REQUESTS) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for _ in range(count):
+        status, node, _ = https_get(emulators.ca, LB)
+        assert status == 200
+        seen[node] += 1
+    return seen
+
+
+def pinned_to(node: str) -> socket.socket:
+    """A keep-alive connection through the LB's port 80 that landed on `node`."""
+    for _ in range(30):
+        sock = socket.create_connection((LB, 80), timeout=5)
+        if f"x-rke2ha-node: {node}".encode() in keepalive_request(sock).lower():
+            return sock
+        sock.close()
+    raise AssertionError(f"no connection reached {node} in 30 tries")
+
+
+def builtin_backends(node: str) -> list[dict[str, object]]:
+    with urllib.request.urlopen(f"http://{ADMIN}/status", timeout=5) as response:
+        status = json.loads(response.read())
+    return [b for fe in status["frontends"] for b in fe["backends"] if b["name"] == node]
+
+
+@pytest.mark.parametrize("engine", ["haproxy", "builtin"])
+def test_drain_stops_new_connections_and_enable_brings_them_back(
+    engine: str, deployment: Deployment, emulators: Emulators
+) -> None:
+    deployment.write(spec(engine, emulators))
+    up = deployment.cli("up", "--yes")
+    assert up.code == 0, up.err
+    pid = deployment.engine_pid()
+    assert set(served(emulators)) == {"node-1", "node-2", "node-3"}
+    open_conn = pinned_to("node-2")
+
+    drain = lb(deployment, "drain", "node-2")
+    assert drain.code == 0, drain.err
+    print(drain.out)
+    assert drain.out.startswith("node-2: drain"), drain.out
+    after = served(emulators)
+    assert "node-2" not in after and sum(after.values()) == REQUESTS, after
+    # the connection open before the drain still works, on node-2
+    assert b"x-rke2ha-node: node-2" in keepalive_request(open_conn).lower()
+    open_conn.close()
+
+    if engine == "haproxy":
+        config = deployment.directory / ".rke2ha/existing/haproxy/current/haproxy/haproxy.cfg"
+        path = stats_socket(config.read_text())
+        assert path is not None
+        rows = [
+            r for r in parse_servers_state(send(path, "show servers state")) if r.server == "node-2"
+        ]
+        assert len(rows) == 4 and all(r.drained for r in rows), rows
+        # health checks keep running and pass, yet node-2 stays out: operational is running
+        assert all(r.operational == 2 for r in rows)
+    else:
+        backends = builtin_backends("node-2")
+        assert len(backends) == 4
+        assert all(b["state"] == "drain" and b["maintenance_since"] for b in backends), backends
+        assert all(not b["serves"] for b in backends)
+
+    enable = lb(deployment, "enable", "node-2")
+    assert enable.code == 0, enable.err
+    print(enable.out)
+    again = served(emulators)
+    assert again["node-2"] > 0, again
+    if engine == "haproxy":
+        rows = [
+            r for r in parse_servers_state(send(path, "show servers state")) if r.server == "node-2"
+        ]
+        assert rows and not any(r.drained for r in rows), rows
+        # the command the LB hosts run over SSH (python3 on the socket), here against the
+        # same real HAProxy: drain again, then ready
+        command = remote_socket_command(path, ["set server rke2ha_443/node-2 state drain"])
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "node-2" not in served(emulators)
+        bad = remote_socket_command(path, ["set server rke2ha_443/node-9 state ready"])
+        done = subprocess.run(["sh", "-c", bad], capture_output=True, text=True, timeout=30)
+        # HAProxy's answer to an unknown server is printed; the exit status says it failed
+        assert done.returncode == 1 and len(done.stdout.splitlines()) > 1, done.stdout
+    else:
+        assert all(b["state"] == "up" and b["serves"] for b in builtin_backends("node-2"))
+    assert deployment.engine_pid() == pid  # no reload, no restart
+    unknown = lb(deployment, "drain", "node-9")
+    assert unknown.code == 2 and "node-1, node-2, node-3" in unknown.err
+    assert deployment.cli("down", "--yes").code == 0
+    gone = lb(deployment, "drain", "node-2")
+    assert gone.code == 1 and "not running" in gone.err, gone.err
