@@ -154,3 +154,39 @@ def test_layer7_nodes_stay_in_rotation_once_rancher_is_installed(
     engine = Engine(kind, specs, tmp_path, layer=7, tls={"cert": cert, "key": key})
     engines.append(engine)
     scenario(engine, nodes, ports=(443,))
+
+
+@pytest.mark.parametrize(
+    ("nodes", "loops"),
+    [
+        ({"rancher_tls": "external", "use_forwarded_headers": False}, True),
+        ({"rancher_tls": "external", "use_forwarded_headers": True}, False),
+    ],
+    indirect=["nodes"],
+    ids=["ingress-without-forwarded-headers", "ingress-config-installed"],
+)
+def test_check_catches_the_layer7_redirect_loop_of_real_nginx_and_names_the_fix(
+    nodes: list[IngressNginx],
+    loops: bool,
+    specs: SpecFactory,
+    tmp_path: Path,
+    engines: list[Engine],
+) -> None:
+    """Layer 7 in front of a real ingress that does not trust X-Forwarded-Proto: it tells
+    Rancher "http", Rancher answers 302 to the same https URL, and a browser loops.
+    `rancher.redirect` must say so and name the HelmChartConfig; with the config's effect
+    (use-forwarded-headers) the same check passes."""
+    cert, key = str(nodes[0].ca_file), str(nodes[0].key_file)
+    tls = {"cert": cert, "key": key}
+    engine = Engine("builtin", specs, tmp_path, layer=7, tls=tls)
+    engines.append(engine)
+    engine.wait_rotation(everyone(ports=(443,)))
+    for node in nodes:
+        node.install_rancher()
+    target = build_target(specs.load(spec_overrides(layer=7, tls=tls)), CheckOptions(timeout=3))
+    result = asyncio.run(checks.rancher_redirect(target))
+    if loops:
+        assert result.status == "fail", result
+        assert "rancher/ingress-helmchartconfig.yaml" in result.fix, result
+    else:
+        assert result.status == "pass", result
