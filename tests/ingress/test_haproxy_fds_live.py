@@ -1,6 +1,7 @@
 """The rendered HAProxy on a machine whose open-files limit is 20000.
 
-The default spec (max_connections 10000) needs 20033 descriptors with two threads: main's
+The default spec (max_connections 10000) needs 20044 descriptors with two threads (20033
+without the runtime API's stats socket): main's
 config made HAProxy 2.6 refuse to start there ("Cannot raise FD limit"); the rendered one
 (`no strict-limits`) passes `haproxy -c` and starts, warning with the exact need that
 `rke2ha.render.haproxy_fds` computes. The largest max_connections the computation allows

@@ -43,7 +43,10 @@ def test_check_with_nothing_running_fails_fast(rke2ha: Runner, scratch: Path) ->
     assert checks["dns.record"]["detail"].startswith(f"no answer from {dns}")
     assert "--dns-server" in checks["dns.record"]["fix"]
     assert checks["lb.port.443"]["detail"] == "connection to 127.0.251.10:443 refused"
-    assert "rke2ha lb serve -f FILE" in checks["lb.port.443"]["fix"]
+    # a lab's load balancer starts with the lab: the fix names that command and this spec
+    fix = checks["lb.port.443"]["fix"]
+    assert "start the load balancer with the lab" in fix and " up -f " in fix, fix
+    assert "idle.yaml" in fix and "FILE" not in fix, fix
 
 
 def test_check_text_summary(rke2ha: Runner, scratch: Path) -> None:

@@ -161,14 +161,15 @@ def test_send_proxy_checks_speak_proxy_on_the_ingress_ports_only(
 
 def test_open_files_need_counts_what_haproxy_counts(specs: SpecFactory, tmp_path: Path) -> None:
     # measured on HAProxy 2.6.12: maxconn 10000, 5 listeners, 12 checked servers, 2 threads
-    # -> "Cannot raise FD limit to 20033"
+    # -> "Cannot raise FD limit to 20033", and 11 more with the stats socket (its listener
+    # and 10 CLI connections)
     spec = specs.load({})
     render(spec, tmp_path / "out")
     cfg = (tmp_path / "out/haproxy/haproxy.cfg").read_text()
     need = fd_need(cfg)
-    assert (need.maxconn, need.listeners, need.checks) == (10_000, 5, 12)
-    assert need.total(2) == 20_033
-    assert need.max_connections_within(20_000, 2) == 9_983
-    assert "Open files: 20030 with one thread" in cfg
+    assert (need.maxconn, need.listeners, need.checks, need.cli) == (10_000, 5, 12, 11)
+    assert need.total(2) == 20_044
+    assert need.max_connections_within(20_000, 2) == 9_978
+    assert "Open files: 20041 with one thread" in cfg
     assert "LimitNOFILE" in cfg and "load_balancer.max_connections" in cfg
     assert "\n    no strict-limits\n" in cfg  # starts below the need, warning with it

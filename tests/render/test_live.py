@@ -50,7 +50,7 @@ def live_spec(specs: SpecFactory, extra: dict[str, Any]) -> dict[str, Any]:
             "address": LB,
             "admin": ADMIN,
             "health": {"interval": "200ms", "timeout": "500ms", "rise": 1, "fall": 1},
-            # this machine caps open files at 20000; 10000 connections need ~20033
+            # this machine caps open files at 20000; 10000 connections need ~20044
             "max_connections": 1000,
         },
         "dns": {"rfc2136": {"server": "127.0.22.53"}},

@@ -301,7 +301,7 @@ def _fd_notes(need: FdNeed) -> list[str]:
     return [
         f"Open files: {one_thread} with one thread, +{PER_THREAD} per further CPU thread "
         f"({PER_CONNECTION} x maxconn {need.maxconn}, {need.listeners} listeners, "
-        f"{need.checks} checks, {RESERVED} reserved).",
+        f"{need.checks} checks, {need.cli} for the stats socket, {RESERVED} reserved).",
         "Where the hard limit is lower HAProxy still starts (no strict-limits) but warns, and "
         "connections beyond the limit fail: raise LimitNOFILE in haproxy.service, or lower "
         "load_balancer.max_connections.",

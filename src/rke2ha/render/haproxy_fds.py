@@ -9,7 +9,10 @@ openshift/router#527 on the 2.6 default). The rendered config says `no strict-li
 starts, warns with the number, and only connections beyond the limit fail; the header
 states the need and `up` checks it first. The formula was measured against HAProxy 2.6.12:
 maxconn 10000, 5 listeners, 12 checked servers, 2 threads -> 20033; maxconn 1000, 5
-listeners, 9 checked servers, 2 threads -> 2030. Pure: text in, numbers out.
+listeners, 9 checked servers, 2 threads -> 2030. A `stats socket` (the runtime API) adds its
+listener and the CLI's own connection limit, 10 unless `stats maxconn` says otherwise
+(HAProxy management guide, "stats maxconn"): measured +11 and, with `stats maxconn 5`, +6.
+Pure: text in, numbers out.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ MAX_THREADS = 64  # HAProxy's default thread count: one per CPU, at most 64
 
 _MAXCONN = re.compile(r"^\s*maxconn\s+(\d+)\s*$", re.MULTILINE)
 _BIND = re.compile(r"^\s*bind\s", re.MULTILINE)
+_STATS_SOCKET = re.compile(r"^\s*stats\s+socket\s", re.MULTILINE)
+_STATS_MAXCONN = re.compile(r"^\s*stats\s+maxconn\s+(\d+)\s*$", re.MULTILINE)
+CLI_MAXCONN = 10  # HAProxy's default `stats maxconn`
 _CHECKED_SERVER = re.compile(r"^\s*server\s.*\scheck(\s|$)", re.MULTILINE)
 
 
@@ -32,11 +38,12 @@ class FdNeed:
     maxconn: int
     listeners: int
     checks: int
+    cli: int = 0  # stats sockets: each its listener plus the CLI's connection limit
 
     @property
     def fixed(self) -> int:
         """Descriptors that do not depend on connections or threads."""
-        return RESERVED + self.listeners + self.checks
+        return RESERVED + self.listeners + self.checks + self.cli
 
     def total(self, threads: int) -> int:
         return PER_CONNECTION * self.maxconn + self.fixed + PER_THREAD * threads
@@ -55,4 +62,11 @@ def fd_need(config_text: str) -> FdNeed:
         maxconn=int(match.group(1)),
         listeners=len(_BIND.findall(config_text)),
         checks=len(_CHECKED_SERVER.findall(config_text)),
+        cli=_cli_descriptors(config_text),
     )
+
+
+def _cli_descriptors(config_text: str) -> int:
+    sockets = len(_STATS_SOCKET.findall(config_text))
+    limit = _STATS_MAXCONN.search(config_text)
+    return sockets * (1 + (int(limit.group(1)) if limit else CLI_MAXCONN))
