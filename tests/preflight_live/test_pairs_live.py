@@ -69,7 +69,7 @@ def test_tcp_2380_dropped_from_node1_to_node3_is_that_pair_only(
     with nft_drop(node3, f"ip saddr {node1.address} tcp dport 2380"):
         run = preflight(testbed, spec)
     assert run.code == 1
-    assert run.errors() == [("node.reach", "node-1")]
+    assert run.errors() == [("node.reach", "node-1")], run.findings(severity="error")
     assert blocked(run) == [("node-1", "from node-1 to node-3: TCP 2380 dropped")]
     (finding,) = run.findings("node.reach")
     assert finding["value"] == "to node-3: TCP 2380 dropped"
@@ -88,6 +88,9 @@ def test_udp_8472_dropped_into_node2(testbed: Testbed, tmp_path: Path) -> None:
     with nft_drop(node2, "udp dport 8472"):
         run = preflight(testbed, spec)
     assert run.code == 1
+    assert run.errors() == [("node.reach", "node-1"), ("node.reach", "node-3")], run.findings(
+        severity="error"
+    )
     assert blocked(run) == [
         ("node-1", "from node-1 to node-2: UDP 8472 dropped"),
         ("node-3", "from node-3 to node-2: UDP 8472 dropped"),
