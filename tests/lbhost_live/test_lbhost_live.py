@@ -359,3 +359,150 @@ def test_a_missing_package_is_installed_and_purged_and_no_source_is_a_clear_erro
         code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes", timeout=300)
         assert code == 0 and "purge package haproxy" in out, out
         assert snapshot(lb) == before
+
+
+# --- Two hosts sharing load_balancer.address as a keepalived virtual IP --------------------
+
+# Far above the machines' own addresses (198.18.0.11 + index, tests/support/machines/network.py)
+# and every other address the tests use, inside the bridge's on-link /16.
+VIP = "198.18.200.10"
+VRRP_UNIT = "keepalived.service"
+VRRP_CONFIG = "/etc/keepalived/keepalived.conf"
+TRACK = "/etc/keepalived/rke2ha-track.py"
+VRRP_PASSWORD = "Vr9pQx2m-not-shown"
+
+
+def pair_snapshot(machine: Machine) -> dict[str, str]:
+    """`snapshot` plus keepalived's package, config, track script, unit and addresses."""
+    script = (
+        "echo kpackage=$(dpkg-query -W -f='${Status}' keepalived 2>/dev/null); "
+        f"echo kconfig=$(sha256sum {VRRP_CONFIG} 2>/dev/null | cut -d' ' -f1); "
+        f"echo ktrack=$(ls {TRACK} 2>/dev/null); "
+        f"echo kenabled=$(systemctl is-enabled {VRRP_UNIT} 2>/dev/null); "
+        f"echo kactive=$(systemctl is-active {VRRP_UNIT} 2>/dev/null); "
+        "echo addrs=$(ip -4 -o addr show | awk '{print $2\"/\"$4}' | sort | tr '\\n' ' ')"
+    )
+    out = machine.sh(script).stdout
+    return {
+        **snapshot(machine),
+        **dict(line.split("=", 1) for line in out.splitlines() if "=" in line),
+    }
+
+
+def holders(machines: list[Machine]) -> list[str]:
+    """Names of the machines that have the virtual IP on an interface (`ip -4 addr`)."""
+    return [m.name for m in machines if f" {VIP}/" in m.sh("ip -4 -o addr show").stdout]
+
+
+def wait_holders(machines: list[Machine], want: int, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    held = holders(machines)
+    while len(held) != want and time.monotonic() < deadline:
+        time.sleep(0.2)
+        held = holders(machines)
+    return held
+
+
+def write_pair_spec(bed: Testbed, path: Path, hosts: list[Machine], secret: Path) -> Path:
+    doc: dict[str, Any] = bed.spec(nodes(bed))
+    doc["ssh"].update({"connect_timeout": "5s", "command_timeout": "30s"})
+    doc["load_balancer"] = {
+        "layer": 4,
+        "engine": "haproxy",
+        "address": VIP,
+        "hosts": [{"name": m.name, "address": m.address} for m in hosts],
+        "vrrp": {"auth_file": str(secret), "interface": "eth0", "virtual_router_id": 42},
+        "max_connections": 4000,  # see write_spec
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_two_hosts_share_a_virtual_ip_that_moves_when_haproxy_stops(
+    testbed: Testbed, tmp_path: Path
+) -> None:
+    with testbed.extra_machine("lb-a") as lb_a, testbed.extra_machine("lb-b") as lb_b:
+        pair = [lb_a, lb_b]
+        before = {m.name: pair_snapshot(m) for m in pair}
+        for snap in before.values():  # the root filesystem: both installed, both disabled
+            assert snap["kpackage"] == "install ok installed", snap
+            assert (snap["kenabled"], snap["kactive"]) == ("disabled", "inactive"), snap
+        secret = tmp_path / "vrrp.secret"
+        secret.write_text(VRRP_PASSWORD + "\n")
+        secret.chmod(0o600)
+        spec = write_pair_spec(testbed, tmp_path / "spec.yaml", pair, secret)
+
+        code, out = rke2ha(testbed, "plan", "-f", str(spec))
+        assert code == 0, out
+        for m in pair:
+            assert f"load_balancer.hosts.{m.name}/keepalived" in out, out
+        assert f"install {TRACK}" in out, out
+        assert VRRP_PASSWORD[:8] not in out
+
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0, out
+        assert VRRP_PASSWORD[:8] not in out
+        # Host a fully (haproxy, then keepalived) before host b is touched.
+        order = [
+            out.index(f"{m.name}: start {unit}") for m in pair for unit in ("haproxy", "keepalived")
+        ]
+        assert order == sorted(order), out
+        for m in pair:
+            snap = pair_snapshot(m)
+            assert (snap["enabled"], snap["active"]) == ("enabled", "active"), snap
+            assert (snap["kenabled"], snap["kactive"]) == ("enabled", "active"), snap
+            assert m.sh(f"stat -c %a {VRRP_CONFIG}").stdout.strip() == "600"
+            # No node answers yet (the pre-flight wants their ports free): the track script
+            # fails on both, so neither holds the address.
+        assert wait_holders(pair, 0, 5) == []
+
+        code, out = rke2ha(testbed, "plan", "-f", str(spec), "--detailed-exitcode")
+        assert code == 0, out
+
+        with web_on_nodes(testbed):
+            held = wait_holders(pair, 1, 30)
+            assert len(held) == 1, held
+            holder = next(m for m in pair if m.name == held[0])
+            other = next(m for m in pair if m is not holder)
+            assert wait_up(other, "rke2ha_443", 3) == list(NODES)  # the standby could serve
+            assert curl(testbed, f"http://{VIP}/") in NODES
+
+            # The holder's HAProxy stops: the address moves to the other host.
+            holder.sh(f"systemctl stop {UNIT}", check=True)
+            stopped = time.monotonic()
+            moved = wait_holders_exactly(pair, [other.name], 15)
+            seconds = time.monotonic() - stopped
+            assert moved == [other.name], moved
+            TIMINGS.append(
+                f"keepalived pair: the virtual IP moved {holder.name} -> {other.name} "
+                f"{seconds:.2f}s after haproxy stopped on {holder.name}"
+            )
+            assert seconds < 3.0, f"the virtual IP took {seconds:.2f}s to move"
+            assert curl(testbed, f"http://{VIP}/") in NODES
+
+            # It does not come back while the old holder's HAProxy is still stopped.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                assert holders(pair) == [other.name]
+                time.sleep(0.25)
+            # Nor once it runs again: nopreempt keeps it where it serves.
+            holder.sh(f"systemctl start {UNIT}", check=True)
+            assert wait_up(holder, "rke2ha_443", 3) == list(NODES)
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                assert holders(pair) == [other.name]
+                time.sleep(0.25)
+
+        code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
+        assert code == 0, out
+        for m in pair:
+            assert pair_snapshot(m) == before[m.name]
+
+
+def wait_holders_exactly(machines: list[Machine], want: list[str], timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    held = holders(machines)
+    while held != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+        held = holders(machines)
+    return held
