@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import shutil
 import subprocess
 import sys
@@ -125,21 +126,27 @@ def wait_up(machine: Machine, backend: str, count: int, timeout: float = 20.0) -
     return up
 
 
+_web_runs = itertools.count(1)
+
+
 @contextlib.contextmanager
 def web_on_nodes(testbed: Testbed) -> Iterator[None]:
     """A 200-answering HTTP server on port 80 of each node, bounded, removed after."""
+    # A unit name of its own per use: a stopped transient unit can stay loaded a while
+    # ("Unit ... was already loaded"), which a second test in the session met on node-2.
+    unit = f"{WEB_UNIT}-{next(_web_runs)}"
     for machine in nodes(testbed):
         machine.sh(f"cat > /run/{WEB_UNIT}.py", input=WEB, check=True)
-        machine.sh(
-            f"systemd-run --unit={WEB_UNIT} -p RuntimeMaxSec=900 python3 /run/{WEB_UNIT}.py",
-            check=True,
+        started = machine.sh(
+            f"systemd-run --collect --unit={unit} -p RuntimeMaxSec=900 python3 /run/{WEB_UNIT}.py"
         )
+        assert started.returncode == 0, (machine.name, started.stderr)
     try:
         yield
     finally:
         for machine in nodes(testbed):
-            machine.sh(f"systemctl stop {WEB_UNIT}; rm -f /run/{WEB_UNIT}.py")
-            assert machine.sh(f"systemctl is-active {WEB_UNIT}").stdout.strip() != "active"
+            machine.sh(f"systemctl stop {unit}; rm -f /run/{WEB_UNIT}.py")
+            assert machine.sh(f"systemctl is-active {unit}").stdout.strip() != "active"
 
 
 @contextlib.contextmanager
@@ -446,6 +453,9 @@ def test_two_hosts_share_a_virtual_ip_that_moves_when_haproxy_stops(
         order = [
             out.index(f"{m.name}: start {unit}") for m in pair for unit in ("haproxy", "keepalived")
         ]
+        # Debian bookworm's keepalived 2.2.7 has --config-test: the file was checked.
+        assert f"{lb_a.name}: check it with the host's /usr/sbin/keepalived" in out, out
+        assert "config not checked" not in out, out
         assert order == sorted(order), out
         for m in pair:
             snap = pair_snapshot(m)
@@ -496,6 +506,8 @@ def test_two_hosts_share_a_virtual_ip_that_moves_when_haproxy_stops(
         code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
         assert code == 0, out
         for m in pair:
+            # The address leaves a host before the engine behind it stops.
+            assert out.index(f"{m.name}: stop keepalived") < out.index(f"{m.name}: stop haproxy")
             assert pair_snapshot(m) == before[m.name]
 
 

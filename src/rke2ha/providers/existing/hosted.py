@@ -127,8 +127,15 @@ class HostedEngine:
             self.facts[key] = found
             if key not in self.state.resources:
                 continue
+            # keepalived after its host's engine, so `down` stops it first there: the
+            # address leaves a host before the engine behind it does.
+            after = (address(name),) if parse(key)[1] else ()
             facts.observed[key] = Observed(
-                key, KIND, f"{name} {target.endpoint.host}", self._properties(key, found)
+                key,
+                KIND,
+                f"{name} {target.endpoint.host}",
+                self._properties(key, found),
+                depends_on=after,
             )
         for key, entry in self.state.resources.items():
             if entry.kind == KIND and key not in facts.observed and key not in self.facts:
