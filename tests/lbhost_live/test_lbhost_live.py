@@ -503,6 +503,18 @@ def test_two_hosts_share_a_virtual_ip_that_moves_when_haproxy_stops(
                 assert holders(pair) == [other.name]
                 time.sleep(0.25)
 
+            # `lb drain` reaches the runtime API of both hosts, the standby's included.
+            drained = NODES[1]
+            code, out = rke2ha(testbed, "lb", "drain", drained, "-f", str(spec))
+            assert code == 0 and all(f"on {m.name}" in out for m in pair), out
+            for m in pair:
+                served = {s: st for (b, s), st in stats(m).items() if b == "rke2ha_80"}
+                assert served[drained] == "DRAIN", (m.name, served)
+            code, out = rke2ha(testbed, "lb", "enable", drained, "-f", str(spec))
+            assert code == 0, out
+            for m in pair:
+                assert wait_up(m, "rke2ha_80", 3) == list(NODES)
+
         code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
         assert code == 0, out
         for m in pair:
