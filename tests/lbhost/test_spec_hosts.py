@@ -109,3 +109,13 @@ def test_validate_exits_1_naming_the_third_host(tmp_path: Path, run_cli: Any) ->
     assert result.code == 1, result.out + result.err
     assert "load_balancer.hosts" in result.out and "lb-3" in result.out
     assert "Traceback" not in result.err
+
+
+def test_validate_exits_1_naming_vrrp_for_two_hosts_without_it(
+    tmp_path: Path, run_cli: Any
+) -> None:
+    path = write(tmp_path, address="10.0.0.10", hosts=TWO)
+    result = run_cli("validate", "-f", str(path))
+    assert result.code == 1, result.out + result.err
+    assert "load_balancer.vrrp" in result.out and "auth_file" in result.out
+    assert "Traceback" not in result.err
