@@ -170,6 +170,12 @@ sys.exit(0 if up else 1)
 def render_host_keepalived(spec: Spec, spec_label: str, index: int, secret: str) -> str:
     """keepalived.conf for `load_balancer.hosts[index]` of a two-host load balancer.
 
+    Source for the keywords: keepalived.conf(5) (acassen/keepalived,
+    doc/man/man5/keepalived.conf.5.in; Debian bookworm's keepalived 2.2.7): `nopreempt`
+    works only when the initial state is not MASTER; `auth_pass` uses its first eight
+    characters, and authentication "can be helpful" with unicast; a tracked script with no
+    weight moves the instance to FAULT after `fall` failures.
+
     Both hosts start as BACKUP with `nopreempt`: the higher priority wins when both come up
     together, and a host that comes back (its HAProxy healthy again) does not take the
     address back from a peer serving fine. The adverts are unicast to the peer's address
