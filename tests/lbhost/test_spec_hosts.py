@@ -119,3 +119,32 @@ def test_validate_exits_1_naming_vrrp_for_two_hosts_without_it(
     assert result.code == 1, result.out + result.err
     assert "load_balancer.vrrp" in result.out and "auth_file" in result.out
     assert "Traceback" not in result.err
+
+
+def test_keepalived_left_from_a_two_host_spec_is_planned_for_removal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One host listed again: its keepalived (in the state) is observed, so `down`/`up` remove
+    it with the record's engine instead of leaving it there unmanaged."""
+    from rke2ha.lbhost import remote
+    from rke2ha.lbhost.decide import HostFacts, Record, down_steps, sha256
+    from rke2ha.providers.base import Facts
+    from rke2ha.state import ResourceEntry, State, StateStore
+
+    spec = load_spec(write(tmp_path))
+    written = "vrrp config rke2ha wrote\n"
+    record = Record("keepalived", False, False, True, False, sha256(written))
+    key = "load_balancer.hosts.lb-1/keepalived"
+    state = State("rancher", "existing", "me")
+    state.resources[key] = ResourceEntry("lb_host", "lb-1 10.0.0.11", "created", record.attrs())
+    found = HostFacts(True, sha256(written), None, "enabled", "active", helper_sha="ab")
+    monkeypatch.setattr(remote, "read_facts", lambda target, engine: found)
+    hosted = HostedEngine(spec, state, StateStore(tmp_path / "state", "rancher"))
+    facts = Facts(observed={})
+    hosted.describe(facts)
+    assert facts.observed[key].properties == {
+        "engine": "keepalived", "config": "rke2ha's", "service": "enabled, active",
+    }  # fmt: skip
+    assert facts.notes == []
+    steps, _ = down_steps(ENGINES["keepalived"], found, record)
+    assert [s.kind for s in steps] == ["stop", "remove_config", "disable", "remove_helper"]

@@ -120,7 +120,15 @@ class HostedEngine:
 
     def describe(self, facts: Facts) -> None:
         """Each host's facts over SSH; a host in the state is observed as it is now."""
-        for key in self.addresses():
+        wanted = self.addresses()
+        # keepalived left from a two-host spec on a host still listed: observed, so the
+        # plan removes it (with the record's engine) rather than forgetting it there.
+        leftover = [
+            key
+            for key, entry in self.state.resources.items()
+            if entry.kind == KIND and key not in wanted and parse(key)[0] in self.targets
+        ]
+        for key in wanted + leftover:
             name = parse(key)[0]
             target = self.targets[name]
             found = remote.read_facts(target, self._engine(key))
@@ -147,7 +155,11 @@ class HostedEngine:
     def _properties(self, key: str, found: HostFacts) -> dict[str, str]:
         engine = self._engine(key)
         if engine.mode == "0600":  # holds a secret: no digest of it in the plan
-            ours = found.config_sha == sha256(self._text_for(key))
+            record = self._record(key)
+            if key in self.addresses() or record is None:
+                ours = found.config_sha == sha256(self._text_for(key))
+            else:  # a leftover the spec no longer asks for: is it still what rke2ha wrote?
+                ours = found.config_sha == record.config_sha
             config = "rke2ha's" if ours else ("none" if found.config_sha is None else "other")
         else:
             config = (found.config_sha or "none")[:16]
