@@ -257,16 +257,34 @@ class LoadBalancerHost(_Strict):
     )
 
 
-def _one_host_for_now(hosts: list[LoadBalancerHost]) -> list[LoadBalancerHost]:
-    # Two hosts share `address` as a keepalived virtual IP; until rke2ha installs keepalived
-    # (issue 18, next slice) a second host would be a second, unreachable load balancer.
-    if len(hosts) > 1:
+def _two_hosts_at_most(hosts: list[LoadBalancerHost]) -> list[LoadBalancerHost]:
+    # Two hosts share `address` as a keepalived virtual IP; a third would need a VRRP
+    # group rke2ha does not set up (one holder, one standby is what it tests).
+    if len(hosts) > 2:
         raise ValueError(
-            f"a second load balancer host ({hosts[1].name}) is not yet supported: two hosts "
-            "need keepalived sharing load_balancer.address as a virtual IP, which rke2ha "
-            "does not install yet; list one host"
+            f"a third load balancer host ({hosts[2].name}) is not supported: two hosts share "
+            "load_balancer.address as a keepalived virtual IP; list one or two hosts"
         )
+    names = [host.name for host in hosts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"load balancer host names must differ: {', '.join(names)}")
     return hosts
+
+
+class LoadBalancerVrrp(_Strict):
+    """keepalived between two `load_balancer.hosts` sharing `address` as a virtual IP."""
+
+    auth_file: Path = Field(
+        description=(
+            "File (mode 0600) holding the VRRP password both hosts authenticate their "
+            "adverts with (keepalived uses its first 8 characters)."
+        ),
+        json_schema_extra=_ON_MACHINES_WE_RUN,
+    )
+    interface: str = Field("eth0", description="Network interface on both hosts for the IP.")
+    virtual_router_id: Annotated[int, Field(ge=1, le=255)] = Field(
+        51, description="VRRP router id; unique among the VRRP routers of the network segment."
+    )
 
 
 class LoadBalancer(_Strict):
@@ -325,15 +343,19 @@ class LoadBalancer(_Strict):
         ),
         json_schema_extra=used_by("existing"),
     )
-    hosts: Annotated[
-        list[LoadBalancerHost], Field(max_length=2), AfterValidator(_one_host_for_now)
-    ] = Field(
+    hosts: Annotated[list[LoadBalancerHost], AfterValidator(_two_hosts_at_most)] = Field(
         default_factory=list,
         description=(
             "Machines the engine runs on as an enabled systemd service, installed and "
             "configured over SSH (needs `ssh:`; engine haproxy). Empty: the engine runs on "
-            "the machine rke2ha runs on. One host for now (two, with keepalived, later)."
+            "the machine rke2ha runs on. Two hosts share `address` as a keepalived "
+            "virtual IP (needs `vrrp`)."
         ),
+        json_schema_extra=used_by("existing"),
+    )
+    vrrp: LoadBalancerVrrp | None = Field(
+        None,
+        description="keepalived settings for two `hosts` (required with two).",
         json_schema_extra=used_by("existing"),
     )
     balance: Literal["leastconn", "roundrobin"] = Field(

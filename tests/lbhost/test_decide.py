@@ -9,6 +9,7 @@ from rke2ha.lbhost.decide import (
     HostFacts,
     Record,
     down_steps,
+    facts_script,
     parse_facts,
     sha256,
     up_steps,
@@ -143,3 +144,33 @@ def test_no_config_before_means_down_removes_ours() -> None:
 @pytest.mark.parametrize("record", [Record("haproxy", False, True, True, False, "abc")])
 def test_record_round_trips_through_the_state(record: Record) -> None:
     assert Record.from_attrs({**record.attrs(), "host": "198.18.0.9"}) == record
+
+
+KEEPALIVED = ENGINES["keepalived"]
+
+
+def test_keepalived_gets_its_track_script_first_and_a_private_config() -> None:
+    # Debian's keepalived ships no config: nothing to keep aside, removed by `down`.
+    found = facts(config_sha=None)
+    steps, record = up_steps(KEEPALIVED, found, CONFIG, None)
+    assert kinds(steps) == ["helper", "upload", "check", "replace", "enable", "start", "verify"]
+    helper = steps[0]
+    assert helper.input is not None and "show stat" in helper.input
+    assert "/etc/keepalived/rke2ha-track.py" in helper.command
+    assert "umask 077" in steps[1].command  # the config holds the VRRP password
+    assert "chmod 0600" in steps[3].command
+    assert "-t -f /etc/keepalived/keepalived.conf.rke2ha-new" in steps[2].command
+    assert "config not checked" in steps[2].command  # an old keepalived says so
+    # Once in place, a second run does nothing.
+    done = facts(config_sha=sha256(CONFIG), enabled="enabled", active="active",
+                 helper_sha=sha256(KEEPALIVED.helper[1]))  # type: ignore[index]  # fmt: skip
+    assert up_steps(KEEPALIVED, done, CONFIG, record)[0] == []
+    down, _ = down_steps(KEEPALIVED, done, record)
+    assert kinds(down) == ["stop", "remove_config", "disable", "remove_helper"]
+
+
+def test_keepalived_facts_read_the_track_script() -> None:
+    assert "rke2ha-track.py" in facts_script(KEEPALIVED)
+    assert "helper" not in facts_script(HAPROXY)
+    assert parse_facts("helper=ab\n").helper_sha == "ab"
+    assert parse_facts("package=x\n").helper_sha is None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import shutil
 import subprocess
 import sys
@@ -125,21 +126,27 @@ def wait_up(machine: Machine, backend: str, count: int, timeout: float = 20.0) -
     return up
 
 
+_web_runs = itertools.count(1)
+
+
 @contextlib.contextmanager
 def web_on_nodes(testbed: Testbed) -> Iterator[None]:
     """A 200-answering HTTP server on port 80 of each node, bounded, removed after."""
+    # A unit name of its own per use: a stopped transient unit can stay loaded a while
+    # ("Unit ... was already loaded"), which a second test in the session met on node-2.
+    unit = f"{WEB_UNIT}-{next(_web_runs)}"
     for machine in nodes(testbed):
         machine.sh(f"cat > /run/{WEB_UNIT}.py", input=WEB, check=True)
-        machine.sh(
-            f"systemd-run --unit={WEB_UNIT} -p RuntimeMaxSec=900 python3 /run/{WEB_UNIT}.py",
-            check=True,
+        started = machine.sh(
+            f"systemd-run --collect --unit={unit} -p RuntimeMaxSec=900 python3 /run/{WEB_UNIT}.py"
         )
+        assert started.returncode == 0, (machine.name, started.stderr)
     try:
         yield
     finally:
         for machine in nodes(testbed):
-            machine.sh(f"systemctl stop {WEB_UNIT}; rm -f /run/{WEB_UNIT}.py")
-            assert machine.sh(f"systemctl is-active {WEB_UNIT}").stdout.strip() != "active"
+            machine.sh(f"systemctl stop {unit}; rm -f /run/{WEB_UNIT}.py")
+            assert machine.sh(f"systemctl is-active {unit}").stdout.strip() != "active"
 
 
 @contextlib.contextmanager
@@ -359,3 +366,167 @@ def test_a_missing_package_is_installed_and_purged_and_no_source_is_a_clear_erro
         code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes", timeout=300)
         assert code == 0 and "purge package haproxy" in out, out
         assert snapshot(lb) == before
+
+
+# --- Two hosts sharing load_balancer.address as a keepalived virtual IP --------------------
+
+# Far above the machines' own addresses (198.18.0.11 + index, tests/support/machines/network.py)
+# and every other address the tests use, inside the bridge's on-link /16.
+VIP = "198.18.200.10"
+VRRP_UNIT = "keepalived.service"
+VRRP_CONFIG = "/etc/keepalived/keepalived.conf"
+TRACK = "/etc/keepalived/rke2ha-track.py"
+VRRP_PASSWORD = "Vr9pQx2m-not-shown"
+
+
+def pair_snapshot(machine: Machine) -> dict[str, str]:
+    """`snapshot` plus keepalived's package, config, track script, unit and addresses."""
+    script = (
+        "echo kpackage=$(dpkg-query -W -f='${Status}' keepalived 2>/dev/null); "
+        f"echo kconfig=$(sha256sum {VRRP_CONFIG} 2>/dev/null | cut -d' ' -f1); "
+        f"echo ktrack=$(ls {TRACK} 2>/dev/null); "
+        f"echo kenabled=$(systemctl is-enabled {VRRP_UNIT} 2>/dev/null); "
+        f"echo kactive=$(systemctl is-active {VRRP_UNIT} 2>/dev/null); "
+        "echo addrs=$(ip -4 -o addr show | awk '{print $2\"/\"$4}' | sort | tr '\\n' ' ')"
+    )
+    out = machine.sh(script).stdout
+    return {
+        **snapshot(machine),
+        **dict(line.split("=", 1) for line in out.splitlines() if "=" in line),
+    }
+
+
+def holders(machines: list[Machine]) -> list[str]:
+    """Names of the machines that have the virtual IP on an interface (`ip -4 addr`)."""
+    return [m.name for m in machines if f" {VIP}/" in m.sh("ip -4 -o addr show").stdout]
+
+
+def wait_holders(machines: list[Machine], want: int, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    held = holders(machines)
+    while len(held) != want and time.monotonic() < deadline:
+        time.sleep(0.2)
+        held = holders(machines)
+    return held
+
+
+def write_pair_spec(bed: Testbed, path: Path, hosts: list[Machine], secret: Path) -> Path:
+    doc: dict[str, Any] = bed.spec(nodes(bed))
+    doc["ssh"].update({"connect_timeout": "5s", "command_timeout": "30s"})
+    doc["load_balancer"] = {
+        "layer": 4,
+        "engine": "haproxy",
+        "address": VIP,
+        "hosts": [{"name": m.name, "address": m.address} for m in hosts],
+        "vrrp": {"auth_file": str(secret), "interface": "eth0", "virtual_router_id": 42},
+        "max_connections": 4000,  # see write_spec
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_two_hosts_share_a_virtual_ip_that_moves_when_haproxy_stops(
+    testbed: Testbed, tmp_path: Path
+) -> None:
+    with testbed.extra_machine("lb-a") as lb_a, testbed.extra_machine("lb-b") as lb_b:
+        pair = [lb_a, lb_b]
+        before = {m.name: pair_snapshot(m) for m in pair}
+        for snap in before.values():  # the root filesystem: both installed, both disabled
+            assert snap["kpackage"] == "install ok installed", snap
+            assert (snap["kenabled"], snap["kactive"]) == ("disabled", "inactive"), snap
+        secret = tmp_path / "vrrp.secret"
+        secret.write_text(VRRP_PASSWORD + "\n")
+        secret.chmod(0o600)
+        spec = write_pair_spec(testbed, tmp_path / "spec.yaml", pair, secret)
+
+        code, out = rke2ha(testbed, "plan", "-f", str(spec))
+        assert code == 0, out
+        for m in pair:
+            assert f"load_balancer.hosts.{m.name}/keepalived" in out, out
+        assert f"install {TRACK}" in out, out
+        assert VRRP_PASSWORD[:8] not in out
+
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0, out
+        assert VRRP_PASSWORD[:8] not in out
+        # Host a fully (haproxy, then keepalived) before host b is touched.
+        order = [
+            out.index(f"{m.name}: start {unit}") for m in pair for unit in ("haproxy", "keepalived")
+        ]
+        # Debian bookworm's keepalived 2.2.7 has --config-test: the file was checked.
+        assert f"{lb_a.name}: check it with the host's /usr/sbin/keepalived" in out, out
+        assert "config not checked" not in out, out
+        assert order == sorted(order), out
+        for m in pair:
+            snap = pair_snapshot(m)
+            assert (snap["enabled"], snap["active"]) == ("enabled", "active"), snap
+            assert (snap["kenabled"], snap["kactive"]) == ("enabled", "active"), snap
+            assert m.sh(f"stat -c %a {VRRP_CONFIG}").stdout.strip() == "600"
+            # No node answers yet (the pre-flight wants their ports free): the track script
+            # fails on both, so neither holds the address.
+        assert wait_holders(pair, 0, 5) == []
+
+        code, out = rke2ha(testbed, "plan", "-f", str(spec), "--detailed-exitcode")
+        assert code == 0, out
+
+        with web_on_nodes(testbed):
+            held = wait_holders(pair, 1, 30)
+            assert len(held) == 1, held
+            holder = next(m for m in pair if m.name == held[0])
+            other = next(m for m in pair if m is not holder)
+            assert wait_up(other, "rke2ha_443", 3) == list(NODES)  # the standby could serve
+            assert curl(testbed, f"http://{VIP}/") in NODES
+
+            # The holder's HAProxy stops: the address moves to the other host.
+            holder.sh(f"systemctl stop {UNIT}", check=True)
+            stopped = time.monotonic()
+            moved = wait_holders_exactly(pair, [other.name], 15)
+            seconds = time.monotonic() - stopped
+            assert moved == [other.name], moved
+            TIMINGS.append(
+                f"keepalived pair: the virtual IP moved {holder.name} -> {other.name} "
+                f"{seconds:.2f}s after haproxy stopped on {holder.name}"
+            )
+            assert seconds < 3.0, f"the virtual IP took {seconds:.2f}s to move"
+            assert curl(testbed, f"http://{VIP}/") in NODES
+
+            # It does not come back while the old holder's HAProxy is still stopped.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                assert holders(pair) == [other.name]
+                time.sleep(0.25)
+            # Nor once it runs again: nopreempt keeps it where it serves.
+            holder.sh(f"systemctl start {UNIT}", check=True)
+            assert wait_up(holder, "rke2ha_443", 3) == list(NODES)
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                assert holders(pair) == [other.name]
+                time.sleep(0.25)
+
+            # `lb drain` reaches the runtime API of both hosts, the standby's included.
+            drained = NODES[1]
+            code, out = rke2ha(testbed, "lb", "drain", drained, "-f", str(spec))
+            assert code == 0 and all(f"on {m.name}" in out for m in pair), out
+            for m in pair:
+                served = {s: st for (b, s), st in stats(m).items() if b == "rke2ha_80"}
+                assert served[drained] == "DRAIN", (m.name, served)
+            code, out = rke2ha(testbed, "lb", "enable", drained, "-f", str(spec))
+            assert code == 0, out
+            for m in pair:
+                assert wait_up(m, "rke2ha_80", 3) == list(NODES)
+
+        code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
+        assert code == 0, out
+        for m in pair:
+            # The address leaves a host before the engine behind it stops.
+            assert out.index(f"{m.name}: stop keepalived") < out.index(f"{m.name}: stop haproxy")
+            assert pair_snapshot(m) == before[m.name]
+
+
+def wait_holders_exactly(machines: list[Machine], want: list[str], timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    held = holders(machines)
+    while held != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+        held = holders(machines)
+    return held

@@ -9,7 +9,12 @@ import pytest
 from tests.render.helpers import SpecFactory, render, run_tool
 
 from rke2ha.errors import InvalidError
-from rke2ha.render.keepalived import keepalived_files
+from rke2ha.render.keepalived import (
+    TRACK_SCRIPT,
+    TRACK_SCRIPT_PATH,
+    keepalived_files,
+    render_host_keepalived,
+)
 
 
 def interface() -> str:
@@ -74,3 +79,96 @@ def test_virtual_ip_must_be_an_ip(specs: SpecFactory) -> None:
     spec.load_balancer.address = "lb.example.com"
     with pytest.raises(InvalidError, match=r"load_balancer\.address .* must be an IP"):
         keepalived_files(spec, "spec.yaml")
+
+
+def two_hosts(tmp_path: Path, iface: str) -> dict[str, object]:
+    secret = tmp_path / "vrrp.secret"
+    secret.write_text("s3cr3tpwXYZ\n")
+    secret.chmod(0o600)
+    return {
+        "ssh": {"user": "root"},
+        "load_balancer": {
+            "hosts": [
+                {"name": "lb-a", "address": "10.0.0.21"},
+                {"name": "lb-b", "address": "10.0.0.22"},
+            ],
+            "vrrp": {"auth_file": str(secret), "interface": iface, "virtual_router_id": 7},
+        },
+    }
+
+
+def test_two_hosts_configs_pass_keepalived_t_and_mirror_each_other(
+    specs: SpecFactory, tmp_path: Path
+) -> None:
+    iface = interface()
+    spec = specs.load(two_hosts(tmp_path, iface))
+    texts = {}
+    for index in (0, 1):
+        text = render_host_keepalived(spec, "spec.yaml", index, "s3cr3tpwXYZ")
+        path = tmp_path / f"k{index}.conf"
+        path.write_text(text)
+        result = run_tool(["keepalived", "-t", "-f", str(path)])
+        assert result.code == 0, result.output
+        texts[index] = text
+    a, b = texts[0], texts[1]
+    for text in (a, b):
+        # nopreempt needs BACKUP on both; the priority decides who wins when both start.
+        assert "state BACKUP" in text and "nopreempt" in text and "MASTER" not in text
+        assert "auth_type PASS" in text and "auth_pass s3cr3tpw\n" in text  # first 8 only
+        assert f"virtual_ipaddress {{\n        10.0.0.10 dev {iface}\n    }}" in text
+        assert "virtual_router_id 7" in text
+        assert f"/usr/bin/python3 {TRACK_SCRIPT_PATH} /run/haproxy/admin.sock rke2ha_443" in text
+    assert "priority 150" in a and "priority 100" in b
+    assert "unicast_src_ip 10.0.0.21" in a and "unicast_peer {\n        10.0.0.22" in a
+    assert "unicast_src_ip 10.0.0.22" in b and "unicast_peer {\n        10.0.0.21" in b
+
+
+def test_track_script_passes_only_with_a_server_up(tmp_path: Path) -> None:
+    """The track script against a fake runtime API socket answering `show stat`."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    script = tmp_path / "track.py"
+    script.write_text(TRACK_SCRIPT)
+    header = "# pxname,svname," + ",".join(f"f{i}" for i in range(2, 40)) + "\n"
+
+    def row(backend: str, server: str, status: str) -> str:
+        fields = [backend, server] + [""] * 15 + [status] + [""] * 20
+        return ",".join(fields) + "\n"
+
+    def serve(path: Path, answer: str) -> threading.Thread:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.listen(1)
+        listener.settimeout(10)
+
+        def once() -> None:
+            with listener:
+                conn, _ = listener.accept()
+                with conn:
+                    assert conn.recv(100) == b"show stat\n"
+                    conn.sendall(answer.encode())
+
+        thread = threading.Thread(target=once, daemon=True)
+        thread.start()
+        return thread
+
+    def verdict(answer: str | None) -> int:
+        sock = tmp_path / "admin.sock"
+        sock.unlink(missing_ok=True)
+        thread = serve(sock, answer) if answer is not None else None
+        done = subprocess.run(
+            [sys.executable, str(script), str(sock), "rke2ha_443"], timeout=10, check=False
+        )
+        if thread is not None:
+            thread.join(10)
+        return done.returncode
+
+    up = header + row("rke2ha_443", "node-1", "DOWN") + row("rke2ha_443", "node-2", "UP")
+    down = header + row("rke2ha_443", "node-1", "DOWN") + row("rke2ha_80", "node-2", "UP")
+    assert verdict(up) == 0
+    assert verdict(down) == 1  # HAProxy answers, but no node behind 443 is up
+    assert verdict(header + row("rke2ha_443", "BACKEND", "UP")) == 1
+    assert verdict(None) == 1  # no HAProxy at all

@@ -24,9 +24,12 @@ import shlex
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from rke2ha.render.keepalived import TRACK_SCRIPT, TRACK_SCRIPT_PATH
+
 StepKind = Literal[
     "install", "upload", "check", "save_original", "replace", "enable", "reload", "start",
-    "restart", "stop", "restore", "remove_config", "disable", "purge", "verify",
+    "restart", "stop", "restore", "remove_config", "disable", "purge", "verify", "helper",
+    "remove_helper",
 ]  # fmt: skip
 
 
@@ -39,6 +42,9 @@ class Engine:
     binary: str
     config: str
     unit: str
+    mode: str = "0644"  # of the config file; 0600 when it holds a secret
+    # A file of rke2ha's own the config refers to (keepalived's track script): path, text.
+    helper: tuple[str, str] | None = None
 
     @property
     def staged(self) -> str:
@@ -51,12 +57,31 @@ class Engine:
         return f"{self.config}.rke2ha-orig"
 
     def check_command(self, path: str) -> str:
+        if self.name == "keepalived":
+            # Only a keepalived whose --help lists --config-test (`-t`) can check a file; with
+            # an older one the step says so on its output instead of failing.
+            return (
+                f"if {self.binary} --help 2>&1 | grep -q -- --config-test; "
+                f"then {self.binary} -t -f {shlex.quote(path)}; "
+                f"else echo '{self.binary} has no --config-test: config not checked'; fi"
+            )
         return f"{self.binary} -c -f {shlex.quote(path)}"
 
 
 ENGINES = {
     "haproxy": Engine(
         "haproxy", "haproxy", "/usr/sbin/haproxy", "/etc/haproxy/haproxy.cfg", "haproxy.service"
+    ),
+    # Debian's unit reloads with SIGHUP (ExecReload=/bin/kill -HUP $MAINPID) and starts only
+    # with a non-empty config (ConditionFileNotEmpty): /lib/systemd/system/keepalived.service.
+    "keepalived": Engine(
+        "keepalived",
+        "keepalived",
+        "/usr/sbin/keepalived",
+        "/etc/keepalived/keepalived.conf",
+        "keepalived.service",
+        mode="0600",
+        helper=(TRACK_SCRIPT_PATH, TRACK_SCRIPT),
     ),
 }
 
@@ -76,6 +101,7 @@ class HostFacts:
     original_sha: str | None  # rke2ha's saved copy of the host's own config; None: none
     enabled: str  # `systemctl is-enabled`: enabled, disabled, masked, not-found, ...
     active: str  # `systemctl is-active`: active, inactive, failed, activating, ...
+    helper_sha: str | None = None  # the engine's helper file (`Engine.helper`); None: none
 
     @property
     def running(self) -> bool:
@@ -103,6 +129,7 @@ def facts_script(engine: Engine) -> str:
             f"echo original=$({sha(engine.original)})",
             f"echo enabled=$(systemctl is-enabled {unit} 2>/dev/null || true)",
             f"echo active=$(systemctl is-active {unit} 2>/dev/null || true)",
+            *([f"echo helper=$({sha(engine.helper[0])})"] if engine.helper else []),
             "true",
         ]
     )
@@ -120,6 +147,7 @@ def parse_facts(text: str) -> HostFacts:
         original_sha=values.get("original") or None,
         enabled=values.get("enabled") or "not-found",
         active=values.get("active") or "unknown",
+        helper_sha=values.get("helper") or None,
     )
 
 
@@ -175,6 +203,7 @@ def up_steps(
         config_sha=want,
     )
     steps: list[Step] = []
+    helper = engine.helper
     if fresh_package:
         install = f"{APT} install -y -q {shlex.quote(engine.package)}"
         # Package lists may be stale or absent (a fresh image): read them once and try again.
@@ -185,12 +214,20 @@ def up_steps(
                 f"{install} || {{ {APT} update -q; {install}; }}",
             )
         )
+    # The helper goes first: the config's check may look for it (keepalived's script check).
+    if helper is not None and facts.helper_sha != sha256(helper[1]):
+        steps.append(
+            Step("helper", f"install {helper[0]}",
+                 f"umask 022 && cat > {shlex.quote(helper[0])} && chmod 0755 "
+                 f"{shlex.quote(helper[0])}", input=helper[1])
+        )  # fmt: skip
     changed = fresh_package or facts.config_sha != want
+    umask = "077" if engine.mode == "0600" else "022"
     if changed:
         staged = shlex.quote(engine.staged)
         steps += [
             Step("upload", f"upload the config to {engine.staged}",
-                 f"umask 022 && cat > {staged}", input=text),
+                 f"umask {umask} && cat > {staged}", input=text),
             Step("check", f"check it with the host's {engine.binary}",
                  engine.check_command(engine.staged)),
         ]  # fmt: skip
@@ -207,7 +244,7 @@ def up_steps(
             record = _with(record, saved_original=True)
         steps.append(
             Step("replace", f"move it over {engine.config}",
-                 f"chmod 0644 {staged} && mv -f {staged} {shlex.quote(engine.config)}")
+                 f"chmod {engine.mode} {staged} && mv -f {staged} {shlex.quote(engine.config)}")
         )  # fmt: skip
     if facts.enabled != "enabled":
         steps.append(Step("enable", f"enable {engine.unit}", f"systemctl enable {unit}"))
@@ -231,6 +268,12 @@ def down_steps(engine: Engine, facts: HostFacts, record: Record) -> tuple[list[S
     unit = shlex.quote(engine.unit)
     config, original = shlex.quote(engine.config), shlex.quote(engine.original)
     notes: list[str] = []
+    helper = engine.helper
+    drop_helper = (
+        [Step("remove_helper", f"remove {helper[0]}", f"rm -f {shlex.quote(helper[0])}")]
+        if helper is not None and facts.helper_sha is not None
+        else []
+    )
     if record.installed_package:
         return [
             Step("stop", f"stop {engine.unit}", f"systemctl stop {unit}"),
@@ -240,6 +283,7 @@ def down_steps(engine: Engine, facts: HostFacts, record: Record) -> tuple[list[S
                 f"{APT} purge -y -q {shlex.quote(engine.package)}"
                 f" && rm -f {original} {shlex.quote(engine.staged)}",
             ),
+            *drop_helper,
         ], notes
     steps: list[Step] = []
     if not record.was_running and facts.running:
@@ -266,7 +310,7 @@ def down_steps(engine: Engine, facts: HostFacts, record: Record) -> tuple[list[S
             Step("restart", f"reload {engine.unit} with the host's own config",
                  f"systemctl reload-or-restart {unit}")
         )  # fmt: skip
-    return steps, notes
+    return steps + drop_helper, notes
 
 
 def _with(record: Record, **changes: Any) -> Record:

@@ -41,13 +41,15 @@ async def _facts(conn: Connection, engine: Engine) -> HostFacts:
     return parse_facts(result.stdout)
 
 
-async def _run(conn: Connection, engine: Engine, step: Step) -> None:
+async def _run(conn: Connection, engine: Engine, step: Step) -> str:
+    """Run `step`; what a passing check printed (an engine that cannot check says so)."""
     host = conn.target.node
     slow = step.kind in ("install", "purge")
     limit = max(conn.target.command_timeout, PACKAGE_TIMEOUT) if slow else None
     result = await conn.run(step.command, timeout=limit, input=step.input)
     if result.ok:
-        return
+        printed = result.stdout.strip().splitlines() if step.kind == "check" else []
+        return printed[-1] if printed else ""
     if step.kind == "install":
         raise InvalidError(
             f"load balancer host {host}: cannot install package {engine.package}: "
@@ -107,10 +109,10 @@ def run(
             facts = await _facts(conn, engine)
             for step in plan(facts):
                 try:
-                    await _run(conn, engine, step)
+                    said = await _run(conn, engine, step)
                 except InvalidError as err:
                     raise StepFailed(err, done) from None
-                note(f"{target.node}: {step.what}")
+                note(f"{target.node}: {step.what}" + (f" ({said})" if said else ""))
                 done.append(step)
         finally:
             await conn.close()

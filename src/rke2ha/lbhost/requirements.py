@@ -1,6 +1,7 @@
 """What a spec with `load_balancer.hosts` must also say, for `validate` and for `up`. Pure.
 
-This first slice runs HAProxy at layer 4 on one host; each missing piece is named with
+HAProxy at layer 4 on one host, or on two sharing `load_balancer.address` as a
+keepalived virtual IP; each missing piece is named with
 the field at fault, so a spec that asks for more is refused before anything is touched.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rke2ha.addresses import is_ip
 from rke2ha.errors import InvalidError
 from rke2ha.spec import Spec
 
@@ -69,16 +71,55 @@ def problems(spec: Spec) -> list[Problem]:
                 "remove health.token_file, or run the engine on this machine",
             )
         )
-    host = lb.hosts[0]
-    if lb.address != host.address:
+    if len(lb.hosts) == 1:
+        host = lb.hosts[0]
+        if lb.address != host.address:
+            found.append(
+                Problem(
+                    "load_balancer.address",
+                    f"with one load balancer host, clients must reach it: "
+                    f"load_balancer.address {lb.address} is not load_balancer.hosts[0].address "
+                    f"{host.address}",
+                    f"set load_balancer.address: {host.address}",
+                )
+            )
+    else:
+        found += _pair_problems(spec)
+    return found
+
+
+def _pair_problems(spec: Spec) -> list[Problem]:
+    """Two hosts: keepalived moves `load_balancer.address` between them (`vrrp`)."""
+    lb = spec.load_balancer
+    found: list[Problem] = []
+    if lb.vrrp is None:
+        found.append(
+            Problem(
+                "load_balancer.vrrp",
+                "two load balancer hosts share load_balancer.address as a keepalived virtual "
+                "IP, which needs a VRRP password",
+                "add load_balancer.vrrp.auth_file: a file (mode 0600) holding the password",
+            )
+        )
+    own = {host.address for host in lb.hosts}
+    if not lb.address or not is_ip(lb.address) or lb.address in own:
         found.append(
             Problem(
                 "load_balancer.address",
-                f"with one load balancer host, clients must reach it: load_balancer.address "
-                f"{lb.address} is not load_balancer.hosts[0].address {host.address}",
-                f"set load_balancer.address: {host.address}",
+                f"with two load balancer hosts, load_balancer.address {lb.address} must be an "
+                "IP address of its own (the virtual IP), not a host's address",
+                "set load_balancer.address to a free IP on the hosts' network",
             )
         )
+    for index, host in enumerate(lb.hosts):
+        if not is_ip(host.address):
+            found.append(
+                Problem(
+                    f"load_balancer.hosts[{index}].address",
+                    f"{host.address} is not an IP address; keepalived's unicast peers are IPs",
+                    "give the host's IP address (ssh.host may still name it)",
+                )
+            )
     return found
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from rke2ha.addresses import is_ip
 from rke2ha.errors import InvalidError
-from rke2ha.render.common import commented, header_lines
+from rke2ha.render.common import DEFAULT_LAYOUT, commented, header_lines
 from rke2ha.spec import LoadBalancerPair, Spec
 
 ENGINE_PROCESS = {
@@ -123,3 +123,104 @@ def keepalived_files(spec: Spec, spec_label: str) -> dict[str, str]:
         f"keepalived/{role}/keepalived.conf": render_keepalived(spec, spec_label, role)
         for role in PRIORITY
     }
+
+
+# --- Two `load_balancer.hosts` (rke2ha installs and runs keepalived there) -----------------
+
+TRACK_SCRIPT_PATH = "/etc/keepalived/rke2ha-track.py"
+HOST_PRIORITY = (150, 100)  # hosts[0], hosts[1]: the first holds the address when both can
+HOST_SCRIPT = "chk_rke2ha_backend"
+# A script killed after `timeout` seconds counts as failed; `fall` failures in a row put the
+# instance in FAULT, which gives the address up (priority 0 advert: the peer takes it at
+# once). Two misses at one second stay under the 3 s the pair is meant to move within.
+HOST_SCRIPT_INTERVAL, HOST_SCRIPT_TIMEOUT, HOST_SCRIPT_FALL, HOST_SCRIPT_RISE = 1, 1, 2, 2
+
+# Shipped to both hosts as TRACK_SCRIPT_PATH: passes (exit 0) only while the local HAProxy
+# answers on its runtime API and reports at least one server of the given backend UP. A
+# running HAProxy whose nodes are all down fails it too, not only a dead process.
+TRACK_SCRIPT = '''\
+#!/usr/bin/python3
+"""rke2ha: keepalived track script. Exit 0 only while HAProxy (runtime API socket argv[1])
+reports a server of backend argv[2] UP. Installed by rke2ha; `rke2ha down` removes it."""
+import socket
+import sys
+
+path, backend = sys.argv[1], sys.argv[2]
+try:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.8)
+        sock.connect(path)
+        sock.sendall(b"show stat\\n")
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+except OSError as err:
+    print(f"no answer from HAProxy on {path}: {err}", file=sys.stderr)
+    sys.exit(1)
+rows = [line.split(",") for line in data.decode(errors="replace").splitlines()]
+up = [r[1] for r in rows if len(r) > 17 and r[0] == backend
+      and r[1] not in ("FRONTEND", "BACKEND") and r[17].startswith("UP")]
+sys.exit(0 if up else 1)
+'''
+
+
+def render_host_keepalived(spec: Spec, spec_label: str, index: int, secret: str) -> str:
+    """keepalived.conf for `load_balancer.hosts[index]` of a two-host load balancer.
+
+    Source for the keywords: keepalived.conf(5) (acassen/keepalived,
+    doc/man/man5/keepalived.conf.5.in; Debian bookworm's keepalived 2.2.7): `nopreempt`
+    works only when the initial state is not MASTER; `auth_pass` uses its first eight
+    characters, and authentication "can be helpful" with unicast; a tracked script with no
+    weight moves the instance to FAULT after `fall` failures.
+
+    Both hosts start as BACKUP with `nopreempt`: the higher priority wins when both come up
+    together, and a host that comes back (its HAProxy healthy again) does not take the
+    address back from a peer serving fine. The adverts are unicast to the peer's address
+    (clouds and many switches drop multicast) and carry the VRRP password (`secret`).
+    """
+    lb = spec.load_balancer
+    vrrp = lb.vrrp
+    if vrrp is None or len(lb.hosts) != 2 or not lb.address:
+        raise InvalidError("keepalived on load_balancer.hosts needs two hosts and vrrp")
+    me, peer = lb.hosts[index], lb.hosts[1 - index]
+    instance = f"rke2ha_{spec.name}".replace("-", "_")
+    notes = header_lines(
+        spec_label, f"keepalived on load balancer host {me.name} (virtual IP {lb.address})"
+    )
+    lines = [*commented(notes), ""]
+    lines += _block("global_defs", [f"router_id {instance}_{me.name}".replace("-", "_"),
+                                    "enable_script_security", "script_user root"])  # fmt: skip
+    lines.append("")
+    # Layer 4 (the only layer on load_balancer.hosts): the 443 frontend's backend.
+    backend = "rke2ha_443"
+    socket_path = DEFAULT_LAYOUT.haproxy_socket
+    lines += _block(
+        f"vrrp_script {HOST_SCRIPT}",
+        [
+            f'script "/usr/bin/python3 {TRACK_SCRIPT_PATH} {socket_path} {backend}"',
+            f"interval {HOST_SCRIPT_INTERVAL}",
+            f"timeout {HOST_SCRIPT_TIMEOUT}",
+            f"fall {HOST_SCRIPT_FALL}",
+            f"rise {HOST_SCRIPT_RISE}",
+        ],
+    )
+    lines.append("")
+    body = [
+        "state BACKUP",
+        "nopreempt",
+        f"interface {vrrp.interface}",
+        f"virtual_router_id {vrrp.virtual_router_id}",
+        f"priority {HOST_PRIORITY[index]}",
+        "advert_int 1",
+        f"unicast_src_ip {me.address}",
+        *_block("unicast_peer", [peer.address]),
+        # keepalived sends (and checks) at most 8 characters of a PASS password.
+        *_block("authentication", ["auth_type PASS", f"auth_pass {secret[:8]}"]),
+        *_block("virtual_ipaddress", [f"{lb.address} dev {vrrp.interface}"]),
+        *_block("track_script", [HOST_SCRIPT]),
+    ]
+    lines += _block(f"vrrp_instance {instance}", body)
+    return "\n".join(lines) + "\n"

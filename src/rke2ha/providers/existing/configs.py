@@ -68,7 +68,9 @@ def local_socket(spec: Spec) -> str:
 
 def _layout(spec: Spec, base: Path, socket: str | None) -> Layout:
     lb = spec.load_balancer
-    bind = "" if lb.pair is not None else (lb.address or "")
+    # The virtual IP is on one host at a time: the other's HAProxy must start without it.
+    shared = lb.pair is not None or len(lb.hosts) > 1
+    bind = "" if shared else (lb.address or "")
     return Layout(
         haproxy_dir=str(base / "haproxy"),
         nginx_dir=str(base / "nginx"),
@@ -183,7 +185,8 @@ def config_diffs(
 
 def host_config_text(spec: Spec) -> str:
     """The engine's config for `load_balancer.hosts`: rendered for the Debian package's own
-    folder (/etc/haproxy), frontends bound to `load_balancer.address` (the host's)."""
+    folder (/etc/haproxy), frontends bound to `load_balancer.address` (the host's; every
+    address when two hosts share it as a virtual IP)."""
     engine = spec.load_balancer.engine
     rendered = _rendered(
         spec, engine, Path("/etc"), _secret_inputs(spec), DEFAULT_LAYOUT.haproxy_socket

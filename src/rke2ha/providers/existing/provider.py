@@ -257,7 +257,7 @@ class ExistingProvider:
             f"verify the whole path: {spec_command(self.spec, 'check')}"
         )
         if lb.engine == "haproxy":
-            on = f"on {lb.hosts[0].name}, " if lb.hosts else ""
+            on = f"on {', '.join(h.name for h in lb.hosts)}, " if lb.hosts else ""
             steps.append(f"HAProxy's stats page: http://{lb.admin}/ ({on}loopback only)")
         return Outcome(done, steps, records)
 
