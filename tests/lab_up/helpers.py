@@ -69,11 +69,24 @@ class Run:
         return document
 
 
-def rke2ha(*args: str, cwd: Path | None = None, timeout: float = CLI_TIMEOUT) -> Run:
-    """`rke2ha ARGS...` as a subprocess, the way a user runs it."""
+# A user's process as root can start one: uid 0 but no capability at all (capabilities(7)), so
+# it cannot bind ports below 1024, bypass file modes or touch another user's processes. Not
+# another uid: that user could not run a python under /root (this machine's) or a checkout in
+# a folder only its owner may enter.
+NO_CAPABILITIES = ("setpriv", "--bounding-set=-all", "--inh-caps=-all")
+
+
+def rke2ha(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = CLI_TIMEOUT,
+    prefix: tuple[str, ...] = (),
+) -> Run:
+    """`rke2ha ARGS...` as a subprocess, the way a user runs it (`prefix`: e.g.
+    NO_CAPABILITIES, as an unprivileged user)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200")
     proc = subprocess.run(
-        [sys.executable, "-m", "rke2ha", *args],
+        [*prefix, sys.executable, "-m", "rke2ha", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -170,15 +183,17 @@ def all_in_rotation(spec_file: Path) -> bool:
     )
 
 
-def up(spec_file: Path, *extra: str, offset: int | None = OFFSET) -> Run:
+def up(
+    spec_file: Path, *extra: str, offset: int | None = OFFSET, prefix: tuple[str, ...] = ()
+) -> Run:
     args = ["up", "-f", str(spec_file), "--detach", "--json", *extra]
     if offset is not None:
         args += ["--port-offset", str(offset)]
-    return rke2ha(*args)
+    return rke2ha(*args, prefix=prefix)
 
 
-def down(spec_file: Path) -> Run:
-    return rke2ha("down", "-f", str(spec_file), "--json")
+def down(spec_file: Path, prefix: tuple[str, ...] = ()) -> Run:
+    return rke2ha("down", "-f", str(spec_file), "--json", prefix=prefix)
 
 
 def assert_nothing_left(spec_file: Path, prefix: str = SUBNET_PREFIX) -> None:

@@ -17,11 +17,15 @@ and each step waits on the state it needs, never on time.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.lab_up.helpers import (
+    NO_CAPABILITIES,
     assert_nothing_left,
     check,
     down,
@@ -96,11 +100,20 @@ REAL_PORTS = (53, 80, 443, 6443, 8404, 9345)
 
 
 def test_root_on_real_ports_beside_a_lab_on_its_port_offset(two_specs: dict[str, Path]) -> None:
-    """The issue's machine: root's lab on the real ports, a user's on lab.port_offset. (The
-    second lab runs as root with that offset: a child of this checkout's python cannot
-    always be started as another user, e.g. a python under /root.)"""
+    """The issue's machine: root's lab on the real ports, an unprivileged user's on
+    lab.port_offset. The user's `up` and `down` run without any capability (NO_CAPABILITIES:
+    uid 0 stripped of every privilege, as another uid could not run a python under /root)."""
     if os.geteuid() != 0:
         pytest.skip("the real ports need root")
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop the user's capabilities")
+    # The user's processes really are unprivileged: a real port is refused to them.
+    probe = subprocess.run(
+        [*NO_CAPABILITIES, sys.executable, "-c",
+         f"import socket; socket.socket().bind(('{LABS['b'][0]}10', 80))"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert probe.returncode != 0 and "PermissionError" in probe.stderr, probe
     (root_prefix, _), (user_prefix, user_offset) = LABS["a"], LABS["b"]
     taken = listening()
     if any(in_use("tcp", f"{root_prefix}10", port, taken) for port in REAL_PORTS):
@@ -110,13 +123,13 @@ def test_root_on_real_ports_beside_a_lab_on_its_port_offset(two_specs: dict[str,
         run = up(specs["a"], offset=None)  # root: the real ports
         assert run.code == 0, run.err + run.out
         assert run.json()["port_offset"] == 0
-        run = up(specs["b"], offset=user_offset)
+        run = up(specs["b"], offset=user_offset, prefix=NO_CAPABILITIES)
         assert run.code == 0, run.err + run.out
         assert f"tcp {root_prefix}10:8404" in listening_sockets(root_prefix)
         assert f"tcp {user_prefix}10:{8404 + user_offset}" in listening_sockets(user_prefix)
 
         # The user's lab goes down; root's keeps passing every check.
-        assert down(specs["b"]).code == 0
+        assert down(specs["b"], prefix=NO_CAPABILITIES).code == 0
         assert_nothing_left(specs["b"], user_prefix)
         code, result = check(specs["a"], offset=None)
         assert code == 0, failing(result)
