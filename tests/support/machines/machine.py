@@ -30,6 +30,19 @@ MACHINE_ENV = [
 ]
 
 # Mount the overlay in the private mount namespace `unshare` made, then become nspawn.
+# The cgroup hierarchies systemd-nspawn hands a container (name=systemd v1 and the unified
+# v2 one on this hybrid host). Without a cgroup of its own per machine, `--keep-unit` puts
+# every machine's payload at the same `/payload` of the invoking process's cgroup (measured:
+# node-1's and node-2's PID 1 both in /payload/init.scope), so the machines' systemds share one
+# tree: units of the same name on two machines collide (a boot unit failing 219/CGROUP, a
+# stopped unit taking another machine's processes with it). Each machine's launcher first moves
+# itself into `<root>/rke2ha-test/<machine>` of each hierarchy.
+CGROUP_ROOTS = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"))
+CGROUP_PARENT = "rke2ha-test"
+INTO_CGROUPS_THEN_EXEC = (
+    'for procs in $CGROUP_PROCS; do echo $$ > "$procs" || exit 1; done; exec "$@"'
+)
+
 OVERLAY_THEN_EXEC = (
     'mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4" && shift 4 && exec "$@"'
 )
@@ -186,10 +199,38 @@ class Machine:
         self._started = time.monotonic()
         self.leader = None
         self._cable(True)
+        procs = " ".join(str(group / "cgroup.procs") for group in self._make_cgroups())
+        argv = ["/bin/sh", "-c", INTO_CGROUPS_THEN_EXEC, "sh", *argv]
         with self.console_log.open("ab") as log:
             self._nspawn = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ, CGROUP_PROCS=procs),
             )
+
+    def _cgroups(self) -> list[Path]:
+        return [
+            root / CGROUP_PARENT / self.machine_name
+            for root in CGROUP_ROOTS
+            if (root / "cgroup.procs").exists()
+        ]
+
+    def _make_cgroups(self) -> list[Path]:
+        groups = self._cgroups()
+        for group in groups:
+            group.mkdir(parents=True, exist_ok=True)
+        return groups
+
+    def _remove_cgroups(self) -> None:
+        """The machine's cgroups, deepest first (rmdir only; they are empty once it stopped)."""
+        for group in self._cgroups():
+            if not group.exists():
+                continue
+            for directory, _, _ in sorted(os.walk(group), key=lambda entry: -len(entry[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)
 
     def _find_leader(self) -> int | None:
         """The machine's PID 1 as the host sees it: nspawn's child in a new PID namespace."""
@@ -289,6 +330,7 @@ class Machine:
                 self.kill()
         self._nspawn = None
         self.leader = None
+        self._remove_cgroups()
 
     def kill(self) -> None:
         """SIGKILL PID 1 inside (the kernel then kills every process of the machine), then
@@ -305,6 +347,7 @@ class Machine:
                 self._nspawn.wait(10)
         self._nspawn = None
         self.leader = None
+        self._remove_cgroups()
 
     def _processes(self) -> list[int]:
         if self.leader is None:
