@@ -37,7 +37,13 @@ MACHINE_ENV = [
 # tree: units of the same name on two machines collide (a boot unit failing 219/CGROUP, a
 # stopped unit taking another machine's processes with it). Each machine's launcher first moves
 # itself into `<root>/rke2ha-test/<machine>` of each hierarchy.
-CGROUP_ROOTS = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"))
+# A host with only cgroup v2 has its one hierarchy at /sys/fs/cgroup itself (on this hybrid
+# host that is a tmpfs without cgroup.procs, so `_cgroups` skips it).
+CGROUP_ROOTS = (
+    Path("/sys/fs/cgroup/systemd"),
+    Path("/sys/fs/cgroup/unified"),
+    Path("/sys/fs/cgroup"),
+)
 CGROUP_PARENT = "rke2ha-test"
 INTO_CGROUPS_THEN_EXEC = (
     'for procs in $CGROUP_PROCS; do echo $$ > "$procs" || exit 1; done; exec "$@"'
