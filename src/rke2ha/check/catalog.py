@@ -83,3 +83,24 @@ REGISTRATION = CheckRule(
     f"{sources.RKE2_HA} (fixed registration address); "
     f"{sources.README}: rke2ha render (9345 listens before the node has joined)",
 )
+LB_PAIR_VIP = CheckRule(
+    "check.lb.pair.vip",
+    "exactly one of the two load balancer hosts holds the virtual IP",
+    "keepalived.conf(5) (acassen/keepalived doc/man/man5/keepalived.conf.5.in: "
+    "virtual_ipaddress is added by the MASTER only); RFC 3768 §6.4 (one Master per "
+    "virtual router; two when the Backups stop hearing adverts)",
+)
+LB_PAIR_STANDBY = CheckRule(
+    "check.lb.pair.standby",
+    "the host without the virtual IP would take it over: keepalived running, not in FAULT, "
+    "HAProxy with a node UP behind 443",
+    "keepalived.conf(5) (a failing track_script puts the instance in FAULT, which cannot "
+    "become MASTER); HAProxy management guide, `show stat` (haproxy/haproxy "
+    "doc/management.txt)",
+)
+LB_HOST_NODES = CheckRule(
+    "check.lb.host.nodes",
+    "each load balancer host's HAProxy counts every node as serving on every backend",
+    "HAProxy management guide, `show stat` field 17 `status` (haproxy/haproxy "
+    "doc/management.txt, 9.1 CSV format)",
+)

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rke2ha.check.drill import DrillReport
+from rke2ha.check.lbdrill import FAULT_WORDS, LbDrillReport
 from rke2ha.check.result import CheckResult, all_ok
 
 _STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
@@ -141,3 +142,66 @@ def print_drill(drill: DrillReport, console: Console) -> None:
             style="bold green" if drill.ok else "bold red",
         )
     )
+
+
+def lb_drill_table(drill: LbDrillReport) -> Table:
+    settings = drill.settings
+    grid = Table(
+        title=(
+            f"load balancer pair drill: {settings.rate:g} requests/s through the virtual IP "
+            f"for {settings.phase_seconds:g}s per fault, fault at {settings.fault_after:g}s, "
+            f"request timeout {settings.request_timeout:g}s"
+        ),
+        title_justify="left",
+        caption=(
+            "moved: seconds from the fault until the other host held the address; lost: "
+            "failed before the move; after: failed after it (target 0); flap: went back "
+            "while still faulty; back: went back after the restore"
+        ),
+        caption_justify="left",
+    )
+    for column in ("fault", "from", "to", "moved", "target", "req", "lost", "after", "flap"):
+        grid.add_column(column, no_wrap=True)
+    grid.add_column("back", overflow="fold")
+    for report in drill.faults:
+        moved = (
+            Text(
+                f"{report.moved_after:.2f}s", style="green" if report.moved_in_time else "bold red"
+            )
+            if report.moved_after is not None
+            else Text("NEVER", style="bold red")
+        )
+        after = Text(
+            str(report.failed_after_move),
+            style="bold red" if report.failed_after_move else "green",
+        )
+        back = "-" if report.came_back is None else ("yes" if report.came_back else "no")
+        grid.add_row(
+            report.fault,
+            report.holder,
+            report.peer or "-",
+            moved,
+            f"< {report.target_seconds:g}s",
+            str(report.requests),
+            str(report.lost),
+            after,
+            Text("YES", style="bold red") if report.flapped_back else "no",
+            back,
+        )
+    return grid
+
+
+def print_lb_drill(drill: LbDrillReport, console: Console) -> None:
+    console.print(lb_drill_table(drill))
+    for report in drill.faults:
+        words = FAULT_WORDS[report.fault]
+        console.print(
+            f"{report.fault}: {words} on {report.holder}; {report.restore_note}", style="dim"
+        )
+        if report.errors:
+            console.print(f"{report.fault}: {'; '.join(report.errors)}", style="dim")
+    problems = [f"{r.fault}: {p}" for r in drill.faults for p in r.problems]
+    if problems:
+        console.print(Text("drill FAILED: " + "; ".join(problems), style="bold red"))
+    else:
+        console.print(Text("drill OK: every target met", style="bold green"))

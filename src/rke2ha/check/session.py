@@ -12,14 +12,24 @@ import importlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rke2ha.check.drill import DrillReport, DrillSettings, FaultInjector, run_drill
+from rke2ha.check.lbdrill import LbDrillReport, LbDrillSettings
 from rke2ha.check.result import CheckResult, all_ok
 from rke2ha.check.runner import run_checks
-from rke2ha.check.target import CheckOptions, load_target
+from rke2ha.check.target import CheckOptions, CheckTarget, load_target
 from rke2ha.errors import Rke2haError, UsageError
 from rke2ha.spec import Spec
 
+if TYPE_CHECKING:
+    from rke2ha.check.pair_probe import PairTarget
+
+LB_DRILL_NEEDS_PAIR = (
+    "--drill --lb fails the load balancer pair: the spec needs two load_balancer.hosts "
+    "sharing load_balancer.address (with load_balancer.vrrp)"
+)
+PAIR_PREFIXES = ("lb.pair.", "lb.host.")
 # The lab provider's `fault_injector(spec, port_offset) -> FaultInjector` lives here.
 LAB_FAULTS_MODULE = "rke2ha.providers.lab.faults"
 
@@ -30,10 +40,12 @@ class CheckRun:
     seconds: float
     drill: DrillReport | None = None
     drill_skipped: str | None = None  # why a requested drill did not run
+    lb_drill: LbDrillReport | None = None
 
     @property
     def ok(self) -> bool:
-        return all_ok(self.results) and (self.drill is None or self.drill.ok)
+        drills = [d.ok for d in (self.drill, self.lb_drill) if d is not None]
+        return all_ok(self.results) and all(drills) and self.drill_skipped is None
 
 
 def lab_ca_file(spec: Spec) -> Path | None:
@@ -126,18 +138,60 @@ async def check_deployment_async(
     injector: FaultInjector | None = None,
     drill_node: str | None = None,
     drill_settings: DrillSettings | None = None,
+    lb_drill: LbDrillSettings | None = None,
 ) -> CheckRun:
+    """Every check; then the node drill (`injector`) or the pair's (`lb_drill`) if asked."""
     target = load_target(spec, options)
+    pair = _pair(spec)
+    if lb_drill is not None and pair is None:
+        raise UsageError(LB_DRILL_NEEDS_PAIR)
     start = time.monotonic()
-    results = await run_checks(target)
+    if pair is not None:
+        # The pair's hosts over SSH while the probes go through the address they share.
+        from rke2ha.check.pair_probe import pair_checks
+
+        results, from_pair = await asyncio.gather(run_checks(target), pair_checks(pair))
+        results += from_pair
+    else:
+        results = await run_checks(target)
     seconds = time.monotonic() - start
     run = CheckRun(results, seconds)
-    if injector is not None and not all_ok(results):
+    if lb_drill is not None and pair is not None:
+        await _lb_drill(run, target, pair, lb_drill)
+    elif injector is not None and not all_ok(results):
         # Failing over from a lab that is already broken measures nothing useful.
         run.drill_skipped = "not run: the lab must pass every check first"
     elif injector is not None:
         run.drill = await run_drill(target, injector, drill_node, settings=drill_settings)
     return run
+
+
+def _pair(spec: Spec) -> PairTarget | None:
+    """The keepalived pair of the spec's load balancer hosts (SSH code loads only then)."""
+    if len(spec.load_balancer.hosts) != 2:
+        return None
+    from rke2ha.check.pair_probe import pair_target
+
+    return pair_target(spec)
+
+
+async def _lb_drill(
+    run: CheckRun, target: CheckTarget, pair: PairTarget, settings: LbDrillSettings
+) -> None:
+    """The pair drill, when the pair's own checks passed (the node checks may fail: the
+    drill measures the load balancers, and needs only an HTTP answer through them)."""
+    from rke2ha.check.lbdrill_run import run_lb_drill
+
+    failing = [r.id for r in run.results if r.id.startswith(PAIR_PREFIXES) and not r.ok]
+    endpoint = target.lb(80)
+    if failing:
+        run.drill_skipped = f"not run: the pair must pass {', '.join(failing)} first"
+    elif endpoint is None or target.lb_address is None:
+        run.drill_skipped = "not run: the drill needs load_balancer.address and port 80"
+    else:
+        run.lb_drill = await run_lb_drill(
+            pair, endpoint, target.ingress.path, target.lb_address, settings
+        )
 
 
 def check_deployment(
@@ -146,7 +200,10 @@ def check_deployment(
     *,
     injector: FaultInjector | None = None,
     drill_node: str | None = None,
+    lb_drill: LbDrillSettings | None = None,
 ) -> CheckRun:
     return asyncio.run(
-        check_deployment_async(spec, options, injector=injector, drill_node=drill_node)
+        check_deployment_async(
+            spec, options, injector=injector, drill_node=drill_node, lb_drill=lb_drill
+        )
     )

@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Probe the deployment described by the spec: the DNS record, every load "
             "balancer port, every node directly, the HTTP->HTTPS redirect, the certificate, "
             "Rancher's /ping and websocket, the spread over nodes and the registration "
-            "address. Connections go to the spec's addresses with the hostname as SNI and "
+            "address; with two load_balancer.hosts also, over SSH, which host holds the "
+            "virtual IP, that the other would take over, and each node's state in each "
+            "host's HAProxy. Connections go to the spec's addresses with the hostname as SNI and "
             "Host (like curl --resolve). Exit 0 when no check failed (skips do not pass "
             "either), 1 when one did, 2 on bad flags or unreadable files."
         ),
@@ -49,9 +51,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--drill",
         action="store_true",
         help="lab only: kill, then freeze one node under a request stream and report failed "
-        "requests and the failover time; the node is restored",
+        "requests and the failover time; the node is restored (with --lb: any provider with "
+        "two load_balancer.hosts)",
     )
     parser.add_argument("--drill-node", metavar="NAME", help="the node to fail (default: last)")
+    parser.add_argument(
+        "--lb",
+        action="store_true",
+        help="with --drill: fail the load balancer pair instead of a node: stop, then freeze "
+        "the engine on the host holding the virtual IP (over SSH) under a request stream, "
+        "and report how fast the address moved; each fault is undone",
+    )
     parser.add_argument(
         "--dns-server",
         metavar="HOST[:PORT]",
@@ -91,8 +101,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle(args: argparse.Namespace) -> int:
     # Imported here: probes, websockets and rich load only when `check` runs.
-    from rke2ha.check.report import print_drill, print_text, to_json
+    from rke2ha.check.lbdrill import LbDrillSettings
+    from rke2ha.check.report import print_drill, print_lb_drill, print_text, to_json
     from rke2ha.check.session import (
+        LB_DRILL_NEEDS_PAIR,
         check_deployment,
         lab_fault_injector,
         lab_not_up,
@@ -115,6 +127,12 @@ def handle(args: argparse.Namespace) -> int:
     )
     if args.drill_node and not args.drill:
         raise UsageError("--drill-node NAME goes with --drill")
+    if args.lb and not args.drill:
+        raise UsageError("--lb goes with --drill (`rke2ha check --drill --lb -f FILE`)")
+    if args.lb and args.drill_node:
+        raise UsageError("--drill-node picks a node; --drill --lb fails the load balancer pair")
+    if args.lb and len(spec.load_balancer.hosts) != 2:
+        raise UsageError(LB_DRILL_NEEDS_PAIR)
     known = [node.name for node in spec.nodes]
     if args.drill_node and args.drill_node not in known:
         # Now, not after every check has passed, so a typo costs no wait.
@@ -127,10 +145,16 @@ def handle(args: argparse.Namespace) -> int:
     if not_up is not None and args.port_offset is None:
         load_target(spec, options)  # bad flags (--ca, --token, --dns-server) still exit 2
         raise InvalidError(not_up)
-    injector = lab_fault_injector(spec, options.port_offset) if args.drill else None
-    run = check_deployment(spec, options, injector=injector, drill_node=args.drill_node)
+    lb_drill = LbDrillSettings() if args.lb else None
+    node_drill = args.drill and not args.lb
+    injector = lab_fault_injector(spec, options.port_offset) if node_drill else None
+    run = check_deployment(
+        spec, options, injector=injector, drill_node=args.drill_node, lb_drill=lb_drill
+    )
     if args.json:
         drill = run.drill.as_dict() if run.drill else None
+        if run.lb_drill is not None:
+            drill = run.lb_drill.as_dict()
         if run.drill_skipped is not None:
             drill = {"ok": False, "skipped": run.drill_skipped}
         print_json(to_json(run.results, run.seconds, drill))
@@ -139,6 +163,8 @@ def handle(args: argparse.Namespace) -> int:
         print_text(run.results, run.seconds, console, f"rke2ha check: {spec.hostname}")
         if run.drill is not None:
             print_drill(run.drill, console)
+        if run.lb_drill is not None:
+            print_lb_drill(run.lb_drill, console)
         if run.drill_skipped is not None:
             console.print(f"drill {run.drill_skipped}")
     return EXIT_OK if run.ok else EXIT_INVALID
