@@ -45,6 +45,9 @@ from rke2ha.ssh.connection import Connection, connect
 
 FAULTS: tuple[LbFault, ...] = ("engine", "freeze")
 _UNITS = f"{KEEPALIVED_UNIT} {ENGINE_UNIT}"
+# The full view (sudo, journal, HAProxy's socket) is read at most this often: the drill must
+# not load the hosts whose track scripts it is timing.
+READY_INTERVAL = 1.0
 INJECT: dict[LbFault, str] = {
     "engine": f"systemctl stop {ENGINE_UNIT}",
     "freeze": f"systemctl kill --signal=SIGSTOP {_UNITS}",
@@ -169,16 +172,32 @@ async def _settle(pair: Pair, holder: str, settings: LbDrillSettings) -> bool:
     address go back to `holder` meanwhile?"""
     came_back = False
     deadline = time.monotonic() + settings.recover_timeout
+    asked = 0.0
     while time.monotonic() < deadline:
         came_back |= holder in await pair.holders()
-        if await pair.standby_ready():
-            break
+        if time.monotonic() - asked >= READY_INTERVAL:
+            asked = time.monotonic()
+            if await pair.standby_ready():
+                break
         await asyncio.sleep(settings.poll_interval)
     deadline = time.monotonic() + settings.settle_seconds
     while time.monotonic() < deadline:
         came_back |= holder in await pair.holders()
         await asyncio.sleep(settings.poll_interval)
     return came_back
+
+
+async def _one_holder(pair: Pair, settings: LbDrillSettings) -> list[str]:
+    """The holders once exactly one host holds the address and the other would take over
+    (the pair may still be settling from the fault before); as seen at the deadline else."""
+    deadline = time.monotonic() + settings.recover_timeout
+    holders = await pair.holders()
+    while time.monotonic() < deadline:
+        if len(holders) == 1 and await pair.standby_ready():
+            return holders
+        await asyncio.sleep(READY_INTERVAL)
+        holders = await pair.holders()
+    return holders
 
 
 async def run_lb_drill(
@@ -197,7 +216,7 @@ async def run_lb_drill(
         pair = Pair(pair_target, conns)
         reports = []
         for fault in FAULTS:
-            holders = await pair.holders()
+            holders = await _one_holder(pair, config)
             if len(holders) != 1:
                 names = ", ".join(holders) or "none"
                 seen = Observed(fault, names, "", [], 0.0, None, None, None,
