@@ -90,6 +90,12 @@ def test_parse_view_of_a_host_whose_haproxy_is_stopped() -> None:
     assert seen.servers == {} and seen.stat_error == refused
 
 
+def test_a_stopped_keepalived_has_no_vrrp_state_whatever_it_logged_last() -> None:
+    text = output("", "inactive\nactive", "(rke2ha_rancher) Entering MASTER STATE", "")
+    seen = parse_view("lb-a", text, VIP)
+    assert seen.keepalived == "inactive" and seen.vrrp_state is None
+
+
 def test_output_without_the_sections_is_an_error_not_a_guess() -> None:
     seen = parse_view("lb-a", "sh: 1: ip: not found\n", VIP)
     assert not seen.reached and "lacks addr, units, vrrp, stat" in (seen.error or "")

@@ -117,12 +117,15 @@ def parse_view(name: str, text: str, address: str) -> HostView:
     units = [line.strip() for line in sections["units"] if line.strip()]
     transitions = [m.group(1) for line in sections["vrrp"] if (m := _TRANSITION.search(line))]
     stat_lines = sections["stat"]
+    keepalived = units[0] if units else "unknown"
+    # A stopped keepalived's last logged state is history, not its state.
+    running = keepalived == "active" and transitions
     return HostView(
         name=name,
         holds_vip=holds_address(sections["addr"], address),
-        keepalived=units[0] if units else "unknown",
+        keepalived=keepalived,
         engine=units[1] if len(units) > 1 else "unknown",
-        vrrp_state=transitions[-1] if transitions else None,
+        vrrp_state=transitions[-1] if running else None,
         servers=parse_show_stat(stat_lines),
         stat_error=_stat_error(stat_lines),
     )
