@@ -12,6 +12,9 @@ Layout (one job per module):
 - `runner`       — all checks at once, in a stable order, each under a time guard.
 - `lbstatus`     — the built-in load balancer's admin /status: is a node in rotation?
 - `drill`        — the lab failover drill behind the `FaultInjector` protocol.
+- `pair_state`, `verdicts_pair`, `pair_probe` — a keepalived pair of load balancer hosts:
+                   the host script and its parser, the verdicts, the SSH adapter.
+- `lbdrill`, `lbdrill_run` — `--drill --lb`: the pair's failover, judged / driven.
 - `session`      — one `check` run as a library call (`rke2ha check`, the lab's `up`).
 - `report`       — a rich table for people, JSON for machines.
 """
