@@ -94,8 +94,8 @@ LB_PAIR_STANDBY = CheckRule(
     "check.lb.pair.standby",
     "the host without the virtual IP would take it over: keepalived running, not in FAULT, "
     "HAProxy with a node UP behind 443",
-    "keepalived.conf(5) (a failing track_script puts the instance in FAULT, which cannot "
-    "become MASTER); HAProxy management guide, `show stat` (haproxy/haproxy "
+    "keepalived.conf(5) (track_script: an unweighted script that fails puts the instance "
+    "in FAULT, which cannot become MASTER); HAProxy management guide, `show stat` (haproxy/haproxy "
     "doc/management.txt)",
 )
 LB_HOST_NODES = CheckRule(

@@ -15,7 +15,8 @@ script, one SSH command per host, four sections:
 - HAProxy's `show stat` on its runtime API (the stats socket): CSV with `# pxname,svname,`
   as header; field 0 is the backend, 1 the server, 17 its status (UP, DOWN, `UP 1/2`
   going down, `DOWN 1/2` going up, NOLB, MAINT, DRAIN, `no check`). Source: HAProxy
-  management guide, "show stat" and "9.1. CSV format" (haproxy/haproxy, doc/management.txt).
+  management guide, "show stat" and "9.1. CSV format", `17. status [LFBS]` (haproxy/haproxy
+  doc/management.txt; Debian's /usr/share/doc/haproxy/management.txt for 2.6).
 """
 
 from __future__ import annotations
