@@ -135,7 +135,6 @@ async def _phase(
     fault_at = settings.fault_after
     moved_at: float | None = None
     flapped_at: float | None = None
-    came_back: bool | None = None
     notes: list[str] = []
     injected = False
     try:
