@@ -12,7 +12,6 @@ free on the nodes.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,14 @@ from typing import Any
 import pytest
 import yaml
 from tests.lbhost_live.test_lbhost_live import rke2ha, write_spec
-from tests.support.lbnodes import NODES, bootstrap_servers, listing, through, wait_active
+from tests.support.lbnodes import (
+    NODES,
+    bootstrap_servers,
+    listing,
+    rejected,
+    through,
+    wait_active,
+)
 from tests.support.machines import Machine, Testbed
 from tests.support.machines.testbed import TIMINGS
 
@@ -29,26 +35,6 @@ pytestmark = pytest.mark.root
 UNIT = "nginx.service"
 CONFIG = "/etc/nginx/nginx.conf"
 MODULE = "libnginx-mod-stream"
-
-# Run inside the workstation namespace: the SSH adapter given a config nginx rejects.
-REJECTED = """\
-import sys
-from rke2ha.lbhost import remote
-from rke2ha.lbhost.decide import ENGINES, Record, up_steps
-from rke2ha.specfile import load_spec
-from rke2ha.ssh.target import host_targets
-spec = load_spec(sys.argv[1])
-(target,) = host_targets(spec)
-engine = ENGINES["nginx"]
-bad = "events {}\\nno_such_directive 1;\\n"
-previous = Record("nginx", False, True, True, False, "")
-try:
-    remote.run(target, engine, lambda f: up_steps(engine, f, bad, previous)[0], print)
-except remote.StepFailed as err:
-    print("ERROR:", err)
-    print("DONE:", " ".join(s.kind for s in err.done))
-    sys.exit(3)
-"""
 
 
 def nginx_spec(bed: Testbed, path: Path, lb: Machine, **extra: Any) -> Path:
@@ -104,13 +90,10 @@ def test_nginx_on_a_host_is_its_service_reloaded_in_place_and_down_restores_it(
 
             # A config nginx rejects: `nginx -t` on the host refuses it; nothing replaced.
             config = lb.sh(f"sha256sum {CONFIG}").stdout
-            done = testbed.workstation.run(
-                [sys.executable, "-c", REJECTED, str(changed)], timeout=60
-            )
-            assert done.returncode == 3, done.stdout + done.stderr
-            assert "/usr/sbin/nginx rejects the rendered config" in done.stdout, done.stdout
-            assert "no_such_directive" in done.stdout  # nginx's own words
-            assert "DONE: upload\n" in done.stdout, done.stdout
+            said = rejected(testbed, changed, lb.name, "nginx", "events {}\nno_such_directive 1;\n")
+            assert "/usr/sbin/nginx rejects the rendered config" in said, said
+            assert "no_such_directive" in said  # nginx's own words
+            assert "DONE: upload\n" in said, said
             assert lb.sh(f"sha256sum {CONFIG}").stdout == config
             assert lb.sh(f"ls {CONFIG}.rke2ha-new").returncode != 0
             assert main_pid(lb) == pid

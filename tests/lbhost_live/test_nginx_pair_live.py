@@ -16,13 +16,19 @@ import yaml
 from tests.lbhost_live.test_lbhost_live import (
     VIP,
     VRRP_UNIT,
-    holders,
     rke2ha,
     wait_holders,
     wait_holders_exactly,
     write_pair_spec,
 )
-from tests.support.lbnodes import NODES, bootstrap_servers, listing, through, wait_active
+from tests.support.lbnodes import (
+    NODES,
+    bootstrap_servers,
+    listing,
+    stays,
+    through,
+    wait_active,
+)
 from tests.support.machines import Testbed
 from tests.support.machines.testbed import TIMINGS
 
@@ -74,10 +80,7 @@ def test_two_nginx_hosts_share_the_address_by_engine_and_node_reach(
             assert seconds < 3.0, f"the virtual IP took {seconds:.2f}s to move"
             assert through(testbed, VIP, 9345, "/ping")[0] == "200 pong"
             # Not back to the host whose nginx is stopped.
-            deadline = time.monotonic() + 4
-            while time.monotonic() < deadline:
-                assert holders(pair) == [other.name]
-                time.sleep(0.25)
+            stays(pair, VIP, [other.name], 4)
             holder.sh(f"systemctl start {UNIT}", check=True)
 
         # Every node port closed: no host can serve, the address is given up.

@@ -20,7 +20,6 @@ free on the nodes. They are bounded (RuntimeMaxSec) and stopped at the end.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from pathlib import Path
 
@@ -37,7 +36,15 @@ from tests.lbhost_live.test_lbhost_live import (
     wait_holders_exactly,
     write_pair_spec,
 )
-from tests.support.lbnodes import NODES, bootstrap_servers, listing, through, wait_active
+from tests.support.lbnodes import (
+    NODES,
+    bootstrap_servers,
+    listing,
+    rejected,
+    stays,
+    through,
+    wait_active,
+)
 from tests.support.machines import Machine, Testbed
 from tests.support.machines.testbed import TIMINGS
 
@@ -55,40 +62,6 @@ def wait_nodes_up(machine: Machine, backend: str, timeout: float = 30.0) -> list
             break
         time.sleep(0.3)
     return up
-
-
-def stays(machines: list[Machine], want: list[str], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        held = holders(machines)
-        if held != want:
-            time.sleep(3)
-            journal = "journalctl -u keepalived -n 25 --no-pager -o short-precise"
-            said = {m.name: m.sh(journal).stdout for m in machines}
-            raise AssertionError((held, holders(machines), said))
-        time.sleep(0.25)
-
-
-# Run inside the workstation namespace: the SSH adapter given a keepalived config keepalived
-# rejects (`keepalived -t`), as `up` would run it.
-REJECTED = """\
-import sys
-from rke2ha.lbhost import remote
-from rke2ha.lbhost.decide import ENGINES, Record, up_steps
-from rke2ha.specfile import load_spec
-from rke2ha.ssh.target import host_targets
-spec = load_spec(sys.argv[1])
-target = next(t for t in host_targets(spec) if t.node == sys.argv[2])
-engine = ENGINES["keepalived"]
-bad = "vrrp_instance broken {\\n    virtual_router_id 999\\n    priority 150\\n}\\n"
-previous = Record("keepalived", False, False, True, False, "")
-try:
-    remote.run(target, engine, lambda f: up_steps(engine, f, bad, previous)[0], print)
-except remote.StepFailed as err:
-    print("ERROR:", err)
-    print("DONE:", " ".join(s.kind for s in err.done))
-    sys.exit(3)
-"""
 
 
 def test_pair_holds_the_address_while_bootstrapping_and_survives_reboots(
@@ -119,12 +92,11 @@ def test_pair_holds_the_address_while_bootstrapping_and_survives_reboots(
             holder = next(m for m in pair if m.name == held[0])
             config = holder.sh(f"sha256sum {VRRP_CONFIG}").stdout
             pid = holder.sh(f"systemctl show -p MainPID --value {VRRP_UNIT}").stdout
-            done = testbed.workstation.run(
-                [sys.executable, "-c", REJECTED, str(spec), holder.name], timeout=60
-            )
-            assert done.returncode == 3, done.stdout + done.stderr
-            assert "/usr/sbin/keepalived rejects the rendered config" in done.stdout, done.stdout
-            assert "DONE: upload\n" in done.stdout, done.stdout
+            bad = "vrrp_instance broken {\n    virtual_router_id 999\n    priority 150\n}\n"
+            said = rejected(testbed, spec, holder.name, "keepalived", bad)
+            assert "/usr/sbin/keepalived rejects the rendered config" in said, said
+            assert "999" in said, said  # keepalived names the value it refuses
+            assert "DONE: upload\n" in said, said
             assert holder.sh(f"sha256sum {VRRP_CONFIG}").stdout == config
             assert holder.sh(f"systemctl show -p MainPID --value {VRRP_UNIT}").stdout == pid
             assert holder.sh(f"ls {VRRP_CONFIG}.rke2ha-new").returncode != 0
@@ -150,7 +122,7 @@ def test_pair_holds_the_address_while_bootstrapping_and_survives_reboots(
                     "enabled",
                 ]
                 assert wait_nodes_up(holder, "rke2ha_9345") == list(NODES), holder.name
-                stays(pair, [other.name], 4)  # exactly one holder; no pre-emption back
+                stays(pair, VIP, [other.name], 4)  # exactly one holder; no pre-emption back
                 assert through(testbed, VIP, 9345, "/ping")[0] == "200 pong"
                 TIMINGS.append(
                     f"LB pair reboot of {holder.name}: the virtual IP on {other.name} "

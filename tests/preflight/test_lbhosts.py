@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tests.lbhost.test_spec_hosts import write
 
 from rke2ha.preflight import lbhosts
 from rke2ha.preflight.pairs import ProbeResult
@@ -18,19 +18,7 @@ from rke2ha.specfile import load_spec
 
 
 def spec(tmp_path: Path, **lb: Any) -> Spec:
-    doc: dict[str, Any] = {
-        "name": "rancher",
-        "hostname": "rancher.example.com",
-        "provider": "existing",
-        "nodes": [{"name": f"node-{i}", "address": f"10.0.1.{10 + i}"} for i in (1, 2, 3)],
-        "load_balancer": {"engine": "haproxy", "address": "10.0.0.11",
-                          "hosts": [{"name": "lb-1", "address": "10.0.0.11"}], **lb},
-        "dns": {"provider": "manual", "zone": "example.com"},
-        "ssh": {"user": "rke2ha", "known_hosts": "kh"},
-    }  # fmt: skip
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return load_spec(path)
+    return load_spec(write(tmp_path, **lb))
 
 
 SS = (

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +119,52 @@ def through(bed: Testbed, address: str, port: int, path: str) -> tuple[str, str]
                 "")  # fmt: skip
     status = lines[0].split(" ")[1] if lines else done.stderr.strip()
     return f"{status} {lines[-1] if lines else ''}".strip(), node
+
+
+# Run inside the workstation namespace: the SSH adapter given a config the engine rejects,
+# as `up` would run it (argv: spec, host, engine, config). Exit 3 with the error and the
+# steps that ran.
+REJECTED = """\
+import sys
+from rke2ha.lbhost import remote
+from rke2ha.lbhost.decide import ENGINES, Record, up_steps
+from rke2ha.specfile import load_spec
+from rke2ha.ssh.target import host_targets
+spec_file, host, name, bad = sys.argv[1:5]
+target = next(t for t in host_targets(load_spec(spec_file)) if t.node == host)
+engine = ENGINES[name]
+previous = Record(name, False, True, True, False, "")
+try:
+    remote.run(target, engine, lambda f: up_steps(engine, f, bad, previous)[0], print)
+except remote.StepFailed as err:
+    print("ERROR:", err)
+    print("DONE:", " ".join(s.kind for s in err.done))
+    sys.exit(3)
+"""
+
+
+def rejected(bed: Testbed, spec: Path, host: str, engine: str, bad: str) -> str:
+    """What the SSH adapter printed, handed `bad` for `engine` on `host` (it must refuse)."""
+    done: subprocess.CompletedProcess[str] = bed.workstation.run(
+        [sys.executable, "-c", REJECTED, str(spec), host, engine, bad], timeout=60
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    return done.stdout
+
+
+def holders(machines: list[Machine], address: str) -> list[str]:
+    """Names of the machines that have `address` on an interface (`ip -4 addr`)."""
+    return [m.name for m in machines if f" {address}/" in m.sh("ip -4 -o addr show").stdout]
+
+
+def stays(machines: list[Machine], address: str, want: list[str], seconds: float) -> None:
+    """`want` hold `address` for `seconds`, polled; else the hosts' keepalived journals."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        held = holders(machines, address)
+        if held != want:
+            time.sleep(3)
+            journal = "journalctl -u keepalived -n 25 --no-pager -o short-precise"
+            said = {m.name: m.sh(journal).stdout for m in machines}
+            raise AssertionError((held, holders(machines, address), said))
+        time.sleep(0.25)
