@@ -223,8 +223,8 @@ def track_command(spec: Spec) -> str:
     HAProxy: its runtime API. Open-source nginx has neither a runtime API nor active health
     checks: the stream upstream module only counts failed connections (`max_fails`,
     `fail_timeout`: nginx.org/en/docs/stream/ngx_stream_upstream_module.html), and
-    `health_check` comes from ngx_stream_upstream_hc_module, "available as part of our
-    commercial subscription" (nginx.org/en/docs/stream/ngx_stream_upstream_hc_module.html);
+    `health_check` comes from ngx_stream_upstream_hc_module, which only the commercial
+    subscription has (nginx.org/en/docs/stream/ngx_stream_upstream_hc_module.html);
     `stub_status` reports connection counts, not upstreams
     (nginx.org/en/docs/http/ngx_http_stub_status_module.html).
     So for nginx the script asks what nginx itself would find: its master runs and an
