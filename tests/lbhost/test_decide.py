@@ -174,3 +174,63 @@ def test_keepalived_facts_read_the_track_script() -> None:
     assert "helper" not in facts_script(HAPROXY)
     assert parse_facts("helper=ab\n").helper_sha == "ab"
     assert parse_facts("package=x\n").helper_sha is None
+
+
+NGINX = ENGINES["nginx"]
+
+
+def test_nginx_missing_stream_module_is_installed_and_only_it_purged_by_down() -> None:
+    found = facts(missing_modules=("libnginx-mod-stream",))
+    steps, record = up_steps(NGINX, found, CONFIG, None)
+    assert kinds(steps) == [
+        "install", "upload", "check", "save_original", "replace", "enable", "start", "verify",
+    ]  # fmt: skip
+    assert steps[0].packages == ("libnginx-mod-stream",)
+    assert "apt-get install -y -q libnginx-mod-stream " in steps[0].command
+    assert steps[2].command == "/usr/sbin/nginx -t -c /etc/nginx/nginx.conf.rke2ha-new"
+    assert not record.installed_package and record.installed_modules == ("libnginx-mod-stream",)
+    assert Record.from_attrs(record.attrs()) == record
+    running = facts(config_sha=sha256(CONFIG), original_sha=sha256(THEIRS), enabled="enabled",
+                    active="active")  # fmt: skip
+    steps, _ = down_steps(NGINX, running, record)
+    assert kinds(steps) == ["stop", "restore", "disable", "purge"]
+    assert steps[-1].command.endswith("purge -y -q libnginx-mod-stream")
+
+
+def test_nginx_and_its_module_both_missing_are_installed_together_and_purged_together() -> None:
+    found = facts(package_installed=False, config_sha=None, enabled="not-found",
+                  missing_modules=("libnginx-mod-stream",))  # fmt: skip
+    steps, record = up_steps(NGINX, found, CONFIG, None)
+    assert steps[0].packages == ("nginx", "libnginx-mod-stream")
+    steps, _ = down_steps(NGINX, facts(config_sha=sha256(CONFIG)), record)
+    assert "purge -y -q nginx libnginx-mod-stream" in steps[1].command
+
+
+def test_a_record_written_before_modules_existed_reads_back() -> None:
+    attrs = Record("haproxy", False, True, True, False, "ab").attrs()
+    del attrs["installed_modules"]
+    assert Record.from_attrs(attrs).installed_modules == ()
+
+
+def test_facts_script_takes_any_nginx_flavour_and_names_missing_modules(tmp_path) -> None:
+    """The script against a stand-in dpkg-query: nginx-light installed, the module not."""
+    import os
+    import subprocess
+
+    fake = tmp_path / "dpkg-query"
+    fake.write_text(
+        "#!/bin/sh\nfor last; do :; done\n"
+        'case "$last" in nginx-light) printf "install ok installed";; '
+        'libnginx-mod-stream) printf "deinstall ok config-files";; *) exit 1;; esac\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    done = subprocess.run(["sh", "-c", facts_script(NGINX)], capture_output=True, text=True,
+                          env=env, timeout=20, check=True)  # fmt: skip
+    found = parse_facts(done.stdout)
+    assert found.package_installed, done.stdout
+    assert found.missing_modules == ("libnginx-mod-stream",)
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    done = subprocess.run(["sh", "-c", facts_script(NGINX)], capture_output=True, text=True,
+                          env=env, timeout=20, check=True)  # fmt: skip
+    assert not parse_facts(done.stdout).package_installed

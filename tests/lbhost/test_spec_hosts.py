@@ -89,6 +89,10 @@ def test_the_vrrp_password_is_read_from_a_private_file_and_never_shown(tmp_path:
     assert "a b#c" not in str(caught.value)
 
 
+def test_nginx_on_the_hosts_is_accepted(tmp_path: Path) -> None:
+    assert problems(load_spec(write(tmp_path, engine="nginx"))) == []
+
+
 def test_three_hosts_are_too_many(tmp_path: Path) -> None:
     hosts = [{"name": f"lb-{i}", "address": f"10.0.0.{i}"} for i in (1, 2, 3)]
     with pytest.raises(InvalidError, match=r"load_balancer\.hosts"):
@@ -96,7 +100,7 @@ def test_three_hosts_are_too_many(tmp_path: Path) -> None:
 
 
 def test_what_this_slice_cannot_do_is_refused_by_field(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, engine="nginx", address="10.0.0.99", layer=7))
+    spec = load_spec(write(tmp_path, engine="builtin", address="10.0.0.99", layer=7))
     paths = {p.path for p in problems(spec)}
     assert paths == {"load_balancer.engine", "load_balancer.address", "load_balancer.layer"}
     with pytest.raises(InvalidError, match=r"load_balancer\.address 10\.0\.0\.99"):

@@ -152,7 +152,7 @@ def web_on_nodes(testbed: Testbed) -> Iterator[None]:
 @contextlib.contextmanager
 def names_on_nodes(bed: Testbed) -> Iterator[dict[str, str]]:
     """`<node>.lbtest` resolvable on every node (its /etc/hosts), not on the load balancer
-    host: the nodes and the pre-flight are happy, HAProxy on the host cannot resolve them.
+    host: the nodes are happy, the host (its pre-flight probes, HAProxy) cannot resolve them.
     Each node's /etc/hosts is put back after."""
     names = {m.name: f"{m.name}.lbtest" for m in nodes(bed)}
     lines = "".join(f"{m.address} {names[m.name]}\n" for m in nodes(bed))
@@ -241,14 +241,14 @@ def test_up_runs_haproxy_as_the_hosts_service_and_down_leaves_it_as_it_was(
         assert untouched == after  # same config, no staged file left, enabled and active
         assert lb.sh(f"systemctl show -p MainPID --value {UNIT}").stdout.strip() == pid
 
-        # The same through `up`: node names the nodes resolve but the load balancer host
-        # does not; its `haproxy -c` refuses the config, which never reaches the service.
+        # Node names the nodes resolve but the load balancer host does not: the pre-flight
+        # that `up` runs first probes from the host, finds it, and nothing is touched.
         with names_on_nodes(testbed) as names:
             named = write_spec(testbed, tmp_path / "named.yaml", lb, names)
             code, out = rke2ha(testbed, "up", "-f", str(named), "--yes")
         assert code == 1, out
-        assert f"load balancer host {lb.name}: /usr/sbin/haproxy rejects" in out, out
-        assert "node-1.lbtest" in out and "were not touched" in out, out
+        assert f"load balancer host {lb.name} cannot resolve node-1's address" in out, out
+        assert "node-1.lbtest" in out and "nothing was changed" in out, out
         assert snapshot(lb) == after
         assert lb.sh(f"systemctl show -p MainPID --value {UNIT}").stdout.strip() == pid
         code, out = rke2ha(testbed, "plan", "-f", str(spec), "--detailed-exitcode")

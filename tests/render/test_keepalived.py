@@ -117,7 +117,10 @@ def test_two_hosts_configs_pass_keepalived_t_and_mirror_each_other(
         assert "auth_type PASS" in text and "auth_pass s3cr3tpw\n" in text  # first 8 only
         assert f"virtual_ipaddress {{\n        10.0.0.10 dev {iface}\n    }}" in text
         assert "virtual_router_id 7" in text
-        assert f"/usr/bin/python3 {TRACK_SCRIPT_PATH} /run/haproxy/admin.sock rke2ha_443" in text
+        backends = " ".join(f"rke2ha_{port}" for port in spec.load_balancer.ports)
+        command = f"/usr/bin/python3 {TRACK_SCRIPT_PATH} haproxy /run/haproxy/admin.sock"
+        assert f'{command} {backends}"' in text
+        assert "rke2ha_9345" in backends and "rke2ha_6443" in backends
     assert "priority 150" in a and "priority 100" in b
     assert "unicast_src_ip 10.0.0.21" in a and "unicast_peer {\n        10.0.0.22" in a
     assert "unicast_src_ip 10.0.0.22" in b and "unicast_peer {\n        10.0.0.21" in b
@@ -155,12 +158,12 @@ def test_track_script_passes_only_with_a_server_up(tmp_path: Path) -> None:
         thread.start()
         return thread
 
-    def verdict(answer: str | None) -> int:
+    def verdict(answer: str | None, backends: tuple[str, ...] = ("rke2ha_443",)) -> int:
         sock = tmp_path / "admin.sock"
         sock.unlink(missing_ok=True)
         thread = serve(sock, answer) if answer is not None else None
         done = subprocess.run(
-            [sys.executable, str(script), str(sock), "rke2ha_443"], timeout=10, check=False
+            [sys.executable, str(script), "haproxy", str(sock), *backends], timeout=10, check=False
         )
         if thread is not None:
             thread.join(10)
@@ -172,3 +175,65 @@ def test_track_script_passes_only_with_a_server_up(tmp_path: Path) -> None:
     assert verdict(down) == 1  # HAProxy answers, but no node behind 443 is up
     assert verdict(header + row("rke2ha_443", "BACKEND", "UP")) == 1
     assert verdict(None) == 1  # no HAProxy at all
+    # Bootstrap: no ingress yet (80/443 down), the first server's 9345 and 6443 up: passes.
+    every = ("rke2ha_80", "rke2ha_443", "rke2ha_6443", "rke2ha_9345")
+    bootstrap = (
+        header
+        + "".join(row(f"rke2ha_{p}", "node-1", "DOWN") for p in (80, 443))
+        + row("rke2ha_6443", "node-1", "UP")
+        + row("rke2ha_9345", "node-1", "UP 1/2")  # going down, still in rotation
+        + row("rke2ha_9345", "node-2", "DOWN")
+    )
+    assert verdict(bootstrap, every) == 0
+    nothing = header + "".join(row(f"rke2ha_{p}", "node-1", "DOWN") for p in (80, 443, 6443, 9345))
+    assert verdict(nothing, every) == 1
+    assert verdict(bootstrap, ("rke2ha_443",)) == 1  # a backend not asked about does not count
+
+
+def test_nginx_hosts_track_the_engine_process_and_a_connect_to_an_upstream(
+    specs: SpecFactory, tmp_path: Path
+) -> None:
+    doc = two_hosts(tmp_path, interface())
+    doc["load_balancer"]["engine"] = "nginx"  # type: ignore[index]
+    spec = specs.load(doc)
+    text = render_host_keepalived(spec, "spec.yaml", 0, "s3cr3tpw")
+    path = tmp_path / "k.conf"
+    path.write_text(text)
+    assert run_tool(["keepalived", "-t", "-f", str(path)]).code == 0
+    line = next(ln for ln in text.splitlines() if 'script "' in ln)
+    assert f"{TRACK_SCRIPT_PATH} connect /run/nginx.pid " in line
+    addresses = [n.address for n in spec.nodes]
+    for port in spec.load_balancer.ports:
+        for address in addresses:
+            assert f" {address}:{port}" in line, (address, port, line)
+
+
+def test_track_script_connect_mode_needs_the_process_and_one_upstream(tmp_path: Path) -> None:
+    """`connect`: the pid file names a live process, and one upstream accepts (loopback)."""
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "track.py"
+    script.write_text(TRACK_SCRIPT)
+    pidfile = tmp_path / "nginx.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(4)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    open_port, shut_port = listening.getsockname()[1], closed.getsockname()[1]
+
+    def verdict(pid: Path, *upstreams: str) -> int:
+        argv = [sys.executable, str(script), "connect", str(pid), *upstreams]
+        return subprocess.run(argv, timeout=10, check=False, capture_output=True).returncode
+
+    with listening, closed:
+        assert verdict(pidfile, f"127.0.0.1:{shut_port}", f"127.0.0.1:{open_port}") == 0
+        assert verdict(pidfile, f"127.0.0.1:{shut_port}") == 1  # no upstream answers
+        assert verdict(tmp_path / "none.pid", f"127.0.0.1:{open_port}") == 1  # no engine
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        pidfile.write_text(f"{gone.pid}\n")
+        assert verdict(pidfile, f"127.0.0.1:{open_port}") == 1

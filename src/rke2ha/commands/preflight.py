@@ -81,7 +81,9 @@ def gate(spec: Spec, args: argparse.Namespace, console: Console) -> None:
 
     result = runner.run_sync(spec, None, getattr(args, "accept_new_host_keys", False))
     if result.ok:
-        console.print(f"pre-flight: {len(result.nodes)} nodes ready ({result.seconds:.1f}s)")
+        hosts = len(spec.load_balancer.hosts)
+        also = f" and {hosts} load balancer host(s)" if hosts else ""
+        console.print(f"pre-flight: {len(result.nodes)} nodes{also} ready ({result.seconds:.1f}s)")
         return
     report.print_text(result, console, f"rke2ha preflight: {spec.name}")
     errors = sum(1 for f in result.findings if f.severity == "error")

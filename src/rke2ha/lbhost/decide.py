@@ -38,11 +38,15 @@ class Engine:
     """Where a Debian package keeps one engine."""
 
     name: str
-    package: str
+    package: str  # installed when the engine is missing (named in the error when it fails)
     binary: str
     config: str
     unit: str
     mode: str = "0644"  # of the config file; 0600 when it holds a secret
+    # Other packages that provide the engine: any one installed counts as the engine there.
+    alternatives: tuple[str, ...] = ()
+    # Packages the rendered config needs besides the engine (nginx's stream module).
+    modules: tuple[str, ...] = ()
     # A file of rke2ha's own the config refers to (keepalived's track script): path, text.
     helper: tuple[str, str] | None = None
 
@@ -65,6 +69,9 @@ class Engine:
                 f"then {self.binary} -t -f {shlex.quote(path)}; "
                 f"else echo '{self.binary} has no --config-test: config not checked'; fi"
             )
+        if self.name == "nginx":
+            # `-t` tests the file given with `-c` (nginx.org/en/docs/switches.html).
+            return f"{self.binary} -t -c {shlex.quote(path)}"
         return f"{self.binary} -c -f {shlex.quote(path)}"
 
 
@@ -82,6 +89,21 @@ ENGINES = {
         "keepalived.service",
         mode="0600",
         helper=(TRACK_SCRIPT_PATH, TRACK_SCRIPT),
+    ),
+    # Debian bookworm: `nginx` is the server itself (nginx-light/-core/-full/-extras are the
+    # older flavours); layer 4 needs the stream module, a separate package
+    # (libnginx-mod-stream) that nginx and nginx-light do not pull in. The unit reloads with
+    # `nginx -s reload` (ExecReload in /lib/systemd/system/nginx.service): the master checks
+    # the new config and keeps the old one running if it is wrong
+    # (nginx.org/en/docs/control.html, "Changing Configuration").
+    "nginx": Engine(
+        "nginx",
+        "nginx",
+        "/usr/sbin/nginx",
+        "/etc/nginx/nginx.conf",
+        "nginx.service",
+        alternatives=("nginx-light", "nginx-core", "nginx-full", "nginx-extras"),
+        modules=("libnginx-mod-stream",),
     ),
 }
 
@@ -102,6 +124,7 @@ class HostFacts:
     enabled: str  # `systemctl is-enabled`: enabled, disabled, masked, not-found, ...
     active: str  # `systemctl is-active`: active, inactive, failed, activating, ...
     helper_sha: str | None = None  # the engine's helper file (`Engine.helper`); None: none
+    missing_modules: tuple[str, ...] = ()  # of `Engine.modules`, those not installed
 
     @property
     def running(self) -> bool:
@@ -122,9 +145,22 @@ def facts_script(engine: Engine) -> str:
         quoted = shlex.quote(path)
         return f"[ -f {quoted} ] && sha256sum {quoted} | cut -d' ' -f1"
 
+    # The first of the engine's packages that is installed, else the main one's status.
+    names = " ".join(shlex.quote(p) for p in (engine.package, *engine.alternatives))
+    status = "dpkg-query -W -f='${Status}' \"$p\" 2>/dev/null"
+    package = (
+        f"echo package=$(for p in {names}; do s=$({status}); "
+        f'case "$s" in *" installed") echo "$s"; exit;; esac; done; p={pkg}; {status})'
+    )
+    modules = " ".join(shlex.quote(m) for m in engine.modules)
+    missing = (
+        f"echo missing=$(for p in {modules}; do {status} | grep -q ' installed$' "
+        '|| echo "$p"; done)'
+    )
     return "; ".join(
         [
-            f"echo package=$(dpkg-query -W -f='${{Status}}' {pkg} 2>/dev/null)",
+            package,
+            *([missing] if engine.modules else []),
             f"echo config=$({sha(engine.config)})",
             f"echo original=$({sha(engine.original)})",
             f"echo enabled=$(systemctl is-enabled {unit} 2>/dev/null || true)",
@@ -148,6 +184,7 @@ def parse_facts(text: str) -> HostFacts:
         enabled=values.get("enabled") or "not-found",
         active=values.get("active") or "unknown",
         helper_sha=values.get("helper") or None,
+        missing_modules=tuple(values.get("missing", "").split()),
     )
 
 
@@ -161,6 +198,7 @@ class Record:
     enabled_unit: bool  # True: rke2ha enabled the unit, `down` disables it
     was_running: bool  # the service ran before rke2ha came
     config_sha: str  # the config rke2ha last put in place
+    installed_modules: tuple[str, ...] = ()  # `Engine.modules` rke2ha installed; down purges
 
     def attrs(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,6 +212,7 @@ class Record:
             enabled_unit=bool(attrs["enabled_unit"]),
             was_running=bool(attrs["was_running"]),
             config_sha=str(attrs["config_sha"]),
+            installed_modules=tuple(attrs.get("installed_modules", ())),
         )
 
 
@@ -183,6 +222,7 @@ class Step:
     what: str  # for people: the plan and the progress lines
     command: str  # run as root on the host
     input: str | None = None  # the command's stdin (the config text)
+    packages: tuple[str, ...] = ()  # what an `install` step installs (named when it fails)
 
 
 def up_steps(
@@ -204,14 +244,21 @@ def up_steps(
     )
     steps: list[Step] = []
     helper = engine.helper
-    if fresh_package:
-        install = f"{APT} install -y -q {shlex.quote(engine.package)}"
+    missing = tuple(m for m in engine.modules if m in facts.missing_modules)
+    wanted = ((engine.package,) if fresh_package else ()) + missing
+    if missing:
+        added = tuple(m for m in missing if m not in record.installed_modules)
+        record = _with(record, installed_modules=record.installed_modules + added)
+    if wanted:
+        names = " ".join(shlex.quote(p) for p in wanted)
+        install = f"{APT} install -y -q {names}"
         # Package lists may be stale or absent (a fresh image): read them once and try again.
         steps.append(
             Step(
                 "install",
-                f"install package {engine.package}",
+                f"install package {' '.join(wanted)}",
                 f"{install} || {{ {APT} update -q; {install}; }}",
+                packages=wanted,
             )
         )
     # The helper goes first: the config's check may look for it (keepalived's script check).
@@ -221,7 +268,7 @@ def up_steps(
                  f"umask 022 && cat > {shlex.quote(helper[0])} && chmod 0755 "
                  f"{shlex.quote(helper[0])}", input=helper[1])
         )  # fmt: skip
-    changed = fresh_package or facts.config_sha != want
+    changed = bool(wanted) or facts.config_sha != want
     umask = "077" if engine.mode == "0600" else "022"
     if changed:
         staged = shlex.quote(engine.staged)
@@ -274,13 +321,15 @@ def down_steps(engine: Engine, facts: HostFacts, record: Record) -> tuple[list[S
         if helper is not None and facts.helper_sha is not None
         else []
     )
+    modules = record.installed_modules
     if record.installed_package:
+        names = (engine.package, *modules)
         return [
             Step("stop", f"stop {engine.unit}", f"systemctl stop {unit}"),
             Step(
                 "purge",
-                f"purge package {engine.package} (rke2ha installed it)",
-                f"{APT} purge -y -q {shlex.quote(engine.package)}"
+                f"purge package {' '.join(names)} (rke2ha installed it)",
+                f"{APT} purge -y -q {' '.join(shlex.quote(n) for n in names)}"
                 f" && rm -f {original} {shlex.quote(engine.staged)}",
             ),
             *drop_helper,
@@ -305,6 +354,11 @@ def down_steps(engine: Engine, facts: HostFacts, record: Record) -> tuple[list[S
         )
     if record.enabled_unit and facts.enabled == "enabled":
         steps.append(Step("disable", f"disable {engine.unit}", f"systemctl disable {unit}"))
+    if modules:
+        steps.append(
+            Step("purge", f"purge package {' '.join(modules)} (rke2ha installed it)",
+                 f"{APT} purge -y -q {' '.join(shlex.quote(m) for m in modules)}")
+        )  # fmt: skip
     if record.was_running:
         steps.append(
             Step("restart", f"reload {engine.unit} with the host's own config",

@@ -51,12 +51,13 @@ async def _run(conn: Connection, engine: Engine, step: Step) -> str:
         printed = result.stdout.strip().splitlines() if step.kind == "check" else []
         return printed[-1] if printed else ""
     if step.kind == "install":
+        names = " ".join(step.packages or (engine.package,))
         raise InvalidError(
-            f"load balancer host {host}: cannot install package {engine.package}: "
-            f"`apt-get install {engine.package}` failed (no package source that {host} can "
+            f"load balancer host {host}: cannot install package {names}: "
+            f"`apt-get install {names}` failed (no package source that {host} can "
             f"reach has it):\n{_tail(result, 8)}\nfix: give {host} a package source it can reach "
             f"(/etc/apt/sources.list, a proxy or a local mirror), or install "
-            f"{engine.package} there by hand; nothing else was changed"
+            f"{names} there by hand; nothing else was changed"
         )
     if step.kind == "check":
         await conn.run(f"rm -f {shlex.quote(engine.staged)}")

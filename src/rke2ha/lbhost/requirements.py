@@ -1,6 +1,6 @@
 """What a spec with `load_balancer.hosts` must also say, for `validate` and for `up`. Pure.
 
-HAProxy at layer 4 on one host, or on two sharing `load_balancer.address` as a
+HAProxy or nginx at layer 4 on one host, or on two sharing `load_balancer.address` as a
 keepalived virtual IP; each missing piece is named with
 the field at fault, so a spec that asks for more is refused before anything is touched.
 """
@@ -13,7 +13,7 @@ from rke2ha.addresses import is_ip
 from rke2ha.errors import InvalidError
 from rke2ha.spec import Spec
 
-SUPPORTED_ENGINES = ("haproxy",)
+SUPPORTED_ENGINES = ("haproxy", "nginx")
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,9 @@ def problems(spec: Spec) -> list[Problem]:
         found.append(
             Problem(
                 "load_balancer.engine",
-                f"engine {lb.engine} on load_balancer.hosts is not yet supported (haproxy is)",
-                "use engine: haproxy with load_balancer.hosts, or remove hosts to run "
+                f"engine {lb.engine} on load_balancer.hosts is not yet supported (haproxy and "
+                "nginx are)",
+                "use engine: haproxy or nginx with load_balancer.hosts, or remove hosts to run "
                 f"{lb.engine} on this machine",
             )
         )

@@ -60,9 +60,27 @@ def _groups(findings: list[NodeFinding]) -> list[list[NodeFinding]]:
     return list(groups.values())
 
 
+def _host_line(host: dict[str, Any], findings: list[NodeFinding]) -> Text:
+    """One load balancer host: reached, and how many of its probes to the nodes connected."""
+    line = Text(f"{host['host']:<10}", style="bold")
+    line.append(f" load balancer host {host['address']}  ")
+    if not host["reached"]:
+        line.append("not reached", style="bold red")
+        return line
+    probes = host["probes"]
+    opened = sum(1 for p in probes if p["result"] == "open")
+    line.append(f"{opened}/{len(probes)} node ports reached")
+    counts = count_by_severity(f for f in findings if f.node == host["host"])
+    line.append(f"  ({counts['error']} error(s), {counts['warning']} warning(s))", style="dim")
+    return line
+
+
 def print_text(result: Preflight, console: Console, title: str) -> None:
     for node in result.nodes:
         console.print(_node_line(node, result.findings))
+    hosts = result.extra.get("lb_hosts")
+    for host in hosts if isinstance(hosts, list) else []:
+        console.print(_host_line(host, result.findings))
     console.print()
     for group in _groups(result.findings):
         first = group[0]

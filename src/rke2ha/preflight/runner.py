@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rke2ha.preflight import checks, gather, pairs, resolve, sources
+from rke2ha.preflight import checks, gather, lbhosts, pairs, resolve, sources
 from rke2ha.preflight.checks import ClockReading
 from rke2ha.preflight.facts import NodeFacts, from_output
 from rke2ha.preflight.finding import NodeFinding, Outcome, Problem
 from rke2ha.rules.finding import sort_key
-from rke2ha.ssh.connection import Background, Connection, SshError, connect
-from rke2ha.ssh.target import Target, targets
+from rke2ha.ssh.connection import Background, Connection, Result, SshError, connect
+from rke2ha.ssh.sudo import as_root
+from rke2ha.ssh.target import Target, host_targets, targets
 
 if TYPE_CHECKING:
     from rke2ha.spec import Spec
@@ -172,6 +174,8 @@ async def run(spec: Spec, only: str | None = None, accept_new_host_keys: bool = 
         # Always present, so the JSON keeps one shape (empty with --node or one node reached).
         result = Preflight(reports, findings, 0.0, {"pairs": [], "listeners": {}})
         await _between(spec, result, pair_probes=only is None)
+        if only is None and spec.load_balancer.hosts:
+            await _lb_hosts(spec, result)
     finally:
         await asyncio.gather(
             *(r.connection.close() for r in reports if r.connection), return_exceptions=True
@@ -274,3 +278,119 @@ async def _probe(report: NodeReport, peers: list[pairs.Peer]) -> str:
 
 def run_sync(spec: Spec, only: str | None = None, accept_new_host_keys: bool = False) -> Preflight:
     return asyncio.run(run(spec, only, accept_new_host_keys))
+
+
+# ---- the load balancer hosts (`lbhosts`) ---------------------------------------------------
+
+
+async def _lb_hosts(spec: Spec, result: Preflight) -> None:
+    """Log in to every load balancer host: its load balancer ports free (or rke2ha's engine's),
+    and a connect from it to every node on every port it forwards to."""
+    chosen = list(enumerate(host_targets(spec)))
+    conns: dict[str, Connection] = {}
+    facts: dict[str, lbhosts.HostFacts] = {}
+    report: list[dict[str, object]] = []
+
+    async def visit(index: int, target: Target) -> None:
+        try:
+            conn = await connect(target)
+        except SshError as err:
+            problem = Problem("error", f"load balancer host {target.node}: {err.message}", err.fix)
+            result.findings.append(lbhosts.stamp("lbhost.ssh", target.node, index, err.kind,
+                                                 problem))  # fmt: skip
+            return
+        conns[target.node] = conn
+        try:
+            done = await conn.run("sh -s", input=lbhosts.facts_script())
+        except SshError as err:
+            problem = Problem("error", f"load balancer host {target.node}: {err.message}", err.fix)
+            result.findings.append(lbhosts.stamp("lbhost.ssh", target.node, index, err.kind,
+                                                 problem))  # fmt: skip
+            return
+        if done.ok:
+            facts[target.node] = lbhosts.parse_facts(done.stdout)
+            return
+        said = (done.stderr.strip().splitlines() or ["timed out"])[-1]
+        problem = Problem(
+            "error",
+            f"load balancer host {target.node}: reading its listening ports failed ({said})",
+            f"log in as root or give {target.endpoint.user} passwordless sudo on {target.node}",
+        )
+        result.findings.append(lbhosts.stamp("lbhost.ssh", target.node, index, said, problem))
+
+    try:
+        await asyncio.gather(*(visit(i, t) for i, t in chosen))
+        for index, target in chosen:
+            found = facts.get(target.node)
+            if found is not None:
+                finding = lbhosts.ports_finding(spec, target.node, index, found)
+                if finding is not None:
+                    result.findings.append(finding)
+        probes = await _probe_from_hosts(spec, result, chosen, conns, facts)
+        for index, target in chosen:
+            mine = [p for p in probes if p.source == target.node]
+            addresses = {r.node: _peer(spec, r).address for r in result.nodes}
+            result.findings += lbhosts.judge(target.node, index, mine, addresses)
+            report.append({"host": target.node, "address": target.endpoint.host,
+                           "reached": target.node in facts,
+                           "probes": [p.as_dict() for p in mine]})  # fmt: skip
+    finally:
+        await asyncio.gather(*(c.close() for c in conns.values()), return_exceptions=True)
+    result.extra["lb_hosts"] = report
+
+
+async def _probe_from_hosts(
+    spec: Spec,
+    result: Preflight,
+    chosen: list[tuple[int, Target]],
+    conns: dict[str, Connection],
+    facts: dict[str, lbhosts.HostFacts],
+) -> list[pairs.ProbeResult]:
+    """A listener (as root: 80 and 443 are below 1024) on each reached node's free ports,
+    the probes from each host, then every listener stopped."""
+    ports = lbhosts.node_ports(spec)
+    reached = [r for r in result.nodes if r.facts is not None and r.connection is not None]
+    by_address = {_peer(spec, r).address: r.node for r in reached}
+    covered: dict[str, set[int]] = {}  # node -> ports something answers on during the probes
+    started: list[Background] = []
+    outputs: Sequence[Result] = ()
+    probers = [(i, t) for i, t in chosen if t.node in facts and facts[t.node].python]
+    try:
+        for r in reached:
+            assert r.facts is not None and r.connection is not None
+            held = {lst.port for lst in r.facts.listeners if lst.proto == "tcp"}
+            covered[r.node] = held & set(ports)
+            free = [f"tcp:{port}" for port in ports if port not in held]
+            if not free or not r.facts.python:
+                continue
+            command = pairs.listener_argv(r.facts.python, free)
+            background = await r.connection.start(as_root(command, r.connection.target.privileged))
+            started.append(background)
+            ready = pairs.parse_ready(await background.first_line(10.0))
+            covered[r.node] |= {int(spec_.split(":")[1]) for spec_ in ready}
+        targets = [(_peer(spec, r).address, "tcp", port) for r in reached for port in ports]
+        outputs = await asyncio.gather(
+            *(conns[t.node].run(pairs.probe_argv(facts[t.node].python, targets), root=False,
+                                timeout=pairs.PROBE_TIMEOUT * 2 + 10)
+              for _, t in probers)
+        )  # fmt: skip
+    finally:
+        await asyncio.gather(*(b.stop() for b in started))
+    results: list[pairs.ProbeResult] = []
+    for (_, target), done in zip(probers, outputs, strict=True):
+        for probe in pairs.parse_probe(target.node, done.stdout, by_address):
+            if probe.result == "refused" and probe.port not in covered.get(probe.target, set()):
+                # Nothing could listen there for the probe (no sudo for the listener): the
+                # refusal says nothing about the path. A drop (a firewall) still counts.
+                probe = pairs.ProbeResult(
+                    probe.source,
+                    probe.target,
+                    probe.proto,
+                    probe.port,
+                    f"not probed: no listener on {probe.target}",
+                )
+            results.append(probe)
+    silent = [t.node for _, t in chosen if t.node in facts and not facts[t.node].python]
+    results += [pairs.ProbeResult(host, r.node, "tcp", port, "not probed: no python3")
+                for host in silent for r in reached for port in ports]  # fmt: skip
+    return results

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from rke2ha.addresses import is_ip
 from rke2ha.errors import InvalidError
-from rke2ha.render.common import DEFAULT_LAYOUT, commented, header_lines
+from rke2ha.render.common import DEFAULT_LAYOUT, commented, header_lines, host_port, node_address
 from rke2ha.spec import LoadBalancerPair, Spec
 
 ENGINE_PROCESS = {
@@ -132,39 +132,120 @@ HOST_PRIORITY = (150, 100)  # hosts[0], hosts[1]: the first holds the address wh
 HOST_SCRIPT = "chk_rke2ha_backend"
 # A script killed after `timeout` seconds counts as failed; `fall` failures in a row put the
 # instance in FAULT, which gives the address up (priority 0 advert: the peer takes it at
-# once). Two misses at one second stay under the 3 s the pair is meant to move within.
-HOST_SCRIPT_INTERVAL, HOST_SCRIPT_TIMEOUT, HOST_SCRIPT_FALL, HOST_SCRIPT_RISE = 1, 1, 2, 2
+# once). Two misses at one second stay under the 3 s the pair is meant to move within: a
+# stopped engine fails the script at once (its socket refuses), so only a slow run waits for
+# the timeout. That timeout is 2 s, not 1: a python3 start on a loaded host took over 1 s in
+# a drill run and a healthy new holder went to FAULT, leaving the address with no holder.
+HOST_SCRIPT_INTERVAL, HOST_SCRIPT_TIMEOUT, HOST_SCRIPT_FALL, HOST_SCRIPT_RISE = 1, 2, 2, 2
 
-# Shipped to both hosts as TRACK_SCRIPT_PATH: passes (exit 0) only while the local HAProxy
-# answers on its runtime API and reports at least one server of the given backend UP. A
-# running HAProxy whose nodes are all down fails it too, not only a dead process.
+# Shipped to both hosts as TRACK_SCRIPT_PATH: passes (exit 0) only while the local engine
+# can serve: HAProxy answers on its runtime API and reports a server UP in at least one of
+# the given backends (nginx: `track_command`). A running engine whose nodes are all down
+# fails it too, not only a dead process.
+#
+# Which backends: every port the spec balances (`track_backends`), not 443 alone. While RKE2
+# is bootstrapped no ingress runs yet, so no node passes the 80/443 check; yet the servers
+# after the first register through the fixed registration address on 9345, and the same
+# address serves the Kubernetes API on 6443 (docs.rke2.io/install/ha: "Configure the Fixed
+# Registration Address"; the server listens on 9345 for new nodes). Tracking 443 only, no
+# host would hold the address exactly when the joins need it. A node is UP behind 9345 only
+# while its supervisor answers /ping and its apiserver answers (`rke2ha.healthplan`), so a
+# host tracking it still proves it can carry the registration traffic.
 TRACK_SCRIPT = '''\
 #!/usr/bin/python3
-"""rke2ha: keepalived track script. Exit 0 only while HAProxy (runtime API socket argv[1])
-reports a server of backend argv[2] UP. Installed by rke2ha; `rke2ha down` removes it."""
+"""rke2ha: keepalived track script; exit 0 only while the local engine can serve.
+  haproxy SOCKET BACKEND...: HAProxy answers `show stat` on its runtime API SOCKET and
+    reports a server UP in one of the BACKENDs;
+  connect PIDFILE HOST:PORT...: the engine whose master's pid is in PIDFILE runs, and one
+    of the HOST:PORT upstreams accepts a TCP connection from this host.
+Installed by rke2ha; `rke2ha down` removes it."""
+import os
 import socket
 import sys
+import threading
 
-path, backend = sys.argv[1], sys.argv[2]
-try:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.8)
-        sock.connect(path)
-        sock.sendall(b"show stat\\n")
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-except OSError as err:
-    print(f"no answer from HAProxy on {path}: {err}", file=sys.stderr)
-    sys.exit(1)
-rows = [line.split(",") for line in data.decode(errors="replace").splitlines()]
-up = [r[1] for r in rows if len(r) > 17 and r[0] == backend
-      and r[1] not in ("FRONTEND", "BACKEND") and r[17].startswith("UP")]
-sys.exit(0 if up else 1)
+
+def haproxy(path, backends):
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.8)
+            sock.connect(path)
+            sock.sendall(b"show stat\\n")
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as err:
+        print(f"no answer from HAProxy on {path}: {err}", file=sys.stderr)
+        return False
+    rows = [line.split(",") for line in data.decode(errors="replace").splitlines()]
+    return any(len(r) > 17 and r[0] in backends and r[1] not in ("FRONTEND", "BACKEND")
+               and r[17].startswith("UP") for r in rows)
+
+
+def connect(pidfile, upstreams):
+    try:
+        with open(pidfile) as handle:
+            os.kill(int(handle.read().strip()), 0)
+    except (OSError, ValueError) as err:
+        print(f"no engine running ({pidfile}: {err})", file=sys.stderr)
+        return False
+    reached = threading.Event()
+
+    def attempt(target):
+        host, _, port = target.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=0.7).close()
+            reached.set()
+        except (OSError, ValueError):
+            pass
+
+    for target in upstreams:
+        threading.Thread(target=attempt, args=(target,), daemon=True).start()
+    return reached.wait(0.8)
+
+
+mode, where, targets = sys.argv[1], sys.argv[2], sys.argv[3:]
+ok = haproxy(where, set(targets)) if mode == "haproxy" else connect(where, targets)
+sys.exit(0 if ok else 1)
 '''
+NGINX_PID_FILE = "/run/nginx.pid"  # Debian's build: --pid-path=/run/nginx.pid (`nginx -V`)
+
+
+def track_backends(spec: Spec) -> list[str]:
+    """The HAProxy backends the track script asks about: one per load balancer port (layer
+    4 names each `rke2ha_<port>`, `render.haproxy`)."""
+    return [f"rke2ha_{port}" for port in spec.load_balancer.ports]
+
+
+def track_command(spec: Spec) -> str:
+    """The track script's command line for the spec's engine.
+
+    HAProxy: its runtime API. Open-source nginx has neither a runtime API nor active health
+    checks: the stream upstream module only counts failed connections (`max_fails`,
+    `fail_timeout`: nginx.org/en/docs/stream/ngx_stream_upstream_module.html), and
+    `health_check` comes from ngx_stream_upstream_hc_module, which only the commercial
+    subscription has (nginx.org/en/docs/stream/ngx_stream_upstream_hc_module.html);
+    `stub_status` reports connection counts, not upstreams
+    (nginx.org/en/docs/http/ngx_http_stub_status_module.html).
+    So for nginx the script asks what nginx itself would find: its master runs and an
+    upstream accepts a connection from this host.
+    """
+    lb = spec.load_balancer
+    if lb.engine == "nginx":
+        upstreams = [
+            host_port(node_address(node, f"nodes[{i}]"), port)
+            for port in lb.ports
+            for i, node in enumerate(spec.nodes)
+        ]
+        return (
+            f"/usr/bin/python3 {TRACK_SCRIPT_PATH} connect {NGINX_PID_FILE} {' '.join(upstreams)}"
+        )
+    socket_path = DEFAULT_LAYOUT.haproxy_socket
+    backends = " ".join(track_backends(spec))
+    return f"/usr/bin/python3 {TRACK_SCRIPT_PATH} haproxy {socket_path} {backends}"
 
 
 def render_host_keepalived(spec: Spec, spec_label: str, index: int, secret: str) -> str:
@@ -194,13 +275,10 @@ def render_host_keepalived(spec: Spec, spec_label: str, index: int, secret: str)
     lines += _block("global_defs", [f"router_id {instance}_{me.name}".replace("-", "_"),
                                     "enable_script_security", "script_user root"])  # fmt: skip
     lines.append("")
-    # Layer 4 (the only layer on load_balancer.hosts): the 443 frontend's backend.
-    backend = "rke2ha_443"
-    socket_path = DEFAULT_LAYOUT.haproxy_socket
     lines += _block(
         f"vrrp_script {HOST_SCRIPT}",
         [
-            f'script "/usr/bin/python3 {TRACK_SCRIPT_PATH} {socket_path} {backend}"',
+            f'script "{track_command(spec)}"',
             f"interval {HOST_SCRIPT_INTERVAL}",
             f"timeout {HOST_SCRIPT_TIMEOUT}",
             f"fall {HOST_SCRIPT_FALL}",

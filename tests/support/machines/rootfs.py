@@ -39,6 +39,8 @@ PACKAGES = (
     "haproxy",
     "keepalived",
     "nginx-light",
+    # nginx-light lacks the stream module that layer 4 needs (nginx on load_balancer.hosts).
+    "libnginx-mod-stream",
     "etcd-server",
 )
 
