@@ -247,6 +247,25 @@ class Connection:
             )
         return Result(done.exit_status, stdout, stderr)
 
+    async def put(self, local: Path, remote: str, timeout: float) -> None:
+        """Copy `local` to `remote` over SFTP, as the login user (a folder that user owns)."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._conn.start_sftp_client() as sftp:
+                    await sftp.put(str(local), remote)
+        except TimeoutError:
+            raise SshError(
+                "timeout",
+                f"{self.target.node}: uploading {local.name} took over {timeout:g}s",
+                "check the network to the machine and its free disk space",
+            ) from None
+        except (OSError, asyncssh.Error) as err:
+            raise SshError(
+                "ssh",
+                f"{self.target.node}: uploading {local.name} to {remote} failed ({err})",
+                "check that sshd offers the sftp subsystem and the disk there has room",
+            ) from None
+
     async def start(self, command: str) -> Background:
         """`command` as the login user, left running (see `Background`)."""
         try:

@@ -1,0 +1,110 @@
+"""The SSH side of RKE2 on one server node: read its facts, upload and check the
+artifacts, run `decide`'s steps, read its kubeconfig and its journal.
+
+Every failure is an InvalidError naming the node and the fix. Uploads go to a private
+temporary folder of the login user (SFTP writes as that user) and are removed afterwards,
+also when their sums do not match.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+
+from rke2ha.errors import InvalidError
+from rke2ha.rke2node.artifacts import Artifact, parse_sums
+from rke2ha.rke2node.decide import (
+    KUBECONFIG,
+    UNIT,
+    NodeFacts,
+    Step,
+    facts_script,
+    parse_facts,
+)
+from rke2ha.ssh.connection import Connection, Result
+
+# install.sh unpacks the tarball and copies the images; the upload of a real release
+# (~800 MB of images) over a slow link takes a while as well.
+INSTALL_TIMEOUT = 900.0
+UPLOAD_TIMEOUT = 1800.0
+Note = Callable[[str], None]
+
+
+def tail(result: Result, lines: int = 12) -> str:
+    if result.timed_out:
+        return "(no answer before the time limit)"
+    text = (result.stdout + "\n" + result.stderr).strip()
+    return "\n".join(text.splitlines()[-lines:]) or f"exit status {result.exit_status}"
+
+
+async def read_facts(conn: Connection, manifest_names: list[str]) -> NodeFacts:
+    result = await conn.run(facts_script(manifest_names))
+    if not result.ok:
+        raise InvalidError(
+            f"node {conn.target.node}: could not read its RKE2 facts:\n{tail(result)}"
+        )
+    return parse_facts(result.stdout)
+
+
+async def upload(conn: Connection, artifacts: Sequence[Artifact]) -> str:
+    """Copy the artifacts to a new private folder and check their sums there; the folder."""
+    node = conn.target.node
+    made = await conn.run("mktemp -d /tmp/rke2ha-artifacts.XXXXXX", root=False)
+    folder = made.stdout.strip()
+    if not made.ok or not folder.startswith("/tmp/rke2ha-artifacts."):
+        raise InvalidError(f"node {node}: cannot make a temporary folder in /tmp:\n{tail(made)}")
+    try:
+        for artifact in artifacts:
+            await conn.put(artifact.path, f"{folder}/{artifact.name}", UPLOAD_TIMEOUT)
+        names = " ".join(shlex.quote(a.name) for a in artifacts)
+        summed = await conn.run(f"cd {shlex.quote(folder)} && sha256sum {names}", root=False)
+        there = parse_sums(summed.stdout)
+        for artifact in artifacts:
+            if there.get(artifact.name) != artifact.sha256:
+                raise InvalidError(
+                    f"node {node}: {artifact.name} arrived changed (sha256 there "
+                    f"{(there.get(artifact.name) or 'none')[:16]}..., sent "
+                    f"{artifact.sha256[:16]}...); the upload was removed, nothing installed; "
+                    f"fix: check the disk and network of {node}, then run up again"
+                )
+    except BaseException:
+        await remove(conn, folder)
+        raise
+    return folder
+
+
+async def remove(conn: Connection, folder: str) -> None:
+    if folder.startswith("/tmp/rke2ha-artifacts."):
+        await conn.run(f"rm -rf {shlex.quote(folder)}", root=False)
+
+
+async def run_step(conn: Connection, step: Step) -> None:
+    node = conn.target.node
+    limit = INSTALL_TIMEOUT if step.kind == "install" else None
+    result = await conn.run(step.command, timeout=limit, input=step.input)
+    if result.ok:
+        return
+    if step.kind == "install":
+        raise InvalidError(
+            f"node {node}: install.sh failed (`{step.command}`); its last lines:\n"
+            f"{tail(result, 15)}\nfix: correct the cause on {node} and run up again "
+            "(nothing else was changed there)"
+        )
+    raise InvalidError(
+        f"node {node}: {step.what} failed (`{step.command}`):\n{tail(result)}"
+        f"{await journal(conn) if step.kind in ('start', 'restart') else ''}"
+    )
+
+
+async def journal(conn: Connection, lines: int = 20) -> str:
+    """The unit's last lines (systemctl only says "see journalctl"; the cause is there)."""
+    said = await conn.run(f"journalctl -u {UNIT} -n {lines} --no-pager -o cat")
+    if not said.ok or not said.stdout.strip():
+        return ""
+    return f"\n`journalctl -u {UNIT}` on {conn.target.node} ends with:\n{tail(said, lines)}"
+
+
+async def kubeconfig(conn: Connection) -> str | None:
+    """RKE2's rke2.yaml (root only), or None while the server has not written it."""
+    result = await conn.run(f"cat {KUBECONFIG} 2>/dev/null")
+    return result.stdout if result.ok and result.stdout.strip() else None
