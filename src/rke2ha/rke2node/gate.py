@@ -61,7 +61,7 @@ class Client:
         self, host: str, port: int, path: str, *, user: bool, server_hostname: str | None = None
     ) -> Answer:
         context = self._context(user, server_hostname is not None)
-        conn = _Connection(host, port, context, server_hostname)
+        conn = TlsNameConnection(host, port, context, server_hostname)
         try:
             conn.request("GET", path, headers={"Accept": "application/json"})
             response = conn.getresponse()
@@ -74,7 +74,7 @@ class Client:
             conn.close()
 
 
-class _Connection(http.client.HTTPSConnection):
+class TlsNameConnection(http.client.HTTPSConnection):
     """HTTPS to `host` with TLS name `server_hostname` (SNI and the certificate check)."""
 
     def __init__(

@@ -31,17 +31,27 @@ from rke2ha.providers.existing.dnsrecord import HostnameRecord, RecordFacts
 from rke2ha.providers.existing.health import wait_healthy
 from rke2ha.providers.existing.hosted import KIND as HOST_KIND
 from rke2ha.providers.existing.hosted import HostedEngine
+from rke2ha.providers.existing.rancher_release import KIND as RANCHER_KIND
+from rke2ha.providers.existing.rancher_release import RancherRelease
 from rke2ha.providers.existing.runner import EngineRunner
 from rke2ha.providers.existing.servers import KIND as SERVER_KIND
 from rke2ha.providers.existing.servers import KUBE_KIND, Rke2Servers
+from rke2ha.providers.existing.servers import KUBECONFIG as SERVERS_DONE
 from rke2ha.spec import Spec
 from rke2ha.specdiff import field_changes, spec_fields, spec_record
 from rke2ha.state import ResourceEntry, State, StateStore
 
 ENGINE = "load_balancer.engine"
 ENGINE_KIND = "lb_engine"
-KIND_RANK = {ENGINE_KIND: 1, HOST_KIND: 1, dnsrecord.KIND: 2, SERVER_KIND: 3, KUBE_KIND: 4}
-RKE2_KINDS = (SERVER_KIND, KUBE_KIND)
+KIND_RANK = {
+    ENGINE_KIND: 1,
+    HOST_KIND: 1,
+    dnsrecord.KIND: 2,
+    SERVER_KIND: 3,
+    KUBE_KIND: 4,
+    RANCHER_KIND: 5,
+}
+RKE2_KINDS = (SERVER_KIND, KUBE_KIND, RANCHER_KIND)
 NGINX_NOTE = (
     "nginx (open source) has no active health checks: a node leaves the pool only after "
     "failed connections; prefer haproxy or builtin where readiness matters"
@@ -62,6 +72,7 @@ class ExistingProvider:
         self._stale_engine = False
         self._hosted: HostedEngine | None = None
         self._servers: Rke2Servers | None = None
+        self._rancher: RancherRelease | None = None
 
     @property
     def state(self) -> State:
@@ -98,6 +109,17 @@ class ExistingProvider:
                 uninstall=self.options.uninstall_rke2,
             )
         return self._servers
+
+    @property
+    def rancher(self) -> RancherRelease | None:
+        """Rancher as HelmChart manifests (`rancher.install`); None when not asked for."""
+        servers = self.servers
+        if servers is None or not self.spec.rancher.install:
+            return None
+        if self._rancher is None:
+            first = servers.targets[servers.names[0]]
+            self._rancher = RancherRelease(self.spec, self.state, self.store, first)
+        return self._rancher
 
     def _engine_addresses(self) -> tuple[str, ...]:
         """What the DNS record waits for: the engine here, or every host's."""
@@ -141,6 +163,8 @@ class ExistingProvider:
                     )
         if self.servers is not None:
             self.servers.describe(facts)
+        if self.rancher is not None:
+            self.rancher.describe(facts)
         record = self.record
         if record is None:
             facts.notes.append(
@@ -226,6 +250,8 @@ class ExistingProvider:
             if self.record is not None:
                 after = (*after, dnsrecord.ADDRESS)
             resources += self.servers.desired(after=after)
+        if self.rancher is not None:
+            resources.append(self.rancher.desired(after=(SERVERS_DONE,)))
         return resources
 
     def plan(self, facts: Facts) -> Plan:
@@ -272,7 +298,9 @@ class ExistingProvider:
         artifacts = servers.check_before_apply(plan) if servers is not None else []
         for change in plan.changes:
             with reporter.step(change):
-                if change.kind in RKE2_KINDS:
+                if change.kind == RANCHER_KIND and self.rancher is not None:
+                    self.rancher.apply(change, reporter)
+                elif change.kind in RKE2_KINDS:
                     self._require_servers().apply(change, reporter, artifacts)
                 elif change.kind == ENGINE_KIND and change.action == "delete":
                     self._destroy_engine(reporter)  # the engine moved to load_balancer.hosts
@@ -439,6 +467,8 @@ class ExistingProvider:
             for key, entry in list(self.state.resources.items()):
                 if entry.kind == SERVER_KIND and not entry.attrs.get("installed"):
                     del self.state.resources[key]  # RKE2 rke2ha found there stays there
+                elif entry.kind == RANCHER_KIND:
+                    del self.state.resources[key]  # it went with the cluster
             self.store.save(self.state)
         if not self.state.resources:
             self.store.delete()
