@@ -1,0 +1,235 @@
+"""The RKE2 stand-in on the test machines: installed from its air-gap artifacts with the
+machine's own sh, run by systemd, its datastore the machines' real etcd. Each step reads the
+result from the machines themselves (etcdctl, journalctl, systemctl) or over the network
+from the workstation namespace."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.rke2_standin.conftest import (
+    Credentials,
+    etcd_members,
+    https_get,
+    install,
+    journal,
+    kubeconfig_credentials,
+    now,
+    remove_members,
+    sh,
+    start,
+    stop_and_forget,
+    unit_state,
+    upload,
+    wait_active,
+    wait_journal,
+    write_config,
+)
+from tests.support.machines import Machine, Testbed
+from tests.support.machines.testbed import TIMINGS
+from tests.support.rke2_standin import IMAGES, build_artifacts
+
+VERSION = "v1.33.2+rke2r1"
+TOKEN = "standin-test-token-0123456789"
+
+pytestmark = pytest.mark.usefixtures("installed")
+
+
+@pytest.fixture(scope="module")
+def installed(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """node-1..3 with the stand-in installed (and removed again at the end, also on failure)."""
+    artifacts = build_artifacts(tmp_path_factory.mktemp("artifacts"), VERSION)
+    machines = [testbed.machine(n) for n in ("node-1", "node-2", "node-3")]
+    try:
+        for machine in machines:
+            upload(machine, artifacts)
+            done = install(machine)
+            assert done.returncode == 0, done.stdout + done.stderr
+        yield artifacts
+    finally:
+        for machine in machines:
+            machine.sh(
+                "/usr/local/bin/rke2-uninstall.sh >/dev/null 2>&1; rm -rf /root/rke2-artifacts"
+            )
+
+
+def url(machine: Machine, port: int, path: str) -> str:
+    return f"https://{machine.address}:{port}{path}"
+
+
+def config(
+    machine: Machine, server: Machine | None = None, token: str = TOKEN
+) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "token": token,
+        "tls-san": ["rancher.example.test", machine.address],
+        "node-name": machine.name,
+    }
+    if server is not None:
+        doc["server"] = f"https://{server.address}:9345"
+    return doc
+
+
+@pytest.fixture(scope="module")
+def first(
+    testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Machine, Credentials]:
+    """node-1 started as the first server, with the kubeconfig's credentials."""
+    node1 = testbed.machine("node-1")
+    write_config(node1, config(node1))
+    start(node1)
+    TIMINGS.append(f"rke2 stand-in: first server active in {wait_active(node1):.1f}s")
+    return node1, kubeconfig_credentials(node1, tmp_path_factory.mktemp("kubeconfig"))
+
+
+def test_install_places_files_and_starts_nothing(testbed: Testbed) -> None:
+    node3 = testbed.machine("node-3")
+    listing = sh(node3, "ls /usr/local/bin /usr/local/lib/systemd/system")
+    for name in ("rke2", "rke2-killall.sh", "rke2-uninstall.sh", "rke2-server.service"):
+        assert name in listing.split()
+    assert sh(node3, "ls /var/lib/rancher/rke2/agent/images/").split() == [IMAGES]
+    assert VERSION in sh(node3, "rke2 --version")
+    assert unit_state(node3) == "inactive"
+    assert node3.sh("systemctl is-enabled rke2-server").stdout.strip() == "disabled"
+    # Type=notify and no start timeout, as the real unit (rke2-server.service).
+    shown = sh(node3, "systemctl show rke2-server -p Type -p TimeoutStartUSec -p KillMode")
+    assert "Type=notify" in shown and "TimeoutStartUSec=infinity" in shown
+    assert "KillMode=process" in shown
+
+
+def test_first_server_serves_and_starts_a_one_member_etcd(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, creds = first
+    ping = https_get(testbed, url(node1, 9345, "/ping"), creds, client=False)
+    assert (ping.status, ping.body) == (200, "pong")
+    assert https_get(testbed, url(node1, 6443, "/readyz"), creds).status == 200
+    anonymous = https_get(testbed, url(node1, 6443, "/readyz"), creds, client=False)
+    assert anonymous.status == 401 and '"reason": "Unauthorized"' in anonymous.body
+    members = etcd_members(node1)
+    assert [m["name"] for m in members] == ["node-1"]
+    assert members[0]["peerURLs"] == [f"https://{node1.address}:2380"]
+    token = sh(node1, "cat /var/lib/rancher/rke2/server/node-token").strip()
+    ca_sum = sh(node1, "sha256sum /var/lib/rancher/rke2/server/tls/server-ca.crt").split()[0]
+    assert token == f"K10{ca_sum}::server:{TOKEN}"
+    assert sh(node1, "stat -c %a /etc/rancher/rke2/rke2.yaml").strip() == "600"
+    assert "server: https://127.0.0.1:6443" in sh(node1, "cat /etc/rancher/rke2/rke2.yaml")
+    assert "etcd" in sh(node1, "ps -eo comm")
+
+
+def test_wrong_token_is_refused(testbed: Testbed, first: tuple[Machine, Credentials]) -> None:
+    node1, _ = first
+    node3 = testbed.machine("node-3")
+    since = now(node3)
+    try:
+        write_config(node3, config(node3, server=node1, token="not-the-token"))
+        start(node3)
+        log = wait_journal(node3, "401 Unauthorized", since)
+        assert "failed to validate server configuration" in log
+        assert "level=fatal" in log
+        assert unit_state(node3) != "active"
+        assert "status=1/FAILURE" in wait_journal(node3, "status=1/FAILURE", since)
+        assert [m["name"] for m in etcd_members(node1)] == ["node-1"]
+        assert "invalid username/password combination" in journal(node1, since)
+    finally:
+        stop_and_forget(node3)
+
+
+def test_joiner_whose_server_does_not_answer_does_not_join(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, _ = first
+    node2, node3 = testbed.machine("node-2"), testbed.machine("node-3")
+    since = now(node3)
+    try:
+        # node-2 runs no RKE2 yet: nothing listens on its 9345.
+        write_config(node3, config(node3, server=node2))
+        start(node3)
+        log = wait_journal(node3, "failed to get CA certs", since)
+        assert "Connection refused" in log or "connection refused" in log
+        assert unit_state(node3) != "active"
+        assert [m["name"] for m in etcd_members(node1)] == ["node-1"]
+    finally:
+        stop_and_forget(node3)
+
+
+def test_second_server_joins_through_etcd(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, creds = first
+    node2 = testbed.machine("node-2")
+    token = sh(node1, "cat /var/lib/rancher/rke2/server/node-token").strip()
+    since = now(node2)
+    write_config(node2, config(node2, server=node1, token=token))
+    start(node2)
+    TIMINGS.append(f"rke2 stand-in: second server joined in {wait_active(node2):.1f}s")
+    members = etcd_members(node1)
+    assert sorted(m["name"] for m in members) == ["node-1", "node-2"]
+    assert not any(m.get("isLearner") for m in members)
+    log = journal(node2, since)
+    assert "as a learner" in log and "etcd member node-2 promoted to voter" in log
+    # Promoted by the leader's server, not by itself (k3s manageLearners).
+    assert "Promoted learner etcd member node-2" in journal(node1, since)
+    nodes = https_get(testbed, url(node1, 6443, "/api/v1/nodes"), creds)
+    assert nodes.status == 200
+    ready = re.findall(r'"name": "(node-\d)".*?"type": "Ready", "status": "True"', nodes.body)
+    assert sorted(ready) == ["node-1", "node-2"]
+    # The joiner serves the same cluster: its apiserver accepts node-1's client certificate.
+    assert https_get(testbed, url(node2, 6443, "/readyz"), creds).status == 200
+
+
+def test_two_joins_at_once_fail_on_etcd(
+    testbed: Testbed, first: tuple[Machine, Credentials], installed: Path
+) -> None:
+    node1, _ = first
+    node3 = testbed.machine("node-3")
+    token = sh(node1, "cat /var/lib/rancher/rke2/server/node-token").strip()
+    with testbed.extra_machine("node-4") as node4:
+        upload(node4, installed)
+        assert install(node4).returncode == 0
+        joiners = (node3, node4)
+        since = {m.name: now(m) for m in joiners}
+        for machine in joiners:
+            write_config(machine, config(machine, server=node1, token=token))
+        threads = [threading.Thread(target=start, args=(m,)) for m in joiners]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        try:
+            deadline = time.monotonic() + 30
+            refused: list[str] = []
+            while time.monotonic() < deadline and not refused:
+                refused = [
+                    m.name
+                    for m in joiners
+                    if "too many learner members in cluster" in journal(m, since[m.name])
+                ]
+                time.sleep(0.3)
+            assert refused, {m.name: journal(m, since[m.name])[-2000:] for m in joiners}
+        finally:
+            # Out of the cluster first (while quorum holds), then stopped.
+            remove_members(node1, ("node-3", "node-4"))
+            for machine in joiners:
+                stop_and_forget(machine)
+            node4.sh("/usr/local/bin/rke2-uninstall.sh >/dev/null 2>&1")
+
+
+def test_uninstall_leaves_no_rke2(testbed: Testbed, first: tuple[Machine, Credentials]) -> None:
+    for name in ("node-1", "node-2", "node-3"):
+        machine = testbed.machine(name)
+        done = machine.sh("/usr/local/bin/rke2-uninstall.sh", timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        left = machine.sh(
+            "ls -d /usr/local/bin/rke2* /usr/local/lib/systemd/system/rke2* /etc/rancher/rke2"
+            " /var/lib/rancher/rke2 /etc/systemd/system/rke2* 2>/dev/null; true"
+        ).stdout
+        assert left == "", f"{name}: {left}"
+        assert machine.sh("pgrep -f '^/usr/bin/etcd --name='").returncode == 1
+        assert unit_state(machine) == "inactive"
+        assert "could not be found" in machine.sh("systemctl status rke2-server").stderr
