@@ -107,9 +107,10 @@ def _serve(cluster: Cluster, port: int) -> ThreadingHTTPServer:
                 status, body = 401, "Unauthorized"
             elif self.path == "/readyz":
                 status, body = cluster.readyz, "ok" if cluster.readyz == 200 else "[-]etcd"
-            elif self.path == "/api/v1/nodes/node-1":
+            elif self.path == "/api/v1/nodes":
                 conditions = [{"type": "Ready", "status": cluster.node_ready}]
-                status, body = 200, json.dumps({"status": {"conditions": conditions}})
+                item = {"metadata": {"name": "node-1"}, "status": {"conditions": conditions}}
+                status, body = 200, json.dumps({"kind": "NodeList", "items": [item]})
             else:
                 status, body = 404, "not found"
             data = body.encode()
@@ -139,6 +140,7 @@ def test_the_gate_waits_for_readyz_then_the_node_then_passes(cluster):
     assert "6443 /readyz: HTTP 503" in (gate.waiting_for(client, ADDRESS, "node-1") or "")
     cluster.readyz = 200
     assert gate.waiting_for(client, ADDRESS, "node-1") == "node node-1 is not Ready yet"
+    assert gate.waiting_for(client, ADDRESS, "node-2") == "node node-2 is not registered yet"
     cluster.node_ready = "True"
     assert gate.waiting_for(client, ADDRESS, "node-1") is None
     # /readyz and the node were asked with the client certificate.

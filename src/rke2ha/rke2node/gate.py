@@ -6,7 +6,7 @@ time; joining two at once fails with "too many learner members", rancher/rke2#34
 - the supervisor on 9345 answers `/ping` with `pong` (what a joiner contacts first; k3s
   pkg/server/router.go serves /ping without authentication);
 - the apiserver's `/readyz` on 6443 answers 200 to the kubeconfig's client certificate;
-- `/api/v1/nodes/<node-name>` shows the node with condition `Ready` `True`.
+- `/api/v1/nodes` lists the node with condition `Ready` `True`.
 Certificates are checked against the cluster CA of the kubeconfig. Node addresses are
 connected by IP, so only the chain is verified there; the hostname check is
 `via_hostname`, through the load balancer (a hostname missing from `tls-san` fails it).
@@ -89,13 +89,18 @@ class TlsNameConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(self.sock, server_hostname=name)  # type: ignore[attr-defined]
 
 
-def node_ready(body: str) -> bool:
+def node_ready(body: str, node: str) -> bool | None:
+    """Ready condition of `node` in a NodeList; None when the list does not hold it."""
     try:
-        node = json.loads(body)
+        listed = json.loads(body)
     except ValueError:
-        return False
-    conditions = (node.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        return None
+    for item in listed.get("items") or []:
+        if (item.get("metadata") or {}).get("name") != node:
+            continue
+        conditions = (item.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return None
 
 
 def waiting_for(client: Client, address: str, node: str) -> str | None:
@@ -106,10 +111,14 @@ def waiting_for(client: Client, address: str, node: str) -> str | None:
     ready = client.get(address, 6443, "/readyz", user=True)
     if ready.status != 200:
         return f"6443 /readyz: {ready.error or f'HTTP {ready.status} {ready.body.strip()[:80]!r}'}"
-    found = client.get(address, 6443, f"/api/v1/nodes/{node}", user=True)
+    # The list, not /nodes/<name>: one call that also works for a reader only allowed to list.
+    found = client.get(address, 6443, "/api/v1/nodes", user=True)
     if found.status != 200:
-        return f"node {node}: {found.error or f'HTTP {found.status}'}"
-    if not node_ready(found.body):
+        return f"/api/v1/nodes: {found.error or f'HTTP {found.status}'}"
+    ready = node_ready(found.body, node)
+    if ready is None:
+        return f"node {node} is not registered yet"
+    if not ready:
         return f"node {node} is not Ready yet"
     return None
 
