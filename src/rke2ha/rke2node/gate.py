@@ -115,10 +115,10 @@ def waiting_for(client: Client, address: str, node: str) -> str | None:
     found = client.get(address, 6443, "/api/v1/nodes", user=True)
     if found.status != 200:
         return f"/api/v1/nodes: {found.error or f'HTTP {found.status}'}"
-    ready = node_ready(found.body, node)
-    if ready is None:
+    listed = node_ready(found.body, node)
+    if listed is None:
         return f"node {node} is not registered yet"
-    if not ready:
+    if not listed:
         return f"node {node} is not Ready yet"
     return None
 
