@@ -137,6 +137,7 @@ def test_a_corrupted_artifact_stops_before_anything_is_installed(bed, tmp_path):
     assert f"{IMAGES} does not match sha256sum-amd64.txt" in done.stderr
     assert "nothing was uploaded" in done.stderr
     assert "Traceback" not in done.stderr
+    print(done.stdout + done.stderr)
     for name in NODES:
         machine = bed.machine(name)
         left = machine.sh("ls /usr/local/bin/rke2 /tmp/rke2ha-artifacts.* 2>/dev/null").stdout
@@ -240,3 +241,12 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
         assert machine.sh("test -e /usr/local/bin/rke2").returncode != 0
         assert machine.sh("test -e /var/lib/rancher/rke2/server").returncode != 0
     assert not kubeconfig.exists()
+
+    # From nothing again, uninterrupted: the time `up` takes for three servers.
+    began = time.monotonic()
+    clean = _cli(bed, "up", "-f", str(spec), "--yes")
+    took = time.monotonic() - began
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert sorted(m["name"] for m in etcd_members(bed.machine("node-1"))) == list(NODES)
+    TIMINGS.append(f"rke2ha up from nothing to 3 joined stand-in servers: {took:.1f}s")
+    print(down.stdout + clean.stdout)
