@@ -21,7 +21,7 @@ from rke2ha.rke2node.decide import (
     facts_script,
     parse_facts,
 )
-from rke2ha.ssh.connection import Connection, Result
+from rke2ha.ssh.connection import Connection
 
 # install.sh unpacks the tarball and copies the images; the upload of a real release
 # (~800 MB of images) over a slow link takes a while as well.
@@ -30,18 +30,11 @@ UPLOAD_TIMEOUT = 1800.0
 Note = Callable[[str], None]
 
 
-def tail(result: Result, lines: int = 12) -> str:
-    if result.timed_out:
-        return "(no answer before the time limit)"
-    text = (result.stdout + "\n" + result.stderr).strip()
-    return "\n".join(text.splitlines()[-lines:]) or f"exit status {result.exit_status}"
-
-
 async def read_facts(conn: Connection, manifest_names: list[str]) -> NodeFacts:
     result = await conn.run(facts_script(manifest_names))
     if not result.ok:
         raise InvalidError(
-            f"node {conn.target.node}: could not read its RKE2 facts:\n{tail(result)}"
+            f"node {conn.target.node}: could not read its RKE2 facts:\n{result.tail()}"
         )
     return parse_facts(result.stdout)
 
@@ -52,7 +45,7 @@ async def upload(conn: Connection, artifacts: Sequence[Artifact]) -> str:
     made = await conn.run("mktemp -d /tmp/rke2ha-artifacts.XXXXXX", root=False)
     folder = made.stdout.strip()
     if not made.ok or not folder.startswith("/tmp/rke2ha-artifacts."):
-        raise InvalidError(f"node {node}: cannot make a temporary folder in /tmp:\n{tail(made)}")
+        raise InvalidError(f"node {node}: cannot make a temporary folder in /tmp:\n{made.tail()}")
     try:
         for artifact in artifacts:
             await conn.put(artifact.path, f"{folder}/{artifact.name}", UPLOAD_TIMEOUT)
@@ -87,11 +80,11 @@ async def run_step(conn: Connection, step: Step) -> None:
     if step.kind == "install":
         raise InvalidError(
             f"node {node}: install.sh failed (`{step.command}`); its last lines:\n"
-            f"{tail(result, 15)}\nfix: correct the cause on {node} and run up again "
+            f"{result.tail(15)}\nfix: correct the cause on {node} and run up again "
             "(nothing else was changed there)"
         )
     raise InvalidError(
-        f"node {node}: {step.what} failed (`{step.command}`):\n{tail(result)}"
+        f"node {node}: {step.what} failed (`{step.command}`):\n{result.tail()}"
         f"{await journal(conn) if step.kind in ('start', 'restart') else ''}"
     )
 
@@ -101,7 +94,7 @@ async def journal(conn: Connection, lines: int = 20) -> str:
     said = await conn.run(f"journalctl -u {UNIT} -n {lines} --no-pager -o cat")
     if not said.ok or not said.stdout.strip():
         return ""
-    return f"\n`journalctl -u {UNIT}` on {conn.target.node} ends with:\n{tail(said, lines)}"
+    return f"\n`journalctl -u {UNIT}` on {conn.target.node} ends with:\n{said.tail(lines)}"
 
 
 async def kubeconfig(conn: Connection) -> str | None:

@@ -49,6 +49,14 @@ class Result:
     def ok(self) -> bool:
         return self.exit_status == 0
 
+    def tail(self, lines: int = 12) -> str:
+        """The last `lines` of what the command printed, stderr last (where systemctl, apt
+        and install scripts put the cause), for an error message."""
+        if self.timed_out:
+            return "(no answer before the time limit)"
+        text = (self.stdout + "\n" + self.stderr).strip()
+        return "\n".join(text.splitlines()[-lines:]) or f"exit status {self.exit_status}"
+
 
 class HostKeys:
     """One known_hosts file as asyncssh asks about it: which keys to trust for a host, and

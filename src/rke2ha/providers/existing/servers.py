@@ -466,9 +466,7 @@ class Rke2Servers:
             try:
                 result = await conn.run(uninstall_command(), timeout=remote.INSTALL_TIMEOUT)
                 if not result.ok:
-                    raise InvalidError(
-                        f"node {name}: rke2-uninstall.sh failed:\n{remote.tail(result)}"
-                    )
+                    raise InvalidError(f"node {name}: rke2-uninstall.sh failed:\n{result.tail()}")
             finally:
                 await conn.close()
 
