@@ -20,6 +20,8 @@ from tests.rke2_standin.conftest import (
     journal,
     kubeconfig_credentials,
     now,
+    rancher_manifests,
+    raw_get,
     remove_members,
     sh,
     start,
@@ -36,6 +38,8 @@ from tests.support.rke2_standin import IMAGES, build_artifacts
 
 VERSION = "v1.33.2+rke2r1"
 TOKEN = "standin-test-token-0123456789"
+HOSTNAME = "rancher.example.test"
+RANCHER_DELAY = 5  # the stand-in's default time from HelmChart to Rancher answering
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -181,6 +185,40 @@ def test_second_server_joins_through_etcd(
     assert sorted(ready) == ["node-1", "node-2"]
     # The joiner serves the same cluster: its apiserver accepts node-1's client certificate.
     assert https_get(testbed, url(node2, 6443, "/readyz"), creds).status == 200
+
+
+def test_ingress_serves_rancher_only_after_its_helmchart(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, creds = first
+    node2 = testbed.machine("node-2")
+    health = raw_get(testbed, node2, 80, node2.address, "/healthz")
+    assert (health.status, health.body) == (200, "ok")
+    assert health.headers.get("x-rke2ha-node") == "node-2"
+    before = raw_get(testbed, node1, 443, HOSTNAME, "/ping")
+    assert before.status == 404 and before.body == "default backend - 404"
+    manifests = "/var/lib/rancher/rke2/server/manifests"
+    wrong = rancher_manifests("other.example.test")
+    done = node1.sh(f"cat > {manifests}/rancher.yaml", input=wrong)
+    assert done.returncode == 0, done.stderr
+    # The chart for another hostname gives this one nothing, however long it runs.
+    time.sleep(RANCHER_DELAY + 3)
+    assert raw_get(testbed, node1, 443, HOSTNAME, "/ping").status == 404
+    done = node1.sh(f"cat > {manifests}/rancher.yaml", input=rancher_manifests(HOSTNAME))
+    assert done.returncode == 0, done.stderr
+    began = time.monotonic()
+    ping = raw_get(testbed, node2, 443, HOSTNAME, "/ping")
+    while ping.body != "pong" and time.monotonic() - began < 30:
+        time.sleep(0.5)
+        ping = raw_get(testbed, node2, 443, HOSTNAME, "/ping")
+    # Deployed from node-1's manifests directory, served by node-2 as well: cluster-wide.
+    assert (ping.status, ping.body) == (200, "pong"), ping
+    TIMINGS.append(f"rke2 stand-in: Rancher /ping after {time.monotonic() - began:.1f}s")
+    verified = raw_get(testbed, node2, 443, HOSTNAME, "/ping", ca=creds.ca)
+    assert verified.status == 200 and HOSTNAME in verified.subject
+    redirect = raw_get(testbed, node1, 80, HOSTNAME, "/dashboard/")
+    assert redirect.status == 308
+    assert redirect.headers["location"] == f"https://{HOSTNAME}/dashboard"
 
 
 def test_two_joins_at_once_fail_on_etcd(

@@ -48,6 +48,9 @@ DB_DIR = SERVER_DIR / "db" / "etcd"
 MANIFESTS = SERVER_DIR / "manifests"
 KUBECONFIG = Path("/etc/rancher/rke2/rke2.yaml")
 ETCD = os.environ.get("RKE2_STANDIN_ETCD", "/usr/bin/etcd")
+# The ingress module and the lab emulator modules it uses, unpacked beside the binary.
+LIBRARY = Path(__file__).resolve().parent.parent / "share" / "rke2" / "standin"
+MANIFEST_SCAN_SECONDS = 2.0
 
 SUPERVISOR_PORT = 9345  # RKE2's supervisor (registration) port, docs.rke2.io/install/requirements
 APISERVER_PORT = 6443
@@ -848,6 +851,45 @@ def sd_notify(message: str) -> None:
         sock.sendall(message.encode())
 
 
+# ---------------------------------------------------------------- add-ons
+
+
+def start_addons(config: Config, pki: Pki, etcd: EtcdClient) -> list[ThreadingHTTPServer]:
+    """The deploy controller (manifests into the cluster) and the ingress on 80/443."""
+    sys.path.insert(0, str(LIBRARY))
+    import standin_ingress
+
+    seen: dict[str, str] = {}
+
+    def deploy() -> None:
+        while True:
+            try:
+                standin_ingress.deploy_manifests(MANIFESTS, etcd.put, seen, log)
+            except (EtcdError, OSError) as err:
+                seen.clear()
+                log("warning", f"deploying manifests: {err}")
+            time.sleep(MANIFEST_SCAN_SECONDS)
+
+    threading.Thread(target=deploy, daemon=True).start()
+    # RKE2's `disable` lists packaged components not to deploy, and `ingress-controller`
+    # picks ingress-nginx or traefik (docs.rke2.io/reference/server_config).
+    controller = str(config.raw.get("ingress-controller") or "ingress-nginx")
+    if f"rke2-{controller}" in _as_list(config.raw.get("disable")):
+        log("info", f"rke2-{controller} disabled: nothing serves 80/443")
+        return []
+    ca_pem, ca_key_pem = pki.ca.read_bytes(), pki.ca_key.read_bytes()
+    ingress = standin_ingress.Ingress(
+        node_name=config.node_name,
+        prefix=etcd.prefix,
+        issue=lambda host: issue(ca_pem, ca_key_pem, host, [host]),
+        ca_pem=ca_pem,
+        ingress_controller=controller,
+        rancher_delay=float(os.environ.get("RKE2_STANDIN_RANCHER_DELAY", "5")),
+        log=log,
+    )
+    return list(ingress.serve())
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -877,6 +919,7 @@ def run_server() -> int:
     ]
     log("info", f"rke2 is up and running ({config.node_name} at {config.node_ip})")
     sd_notify("READY=1")
+    servers += start_addons(config, pki, etcd)
 
     stop = threading.Event()
     threading.Thread(target=manage_learners, args=(state, stop), daemon=True).start()
