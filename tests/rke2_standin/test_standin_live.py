@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.rke2_standin.conftest import (
     Credentials,
     etcd_members,
@@ -126,6 +127,30 @@ def test_first_server_serves_and_starts_a_one_member_etcd(
     assert "etcd" in sh(node1, "ps -eo comm")
 
 
+def test_authentication_config_lets_anonymous_callers_see_readiness_only(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, creds = first
+    # The AuthenticationConfiguration `rke2ha render` writes, loaded the way it says.
+    auth = {
+        "apiVersion": "apiserver.config.k8s.io/v1beta1",
+        "kind": "AuthenticationConfiguration",
+        "anonymous": {"enabled": True, "conditions": [{"path": "/livez"}, {"path": "/readyz"}]},
+    }
+    path = "/etc/rancher/rke2/authentication-config.yaml"
+    done = node1.sh(f"umask 077 && cat > {path}", input=yaml.safe_dump(auth))
+    assert done.returncode == 0, done.stderr
+    write_config(node1, {**config(node1), "kube-apiserver-arg": [f"authentication-config={path}"]})
+    since = now(node1)
+    sh(node1, "systemctl restart rke2-server", timeout=90)
+    assert "bootstrap already complete" in journal(node1, since)
+    assert https_get(testbed, url(node1, 6443, "/readyz"), creds, client=False).status == 200
+    assert https_get(testbed, url(node1, 6443, "/livez"), creds, client=False).status == 200
+    assert https_get(testbed, url(node1, 6443, "/version"), creds, client=False).status == 401
+    assert https_get(testbed, url(node1, 6443, "/api/v1/nodes"), creds, client=False).status == 401
+    assert [m["name"] for m in etcd_members(node1)] == ["node-1"]
+
+
 def test_wrong_token_is_refused(testbed: Testbed, first: tuple[Machine, Credentials]) -> None:
     node1, _ = first
     node3 = testbed.machine("node-3")
@@ -184,6 +209,21 @@ def test_second_server_joins_through_etcd(
     ready = re.findall(r'"name": "(node-\d)".*?"type": "Ready", "status": "True"', nodes.body)
     assert sorted(ready) == ["node-1", "node-2"]
     # The joiner serves the same cluster: its apiserver accepts node-1's client certificate.
+    assert https_get(testbed, url(node2, 6443, "/readyz"), creds).status == 200
+
+
+def test_restart_with_data_ignores_server_and_keeps_the_member(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, creds = first
+    node2 = testbed.machine("node-2")
+    before = {m["name"]: m["ID"] for m in etcd_members(node1)}
+    # `server:` now names a server that does not answer: with etcd data it is not used.
+    write_config(node2, config(node2, server=testbed.machine("node-3"), token=TOKEN))
+    since = now(node2)
+    sh(node2, "systemctl restart rke2-server", timeout=90)
+    assert "bootstrap already complete" in journal(node2, since)
+    assert {m["name"]: m["ID"] for m in etcd_members(node1)} == before
     assert https_get(testbed, url(node2, 6443, "/readyz"), creds).status == 200
 
 

@@ -15,7 +15,8 @@ the Rancher chart exists (spec.chart `rancher` or `<repo>/rancher`, or metadata.
 RANCHER_DELAY seconds (helm-controller and the rollout take time; env
 RKE2_STANDIN_RANCHER_DELAY), and its values let RKE2's ingress serve it. Fields read:
 hostname (spec.set.hostname over spec.valuesContent `hostname`: helm-controller passes
-`set` as --set, which wins over values), `tls` (`external`: no TLS section, layer 7),
+`set` as --set, and --set wins over values files: helm docs, "Values Files"), `tls`
+(`external`: no TLS section, layer 7),
 `ingress.ingressClassName` (must name the RKE2 ingress: `nginx` for rke2-ingress-nginx,
 `traefik` for rke2-traefik, or be absent), `ingress.tls.source` (default `rancher`; with
 `rancher` or `letsEncrypt` a cert-manager HelmChart must exist too, as the chart creates
@@ -224,7 +225,14 @@ def read_addons(
 def _self_signed(cn: str, names: list[str]) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    # ingress-nginx's fake certificate reads "O=Acme Co, CN=Kubernetes Ingress Controller
+    # Fake Certificate" (as seen from clients; kubernetes/ingress-nginx).
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme Co"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -57,10 +57,10 @@ APISERVER_PORT = 6443
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 
-# kube-controller-manager marks a node NotReady when its status was not posted for
-# --node-monitor-grace-period, 40s by default
-# (kubernetes.io/docs/reference/command-line-tools-reference/kube-controller-manager/).
-NODE_GRACE_SECONDS = 40.0
+# kube-controller-manager marks a node's Ready condition Unknown when its status was not
+# posted for --node-monitor-grace-period: 50 s by default since Kubernetes 1.32, 40 s before
+# (kubernetes/kubernetes#127352, #121793).
+NODE_GRACE_SECONDS = 50.0
 HEARTBEAT_SECONDS = 5.0
 # k3s-io/k3s pkg/etcd/etcd.go: manageTickerTime = 15 s, learnerMaxStallTime = 5 min. The
 # ticker can be shortened for tests through the unit's environment file.
@@ -444,11 +444,17 @@ def https_json(
             return bytes(resp.read())
     except urllib.error.HTTPError as err:
         raise Fatal(f"{url}: {err.code} {err.reason}") from None
+    except (OSError, ValueError) as err:
+        raise Unreachable(f'Get "{url}": {getattr(err, "reason", err)}') from None
+
+
+class Unreachable(Fatal):
+    """No HTTP answer at all: refused, timed out, TLS failed."""
 
 
 def first_server(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
     """No `server:` and no etcd data: a new cluster with a new CA and token."""
-    log("info", "Managed etcd cluster initializing")
+    log("info", "Managed etcd cluster initializing")  # the RKE2/k3s log line
     TLS_DIR.mkdir(parents=True, exist_ok=True)
     if not pki.ca.exists():
         ca_pem, ca_key_pem = make_ca()
@@ -477,10 +483,11 @@ def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
     # hash before sending credentials (docs.rke2.io/security/token, "TLS Bootstrapping").
     try:
         ca_pem = https_json(f"{config.server}/cacerts", insecure)
-    except OSError as err:
+    except Unreachable as err:
+        # k3s-io/k3s pkg/clientaccess (getCACerts): "failed to get CA certs at <url>"; RKE2
+        # exits with `preparing server: failed to get CA certs: Get "<url>": <dial error>`.
         raise Fatal(
-            f"starting kubernetes: preparing server: failed to get CA certs: "
-            f'Get "{config.server}/cacerts": {getattr(err, "reason", err)}'
+            f"starting kubernetes: preparing server: failed to get CA certs: {err}"
         ) from None
     if token.ca_hash is not None and not hmac.compare_digest(token.ca_hash, ca_hash(ca_pem)):
         raise Fatal(
@@ -502,7 +509,12 @@ def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
         raise Fatal(
             f"starting kubernetes: preparing server: failed to validate server configuration: {err}"
         ) from None
-    bootstrap = json.loads(https_json(f"{config.server}/v1-rke2/server-bootstrap", trusted, auth))
+    try:
+        bootstrap = json.loads(
+            https_json(f"{config.server}/v1-rke2/server-bootstrap", trusted, auth)
+        )
+    except Fatal as err:
+        raise Fatal(f"starting kubernetes: preparing server: {err}") from None
     write_private(pki.ca_key, base64.b64decode(bootstrap["ca_key"]))
     pki.issue_node(config)
 
@@ -554,14 +566,20 @@ def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
 
 def restart(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
     """etcd data exists: `server:` is ignored and the member restarts from its data."""
+    # The line RKE2/k3s log on a restart with data (k3s-io/k3s pkg/etcd/etcd.go).
     log("info", "Managed etcd cluster bootstrap already complete and initialized")
     token_file = SERVER_DIR / "token"
     if not token_file.exists():
         raise Fatal(f"etcd data exists but {token_file} is missing")
     password = parse_token(token_file.read_text().strip()).password
     if config.token and parse_token(config.token).password != password:
-        # The token is fixed when the cluster is created (docs.rke2.io/security/token).
-        raise Fatal("bootstrap data already found and encrypted with different token")
+        # The token is fixed when the cluster is created (docs.rke2.io/security/token); RKE2
+        # exits with "starting kubernetes: preparing server: bootstrap data already found and
+        # encrypted with different token".
+        raise Fatal(
+            "starting kubernetes: preparing server: bootstrap data already found and "
+            "encrypted with different token"
+        )
     pki.issue_node(config)
     proc = start_etcd(config, pki, None)
     wait_etcd_healthy(proc, pki)
@@ -745,9 +763,15 @@ class SupervisorHandler(Handler):
             elif path == "/v1-rke2/config":
                 self.reply(200, {"node_name_taken": False})
             elif path == "/v1-rke2/server-bootstrap":
+                try:
+                    members = self.state.etcd.members()
+                except EtcdError as err:
+                    log("error", f"server-bootstrap: {err}")
+                    self.reply(500, "500 Internal Server Error")
+                    return
                 endpoints = [
                     str(url)
-                    for member in self.state.etcd.members()
+                    for member in members
                     if member.get("name") and not member.get("isLearner")
                     for url in member.get("clientURLs") or []
                 ]
@@ -854,6 +878,12 @@ def sd_notify(message: str) -> None:
 # ---------------------------------------------------------------- add-ons
 
 
+def default_ingress(version: str) -> str:
+    core = version.lstrip("v").split("+")[0].split(".")
+    minor = int(core[1]) if len(core) > 1 and core[1].isdigit() else 0
+    return "traefik" if minor >= 36 else "ingress-nginx"
+
+
 def start_addons(config: Config, pki: Pki, etcd: EtcdClient) -> list[ThreadingHTTPServer]:
     """The deploy controller (manifests into the cluster) and the ingress on 80/443."""
     sys.path.insert(0, str(LIBRARY))
@@ -871,9 +901,12 @@ def start_addons(config: Config, pki: Pki, etcd: EtcdClient) -> list[ThreadingHT
             time.sleep(MANIFEST_SCAN_SECONDS)
 
     threading.Thread(target=deploy, daemon=True).start()
-    # RKE2's `disable` lists packaged components not to deploy, and `ingress-controller`
-    # picks ingress-nginx or traefik (docs.rke2.io/reference/server_config).
-    controller = str(config.raw.get("ingress-controller") or "ingress-nginx")
+    # RKE2's `disable` lists packaged components not to deploy (docs.rke2.io networking:
+    # `disable: rke2-coredns`); `ingress-controller` picks traefik and/or ingress-nginx
+    # (rancher/rke2#5928; the first listed serves 80/443 here). The default is ingress-nginx,
+    # traefik for clusters created by v1.36 and later (rancher/rke2 discussion #10486).
+    chosen = _as_list(config.raw.get("ingress-controller"))
+    controller = chosen[0] if chosen else default_ingress(VERSION)
     if f"rke2-{controller}" in _as_list(config.raw.get("disable")):
         log("info", f"rke2-{controller} disabled: nothing serves 80/443")
         return []
