@@ -307,39 +307,48 @@ class EtcdError(Exception):
 
 
 class EtcdClient:
-    """etcd's v3 JSON gateway (/v3/...), the same API etcdctl uses over gRPC."""
+    """etcd's v3 JSON gateway (/v3/...), the same API etcdctl uses over gRPC. Like etcd's
+    clients it moves on to the next endpoint when one cannot be reached; an answer from
+    etcd (its error included) is final."""
 
-    def __init__(self, endpoint: str, pki: Pki) -> None:
-        self.endpoint = endpoint.rstrip("/")
+    def __init__(self, endpoints: str | list[str], pki: Pki) -> None:
+        listed = [endpoints] if isinstance(endpoints, str) else endpoints
+        self.endpoints = [endpoint.rstrip("/") for endpoint in listed]
         self.context = ssl.create_default_context(cafile=str(pki.ca))
         self.context.check_hostname = False
         self.context.load_cert_chain(str(pki.etcd), str(pki.etcd_key))
 
     def call(self, path: str, body: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"{self.endpoint}/v3/{path}",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout, context=self.context) as resp:
-                return dict(json.load(resp))
-        except urllib.error.HTTPError as err:
-            text = err.read().decode(errors="replace")
+        unreachable = []
+        for endpoint in self.endpoints:
+            request = urllib.request.Request(
+                f"{endpoint}/v3/{path}",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             try:
-                detail = json.loads(text)
-                message = detail.get("error") or detail.get("message") or text
-            except ValueError:
-                message = text
-            raise EtcdError(str(message)) from None
-        except (OSError, ValueError) as err:
-            raise EtcdError(f"{self.endpoint}: {err}") from None
+                with urllib.request.urlopen(request, timeout=timeout, context=self.context) as r:
+                    return dict(json.load(r))
+            except urllib.error.HTTPError as err:
+                text = err.read().decode(errors="replace")
+                try:
+                    detail = json.loads(text)
+                    message = detail.get("error") or detail.get("message") or text
+                except ValueError:
+                    message = text
+                raise EtcdError(str(message)) from None
+            except (OSError, ValueError) as err:
+                unreachable.append(f"{endpoint}: {getattr(err, 'reason', err)}")
+        raise EtcdError("; ".join(unreachable) or "no etcd endpoint")
 
     def members(self) -> list[dict[str, Any]]:
         return list(self.call("cluster/member/list", {}).get("members", []))
 
     def add_learner(self, peer_url: str) -> dict[str, Any]:
-        return self.call("cluster/member/add", {"peerURLs": [peer_url], "isLearner": True})
+        # Longer than etcd's own request timeout (~7 s by default), so that a cluster
+        # without quorum answers with etcd's error, not ours.
+        body = {"peerURLs": [peer_url], "isLearner": True}
+        return self.call("cluster/member/add", body, timeout=20)
 
     def promote(self, member_id: str) -> None:
         self.call("cluster/member/promote", {"ID": member_id})
@@ -521,7 +530,7 @@ def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
     endpoints = [str(url) for url in bootstrap["etcd_endpoints"]]
     me = f"{config.node_name}={peer_url(config.node_ip)}"
     log("info", f"Adding member {me} to etcd cluster {endpoints} as a learner")
-    etcd = EtcdClient(endpoints[0], pki)
+    etcd = EtcdClient(endpoints, pki)
     try:
         added = etcd.add_learner(peer_url(config.node_ip))
     except EtcdError as err:
@@ -798,12 +807,19 @@ class ApiserverHandler(Handler):
         if not self.authenticated() and path not in self.state.anonymous_paths:
             self.reply(401, unauthorized())
             return
-        if path in ("/livez", "/healthz", "/readyz"):
+        if path == "/livez":
+            # /livez carries no etcd check here (the lab emulator's reading: it stays 200
+            # while the node cannot reach its datastore).
+            self.reply(200, "ok")
+        elif path in ("/healthz", "/readyz"):
+            # kube-apiserver's etcd check reads a key through the quorum: a member cut off
+            # from the majority fails it even though its own process answers.
             try:
-                self.state.etcd.call("maintenance/status", {}, timeout=2)
+                self.state.etcd.call("kv/range", {"key": _b64("health")}, timeout=2)
             except EtcdError:
                 # kube-apiserver's healthz output with a failing etcd check.
-                self.reply(500, "[-]etcd failed: reason withheld\nhealthz check failed\n")
+                name = path.strip("/")
+                self.reply(500, f"[-]etcd failed: reason withheld\n{name} check failed\n")
                 return
             self.reply(200, "ok")
         elif path == "/version":
