@@ -182,3 +182,85 @@ def https_get(bed: Testbed, url: str, creds: Credentials, client: bool = True) -
     assert done.returncode == 0, done.stderr
     status, body = json.loads(done.stdout)
     return Reply(int(status), str(body))
+
+
+# One raw HTTP/1.1 request from the workstation namespace: TLS with a chosen SNI (the
+# Rancher hostname at a node's address), no verification unless a CA is given.
+_RAW = """
+import json, socket, ssl, sys
+address, port, tls, host, path, ca = sys.argv[1:7]
+sock = socket.create_connection((address, int(port)), timeout=10)
+peer_cn = ""
+if tls == "1":
+    ctx = ssl.create_default_context(cafile=ca) if ca else ssl._create_unverified_context()
+    sock = ctx.wrap_socket(sock, server_hostname=host)
+    cert = sock.getpeercert(binary_form=False) if ca else {}
+    peer_cn = json.dumps(cert.get("subject", [])) if cert else ""
+sock.sendall(f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n".encode())
+data = b""
+while True:
+    chunk = sock.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+head, _, body = data.partition(b"\\r\\n\\r\\n")
+lines = head.decode("latin-1").split("\\r\\n")
+headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+print(json.dumps([int(lines[0].split()[1]), headers, body.decode("utf-8", "replace"), peer_cn]))
+"""
+
+
+@dataclass
+class RawReply:
+    status: int
+    headers: dict[str, str]
+    body: str
+    subject: str
+
+
+def raw_get(
+    bed: Testbed, machine: Machine, port: int, host: str, path: str, ca: Path | None = None
+) -> RawReply:
+    tls = "1" if port == 443 else "0"
+    argv = [sys.executable, "-c", _RAW, machine.address, str(port), tls, host, path, str(ca or "")]
+    done = bed.workstation.run(argv, timeout=30)
+    assert done.returncode == 0, done.stderr
+    status, headers, body, subject = json.loads(done.stdout)
+    return RawReply(int(status), dict(headers), str(body), str(subject))
+
+
+def rancher_manifests(hostname: str, tls_source: str = "rancher") -> str:
+    """HelmChart manifests as RKE2 takes them: cert-manager, then Rancher in cattle-system."""
+    docs = [
+        {
+            "apiVersion": "helm.cattle.io/v1",
+            "kind": "HelmChart",
+            "metadata": {"name": "cert-manager", "namespace": "kube-system"},
+            "spec": {
+                "chart": "cert-manager",
+                "repo": "https://charts.jetstack.io",
+                "targetNamespace": "cert-manager",
+                "createNamespace": True,
+                "valuesContent": "crds:\n  enabled: true\n",
+            },
+        },
+        {
+            "apiVersion": "helm.cattle.io/v1",
+            "kind": "HelmChart",
+            "metadata": {"name": "rancher", "namespace": "kube-system"},
+            "spec": {
+                "chart": "rancher",
+                "repo": "https://releases.rancher.com/server-charts/stable",
+                "targetNamespace": "cattle-system",
+                "createNamespace": True,
+                "valuesContent": yaml.safe_dump(
+                    {
+                        "hostname": hostname,
+                        "replicas": 3,
+                        "ingress": {"ingressClassName": "nginx", "tls": {"source": tls_source}},
+                    }
+                ),
+            },
+        },
+    ]
+    return yaml.safe_dump_all(docs, sort_keys=False)

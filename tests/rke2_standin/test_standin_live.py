@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.rke2_standin.conftest import (
     Credentials,
     etcd_members,
@@ -20,6 +21,8 @@ from tests.rke2_standin.conftest import (
     journal,
     kubeconfig_credentials,
     now,
+    rancher_manifests,
+    raw_get,
     remove_members,
     sh,
     start,
@@ -36,6 +39,8 @@ from tests.support.rke2_standin import IMAGES, build_artifacts
 
 VERSION = "v1.33.2+rke2r1"
 TOKEN = "standin-test-token-0123456789"
+HOSTNAME = "rancher.example.test"
+RANCHER_DELAY = 5  # the stand-in's default time from HelmChart to Rancher answering
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -122,6 +127,30 @@ def test_first_server_serves_and_starts_a_one_member_etcd(
     assert "etcd" in sh(node1, "ps -eo comm")
 
 
+def test_authentication_config_lets_anonymous_callers_see_readiness_only(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, creds = first
+    # The AuthenticationConfiguration `rke2ha render` writes, loaded the way it says.
+    auth = {
+        "apiVersion": "apiserver.config.k8s.io/v1beta1",
+        "kind": "AuthenticationConfiguration",
+        "anonymous": {"enabled": True, "conditions": [{"path": "/livez"}, {"path": "/readyz"}]},
+    }
+    path = "/etc/rancher/rke2/authentication-config.yaml"
+    done = node1.sh(f"umask 077 && cat > {path}", input=yaml.safe_dump(auth))
+    assert done.returncode == 0, done.stderr
+    write_config(node1, {**config(node1), "kube-apiserver-arg": [f"authentication-config={path}"]})
+    since = now(node1)
+    sh(node1, "systemctl restart rke2-server", timeout=90)
+    assert "bootstrap already complete" in journal(node1, since)
+    assert https_get(testbed, url(node1, 6443, "/readyz"), creds, client=False).status == 200
+    assert https_get(testbed, url(node1, 6443, "/livez"), creds, client=False).status == 200
+    assert https_get(testbed, url(node1, 6443, "/version"), creds, client=False).status == 401
+    assert https_get(testbed, url(node1, 6443, "/api/v1/nodes"), creds, client=False).status == 401
+    assert [m["name"] for m in etcd_members(node1)] == ["node-1"]
+
+
 def test_wrong_token_is_refused(testbed: Testbed, first: tuple[Machine, Credentials]) -> None:
     node1, _ = first
     node3 = testbed.machine("node-3")
@@ -181,6 +210,81 @@ def test_second_server_joins_through_etcd(
     assert sorted(ready) == ["node-1", "node-2"]
     # The joiner serves the same cluster: its apiserver accepts node-1's client certificate.
     assert https_get(testbed, url(node2, 6443, "/readyz"), creds).status == 200
+
+
+def test_restart_with_data_ignores_server_and_keeps_the_member(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, creds = first
+    node2 = testbed.machine("node-2")
+    before = {m["name"]: m["ID"] for m in etcd_members(node1)}
+    # `server:` now names a server that does not answer: with etcd data it is not used.
+    write_config(node2, config(node2, server=testbed.machine("node-3"), token=TOKEN))
+    since = now(node2)
+    sh(node2, "systemctl restart rke2-server", timeout=90)
+    assert "bootstrap already complete" in journal(node2, since)
+    assert {m["name"]: m["ID"] for m in etcd_members(node1)} == before
+    assert https_get(testbed, url(node2, 6443, "/readyz"), creds).status == 200
+
+
+def test_join_while_the_cluster_has_no_quorum_fails_on_etcd(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, creds = first
+    node2, node3 = testbed.machine("node-2"), testbed.machine("node-3")
+    token = sh(node1, "cat /var/lib/rancher/rke2/server/node-token").strip()
+    sh(node2, "systemctl stop rke2-server", timeout=60)  # one of two voters gone: no quorum
+    since = now(node3)
+    try:
+        assert https_get(testbed, url(node1, 6443, "/readyz"), creds).status == 500
+        write_config(node3, config(node3, server=node1, token=token))
+        start(node3)
+        log = wait_journal(node3, "start managed database: etcdserver:", since, timeout=40)
+        assert "level=fatal" in log
+        assert unit_state(node3) != "active"
+    finally:
+        stop_and_forget(node3)
+        sh(node2, "systemctl start --no-block rke2-server")
+        wait_active(node2)
+        # A member add that timed out may still be applied once the quorum is back (etcd
+        # gives no guarantee either way): an unstarted learner RKE2 would trip over next.
+        remove_members(node1, ("node-3",))
+    assert https_get(testbed, url(node1, 6443, "/readyz"), creds).status == 200
+    assert sorted(m["name"] for m in etcd_members(node1)) == ["node-1", "node-2"]
+
+
+def test_ingress_serves_rancher_only_after_its_helmchart(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, creds = first
+    node2 = testbed.machine("node-2")
+    health = raw_get(testbed, node2, 80, node2.address, "/healthz")
+    assert (health.status, health.body) == (200, "ok")
+    assert health.headers.get("x-rke2ha-node") == "node-2"
+    before = raw_get(testbed, node1, 443, HOSTNAME, "/ping")
+    assert before.status == 404 and before.body == "default backend - 404"
+    manifests = "/var/lib/rancher/rke2/server/manifests"
+    wrong = rancher_manifests("other.example.test")
+    done = node1.sh(f"cat > {manifests}/rancher.yaml", input=wrong)
+    assert done.returncode == 0, done.stderr
+    # The chart for another hostname gives this one nothing, however long it runs.
+    time.sleep(RANCHER_DELAY + 3)
+    assert raw_get(testbed, node1, 443, HOSTNAME, "/ping").status == 404
+    done = node1.sh(f"cat > {manifests}/rancher.yaml", input=rancher_manifests(HOSTNAME))
+    assert done.returncode == 0, done.stderr
+    began = time.monotonic()
+    ping = raw_get(testbed, node2, 443, HOSTNAME, "/ping")
+    while ping.body != "pong" and time.monotonic() - began < 30:
+        time.sleep(0.5)
+        ping = raw_get(testbed, node2, 443, HOSTNAME, "/ping")
+    # Deployed from node-1's manifests directory, served by node-2 as well: cluster-wide.
+    assert (ping.status, ping.body) == (200, "pong"), ping
+    TIMINGS.append(f"rke2 stand-in: Rancher /ping after {time.monotonic() - began:.1f}s")
+    verified = raw_get(testbed, node2, 443, HOSTNAME, "/ping", ca=creds.ca)
+    assert verified.status == 200 and HOSTNAME in verified.subject
+    redirect = raw_get(testbed, node1, 80, HOSTNAME, "/dashboard/")
+    assert redirect.status == 308
+    assert redirect.headers["location"] == f"https://{HOSTNAME}/dashboard"
 
 
 def test_two_joins_at_once_fail_on_etcd(

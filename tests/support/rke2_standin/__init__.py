@@ -34,21 +34,38 @@ What `rke2 server` does (payload/rke2.py; facts and sources in its comments)
 - Joiner (`server:` set, no data): GET <server>/cacerts (hash checked against a K10 token),
   GET /v1-rke2/config with basic auth server:<password> (wrong token: "failed to validate
   server configuration: ...: 401 Unauthorized", exit 1), takes the CA from
-  /v1-rke2/server-bootstrap, adds itself to etcd as a learner through the existing members,
-  starts etcd with --initial-cluster-state=existing and is promoted once in sync. Two joins at
-  once fail on etcd's own "too many learner members in cluster"; an unreachable `server:`
-  fails on "failed to get CA certs" (exit 1; the unit restarts it every 5 s, like RKE2).
+  /v1-rke2/server-bootstrap, adds itself to etcd as a learner through the existing members
+  and starts etcd with --initial-cluster-state=existing; the etcd leader's server promotes
+  learners every 15 s, as RKE2 does, and the joiner reports READY=1 only once it is a voter
+  (so a join takes up to ~15 s; RKE2_STANDIN_LEARNER_TICK=<s> in /etc/default/rke2-server
+  on the servers shortens that for a test that wants it). Two joins at once fail on etcd's
+  own "too many learner members in cluster"; an unreachable `server:` fails on "failed to
+  get CA certs". A failed start exits 1 and, like the real unit (Restart=always,
+  RestartSec=5s), is started again: `systemctl is-active` says `activating`, not `failed`,
+  and the journal has the fatal line and "status=1/FAILURE".
 - With etcd data: `server:` is ignored; etcd restarts from its data.
 - 9345 (TLS): /ping -> pong, /cacerts, /v1-rke2/* (token). 6443 (TLS): /livez, /readyz,
   /healthz (etcd reachable), /version, /api/v1/nodes (NodeList; a node is Ready while its etcd
   member is a started voter and its heartbeat, kept in etcd under /registry/minions/, is
   younger than 40 s) for a client certificate of the cluster CA; anonymous gets 401 unless the
-  authentication-config allows the path. READY=1 to systemd once serving. Logs (logrus
-  format) go to stderr, so `journalctl -u rke2-server` on the machine shows joins.
+  authentication-config (`kube-apiserver-arg: [authentication-config=<file>]`) allows the
+  path. READY=1 to systemd once serving. Logs (logrus format) go to stderr, so
+  `journalctl -u rke2-server` on the machine shows joins.
+- Add-ons (payload/ingress.py, its docstring lists the fields read): every file in
+  server/manifests/ is applied into the cluster (etcd), so one server's directory is seen by
+  all. 80/443 answer with the lab node emulator's logic (rke2ha.lab.node_app/ingress_model,
+  bundled in share/rke2/standin/): /healthz on the catch-all, `X-Rke2ha-Node: <node>` on
+  every answer, PROXY protocol and forwarded headers as the ingress HelmChartConfig says, and
+  Rancher (/ping -> pong, the 308 to https, /v3/subscribe) for the hostname only once a
+  HelmChart for the rancher chart in cattle-system names it (plus cert-manager's HelmChart
+  when its TLS source needs it), 5 s after it appears (RKE2_STANDIN_RANCHER_DELAY).
 
 What this stand-in cannot prove about a real RKE2
 - Anything of Kubernetes itself: no kubelet, containerd, static pods, CNI, scheduler,
   helm-controller; "Ready" is etcd membership plus a heartbeat, not kubelet status.
+- Helm: charts are never fetched or rendered; a HelmChart "installs" when its fields say it
+  would serve the hostname. A chart that fails to install for other reasons (bad values,
+  no registry access, chartContent that is not a chart) still "installs" here.
 - Images: the images tarball is filler; air-gap image import is not exercised.
 - Resource needs and timing: a real first server takes minutes, the stand-in ~2 s.
 - Certificates: one CA for everything (RKE2 has separate server, client, etcd and request-

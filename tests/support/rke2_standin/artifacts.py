@@ -30,6 +30,16 @@ INSTALLER = "install.sh"
 ARTIFACT_NAMES = (INSTALLER, TARBALL, IMAGES, CHECKSUMS)
 
 PAYLOAD = Path(__file__).resolve().parent / "payload"
+SOURCE_ROOT = Path(__file__).resolve().parents[3] / "src"
+BUNDLED_MODULES = (
+    "rke2ha/errors.py",
+    "rke2ha/lb/proxyproto.py",
+    "rke2ha/lab/ingress_model.py",
+    "rke2ha/lab/ingress_config.py",
+    "rke2ha/lab/node_states.py",
+    "rke2ha/lab/node_app.py",
+    "rke2ha/lab/proxy_listener.py",
+)
 VERSION_MARK = "@RKE2_VERSION@"
 
 # Fixed, so a rebuild gives the same bytes and sums.
@@ -58,7 +68,22 @@ def _members(version: str) -> list[tuple[str, bytes, int]]:
             0o644,
         ),
         ("share/rke2/LICENSE.txt", b"Test stand-in for RKE2; not RKE2.\n", 0o644),
+        ("share/rke2/standin/standin_ingress.py", (PAYLOAD / "ingress.py").read_bytes(), 0o644),
+        *_bundled_emulator(),
     ]
+
+
+def _bundled_emulator() -> list[tuple[str, bytes, int]]:
+    """rke2ha's lab ingress emulator, stdlib-only modules, as a package the stand-in imports
+    (empty package __init__ files: the real ones may import more than the machine has)."""
+    members = [
+        (f"share/rke2/standin/{package}/__init__.py", b"", 0o644)
+        for package in ("rke2ha", "rke2ha/lab", "rke2ha/lb")
+    ]
+    for module in BUNDLED_MODULES:
+        source = SOURCE_ROOT / module
+        members.append((f"share/rke2/standin/{module}", source.read_bytes(), 0o644))
+    return members
 
 
 def _tarball(version: str) -> bytes:

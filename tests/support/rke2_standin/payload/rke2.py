@@ -48,16 +48,19 @@ DB_DIR = SERVER_DIR / "db" / "etcd"
 MANIFESTS = SERVER_DIR / "manifests"
 KUBECONFIG = Path("/etc/rancher/rke2/rke2.yaml")
 ETCD = os.environ.get("RKE2_STANDIN_ETCD", "/usr/bin/etcd")
+# The ingress module and the lab emulator modules it uses, unpacked beside the binary.
+LIBRARY = Path(__file__).resolve().parent.parent / "share" / "rke2" / "standin"
+MANIFEST_SCAN_SECONDS = 2.0
 
 SUPERVISOR_PORT = 9345  # RKE2's supervisor (registration) port, docs.rke2.io/install/requirements
 APISERVER_PORT = 6443
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 
-# kube-controller-manager marks a node NotReady when its status was not posted for
-# --node-monitor-grace-period, 40s by default
-# (kubernetes.io/docs/reference/command-line-tools-reference/kube-controller-manager/).
-NODE_GRACE_SECONDS = 40.0
+# kube-controller-manager marks a node's Ready condition Unknown when its status was not
+# posted for --node-monitor-grace-period: 50 s by default since Kubernetes 1.32, 40 s before
+# (kubernetes/kubernetes#127352, #121793).
+NODE_GRACE_SECONDS = 50.0
 HEARTBEAT_SECONDS = 5.0
 # k3s-io/k3s pkg/etcd/etcd.go: manageTickerTime = 15 s, learnerMaxStallTime = 5 min. The
 # ticker can be shortened for tests through the unit's environment file.
@@ -304,39 +307,48 @@ class EtcdError(Exception):
 
 
 class EtcdClient:
-    """etcd's v3 JSON gateway (/v3/...), the same API etcdctl uses over gRPC."""
+    """etcd's v3 JSON gateway (/v3/...), the same API etcdctl uses over gRPC. Like etcd's
+    clients it moves on to the next endpoint when one cannot be reached; an answer from
+    etcd (its error included) is final."""
 
-    def __init__(self, endpoint: str, pki: Pki) -> None:
-        self.endpoint = endpoint.rstrip("/")
+    def __init__(self, endpoints: str | list[str], pki: Pki) -> None:
+        listed = [endpoints] if isinstance(endpoints, str) else endpoints
+        self.endpoints = [endpoint.rstrip("/") for endpoint in listed]
         self.context = ssl.create_default_context(cafile=str(pki.ca))
         self.context.check_hostname = False
         self.context.load_cert_chain(str(pki.etcd), str(pki.etcd_key))
 
     def call(self, path: str, body: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"{self.endpoint}/v3/{path}",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout, context=self.context) as resp:
-                return dict(json.load(resp))
-        except urllib.error.HTTPError as err:
-            text = err.read().decode(errors="replace")
+        unreachable = []
+        for endpoint in self.endpoints:
+            request = urllib.request.Request(
+                f"{endpoint}/v3/{path}",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             try:
-                detail = json.loads(text)
-                message = detail.get("error") or detail.get("message") or text
-            except ValueError:
-                message = text
-            raise EtcdError(str(message)) from None
-        except (OSError, ValueError) as err:
-            raise EtcdError(f"{self.endpoint}: {err}") from None
+                with urllib.request.urlopen(request, timeout=timeout, context=self.context) as r:
+                    return dict(json.load(r))
+            except urllib.error.HTTPError as err:
+                text = err.read().decode(errors="replace")
+                try:
+                    detail = json.loads(text)
+                    message = detail.get("error") or detail.get("message") or text
+                except ValueError:
+                    message = text
+                raise EtcdError(str(message)) from None
+            except (OSError, ValueError) as err:
+                unreachable.append(f"{endpoint}: {getattr(err, 'reason', err)}")
+        raise EtcdError("; ".join(unreachable) or "no etcd endpoint")
 
     def members(self) -> list[dict[str, Any]]:
         return list(self.call("cluster/member/list", {}).get("members", []))
 
     def add_learner(self, peer_url: str) -> dict[str, Any]:
-        return self.call("cluster/member/add", {"peerURLs": [peer_url], "isLearner": True})
+        # Longer than etcd's own request timeout (~7 s by default), so that a cluster
+        # without quorum answers with etcd's error, not ours.
+        body = {"peerURLs": [peer_url], "isLearner": True}
+        return self.call("cluster/member/add", body, timeout=20)
 
     def promote(self, member_id: str) -> None:
         self.call("cluster/member/promote", {"ID": member_id})
@@ -441,11 +453,17 @@ def https_json(
             return bytes(resp.read())
     except urllib.error.HTTPError as err:
         raise Fatal(f"{url}: {err.code} {err.reason}") from None
+    except (OSError, ValueError) as err:
+        raise Unreachable(f'Get "{url}": {getattr(err, "reason", err)}') from None
+
+
+class Unreachable(Fatal):
+    """No HTTP answer at all: refused, timed out, TLS failed."""
 
 
 def first_server(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
     """No `server:` and no etcd data: a new cluster with a new CA and token."""
-    log("info", "Managed etcd cluster initializing")
+    log("info", "Managed etcd cluster initializing")  # the RKE2/k3s log line
     TLS_DIR.mkdir(parents=True, exist_ok=True)
     if not pki.ca.exists():
         ca_pem, ca_key_pem = make_ca()
@@ -474,10 +492,11 @@ def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
     # hash before sending credentials (docs.rke2.io/security/token, "TLS Bootstrapping").
     try:
         ca_pem = https_json(f"{config.server}/cacerts", insecure)
-    except OSError as err:
+    except Unreachable as err:
+        # k3s-io/k3s pkg/clientaccess (getCACerts): "failed to get CA certs at <url>"; RKE2
+        # exits with `preparing server: failed to get CA certs: Get "<url>": <dial error>`.
         raise Fatal(
-            f"starting kubernetes: preparing server: failed to get CA certs: "
-            f'Get "{config.server}/cacerts": {getattr(err, "reason", err)}'
+            f"starting kubernetes: preparing server: failed to get CA certs: {err}"
         ) from None
     if token.ca_hash is not None and not hmac.compare_digest(token.ca_hash, ca_hash(ca_pem)):
         raise Fatal(
@@ -499,14 +518,19 @@ def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
         raise Fatal(
             f"starting kubernetes: preparing server: failed to validate server configuration: {err}"
         ) from None
-    bootstrap = json.loads(https_json(f"{config.server}/v1-rke2/server-bootstrap", trusted, auth))
+    try:
+        bootstrap = json.loads(
+            https_json(f"{config.server}/v1-rke2/server-bootstrap", trusted, auth)
+        )
+    except Fatal as err:
+        raise Fatal(f"starting kubernetes: preparing server: {err}") from None
     write_private(pki.ca_key, base64.b64decode(bootstrap["ca_key"]))
     pki.issue_node(config)
 
     endpoints = [str(url) for url in bootstrap["etcd_endpoints"]]
     me = f"{config.node_name}={peer_url(config.node_ip)}"
     log("info", f"Adding member {me} to etcd cluster {endpoints} as a learner")
-    etcd = EtcdClient(endpoints[0], pki)
+    etcd = EtcdClient(endpoints, pki)
     try:
         added = etcd.add_learner(peer_url(config.node_ip))
     except EtcdError as err:
@@ -551,14 +575,20 @@ def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
 
 def restart(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
     """etcd data exists: `server:` is ignored and the member restarts from its data."""
+    # The line RKE2/k3s log on a restart with data (k3s-io/k3s pkg/etcd/etcd.go).
     log("info", "Managed etcd cluster bootstrap already complete and initialized")
     token_file = SERVER_DIR / "token"
     if not token_file.exists():
         raise Fatal(f"etcd data exists but {token_file} is missing")
     password = parse_token(token_file.read_text().strip()).password
     if config.token and parse_token(config.token).password != password:
-        # The token is fixed when the cluster is created (docs.rke2.io/security/token).
-        raise Fatal("bootstrap data already found and encrypted with different token")
+        # The token is fixed when the cluster is created (docs.rke2.io/security/token); RKE2
+        # exits with "starting kubernetes: preparing server: bootstrap data already found and
+        # encrypted with different token".
+        raise Fatal(
+            "starting kubernetes: preparing server: bootstrap data already found and "
+            "encrypted with different token"
+        )
     pki.issue_node(config)
     proc = start_etcd(config, pki, None)
     wait_etcd_healthy(proc, pki)
@@ -742,9 +772,15 @@ class SupervisorHandler(Handler):
             elif path == "/v1-rke2/config":
                 self.reply(200, {"node_name_taken": False})
             elif path == "/v1-rke2/server-bootstrap":
+                try:
+                    members = self.state.etcd.members()
+                except EtcdError as err:
+                    log("error", f"server-bootstrap: {err}")
+                    self.reply(500, "500 Internal Server Error")
+                    return
                 endpoints = [
                     str(url)
-                    for member in self.state.etcd.members()
+                    for member in members
                     if member.get("name") and not member.get("isLearner")
                     for url in member.get("clientURLs") or []
                 ]
@@ -771,12 +807,19 @@ class ApiserverHandler(Handler):
         if not self.authenticated() and path not in self.state.anonymous_paths:
             self.reply(401, unauthorized())
             return
-        if path in ("/livez", "/healthz", "/readyz"):
+        if path == "/livez":
+            # /livez carries no etcd check here (the lab emulator's reading: it stays 200
+            # while the node cannot reach its datastore).
+            self.reply(200, "ok")
+        elif path in ("/healthz", "/readyz"):
+            # kube-apiserver's etcd check reads a key through the quorum: a member cut off
+            # from the majority fails it even though its own process answers.
             try:
-                self.state.etcd.call("maintenance/status", {}, timeout=2)
+                self.state.etcd.call("kv/range", {"key": _b64("health")}, timeout=2)
             except EtcdError:
                 # kube-apiserver's healthz output with a failing etcd check.
-                self.reply(500, "[-]etcd failed: reason withheld\nhealthz check failed\n")
+                name = path.strip("/")
+                self.reply(500, f"[-]etcd failed: reason withheld\n{name} check failed\n")
                 return
             self.reply(200, "ok")
         elif path == "/version":
@@ -848,6 +891,54 @@ def sd_notify(message: str) -> None:
         sock.sendall(message.encode())
 
 
+# ---------------------------------------------------------------- add-ons
+
+
+def default_ingress(version: str) -> str:
+    core = version.lstrip("v").split("+")[0].split(".")
+    minor = int(core[1]) if len(core) > 1 and core[1].isdigit() else 0
+    return "traefik" if minor >= 36 else "ingress-nginx"
+
+
+def start_addons(config: Config, pki: Pki, etcd: EtcdClient) -> list[ThreadingHTTPServer]:
+    """The deploy controller (manifests into the cluster) and the ingress on 80/443."""
+    sys.path.insert(0, str(LIBRARY))
+    import standin_ingress
+
+    seen: dict[str, str] = {}
+
+    def deploy() -> None:
+        while True:
+            try:
+                standin_ingress.deploy_manifests(MANIFESTS, etcd.put, seen, log)
+            except (EtcdError, OSError) as err:
+                seen.clear()
+                log("warning", f"deploying manifests: {err}")
+            time.sleep(MANIFEST_SCAN_SECONDS)
+
+    threading.Thread(target=deploy, daemon=True).start()
+    # RKE2's `disable` lists packaged components not to deploy (docs.rke2.io networking:
+    # `disable: rke2-coredns`); `ingress-controller` picks traefik and/or ingress-nginx
+    # (rancher/rke2#5928; the first listed serves 80/443 here). The default is ingress-nginx,
+    # traefik for clusters created by v1.36 and later (rancher/rke2 discussion #10486).
+    chosen = _as_list(config.raw.get("ingress-controller"))
+    controller = chosen[0] if chosen else default_ingress(VERSION)
+    if f"rke2-{controller}" in _as_list(config.raw.get("disable")):
+        log("info", f"rke2-{controller} disabled: nothing serves 80/443")
+        return []
+    ca_pem, ca_key_pem = pki.ca.read_bytes(), pki.ca_key.read_bytes()
+    ingress = standin_ingress.Ingress(
+        node_name=config.node_name,
+        prefix=etcd.prefix,
+        issue=lambda host: issue(ca_pem, ca_key_pem, host, [host]),
+        ca_pem=ca_pem,
+        ingress_controller=controller,
+        rancher_delay=float(os.environ.get("RKE2_STANDIN_RANCHER_DELAY", "5")),
+        log=log,
+    )
+    return list(ingress.serve())
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -877,6 +968,7 @@ def run_server() -> int:
     ]
     log("info", f"rke2 is up and running ({config.node_name} at {config.node_ip})")
     sd_notify("READY=1")
+    servers += start_addons(config, pki, etcd)
 
     stop = threading.Event()
     threading.Thread(target=manage_learners, args=(state, stop), daemon=True).start()
