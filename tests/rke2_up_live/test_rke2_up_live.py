@@ -250,3 +250,41 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
     assert sorted(m["name"] for m in etcd_members(bed.machine("node-1"))) == list(NODES)
     TIMINGS.append(f"rke2ha up from nothing to 3 joined stand-in servers: {took:.1f}s")
     print(down.stdout + clean.stdout)
+
+
+def test_rancher_through_the_load_balancer_after_the_servers(bed, tmp_path):
+    artifacts = build_artifacts(tmp_path / "artifacts", VERSION)
+    spec = _write_spec(bed, tmp_path, artifacts)
+    doc = yaml.safe_load(spec.read_text())
+    doc["rancher"] = {"install": True, "replicas": 3}
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        began = time.monotonic()
+        done = _cli(bed, "up", "-f", str(spec), "--yes")
+        took = time.monotonic() - began
+        assert done.returncode == 0, done.stdout + done.stderr
+        print(done.stdout)
+        TIMINGS.append(f"rke2ha up with rancher.install (3 stand-in servers): {took:.1f}s")
+        assert f"https://{HOSTNAME}/ping answers pong" in done.stdout
+        password = (tmp_path / ".rke2ha" / "secrets" / "rancher-bootstrap-password").read_text()
+        assert password.strip() and password.strip() not in done.stdout + done.stderr
+        node1 = bed.machine("node-1")
+        manifests = "/var/lib/rancher/rke2/server/manifests"
+        modes = sh(node1, f"stat -c '%a %n' {manifests}/rke2ha-*.yaml").split("\n")
+        assert sorted(m for m in modes if m) == [
+            f"600 {manifests}/rke2ha-cert-manager.yaml",
+            f"600 {manifests}/rke2ha-rancher.yaml",
+        ]
+        # Only on the first server (RKE2 applies a manifest from any server's folder).
+        assert bed.machine("node-2").sh(f"ls {manifests}/rke2ha-rancher.yaml").returncode != 0
+        # Rancher through the load balancer, asked by this test with curl, by name.
+        address = bed.workstation.address
+        curl = bed.workstation.run(
+            ["curl", "-sk", "--max-time", "10", "--resolve", f"{HOSTNAME}:443:{address}",
+             f"https://{HOSTNAME}/ping"]
+        )  # fmt: skip
+        assert curl.stdout == "pong", curl.stdout + curl.stderr
+        again = _cli(bed, "up", "-f", str(spec), "--yes")
+        assert again.returncode == 0 and "No changes" in again.stdout, again.stdout
+    finally:
+        _cli(bed, "down", "-f", str(spec), "--yes", "--uninstall-rke2", timeout=300)

@@ -317,3 +317,20 @@ def test_the_provider_plans_rke2_after_the_load_balancer_and_plain_down_leaves_i
         "rke2.servers.node-1",
     ]
     assert any("deletes /etc/rancher/rke2" in note for note in plan.notes)
+
+
+def test_a_hostname_missing_from_the_certificate_is_an_error_naming_tls_san(
+    spec, world, monkeypatch
+):
+    said = "certificate not accepted: Hostname mismatch, certificate is not valid for 'x'"
+    monkeypatch.setattr(gate, "via_hostname", lambda client, lb, hostname: said)
+    with pytest.raises(InvalidError) as err:
+        up(spec)
+    assert "does not carry rancher.example.com (tls-san)" in str(err.value)
+    assert "fix: add it to tls-san of every server" in str(err.value)
+
+
+def test_a_load_balancer_not_answering_6443_is_only_a_note(spec, world, monkeypatch):
+    monkeypatch.setattr(gate, "via_hostname", lambda client, lb, hostname: "Connection refused")
+    up(spec)
+    assert kubeconfig_path(spec).is_file()
