@@ -54,6 +54,7 @@ class Node:
     journal: list[str] = field(default_factory=list)
     installs: int = 0
     corrupt_upload: bool = False
+    install_fails: bool = False
 
 
 @dataclass
@@ -129,6 +130,8 @@ class FakeConnection:
                 name = path.rsplit("/", 1)[1]
                 if name in sums and sums[name] != _sha(data):
                     return Result(1, "", f"[ERROR] download sha256 does not match for {name}")
+            if node.install_fails:
+                return Result(1, "[INFO]  finding release\n", "[ERROR]  no space left on device")
             node.version = V
             node.installs += 1
             self.world.events.append((node.name, "install"))

@@ -334,3 +334,18 @@ def test_a_load_balancer_not_answering_6443_is_only_a_note(spec, world, monkeypa
     monkeypatch.setattr(gate, "via_hostname", lambda client, lb, hostname: "Connection refused")
     up(spec)
     assert kubeconfig_path(spec).is_file()
+
+
+def test_install_sh_failing_names_the_node_with_its_last_lines(spec, world):
+    world.nodes["node-2"].install_fails = True
+    with pytest.raises(InvalidError) as err:
+        up(spec)
+    text = str(err.value)
+    assert text.startswith("node node-2: install.sh failed")
+    assert "[ERROR]  no space left on device" in text
+    assert world.nodes["node-2"].uploads == {}  # the upload folder removed
+    assert world.nodes["node-3"].installs == 0
+    entry = StateStore(spec.state_dir, spec.name).load_or_new("existing").resources
+    # Recorded as possibly installed: down --uninstall-rke2 may clean it up.
+    assert entry["rke2.servers.node-2"].attrs["installed"] is True
+    assert entry["rke2.servers.node-2"].status == "pending"

@@ -6,9 +6,10 @@ lines. Steps are commands run as root, in order; `Step.kind` says what a failure
 Where RKE2 puts things (rancher/rke2 install.sh, tarball method): the binary in
 `/usr/local/bin`, or `/opt/rke2/bin` when /usr/local is read-only; `rke2-uninstall.sh`
 beside it; the unit `rke2-server.service`, which install.sh installs but neither enables
-nor starts. The unit has `TimeoutStartSec=0` and `Restart=always` (rancher/rke2
-bundle/lib/systemd/system/rke2-server.service): a blocking `systemctl start` of a server
-that cannot join waits forever, so the start is `--no-block` and the caller polls.
+nor starts. The unit is `Type=notify` (rancher/rke2#1122: `systemctl start` returns only
+once the server reports ready) with `TimeoutStartSec=0` and `Restart=always` (rancher/rke2
+bundle/lib/systemd/system/rke2-server.service): a blocking start of a server that cannot
+join waits forever, so the start is `--no-block` and the caller polls (`gate`).
 `rke2 --version` prints `rke2 version v1.33.5+rke2r1 (<commit>)` on its first line.
 """
 
