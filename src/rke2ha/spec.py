@@ -494,7 +494,10 @@ class Rke2(_Strict):
     )
     airgap: Rke2Airgap | None = Field(
         None,
-        description="The artifacts of `rke2.install: airgap`.",
+        description=(
+            "The artifacts of `rke2.install: airgap`. With `online`, only `install.sh` is taken "
+            "from that folder when it holds one (else the nodes fetch it from get.rke2.io)."
+        ),
         json_schema_extra=_ON_NODES_OVER_SSH,
     )
     config: dict[str, Any] = Field(

@@ -136,6 +136,14 @@ class FakeConnection:
             node.installs += 1
             self.world.events.append((node.name, "install"))
             return Result(0, "[INFO] Install complete\n", "")
+        if "INSTALL_RKE2_VERSION=" in command:
+            script = command.rsplit(" ", 1)[1]
+            if script != "-":
+                assert script in node.uploads, f"{script} not uploaded"
+            node.version = command.split("INSTALL_RKE2_VERSION=", 1)[1].split()[0]
+            node.installs += 1
+            self.world.events.append((node.name, f"install online {script}"))
+            return Result(0, "[INFO] Install complete\n", "")
         if command.startswith("umask 077"):
             path = command.rsplit(" ", 1)[1]
             node.files[path] = input or ""

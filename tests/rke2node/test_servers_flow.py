@@ -349,3 +349,25 @@ def test_install_sh_failing_names_the_node_with_its_last_lines(spec, world):
     # Recorded as possibly installed: down --uninstall-rke2 may clean it up.
     assert entry["rke2.servers.node-2"].attrs["installed"] is True
     assert entry["rke2.servers.node-2"].status == "pending"
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_online_installs_the_pinned_version_with_a_local_or_downloaded_install_sh(
+    spec, world, tmp_path, local
+):
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["rke2"]["install"] = "online"
+    if local:
+        (tmp_path / "online").mkdir()
+        (tmp_path / "online" / "install.sh").write_text("#!/bin/sh\n")
+        data["rke2"]["airgap"] = {"artifacts": "online"}
+    else:
+        del data["rke2"]["airgap"]
+    online = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    up(online)
+    installs = [e for n, e in world.events if e.startswith("install online")]
+    script = "/tmp/rke2ha-artifacts.x1/install.sh" if local else "-"
+    assert installs == [f"install online {script}"] * 3
+    uploads = [e for n, e in world.events if e.startswith("upload")]
+    assert uploads == (["upload install.sh"] * 3 if local else [])
+    assert all(n.version == V for n in world.nodes.values())

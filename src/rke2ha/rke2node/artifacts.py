@@ -78,3 +78,9 @@ def verified(folder: Path) -> list[Artifact]:
     files.insert(0, Artifact(INSTALLER, folder / INSTALLER, file_sha256(folder / INSTALLER)))
     files.append(Artifact(SUMS, folder / SUMS, file_sha256(folder / SUMS)))
     return files
+
+
+def installer(folder: Path) -> Artifact:
+    """install.sh alone (online installs from a local copy of get.rke2.io's script)."""
+    path = folder / INSTALLER
+    return Artifact(INSTALLER, path, file_sha256(path))

@@ -208,9 +208,13 @@ def airgap_install_command(folder: str) -> str:
     return f"INSTALL_RKE2_ARTIFACT_PATH={shlex.quote(folder)} sh {shlex.quote(folder)}/install.sh"
 
 
-def online_install_command(version: str) -> str:
-    """install.sh from get.rke2.io, the release pinned (the node downloads RKE2 itself)."""
-    return f"curl -sfL https://get.rke2.io | INSTALL_RKE2_VERSION={shlex.quote(version)} sh -"
+def online_install_command(version: str, installer: str | None = None) -> str:
+    """The node downloads the pinned release itself; install.sh from `installer` (a path on
+    the node) or from get.rke2.io."""
+    pinned = f"INSTALL_RKE2_VERSION={shlex.quote(version)}"
+    if installer is not None:
+        return f"{pinned} sh {shlex.quote(installer)}"
+    return f"curl -sfL https://get.rke2.io | {pinned} sh -"
 
 
 def uninstall_command() -> str:

@@ -31,7 +31,7 @@ from rke2ha.providers.base import Facts, Reporter
 from rke2ha.render.ingress import INSTALLED_NAME, ingress_files
 from rke2ha.render.rke2 import render_authentication_config, render_server_config
 from rke2ha.rke2node import gate, remote
-from rke2ha.rke2node.artifacts import Artifact, verified
+from rke2ha.rke2node.artifacts import INSTALLER, Artifact, installer, verified
 from rke2ha.rke2node.decide import (
     NodeFacts,
     NodeFiles,
@@ -215,7 +215,7 @@ class Rke2Servers:
             if found.version is not None and found.version != self.version:
                 why = f"refused: upgrades are not supported yet ({found.version} -> {self.version})"
             else:
-                steps = up_steps(name, found, self.files(name), self.version, "", self._airgap)
+                steps = up_steps(name, found, self.files(name), self.version, "", self._uploads)
                 what = "; ".join(s.what for s in steps) or "nothing to change"
                 why = f"on {name}: {what}; then wait until ready"
             plan.changes[index] = replace(change, reason=why)
@@ -223,6 +223,15 @@ class Rke2Servers:
     @property
     def _airgap(self) -> bool:
         return self.spec.rke2.install == "airgap"
+
+    @property
+    def _uploads(self) -> bool:
+        """Air-gap uploads every artifact; online uploads install.sh when the artifacts
+        folder holds one (else the node fetches it from get.rke2.io)."""
+        airgap = self.spec.rke2.airgap
+        if self._airgap or airgap is None:
+            return self._airgap
+        return (self.spec.resolve(airgap.artifacts) / INSTALLER).is_file()
 
     # ---- up -------------------------------------------------------------------------------
 
@@ -239,9 +248,10 @@ class Rke2Servers:
             for c in plan.changes
         )
         airgap = self.spec.rke2.airgap
-        if needs and self._airgap and airgap is not None:
-            return verified(self.spec.resolve(airgap.artifacts))
-        return []
+        if not needs or airgap is None or not self._uploads:
+            return []
+        folder = self.spec.resolve(airgap.artifacts)
+        return verified(folder) if self._airgap else [installer(folder)]
 
     def apply(self, change: Change, reporter: Reporter, artifacts: list[Artifact]) -> None:
         if change.kind == KUBE_KIND:
@@ -261,7 +271,7 @@ class Rke2Servers:
             found = await remote.read_facts(conn, sorted(self.files(name).manifests))
             folder: str | None = None
             install = "INSTALL"  # the real command is known once the upload's folder is
-            steps = up_steps(name, found, self.files(name), self.version, install, self._airgap)
+            steps = up_steps(name, found, self.files(name), self.version, install, self._uploads)
             installed = bool(self._attrs(name).get("installed"))
             for step in steps:
                 self._save(name, "pending", step=f"{step.kind}: started", installed=installed)
@@ -275,11 +285,11 @@ class Rke2Servers:
                     # leaves `down --uninstall-rke2` the right to clean up.
                     installed = True
                     self._save(name, "pending", step="install: started", installed=True)
-                    command = (
-                        airgap_install_command(folder)
-                        if folder is not None
-                        else online_install_command(self.version)
-                    )
+                    if self._airgap and folder is not None:
+                        command = airgap_install_command(folder)
+                    else:
+                        local = f"{folder}/{INSTALLER}" if folder is not None else None
+                        command = online_install_command(self.version, local)
                     try:
                         await remote.run_step(conn, Step("install", step.what, command))
                     finally:
