@@ -55,6 +55,7 @@ class Node:
     installs: int = 0
     corrupt_upload: bool = False
     install_fails: bool = False
+    leftovers_removed: int = 0
 
 
 @dataclass
@@ -108,6 +109,10 @@ class FakeConnection:
         node = self.node
         if "for b in /usr/local/bin/rke2" in command:
             return Result(0, self._facts(command), "")
+        if command.startswith("find /tmp -maxdepth 1 -name 'rke2ha-artifacts.*'"):
+            node.leftovers_removed += len(node.uploads)
+            node.uploads.clear()
+            return Result(0, "", "")
         if command.startswith("mktemp -d"):
             return Result(0, "/tmp/rke2ha-artifacts.x1\n", "")
         if "sha256sum" in command and command.startswith("cd "):

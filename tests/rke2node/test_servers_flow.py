@@ -371,3 +371,10 @@ def test_online_installs_the_pinned_version_with_a_local_or_downloaded_install_s
     uploads = [e for n, e in world.events if e.startswith("upload")]
     assert uploads == (["upload install.sh"] * 3 if local else [])
     assert all(n.version == V for n in world.nodes.values())
+
+
+def test_an_upload_folder_a_killed_run_left_is_removed(spec, world):
+    world.nodes["node-2"].uploads["/tmp/rke2ha-artifacts.old/rke2.linux-amd64.tar.gz"] = b"x"
+    up(spec)
+    assert world.nodes["node-2"].leftovers_removed == 1
+    assert world.nodes["node-2"].uploads == {}

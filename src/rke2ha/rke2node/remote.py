@@ -42,6 +42,11 @@ async def read_facts(conn: Connection, manifest_names: list[str]) -> NodeFacts:
 async def upload(conn: Connection, artifacts: Sequence[Artifact]) -> str:
     """Copy the artifacts to a new private folder and check their sums there; the folder."""
     node = conn.target.node
+    # Folders a killed run left behind (this login user's only) go first.
+    await conn.run(
+        "find /tmp -maxdepth 1 -name 'rke2ha-artifacts.*' -user \"$(id -u)\" -exec rm -rf {} +",
+        root=False,
+    )
     made = await conn.run("mktemp -d /tmp/rke2ha-artifacts.XXXXXX", root=False)
     folder = made.stdout.strip()
     if not made.ok or not folder.startswith("/tmp/rke2ha-artifacts."):

@@ -322,10 +322,12 @@ class Rke2Servers:
         started = time.monotonic()
         deadline = started + self.ready_timeout
         waiting = "the first server's kubeconfig (/etc/rancher/rke2/rke2.yaml)"
+        client: gate.Client | None = None
         while True:
-            creds = await self._credentials()
-            if creds is not None:
-                client = gate.Client(creds)
+            if client is None:
+                creds = await self._credentials()
+                client = gate.Client(creds) if creds is not None else None
+            if client is not None:
                 said = await asyncio.to_thread(gate.waiting_for, client, where, name)
                 if said is None:
                     if not quiet:
