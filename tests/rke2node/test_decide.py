@@ -50,7 +50,7 @@ def _matching(**kw: object) -> NodeFacts:
 
 
 def test_a_fresh_node_gets_upload_install_files_enable_and_a_non_blocking_start():
-    steps = up_steps("node-1", _facts(), FILES, V, "INSTALL", upload=True)
+    steps = up_steps("node-1", _facts(), FILES, V, upload=True)
     kinds = [s.kind for s in steps]
     assert kinds == ["upload", "verify", "install", "write", "write", "write", "enable", "start"]
     assert steps[-1].command == "systemctl start --no-block rke2-server"
@@ -59,28 +59,28 @@ def test_a_fresh_node_gets_upload_install_files_enable_and_a_non_blocking_start(
 
 
 def test_online_has_no_upload():
-    steps = up_steps("node-1", _facts(), FILES, V, "INSTALL", upload=False)
+    steps = up_steps("node-1", _facts(), FILES, V, upload=False)
     assert [s.kind for s in steps][:2] == ["install", "write"]
 
 
 def test_a_node_with_the_version_and_config_running_is_left_alone():
-    assert up_steps("node-1", _matching(), FILES, V, "INSTALL", upload=True) == []
+    assert up_steps("node-1", _matching(), FILES, V, upload=True) == []
 
 
 def test_another_version_is_refused_naming_node_and_fix():
     with pytest.raises(InvalidError, match=r"node-2 runs RKE2 v1.32.1.*not supported yet"):
-        up_steps("node-2", _matching(version="v1.32.1+rke2r1"), FILES, V, "I", upload=True)
+        up_steps("node-2", _matching(version="v1.32.1+rke2r1"), FILES, V, upload=True)
 
 
 def test_a_changed_config_on_a_running_node_is_written_then_restarted():
-    steps = up_steps("node-1", _matching(config_sha="0" * 64), FILES, V, "I", upload=True)
+    steps = up_steps("node-1", _matching(config_sha="0" * 64), FILES, V, upload=True)
     assert [s.kind for s in steps] == ["write", "restart"]
     assert steps[0].input == FILES.config
     assert "--no-block" in steps[1].command
 
 
 def test_a_stopped_node_is_only_started():
-    steps = up_steps("node-1", _matching(active="failed"), FILES, V, "I", upload=True)
+    steps = up_steps("node-1", _matching(active="failed"), FILES, V, upload=True)
     assert [s.kind for s in steps] == ["start"]
 
 

@@ -158,19 +158,19 @@ def up_steps(
     facts: NodeFacts,
     files: NodeFiles,
     version: str,
-    install_command: str,
     upload: bool,
 ) -> list[Step]:
     """The steps that bring the node to: `version` installed, these files, the unit enabled
-    and running. `install_command` runs install.sh (air-gap or online); `upload` adds the
-    upload and the on-node sum check before it. Files go in place before the first start,
-    so the server never runs without them (the ingress config included)."""
+    and running. `upload` adds the upload and the on-node sum check before the install
+    (whose command names the upload's folder, so the caller builds it:
+    `airgap_install_command`, `online_install_command`). Files go in place before the first
+    start, so the server never runs without them (the ingress config included)."""
     steps: list[Step] = []
     if facts.version is None:
         if upload:
             steps.append(Step("upload", "upload the RKE2 artifacts"))
             steps.append(Step("verify", "check the artifacts' sums on the node"))
-        steps.append(Step("install", f"install RKE2 {version}", install_command))
+        steps.append(Step("install", f"install RKE2 {version}"))
     elif facts.version != version:
         raise InvalidError(upgrade_refusal(node, facts.version, version))
     changed = False

@@ -215,7 +215,7 @@ class Rke2Servers:
             if found.version is not None and found.version != self.version:
                 why = f"refused: upgrades are not supported yet ({found.version} -> {self.version})"
             else:
-                steps = up_steps(name, found, self.files(name), self.version, "", self._uploads)
+                steps = up_steps(name, found, self.files(name), self.version, self._uploads)
                 what = "; ".join(s.what for s in steps) or "nothing to change"
                 why = f"on {name}: {what}; then wait until ready"
             plan.changes[index] = replace(change, reason=why)
@@ -270,8 +270,7 @@ class Rke2Servers:
         try:
             found = await remote.read_facts(conn, sorted(self.files(name).manifests))
             folder: str | None = None
-            install = "INSTALL"  # the real command is known once the upload's folder is
-            steps = up_steps(name, found, self.files(name), self.version, install, self._uploads)
+            steps = up_steps(name, found, self.files(name), self.version, self._uploads)
             installed = bool(self._attrs(name).get("installed"))
             for step in steps:
                 self._save(name, "pending", step=f"{step.kind}: started", installed=installed)
