@@ -140,7 +140,11 @@ def test_authentication_config_lets_anonymous_callers_see_readiness_only(
     path = "/etc/rancher/rke2/authentication-config.yaml"
     done = node1.sh(f"umask 077 && cat > {path}", input=yaml.safe_dump(auth))
     assert done.returncode == 0, done.stderr
-    write_config(node1, {**config(node1), "kube-apiserver-arg": [f"authentication-config={path}"]})
+    # debug: the learner ticks show in node-1's journal (the join test starts after one).
+    write_config(
+        node1,
+        {**config(node1), "debug": True, "kube-apiserver-arg": [f"authentication-config={path}"]},
+    )
     since = now(node1)
     sh(node1, "systemctl restart rke2-server", timeout=90)
     assert "bootstrap already complete" in journal(node1, since)
@@ -195,13 +199,28 @@ def test_second_server_joins_through_etcd(
     token = sh(node1, "cat /var/lib/rancher/rke2/server/node-token").strip()
     since = now(node2)
     write_config(node2, config(node2, server=node1, token=token))
+    # Right after a learner tick of node-1, so the next one is ~15 s away: time to watch
+    # the joiner while it is a learner.
+    wait_journal(node1, "Checking etcd learners", since, timeout=20)
     start(node2)
-    TIMINGS.append(f"rke2 stand-in: second server joined in {wait_active(node2):.1f}s")
+    seen: set[tuple[str, int, str]] = set()
+    began = time.monotonic()
+    while unit_state(node2) != "active" and time.monotonic() - began < 30:
+        ping = https_get(testbed, url(node2, 9345, "/ping"), creds, client=False, tolerate=True)
+        if ping.status == 200:
+            readyz = https_get(testbed, url(node2, 6443, "/readyz"), creds).status
+            seen.add((ping.body, readyz, unit_state(node2)))
+        time.sleep(0.3)
+    TIMINGS.append(f"rke2 stand-in: second server joined in {time.monotonic() - began:.1f}s")
+    # 9345 answered while the node was still joining: not ready on 6443, not started.
+    assert ("pong", 500, "activating") in seen, seen
+    wait_active(node2)
     members = etcd_members(node1)
     assert sorted(m["name"] for m in members) == ["node-1", "node-2"]
     assert not any(m.get("isLearner") for m in members)
     log = journal(node2, since)
     assert "as a learner" in log and "etcd member node-2 promoted to voter" in log
+    assert "Starting etcd to join cluster with members [node-1=" in log
     # Promoted by the leader's server, not by itself (k3s manageLearners).
     assert "Promoted learner etcd member node-2" in journal(node1, since)
     nodes = https_get(testbed, url(node1, 6443, "/api/v1/nodes"), creds)
