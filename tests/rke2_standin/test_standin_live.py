@@ -191,6 +191,26 @@ def test_joiner_whose_server_does_not_answer_does_not_join(
         stop_and_forget(node3)
 
 
+def test_server_without_server_key_starts_a_second_cluster(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    """What RKE2 does with a missing `server:`: no error, a new cluster of its own (own CA,
+    own etcd) with the same token; only the CA hash in node-token tells them apart."""
+    node1 = first[0]
+    node3 = testbed.machine("node-3")
+    try:
+        write_config(node3, config(node3))
+        start(node3)
+        wait_active(node3)
+        assert [m["name"] for m in etcd_members(node3)] == ["node-3"]
+        assert [m["name"] for m in etcd_members(node1)] == ["node-1"]
+        token1 = sh(node1, "cat /var/lib/rancher/rke2/server/node-token").strip()
+        token3 = sh(node3, "cat /var/lib/rancher/rke2/server/node-token").strip()
+        assert token1 != token3 and token1.split("::")[1] == token3.split("::")[1]
+    finally:
+        stop_and_forget(node3)
+
+
 def test_second_server_joins_through_etcd(
     testbed: Testbed, first: tuple[Machine, Credentials]
 ) -> None:
@@ -304,6 +324,47 @@ def test_ingress_serves_rancher_only_after_its_helmchart(
     redirect = raw_get(testbed, node1, 80, HOSTNAME, "/dashboard/")
     assert redirect.status == 308
     assert redirect.headers["location"] == f"https://{HOSTNAME}/dashboard"
+
+
+def _ingress_config(proxy_protocol: bool) -> str:
+    """The ingress HelmChartConfig as RKE2's docs show it (rke2-ingress-nginx, kube-system)."""
+    values = {"controller": {"config": {"use-proxy-protocol": str(proxy_protocol).lower()}}}
+    doc = {
+        "apiVersion": "helm.cattle.io/v1",
+        "kind": "HelmChartConfig",
+        "metadata": {"name": "rke2-ingress-nginx", "namespace": "kube-system"},
+        "spec": {"valuesContent": yaml.safe_dump(values)},
+    }
+    return yaml.safe_dump(doc)
+
+
+def test_ingress_takes_proxy_protocol_from_its_helmchartconfig(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1 = first[0]
+    node2 = testbed.machine("node-2")
+    target = "/var/lib/rancher/rke2/server/manifests/rke2-ingress-nginx-config.yaml"
+    proxy = f"PROXY TCP4 198.18.0.200 {node2.address} 40000 80"
+    try:
+        assert node1.sh(f"cat > {target}", input=_ingress_config(True)).returncode == 0
+        began = time.monotonic()
+        while time.monotonic() - began < 20:
+            if raw_get(testbed, node2, 80, node2.address, "/healthz").status == 0:
+                break
+            time.sleep(0.5)
+        # nginx with proxy_protocol closes a connection without the header, unanswered.
+        assert raw_get(testbed, node2, 80, node2.address, "/healthz").status == 0
+        proxied = raw_get(testbed, node2, 80, node2.address, "/healthz", proxy=proxy)
+        assert (proxied.status, proxied.body) == (200, "ok")
+        tls_proxy = proxy.replace(" 80", " 443")
+        ping = raw_get(testbed, node2, 443, HOSTNAME, "/ping", proxy=tls_proxy)
+        assert (ping.status, ping.body) == (200, "pong")
+    finally:
+        node1.sh(f"cat > {target}", input=_ingress_config(False))
+    began = time.monotonic()
+    while raw_get(testbed, node2, 80, node2.address, "/healthz").status != 200:
+        assert time.monotonic() - began < 20, "the ingress kept expecting PROXY headers"
+        time.sleep(0.5)
 
 
 def test_two_joins_at_once_fail_on_etcd(

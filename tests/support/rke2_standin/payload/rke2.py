@@ -191,9 +191,8 @@ def ca_hash(ca_pem: bytes) -> str:
 
 
 def _name(cn: str, org: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)] if org else []
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
     return x509.Name(attrs)
 
 
@@ -205,12 +204,14 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_ca() -> tuple[bytes, bytes]:
+def self_signed(
+    cn: str, org: str | None = None, dns_names: tuple[str, ...] = ()
+) -> tuple[bytes, bytes]:
+    """A self-signed certificate and key: a CA without `dns_names`, a server leaf with."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    # RKE2 names its self-signed CAs `rke2-server-ca@<unix time>`.
-    name = _name(f"rke2-server-ca@{int(now.timestamp())}")
-    cert = (
+    name = _name(cn, org)
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -218,14 +219,24 @@ def make_ca() -> tuple[bytes, bytes]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
+    )
+    if dns_names:
+        sans = x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names])
+        builder = builder.add_extension(sans, critical=False)
+    else:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True
+        ).add_extension(
             x509.KeyUsage(True, False, False, False, False, True, True, False, False),
             critical=True,
         )
-        .sign(key, hashes.SHA256())
-    )
+    cert = builder.sign(key, hashes.SHA256())
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def make_ca() -> tuple[bytes, bytes]:
+    # RKE2 names its self-signed CAs `rke2-server-ca@<unix time>`.
+    return self_signed(f"rke2-server-ca@{int(time.time())}")
 
 
 def issue(
@@ -974,6 +985,11 @@ def start_addons(config: Config, pki: Pki, etcd: EtcdClient) -> list[ThreadingHT
         node_name=config.node_name,
         prefix=etcd.prefix,
         issue=lambda host: issue(ca_pem, ca_key_pem, host, [host]),
+        # ingress-nginx's default certificate for names no Ingress claims, as clients see it:
+        # "O=Acme Co, CN=Kubernetes Ingress Controller Fake Certificate" (kubernetes/ingress-nginx).
+        fake=self_signed(
+            "Kubernetes Ingress Controller Fake Certificate", "Acme Co", ("ingress.local",)
+        ),
         ca_pem=ca_pem,
         ingress_controller=controller,
         rancher_delay=float(os.environ.get("RKE2_STANDIN_RANCHER_DELAY", "5")),
