@@ -6,6 +6,7 @@ from the workstation namespace."""
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -86,7 +87,8 @@ def first(
 ) -> tuple[Machine, Credentials]:
     """node-1 started as the first server, with the kubeconfig's credentials."""
     node1 = testbed.machine("node-1")
-    write_config(node1, config(node1))
+    # debug: the learner ticks show in node-1's journal (the join test starts after one).
+    write_config(node1, {**config(node1), "debug": True})
     start(node1)
     TIMINGS.append(f"rke2 stand-in: first server active in {wait_active(node1):.1f}s")
     return node1, kubeconfig_credentials(node1, tmp_path_factory.mktemp("kubeconfig"))
@@ -125,6 +127,8 @@ def test_first_server_serves_and_starts_a_one_member_etcd(
     assert sh(node1, "stat -c %a /etc/rancher/rke2/rke2.yaml").strip() == "600"
     assert "server: https://127.0.0.1:6443" in sh(node1, "cat /etc/rancher/rke2/rke2.yaml")
     assert "etcd" in sh(node1, "ps -eo comm")
+    # Only rke2 tells systemd it is ready (etcd would too, given NOTIFY_SOCKET).
+    assert "reception only permitted for main PID" not in journal(node1)
 
 
 def test_authentication_config_lets_anonymous_callers_see_readiness_only(
@@ -140,7 +144,6 @@ def test_authentication_config_lets_anonymous_callers_see_readiness_only(
     path = "/etc/rancher/rke2/authentication-config.yaml"
     done = node1.sh(f"umask 077 && cat > {path}", input=yaml.safe_dump(auth))
     assert done.returncode == 0, done.stderr
-    # debug: the learner ticks show in node-1's journal (the join test starts after one).
     write_config(
         node1,
         {**config(node1), "debug": True, "kube-apiserver-arg": [f"authentication-config={path}"]},
@@ -240,7 +243,12 @@ def test_second_server_joins_through_etcd(
     assert not any(m.get("isLearner") for m in members)
     log = journal(node2, since)
     assert "as a learner" in log and "etcd member node-2 promoted to voter" in log
-    assert "Starting etcd to join cluster with members [node-1=" in log
+    started = re.search(r"Starting etcd to join cluster with members \[([^\]]*)\]", log)
+    assert started, log[-2000:]
+    assert sorted(started.group(1).split(", ")) == [
+        f"node-1=https://{node1.address}:2380",
+        f"node-2=https://{node2.address}:2380",
+    ]
     # Promoted by the leader's server, not by itself (k3s manageLearners).
     assert "Promoted learner etcd member node-2" in journal(node1, since)
     nodes = https_get(testbed, url(node1, 6443, "/api/v1/nodes"), creds)
@@ -324,6 +332,20 @@ def test_ingress_serves_rancher_only_after_its_helmchart(
     redirect = raw_get(testbed, node1, 80, HOSTNAME, "/dashboard/")
     assert redirect.status == 308
     assert redirect.headers["location"] == f"https://{HOSTNAME}/dashboard"
+    # Rancher's websocket, opened the way `rke2ha check` opens it (the websockets client).
+    script = (
+        "import asyncio, ssl, sys\n"
+        "from websockets.asyncio.client import connect\n"
+        "async def main():\n"
+        "    ctx = ssl._create_unverified_context()\n"
+        "    async with connect(f'wss://{sys.argv[2]}/v3/subscribe', host=sys.argv[1],\n"
+        "                       port=443, ssl=ctx, server_hostname=sys.argv[2]) as ws:\n"
+        "        print(await asyncio.wait_for(ws.recv(), 5))\n"
+        "asyncio.run(main())\n"
+    )
+    done = testbed.workstation.run([sys.executable, "-c", script, node2.address, HOSTNAME])
+    assert done.returncode == 0, done.stderr
+    assert '"node": "node-2"' in done.stdout
 
 
 def _ingress_config(proxy_protocol: bool) -> str:

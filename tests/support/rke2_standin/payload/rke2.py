@@ -435,7 +435,10 @@ def start_etcd(config: Config, pki: Pki, initial: dict[str, str] | None) -> subp
         cluster = ",".join(f"{name}={url}" for name, url in initial.items())
         argv += [f"--initial-cluster={cluster}", f"--initial-cluster-state={state}"]
     log("info", f"Starting etcd member {config.node_name}, cluster state {state}")
-    return subprocess.Popen(argv, stdout=sys.stderr, stderr=sys.stderr)
+    # etcd tells systemd READY=1 itself when it finds NOTIFY_SOCKET (it is a notify service
+    # of its own); here only rke2 may say when the server is ready.
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    return subprocess.Popen(argv, stdout=sys.stderr, stderr=sys.stderr, env=env)
 
 
 def wait_etcd_healthy(proc: subprocess.Popen[bytes], pki: Pki, timeout: float = 60.0) -> None:
