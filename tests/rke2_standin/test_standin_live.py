@@ -6,6 +6,7 @@ from the workstation namespace."""
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -86,7 +87,8 @@ def first(
 ) -> tuple[Machine, Credentials]:
     """node-1 started as the first server, with the kubeconfig's credentials."""
     node1 = testbed.machine("node-1")
-    write_config(node1, config(node1))
+    # debug: the learner ticks show in node-1's journal (the join test starts after one).
+    write_config(node1, {**config(node1), "debug": True})
     start(node1)
     TIMINGS.append(f"rke2 stand-in: first server active in {wait_active(node1):.1f}s")
     return node1, kubeconfig_credentials(node1, tmp_path_factory.mktemp("kubeconfig"))
@@ -125,6 +127,8 @@ def test_first_server_serves_and_starts_a_one_member_etcd(
     assert sh(node1, "stat -c %a /etc/rancher/rke2/rke2.yaml").strip() == "600"
     assert "server: https://127.0.0.1:6443" in sh(node1, "cat /etc/rancher/rke2/rke2.yaml")
     assert "etcd" in sh(node1, "ps -eo comm")
+    # Only rke2 tells systemd it is ready (etcd would too, given NOTIFY_SOCKET).
+    assert "reception only permitted for main PID" not in journal(node1)
 
 
 def test_authentication_config_lets_anonymous_callers_see_readiness_only(
@@ -140,7 +144,10 @@ def test_authentication_config_lets_anonymous_callers_see_readiness_only(
     path = "/etc/rancher/rke2/authentication-config.yaml"
     done = node1.sh(f"umask 077 && cat > {path}", input=yaml.safe_dump(auth))
     assert done.returncode == 0, done.stderr
-    write_config(node1, {**config(node1), "kube-apiserver-arg": [f"authentication-config={path}"]})
+    write_config(
+        node1,
+        {**config(node1), "debug": True, "kube-apiserver-arg": [f"authentication-config={path}"]},
+    )
     since = now(node1)
     sh(node1, "systemctl restart rke2-server", timeout=90)
     assert "bootstrap already complete" in journal(node1, since)
@@ -187,6 +194,26 @@ def test_joiner_whose_server_does_not_answer_does_not_join(
         stop_and_forget(node3)
 
 
+def test_server_without_server_key_starts_a_second_cluster(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    """What RKE2 does with a missing `server:`: no error, a new cluster of its own (own CA,
+    own etcd) with the same token; only the CA hash in node-token tells them apart."""
+    node1 = first[0]
+    node3 = testbed.machine("node-3")
+    try:
+        write_config(node3, config(node3))
+        start(node3)
+        wait_active(node3)
+        assert [m["name"] for m in etcd_members(node3)] == ["node-3"]
+        assert [m["name"] for m in etcd_members(node1)] == ["node-1"]
+        token1 = sh(node1, "cat /var/lib/rancher/rke2/server/node-token").strip()
+        token3 = sh(node3, "cat /var/lib/rancher/rke2/server/node-token").strip()
+        assert token1 != token3 and token1.split("::")[1] == token3.split("::")[1]
+    finally:
+        stop_and_forget(node3)
+
+
 def test_second_server_joins_through_etcd(
     testbed: Testbed, first: tuple[Machine, Credentials]
 ) -> None:
@@ -195,13 +222,33 @@ def test_second_server_joins_through_etcd(
     token = sh(node1, "cat /var/lib/rancher/rke2/server/node-token").strip()
     since = now(node2)
     write_config(node2, config(node2, server=node1, token=token))
+    # Right after a learner tick of node-1, so the next one is ~15 s away: time to watch
+    # the joiner while it is a learner.
+    wait_journal(node1, "Checking etcd learners", since, timeout=20)
     start(node2)
-    TIMINGS.append(f"rke2 stand-in: second server joined in {wait_active(node2):.1f}s")
+    seen: set[tuple[str, int, str]] = set()
+    began = time.monotonic()
+    while unit_state(node2) != "active" and time.monotonic() - began < 30:
+        ping = https_get(testbed, url(node2, 9345, "/ping"), creds, client=False, tolerate=True)
+        if ping.status == 200:
+            readyz = https_get(testbed, url(node2, 6443, "/readyz"), creds).status
+            seen.add((ping.body, readyz, unit_state(node2)))
+        time.sleep(0.3)
+    TIMINGS.append(f"rke2 stand-in: second server joined in {time.monotonic() - began:.1f}s")
+    # 9345 answered while the node was still joining: not ready on 6443, not started.
+    assert ("pong", 500, "activating") in seen, seen
+    wait_active(node2)
     members = etcd_members(node1)
     assert sorted(m["name"] for m in members) == ["node-1", "node-2"]
     assert not any(m.get("isLearner") for m in members)
     log = journal(node2, since)
     assert "as a learner" in log and "etcd member node-2 promoted to voter" in log
+    started = re.search(r"Starting etcd to join cluster with members \[([^\]]*)\]", log)
+    assert started, log[-2000:]
+    assert sorted(started.group(1).split(", ")) == [
+        f"node-1=https://{node1.address}:2380",
+        f"node-2=https://{node2.address}:2380",
+    ]
     # Promoted by the leader's server, not by itself (k3s manageLearners).
     assert "Promoted learner etcd member node-2" in journal(node1, since)
     nodes = https_get(testbed, url(node1, 6443, "/api/v1/nodes"), creds)
@@ -285,6 +332,61 @@ def test_ingress_serves_rancher_only_after_its_helmchart(
     redirect = raw_get(testbed, node1, 80, HOSTNAME, "/dashboard/")
     assert redirect.status == 308
     assert redirect.headers["location"] == f"https://{HOSTNAME}/dashboard"
+    # Rancher's websocket, opened the way `rke2ha check` opens it (the websockets client).
+    script = (
+        "import asyncio, ssl, sys\n"
+        "from websockets.asyncio.client import connect\n"
+        "async def main():\n"
+        "    ctx = ssl._create_unverified_context()\n"
+        "    async with connect(f'wss://{sys.argv[2]}/v3/subscribe', host=sys.argv[1],\n"
+        "                       port=443, ssl=ctx, server_hostname=sys.argv[2]) as ws:\n"
+        "        print(await asyncio.wait_for(ws.recv(), 5))\n"
+        "asyncio.run(main())\n"
+    )
+    done = testbed.workstation.run([sys.executable, "-c", script, node2.address, HOSTNAME])
+    assert done.returncode == 0, done.stderr
+    assert '"node": "node-2"' in done.stdout
+
+
+def _ingress_config(proxy_protocol: bool) -> str:
+    """The ingress HelmChartConfig as RKE2's docs show it (rke2-ingress-nginx, kube-system)."""
+    values = {"controller": {"config": {"use-proxy-protocol": str(proxy_protocol).lower()}}}
+    doc = {
+        "apiVersion": "helm.cattle.io/v1",
+        "kind": "HelmChartConfig",
+        "metadata": {"name": "rke2-ingress-nginx", "namespace": "kube-system"},
+        "spec": {"valuesContent": yaml.safe_dump(values)},
+    }
+    return yaml.safe_dump(doc)
+
+
+def test_ingress_takes_proxy_protocol_from_its_helmchartconfig(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1 = first[0]
+    node2 = testbed.machine("node-2")
+    target = "/var/lib/rancher/rke2/server/manifests/rke2-ingress-nginx-config.yaml"
+    proxy = f"PROXY TCP4 198.18.0.200 {node2.address} 40000 80"
+    try:
+        assert node1.sh(f"cat > {target}", input=_ingress_config(True)).returncode == 0
+        began = time.monotonic()
+        while time.monotonic() - began < 20:
+            if raw_get(testbed, node2, 80, node2.address, "/healthz").status == 0:
+                break
+            time.sleep(0.5)
+        # nginx with proxy_protocol closes a connection without the header, unanswered.
+        assert raw_get(testbed, node2, 80, node2.address, "/healthz").status == 0
+        proxied = raw_get(testbed, node2, 80, node2.address, "/healthz", proxy=proxy)
+        assert (proxied.status, proxied.body) == (200, "ok")
+        tls_proxy = proxy.replace(" 80", " 443")
+        ping = raw_get(testbed, node2, 443, HOSTNAME, "/ping", proxy=tls_proxy)
+        assert (ping.status, ping.body) == (200, "pong")
+    finally:
+        node1.sh(f"cat > {target}", input=_ingress_config(False))
+    began = time.monotonic()
+    while raw_get(testbed, node2, 80, node2.address, "/healthz").status != 200:
+        assert time.monotonic() - began < 20, "the ingress kept expecting PROXY headers"
+        time.sleep(0.5)
 
 
 def test_two_joins_at_once_fail_on_etcd(
@@ -300,6 +402,9 @@ def test_two_joins_at_once_fail_on_etcd(
         since = {m.name: now(m) for m in joiners}
         for machine in joiners:
             write_config(machine, config(machine, server=node1, token=token))
+        # Both right after a learner tick of node-1: the first learner then stays one for
+        # ~15 s, so the second join meets it (a tick between the two would let both in).
+        wait_journal(node1, "Checking etcd learners", now(node1), timeout=20)
         threads = [threading.Thread(target=start, args=(m,)) for m in joiners]
         for thread in threads:
             thread.start()
@@ -317,11 +422,33 @@ def test_two_joins_at_once_fail_on_etcd(
                 time.sleep(0.3)
             assert refused, {m.name: journal(m, since[m.name])[-2000:] for m in joiners}
         finally:
-            # Out of the cluster first (while quorum holds), then stopped.
-            remove_members(node1, ("node-3", "node-4"))
+            # Stopped first, so the refused one cannot retry (Restart=always) into the
+            # cluster behind our back; at most one of them is a voter, so node-1 and node-2
+            # keep the quorum that removing members needs. A member left behind dead would
+            # make etcd refuse every later join ("unhealthy cluster").
             for machine in joiners:
                 stop_and_forget(machine)
+            remove_members(node1, ("node-3", "node-4"))
             node4.sh("/usr/local/bin/rke2-uninstall.sh >/dev/null 2>&1")
+
+
+def test_third_server_joins_and_three_nodes_are_ready(
+    testbed: Testbed, first: tuple[Machine, Credentials]
+) -> None:
+    node1, creds = first
+    node3 = testbed.machine("node-3")
+    token = sh(node1, "cat /var/lib/rancher/rke2/server/node-token").strip()
+    write_config(node3, config(node3, server=node1, token=token))
+    start(node3)
+    TIMINGS.append(f"rke2 stand-in: third server joined in {wait_active(node3, 60):.1f}s")
+    members = etcd_members(node1)
+    assert sorted(m["name"] for m in members) == ["node-1", "node-2", "node-3"]
+    assert not any(m.get("isLearner") for m in members)
+    nodes = https_get(testbed, url(node3, 6443, "/api/v1/nodes"), creds)
+    ready = re.findall(r'"name": "(node-\d)".*?"type": "Ready", "status": "True"', nodes.body)
+    # node-4 of the parallel-join test left its Node object behind, as Kubernetes keeps a
+    # Node until it is deleted; it is not Ready.
+    assert sorted(ready) == ["node-1", "node-2", "node-3"]
 
 
 def test_uninstall_leaves_no_rke2(testbed: Testbed, first: tuple[Machine, Credentials]) -> None:

@@ -44,6 +44,14 @@ What `rke2 server` does (payload/rke2.py; facts and sources in its comments)
   RestartSec=5s), is started again: `systemctl is-active` says `activating`, not `failed`,
   and the journal has the fatal line and "status=1/FAILURE".
 - With etcd data: `server:` is ignored; etcd restarts from its data.
+- 9345 and 6443 listen as soon as the node has its certificates, before it has joined, as
+  RKE2's 9345 does: `/ping` answers `pong` while `/readyz` is 500 and the unit is still
+  `activating`. Only `/readyz` (and the node's Ready condition) tell a joined server.
+- Joins in the machine's journal (`journalctl -u rke2-server -o short-iso-precise`): begin
+  `Adding member <node>=https://<ip>:2380 to etcd cluster [...] as a learner`, then
+  `Starting etcd to join cluster with members [...]` (RKE2's line), end `etcd member <node>
+  promoted to voter` and `rke2 is up and running`; the leader logs `Promoted learner etcd
+  member <node>`. `debug: true` in config.yaml adds a `Checking etcd learners` line per tick.
 - 9345 (TLS): /ping -> pong, /cacerts, /v1-rke2/* (token). 6443 (TLS): /livez, /readyz,
   /healthz (etcd reachable), /version, /api/v1/nodes (NodeList; a node is Ready while its etcd
   member is a started voter and its heartbeat, kept in etcd under /registry/minions/, is

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import hashlib
 import json
 import socket
@@ -50,10 +49,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from rke2ha.errors import InvalidError
 from rke2ha.lab import ingress_config, proxy_listener
@@ -64,7 +59,6 @@ from rke2ha.lab.node_states import NodeState, PortRole
 OBJECTS_PREFIX = "/registry/standin-objects/"
 RANCHER_NAMESPACE = "cattle-system"
 TLS_SECRET = "tls-rancher-ingress"
-FAKE_CERT_CN = "Kubernetes Ingress Controller Fake Certificate"
 INGRESS_CHARTS = {
     "ingress-nginx": ("rke2-ingress-nginx", "nginx"),
     "traefik": ("rke2-traefik", "traefik"),
@@ -222,38 +216,6 @@ def read_addons(
 # ---------------------------------------------------------------- certificates
 
 
-def _self_signed(cn: str, names: list[str]) -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    # ingress-nginx's fake certificate reads "O=Acme Co, CN=Kubernetes Ingress Controller
-    # Fake Certificate" (as seen from clients; kubernetes/ingress-nginx).
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme Co"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), pem_key
-
-
 def _context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with tempfile.TemporaryDirectory() as scratch:
@@ -276,6 +238,7 @@ class Ingress:
         node_name: str,
         prefix: Prefix,
         issue: Callable[[str], tuple[bytes, bytes]],
+        fake: tuple[bytes, bytes],
         ca_pem: bytes,
         ingress_controller: str,
         rancher_delay: float,
@@ -294,7 +257,7 @@ class Ingress:
         self._contexts: dict[tuple[str, str], ssl.SSLContext] = {}
         # The default context: the fake certificate for names no Ingress claims (and for
         # clients sending no SNI); its SNI callback switches to the Rancher hostname's.
-        self.fake = _context(*_self_signed(FAKE_CERT_CN, ["ingress.local"]))
+        self.fake = _context(*fake)
         self.fake.minimum_version = ssl.TLSVersion.TLSv1_2
         self.fake.sni_callback = self.sni
         self._last_note = ""

@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -73,8 +74,13 @@ class Fatal(Exception):
     """Logged at level=fatal; the process exits 1 so systemd records the failure."""
 
 
+DEBUG = False  # config `debug: true`, as RKE2's --debug
+
+
 def log(level: str, msg: str) -> None:
     # RKE2 logs with logrus' text format to stderr, which the unit sends to the journal.
+    if level == "debug" and not DEBUG:
+        return
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     escaped = msg.replace("\\", "\\\\").replace('"', '\\"')
     print(f'time="{now}" level={level} msg="{escaped}"', file=sys.stderr, flush=True)
@@ -185,9 +191,8 @@ def ca_hash(ca_pem: bytes) -> str:
 
 
 def _name(cn: str, org: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)] if org else []
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
     return x509.Name(attrs)
 
 
@@ -199,12 +204,14 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_ca() -> tuple[bytes, bytes]:
+def self_signed(
+    cn: str, org: str | None = None, dns_names: tuple[str, ...] = ()
+) -> tuple[bytes, bytes]:
+    """A self-signed certificate and key: a CA without `dns_names`, a server leaf with."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    # RKE2 names its self-signed CAs `rke2-server-ca@<unix time>`.
-    name = _name(f"rke2-server-ca@{int(now.timestamp())}")
-    cert = (
+    name = _name(cn, org)
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -212,14 +219,24 @@ def make_ca() -> tuple[bytes, bytes]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
+    )
+    if dns_names:
+        sans = x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names])
+        builder = builder.add_extension(sans, critical=False)
+    else:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True
+        ).add_extension(
             x509.KeyUsage(True, False, False, False, False, True, True, False, False),
             critical=True,
         )
-        .sign(key, hashes.SHA256())
-    )
+    cert = builder.sign(key, hashes.SHA256())
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def make_ca() -> tuple[bytes, bytes]:
+    # RKE2 names its self-signed CAs `rke2-server-ca@<unix time>`.
+    return self_signed(f"rke2-server-ca@{int(time.time())}")
 
 
 def issue(
@@ -314,9 +331,18 @@ class EtcdClient:
     def __init__(self, endpoints: str | list[str], pki: Pki) -> None:
         listed = [endpoints] if isinstance(endpoints, str) else endpoints
         self.endpoints = [endpoint.rstrip("/") for endpoint in listed]
-        self.context = ssl.create_default_context(cafile=str(pki.ca))
-        self.context.check_hostname = False
-        self.context.load_cert_chain(str(pki.etcd), str(pki.etcd_key))
+        self.pki = pki
+        self._context: ssl.SSLContext | None = None
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """Made on first use: the client exists before this node's certificates do."""
+        if self._context is None:
+            context = ssl.create_default_context(cafile=str(self.pki.ca))
+            context.check_hostname = False
+            context.load_cert_chain(str(self.pki.etcd), str(self.pki.etcd_key))
+            self._context = context
+        return self._context
 
     def call(self, path: str, body: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         unreachable = []
@@ -409,7 +435,10 @@ def start_etcd(config: Config, pki: Pki, initial: dict[str, str] | None) -> subp
         cluster = ",".join(f"{name}={url}" for name, url in initial.items())
         argv += [f"--initial-cluster={cluster}", f"--initial-cluster-state={state}"]
     log("info", f"Starting etcd member {config.node_name}, cluster state {state}")
-    return subprocess.Popen(argv, stdout=sys.stderr, stderr=sys.stderr)
+    # etcd tells systemd READY=1 itself when it finds NOTIFY_SOCKET (it is a notify service
+    # of its own); here only rke2 may say when the server is ready.
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    return subprocess.Popen(argv, stdout=sys.stderr, stderr=sys.stderr, env=env)
 
 
 def wait_etcd_healthy(proc: subprocess.Popen[bytes], pki: Pki, timeout: float = 60.0) -> None:
@@ -461,7 +490,15 @@ class Unreachable(Fatal):
     """No HTTP answer at all: refused, timed out, TLS failed."""
 
 
-def first_server(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
+# Called once this node's certificates exist, with the cluster password: starts 9345 and
+# 6443. RKE2 listens on 9345 as soon as the service starts, long before the node is a
+# working member (rancher/rke2-docs#231), which is why a load balancer must also check 6443.
+ServeEarly = Callable[[str], None]
+
+
+def first_server(
+    config: Config, pki: Pki, serve_early: ServeEarly
+) -> tuple[subprocess.Popen[bytes], str]:
     """No `server:` and no etcd data: a new cluster with a new CA and token."""
     log("info", "Managed etcd cluster initializing")  # the RKE2/k3s log line
     TLS_DIR.mkdir(parents=True, exist_ok=True)
@@ -471,12 +508,13 @@ def first_server(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str
         write_private(pki.ca, ca_pem)
     password = parse_token(config.token).password if config.token else secrets.token_hex(16)
     pki.issue_node(config)
+    serve_early(password)
     proc = start_etcd(config, pki, {config.node_name: peer_url(config.node_ip)})
     wait_etcd_healthy(proc, pki)
     return proc, password
 
 
-def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
+def join(config: Config, pki: Pki, serve_early: ServeEarly) -> tuple[subprocess.Popen[bytes], str]:
     """`server:` set and no etcd data: take the cluster CA from that server and join its etcd
     as a learner, then be promoted to a voting member. K3s (and so RKE2) adds joining servers
     as learners (k3s-io/k3s pkg/etcd/etcd.go, MemberAddAsLearner) and etcd allows one learner
@@ -526,6 +564,7 @@ def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
         raise Fatal(f"starting kubernetes: preparing server: {err}") from None
     write_private(pki.ca_key, base64.b64decode(bootstrap["ca_key"]))
     pki.issue_node(config)
+    serve_early(token.password)
 
     endpoints = [str(url) for url in bootstrap["etcd_endpoints"]]
     me = f"{config.node_name}={peer_url(config.node_ip)}"
@@ -545,6 +584,9 @@ def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
             initial[config.node_name] = peer_url(config.node_ip)
         elif member.get("name") and urls:
             initial[str(member["name"])] = str(urls[0])
+    # The line RKE2 logs here (rancher/rke2#4908).
+    members = ", ".join(f"{name}={url}" for name, url in initial.items())
+    log("info", f"Starting etcd to join cluster with members [{members}]")
     proc = start_etcd(config, pki, initial)
     # The joiner does not promote itself: the etcd leader's server promotes learners that
     # have caught up, on a 15 s ticker, and gives up on one stalled for 5 minutes (k3s-io/k3s
@@ -573,7 +615,9 @@ def join(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
     return proc, token.password
 
 
-def restart(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
+def restart(
+    config: Config, pki: Pki, serve_early: ServeEarly
+) -> tuple[subprocess.Popen[bytes], str]:
     """etcd data exists: `server:` is ignored and the member restarts from its data."""
     # The line RKE2/k3s log on a restart with data (k3s-io/k3s pkg/etcd/etcd.go).
     log("info", "Managed etcd cluster bootstrap already complete and initialized")
@@ -590,6 +634,7 @@ def restart(config: Config, pki: Pki) -> tuple[subprocess.Popen[bytes], str]:
             "encrypted with different token"
         )
     pki.issue_node(config)
+    serve_early(password)
     proc = start_etcd(config, pki, None)
     wait_etcd_healthy(proc, pki)
     return proc, password
@@ -606,6 +651,8 @@ class Server:
     etcd: EtcdClient
     anonymous_paths: frozenset[str]
     started: float = field(default_factory=time.time)
+    # Set once this node is a working member (its etcd a voter, its node record written).
+    ready: threading.Event = field(default_factory=threading.Event)
 
     def node_list(self) -> dict[str, Any]:
         members = {str(m.get("name")): m for m in self.etcd.members()}
@@ -635,6 +682,7 @@ def manage_learners(state: Server, stop: threading.Event) -> None:
     """On the etcd leader, every LEARNER_TICK: promote each learner etcd lets us promote
     (it refuses one not yet in sync with the leader; the next tick tries again)."""
     while not stop.wait(LEARNER_TICK):
+        log("debug", "Checking etcd learners")
         try:
             status = state.etcd.call("maintenance/status", {})
             if str(status.get("leader")) != str(status.get("header", {}).get("member_id")):
@@ -771,6 +819,15 @@ class SupervisorHandler(Handler):
                 self.reply(401, "Unauthorized")
             elif path == "/v1-rke2/config":
                 self.reply(200, {"node_name_taken": False})
+            elif path == "/v1-rke2/readyz":
+                # The supervisor's own readiness (rancher/rke2#4908: 500 while joining).
+                if self.state.ready.is_set():
+                    self.reply(200, "ok")
+                else:
+                    self.reply(500, "500 Internal Server Error")
+            elif path == "/v1-rke2/server-bootstrap" and not self.state.ready.is_set():
+                # A server that has not joined yet has nothing to hand out.
+                self.reply(500, "500 Internal Server Error")
             elif path == "/v1-rke2/server-bootstrap":
                 try:
                     members = self.state.etcd.members()
@@ -931,6 +988,11 @@ def start_addons(config: Config, pki: Pki, etcd: EtcdClient) -> list[ThreadingHT
         node_name=config.node_name,
         prefix=etcd.prefix,
         issue=lambda host: issue(ca_pem, ca_key_pem, host, [host]),
+        # ingress-nginx's default certificate for names no Ingress claims, as clients see it:
+        # "O=Acme Co, CN=Kubernetes Ingress Controller Fake Certificate" (kubernetes/ingress-nginx).
+        fake=self_signed(
+            "Kubernetes Ingress Controller Fake Certificate", "Acme Co", ("ingress.local",)
+        ),
         ca_pem=ca_pem,
         ingress_controller=controller,
         rancher_delay=float(os.environ.get("RKE2_STANDIN_RANCHER_DELAY", "5")),
@@ -943,29 +1005,36 @@ def start_addons(config: Config, pki: Pki, etcd: EtcdClient) -> list[ThreadingHT
 
 
 def run_server() -> int:
+    global DEBUG
     config = read_config()
+    DEBUG = bool(config.raw.get("debug"))
     log("info", f"Starting rke2 {VERSION} (stand-in)")
     pki = Pki()
     auth_paths = anonymous_paths(config.authentication_config)
+    etcd = EtcdClient(client_url("127.0.0.1"), pki)
+    servers: list[ThreadingHTTPServer] = []
+    states: list[Server] = []
+
+    def serve_early(password: str) -> None:
+        state = Server(config, pki, password, etcd, auth_paths)
+        states.append(state)
+        servers.append(serve(SUPERVISOR_PORT, SupervisorHandler, state, client_ca=False))
+        servers.append(serve(APISERVER_PORT, ApiserverHandler, state, client_ca=True))
+
     if (DB_DIR / "member").exists():
-        proc, password = restart(config, pki)
+        proc, password = restart(config, pki, serve_early)
     elif config.server:
-        proc, password = join(config, pki)
+        proc, password = join(config, pki, serve_early)
     else:
-        proc, password = first_server(config, pki)
+        proc, password = first_server(config, pki, serve_early)
+    state = states[0]
     token_text = f"K10{ca_hash(pki.ca.read_bytes())}::server:{password}"
     write_private(SERVER_DIR / "token", token_text.encode() + b"\n")
     write_private(SERVER_DIR / "node-token", token_text.encode() + b"\n")
     MANIFESTS.mkdir(parents=True, exist_ok=True)
-
-    etcd = EtcdClient(client_url("127.0.0.1"), pki)
-    state = Server(config, pki, password, etcd, auth_paths)
     state.heartbeat()
     write_kubeconfig(pki)
-    servers = [
-        serve(SUPERVISOR_PORT, SupervisorHandler, state, client_ca=False),
-        serve(APISERVER_PORT, ApiserverHandler, state, client_ca=True),
-    ]
+    state.ready.set()
     log("info", f"rke2 is up and running ({config.node_name} at {config.node_ip})")
     sd_notify("READY=1")
     servers += start_addons(config, pki, etcd)
@@ -1007,6 +1076,9 @@ def main(argv: list[str]) -> int:
         return run_server()
     except Fatal as err:
         log("fatal", str(err))
+        return 1
+    except Exception as err:  # a stand-in bug: one fatal line, as RKE2 would log
+        log("fatal", f"stand-in error: {type(err).__name__}: {err}")
         return 1
 
 
