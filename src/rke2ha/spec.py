@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -466,8 +466,48 @@ class LoadBalancer(_Strict):
         return host.strip("[]"), int(port) + offset
 
 
+class Rke2Airgap(_Strict):
+    """Where the air-gap artifacts of the pinned RKE2 release are on this machine."""
+
+    artifacts: Path = Field(
+        description=(
+            "Folder holding `install.sh`, `rke2.linux-amd64.tar.gz`, "
+            "`rke2-images.linux-amd64.tar.zst` and `sha256sum-amd64.txt`, as RKE2's air-gap "
+            "docs name them; every file is checked against the sums before it is uploaded."
+        ),
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+
+
 class Rke2(_Strict):
     """RKE2 on the server nodes."""
+
+    install: Literal["none", "online", "airgap"] = Field(
+        "none",
+        description=(
+            "Who installs RKE2 on the nodes: `none` (you; rke2ha never touches RKE2), "
+            "`online` (rke2ha runs install.sh with the pinned version, the nodes download "
+            "it), `airgap` (rke2ha uploads `rke2.airgap.artifacts` and installs from them). "
+            "Servers are started one at a time, the first until it is ready."
+        ),
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    airgap: Rke2Airgap | None = Field(
+        None,
+        description=(
+            "The artifacts of `rke2.install: airgap`. With `online`, only `install.sh` is taken "
+            "from that folder when it holds one (else the nodes fetch it from get.rke2.io)."
+        ),
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Extra RKE2 server config keys (config.yaml), the same on every server. The keys "
+            "rke2ha sets itself (token, server, tls-san, node-name, cni) are refused here."
+        ),
+        json_schema_extra=_RENDERED_FOR_SERVERS,
+    )
 
     anonymous_health: bool | None = Field(
         None,
@@ -488,16 +528,14 @@ class Rke2(_Strict):
     version: str | None = Field(
         None,
         description=(
-            "RKE2 version the lab's node emulators report (6443 `/version`). Real servers: "
-            "aws installs `aws.rke2_version`; for existing you install RKE2 yourself."
+            "RKE2 release (`v1.33.6+rke2r1`). existing: the version `rke2.install` installs "
+            "(required unless install is none). lab: what the node emulators report (6443 "
+            "`/version`). aws installs `aws.rke2_version`."
         ),
         json_schema_extra=used_by(
             "lab",
-            instead=(
-                "pin the version where RKE2 is installed: aws.rke2_version for provider aws; on "
-                "existing servers INSTALL_RKE2_VERSION of the install script (rancher/rke2 "
-                "install.sh, https://docs.rke2.io/install/configuration)"
-            ),
+            "existing",
+            instead="pin the version aws installs with aws.rke2_version",
         ),
     )
     cni: Literal["canal", "calico", "cilium", "flannel", "none"] = Field(
@@ -571,6 +609,29 @@ class Dns(_Strict):
 
 class Rancher(_Strict):
     """Rancher's Helm install (`rke2ha render`: rancher/values.yaml and install.sh)."""
+
+    install: bool = Field(
+        False,
+        description=(
+            "existing with `rke2.install`: `up` installs cert-manager (when `tls_source` needs "
+            "it) and Rancher as RKE2 HelmChart manifests on the first server, then waits for "
+            "`https://<hostname>/ping`."
+        ),
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    chart_artifact: Path | None = Field(
+        None,
+        description=(
+            "Air-gap: the Rancher chart archive (`rancher-<version>.tgz`), handed to RKE2's "
+            "helm-controller as `chartContent` instead of a repository download."
+        ),
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
+    cert_manager_chart_artifact: Path | None = Field(
+        None,
+        description="Air-gap: the cert-manager chart archive (`cert-manager-<version>.tgz`).",
+        json_schema_extra=_ON_NODES_OVER_SSH,
+    )
 
     replicas: Annotated[int, Field(ge=1, le=15)] = Field(
         3,

@@ -25,7 +25,9 @@ def test_defaults_and_filled_in_values_are_never_reported(base, findings, by_rul
 
 def test_rke2_version_with_existing_is_a_warning_with_the_real_place(base, findings, by_rule):
     base["rke2"]["version"] = "v1.33.6+rke2r1"
-    found = by_rule(findings(base), "provider.ignored")
+    # existing uses it only when rke2ha installs RKE2: rule rke2.install says so.
+    assert by_rule(findings(base), "provider.ignored") == []
+    found = by_rule(findings(base), "rke2.install")
     assert [(f.severity, f.path) for f in found] == [("warning", "rke2.version")]
     assert "provider existing does not use it" in found[0].message
     assert found[0].fix.startswith("remove rke2.version; ")
@@ -118,7 +120,7 @@ def test_validate_names_the_line_and_exits_0(run_cli, tmp_path):
     line = text.splitlines().index("  version: v1.33.6+rke2r1") + 1
     result = run_cli("validate", "-f", str(spec))
     assert result.code == 0, result.err
-    assert f"warning provider.ignored  rke2.version ({spec}:{line})" in result.out
+    assert f"warning rke2.install  rke2.version ({spec}:{line})" in result.out
 
 
 def test_lab_draws_no_replica_count_warning(base, findings, by_rule):

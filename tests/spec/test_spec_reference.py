@@ -59,11 +59,11 @@ def test_every_field_of_every_model_is_in_the_reference():
 
 def test_providers_come_from_the_models():
     fields = spec_fields()
-    assert fields["rke2.version"].providers == ("lab",)
+    assert fields["rke2.version"].providers == ("lab", "existing")
     assert fields["aws.ami"].providers == ("aws",)  # inherited from the `aws` block
     assert fields["load_balancer.pair.primary"].providers == ("existing",)
     assert fields["hostname"].providers == PROVIDERS
-    assert "| `rke2.version` | string |  | lab |" in render_reference()
+    assert "| `rke2.version` | string |  | lab, existing |" in render_reference()
     for field in fields.values():
         assert set(field.providers) <= set(PROVIDERS)
 

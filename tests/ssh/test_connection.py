@@ -54,6 +54,7 @@ class Sshd:
                 self.client_key.export_public_key().decode()
             ),
             process_factory=_process,
+            sftp_factory=True,  # asyncssh's SFTP server on this machine's files
         )  # fmt: skip
         self.port = self.server.sockets[0].getsockname()[1]
 
@@ -254,6 +255,28 @@ def test_a_login_dropped_during_the_handshake_is_tried_again(tmp_path: Path) -> 
         assert lost.value.kind == "lost" and "during the handshake" in lost.value.message
         assert drops == 3
         always.close()
+        server.server.close()
+
+    run(scenario())
+
+
+def test_put_copies_a_file_over_sftp_and_a_missing_folder_is_an_error(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        client = asyncssh.generate_private_key("ssh-ed25519")
+        client.write_private_key(str(tmp_path / "id"))
+        server = Sshd(asyncssh.generate_private_key("ssh-ed25519"), client)
+        await server.start()
+        (tmp_path / "known_hosts").write_text(server.known_line())
+        conn = await connect(_target(tmp_path, server.port))
+        source = tmp_path / "rke2.linux-amd64.tar.gz"
+        source.write_bytes(bytes(range(256)) * 1000)
+        (tmp_path / "there").mkdir()
+        await conn.put(source, str(tmp_path / "there" / source.name), 10.0)
+        assert (tmp_path / "there" / source.name).read_bytes() == source.read_bytes()
+        with pytest.raises(SshError) as failed:
+            await conn.put(source, str(tmp_path / "nowhere" / source.name), 10.0)
+        assert "uploading rke2.linux-amd64.tar.gz" in failed.value.message
+        await conn.close()
         server.server.close()
 
     run(scenario())

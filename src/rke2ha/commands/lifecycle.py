@@ -84,6 +84,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="with --wait: stop once the targets are healthy, without running `check`",
     )
+    up.add_argument(
+        "--merge-kubeconfig",
+        action="store_true",
+        help="with rke2.install: also merge the cluster's context into ~/.kube/config "
+        "(other contexts are kept)",
+    )
     up.add_argument("--force-unlock", action="store_true", help="break a held state lock")
     add_host_key_argument(up)  # provider existing with ssh: runs the pre-flight first
     lab_flags.add_up_arguments(up)  # provider lab: --detach, --port-offset
@@ -99,6 +105,12 @@ def register(subparsers: Any) -> None:
     add_spec_argument(down)
     add_json_argument(down)
     down.add_argument("--yes", action="store_true", help="destroy without asking")
+    down.add_argument(
+        "--uninstall-rke2",
+        action="store_true",
+        help="also run rke2-uninstall.sh on the nodes where rke2ha installed RKE2 (deletes "
+        "the cluster's data); plain down never touches RKE2",
+    )
     down.add_argument("--force-unlock", action="store_true", help="break a held state lock")
     lab_flags.add_down_arguments(down)  # provider lab: --replace
     down.set_defaults(handler=run_down)
@@ -187,7 +199,11 @@ def run_up(args: argparse.Namespace) -> int:
     gate(spec, args, console)
     result = lifecycle.up(
         spec,
-        ProviderOptions(force_unlock=args.force_unlock, adopt_dns=args.adopt_dns),
+        ProviderOptions(
+            force_unlock=args.force_unlock,
+            adopt_dns=args.adopt_dns,
+            merge_kubeconfig=args.merge_kubeconfig,
+        ),
         _confirm(args, console, "apply these changes"),
         RichReporter(console),
         wait_timeout=args.wait_timeout if args.wait else None,
@@ -234,7 +250,7 @@ def run_down(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     result = lifecycle.down(
         spec,
-        ProviderOptions(force_unlock=args.force_unlock),
+        ProviderOptions(force_unlock=args.force_unlock, uninstall_rke2=args.uninstall_rke2),
         _confirm(args, console, "destroy these resources"),
         RichReporter(console),
     )

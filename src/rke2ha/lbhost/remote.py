@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from rke2ha.errors import InvalidError
 from rke2ha.lbhost.decide import Engine, HostFacts, Step, facts_script, parse_facts
-from rke2ha.ssh.connection import Connection, Result, connect
+from rke2ha.ssh.connection import Connection, connect
 from rke2ha.ssh.target import Target
 
 # apt may fetch and unpack for a while; every other step is quick.
@@ -23,20 +23,12 @@ PACKAGE_TIMEOUT = 600.0
 Note = Callable[[str], None]
 
 
-def _tail(result: Result, lines: int = 12) -> str:
-    if result.timed_out:
-        return "(no answer before the time limit)"
-    # stderr last: that is where apt, systemctl and haproxy put the cause.
-    text = (result.stdout + "\n" + result.stderr).strip()
-    return "\n".join(text.splitlines()[-lines:]) or f"exit status {result.exit_status}"
-
-
 async def _facts(conn: Connection, engine: Engine) -> HostFacts:
     result = await conn.run(facts_script(engine))
     if not result.ok:
         raise InvalidError(
             f"load balancer host {conn.target.node}: could not read its {engine.name} "
-            f"facts:\n{_tail(result)}"
+            f"facts:\n{result.tail()}"
         )
     return parse_facts(result.stdout)
 
@@ -55,7 +47,7 @@ async def _run(conn: Connection, engine: Engine, step: Step) -> str:
         raise InvalidError(
             f"load balancer host {host}: cannot install package {names}: "
             f"`apt-get install {names}` failed (no package source that {host} can "
-            f"reach has it):\n{_tail(result, 8)}\nfix: give {host} a package source it can reach "
+            f"reach has it):\n{result.tail(8)}\nfix: give {host} a package source it can reach "
             f"(/etc/apt/sources.list, a proxy or a local mirror), or install "
             f"{names} there by hand; nothing else was changed"
         )
@@ -63,15 +55,15 @@ async def _run(conn: Connection, engine: Engine, step: Step) -> str:
         await conn.run(f"rm -f {shlex.quote(engine.staged)}")
         raise InvalidError(
             f"load balancer host {host}: {engine.binary} rejects the rendered config; "
-            f"the running config and {engine.unit} were not touched:\n{_tail(result, 20)}"
+            f"the running config and {engine.unit} were not touched:\n{result.tail(20)}"
         )
     journal = ""
     if step.kind in ("start", "reload", "restart", "verify"):
         # systemctl only says "see journalctl": the unit's own last words are the cause.
         said = await conn.run(f"journalctl -u {shlex.quote(engine.unit)} -n 15 --no-pager -o cat")
-        journal = f"\n{engine.unit}'s journal:\n{_tail(said, 15)}" if said.ok else ""
+        journal = f"\n{engine.unit}'s journal:\n{said.tail(15)}" if said.ok else ""
     raise InvalidError(
-        f"load balancer host {host}: {step.what} failed (`{step.command}`):\n{_tail(result)}"
+        f"load balancer host {host}: {step.what} failed (`{step.command}`):\n{result.tail()}"
         f"{journal}"
     )
 

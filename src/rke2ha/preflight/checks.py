@@ -101,6 +101,10 @@ def check_memory(f: NodeFacts) -> tuple[str, Problem | None]:
 
 
 def check_ports(f: NodeFacts) -> tuple[str, Problem | None]:
+    if f.unit("rke2-server").running:
+        # A server rke2ha (or anyone) already runs: the ports are held by RKE2 itself, which
+        # is what a second `up` over installed nodes finds.
+        return "held by RKE2 (rke2-server is running)", None
     taken = [
         f"{lst.proto.upper()} {lst.port}" + (f" held by {lst.process}" if lst.process else "")
         for lst in f.listeners

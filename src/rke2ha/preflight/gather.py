@@ -9,7 +9,14 @@ from __future__ import annotations
 MARK = "@@rke2ha "
 
 # Units whose state the checks need (systemctl is-active / is-enabled).
-UNITS = ("firewalld", "NetworkManager", "nm-cloud-setup.service", "nm-cloud-setup.timer")
+# rke2-server: on a node where RKE2 already runs, its ports are its own (check_ports).
+UNITS = (
+    "firewalld",
+    "NetworkManager",
+    "nm-cloud-setup.service",
+    "nm-cloud-setup.timer",
+    "rke2-server",
+)
 
 _SECTIONS = {
     "arch": "uname -m",

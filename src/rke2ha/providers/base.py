@@ -26,6 +26,10 @@ class ProviderOptions:
     force_unlock: bool = False
     # Take over a record at the hostname that rke2ha did not make (never implied).
     adopt_dns: bool = False
+    # provider existing with rke2.install: merge the kubeconfig into ~/.kube/config.
+    merge_kubeconfig: bool = False
+    # `down`: run rke2-uninstall.sh on the nodes where rke2ha installed RKE2.
+    uninstall_rke2: bool = False
 
 
 @dataclass

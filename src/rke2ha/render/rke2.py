@@ -58,6 +58,13 @@ def server_config(
         config["kube-apiserver-arg"] = [
             f"authentication-config={layout.rke2_authentication_config()}"
         ]
+    for key, value in spec.rke2.config.items():
+        # Keys rke2ha sets itself win (rule `rke2.install` refuses them in rke2.config);
+        # list-valued arguments such as kube-apiserver-arg add to rke2ha's own.
+        if isinstance(config.get(key), list) and isinstance(value, list):
+            config[key] = [*config[key], *value]
+        else:
+            config.setdefault(key, value)
     return config
 
 

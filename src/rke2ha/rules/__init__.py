@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rke2ha.rules import dns, hostname, ignored, lb, nodes, provider, rancher, rke2, tls
+from rke2ha.rules import (
+    dns,
+    hostname,
+    ignored,
+    install,
+    lb,
+    nodes,
+    provider,
+    rancher,
+    rke2,
+    tls,
+)
 from rke2ha.rules.facts import Facts, gather_facts
 from rke2ha.rules.finding import Finding, Rule, Severity, count_by_severity, sort_key
 from rke2ha.spec import Spec
@@ -20,6 +31,7 @@ RULES: tuple[Rule, ...] = (
     *dns.RULES,
     *lb.RULES,
     *rke2.RULES,
+    *install.RULES,
     *tls.RULES,
     *provider.RULES,
     *ignored.RULES,

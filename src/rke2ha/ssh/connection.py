@@ -49,6 +49,14 @@ class Result:
     def ok(self) -> bool:
         return self.exit_status == 0
 
+    def tail(self, lines: int = 12) -> str:
+        """The last `lines` of what the command printed, stderr last (where systemctl, apt
+        and install scripts put the cause), for an error message."""
+        if self.timed_out:
+            return "(no answer before the time limit)"
+        text = (self.stdout + "\n" + self.stderr).strip()
+        return "\n".join(text.splitlines()[-lines:]) or f"exit status {self.exit_status}"
+
 
 class HostKeys:
     """One known_hosts file as asyncssh asks about it: which keys to trust for a host, and
@@ -246,6 +254,25 @@ class Connection:
                 "log in as root (ssh.user)",
             )
         return Result(done.exit_status, stdout, stderr)
+
+    async def put(self, local: Path, remote: str, timeout: float) -> None:
+        """Copy `local` to `remote` over SFTP, as the login user (a folder that user owns)."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._conn.start_sftp_client() as sftp:
+                    await sftp.put(str(local), remote)
+        except TimeoutError:
+            raise SshError(
+                "timeout",
+                f"{self.target.node}: uploading {local.name} took over {timeout:g}s",
+                "check the network to the machine and its free disk space",
+            ) from None
+        except (OSError, asyncssh.Error) as err:
+            raise SshError(
+                "ssh",
+                f"{self.target.node}: uploading {local.name} to {remote} failed ({err})",
+                "check that sshd offers the sftp subsystem and the disk there has room",
+            ) from None
 
     async def start(self, command: str) -> Background:
         """`command` as the login user, left running (see `Background`)."""

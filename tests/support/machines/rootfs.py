@@ -42,6 +42,12 @@ PACKAGES = (
     # nginx-light lacks the stream module that layer 4 needs (nginx on load_balancer.hosts).
     "libnginx-mod-stream",
     "etcd-server",
+    # The RKE2 stand-in (tests/support/rke2_standin): its `rke2 server` reads YAML and makes
+    # certificates; etcdctl lets tests read the real etcd membership independently of it.
+    "etcd-client",
+    "python3-cffi-backend",  # debootstrap cannot resolve the virtual cffi API packages
+    "python3-cryptography",
+    "python3-yaml",
 )
 
 # Bump when _configure changes what it writes, so the cached tree is rebuilt.

@@ -31,14 +31,27 @@ from rke2ha.providers.existing.dnsrecord import HostnameRecord, RecordFacts
 from rke2ha.providers.existing.health import wait_healthy
 from rke2ha.providers.existing.hosted import KIND as HOST_KIND
 from rke2ha.providers.existing.hosted import HostedEngine
+from rke2ha.providers.existing.rancher_release import KIND as RANCHER_KIND
+from rke2ha.providers.existing.rancher_release import RancherRelease
 from rke2ha.providers.existing.runner import EngineRunner
+from rke2ha.providers.existing.servers import KIND as SERVER_KIND
+from rke2ha.providers.existing.servers import KUBE_KIND, Rke2Servers
+from rke2ha.providers.existing.servers import KUBECONFIG as SERVERS_DONE
 from rke2ha.spec import Spec
 from rke2ha.specdiff import field_changes, spec_fields, spec_record
 from rke2ha.state import ResourceEntry, State, StateStore
 
 ENGINE = "load_balancer.engine"
 ENGINE_KIND = "lb_engine"
-KIND_RANK = {ENGINE_KIND: 1, HOST_KIND: 1, dnsrecord.KIND: 2}
+KIND_RANK = {
+    ENGINE_KIND: 1,
+    HOST_KIND: 1,
+    dnsrecord.KIND: 2,
+    SERVER_KIND: 3,
+    KUBE_KIND: 4,
+    RANCHER_KIND: 5,
+}
+RKE2_KINDS = (SERVER_KIND, KUBE_KIND, RANCHER_KIND)
 NGINX_NOTE = (
     "nginx (open source) has no active health checks: a node leaves the pool only after "
     "failed connections; prefer haproxy or builtin where readiness matters"
@@ -58,6 +71,8 @@ class ExistingProvider:
         self._config: EngineConfig | None = None
         self._stale_engine = False
         self._hosted: HostedEngine | None = None
+        self._servers: Rke2Servers | None = None
+        self._rancher: RancherRelease | None = None
 
     @property
     def state(self) -> State:
@@ -79,6 +94,32 @@ class ExistingProvider:
         if self._hosted is None:
             self._hosted = HostedEngine(self.spec, self.state, self.store)
         return self._hosted
+
+    @property
+    def servers(self) -> Rke2Servers | None:
+        """RKE2 on the nodes (`rke2.install`); None when rke2ha does not install it."""
+        if self.spec.rke2.install == "none":
+            return None
+        if self._servers is None:
+            self._servers = Rke2Servers(
+                self.spec,
+                self.state,
+                self.store,
+                merge_kubeconfig=self.options.merge_kubeconfig,
+                uninstall=self.options.uninstall_rke2,
+            )
+        return self._servers
+
+    @property
+    def rancher(self) -> RancherRelease | None:
+        """Rancher as HelmChart manifests (`rancher.install`); None when not asked for."""
+        servers = self.servers
+        if servers is None or not self.spec.rancher.install:
+            return None
+        if self._rancher is None:
+            first = servers.targets[servers.names[0]]
+            self._rancher = RancherRelease(self.spec, self.state, self.store, first)
+        return self._rancher
 
     def _engine_addresses(self) -> tuple[str, ...]:
         """What the DNS record waits for: the engine here, or every host's."""
@@ -120,6 +161,10 @@ class ExistingProvider:
                         "rke2ha cannot reach it to undo what it set up there; run `down` "
                         "with the spec that made it"
                     )
+        if self.servers is not None:
+            self.servers.describe(facts)
+        if self.rancher is not None:
+            self.rancher.describe(facts)
         record = self.record
         if record is None:
             facts.notes.append(
@@ -198,6 +243,15 @@ class ExistingProvider:
                     depends_on=self._engine_addresses(),
                 )
             )
+        if self.servers is not None:
+            # Joiners register at https://<hostname>:9345: the load balancer and the record
+            # come first.
+            after = self._engine_addresses()
+            if self.record is not None:
+                after = (*after, dnsrecord.ADDRESS)
+            resources += self.servers.desired(after=after)
+        if self.rancher is not None:
+            resources.append(self.rancher.desired(after=(SERVERS_DONE,)))
         return resources
 
     def plan(self, facts: Facts) -> Plan:
@@ -213,6 +267,8 @@ class ExistingProvider:
         self._explain(the_plan)
         if self.hosted is not None:
             self.hosted.explain(the_plan)
+        if self.servers is not None:
+            self.servers.explain(the_plan)
         return the_plan
 
     def _explain(self, the_plan: Plan) -> None:
@@ -237,9 +293,16 @@ class ExistingProvider:
         done: list[Change] = []
         steps: list[str] = []
         records: list[str] = []
+        servers = self.servers
+        # Refused upgrades and bad artifact sums stop the run before anything changes.
+        artifacts = servers.check_before_apply(plan) if servers is not None else []
         for change in plan.changes:
             with reporter.step(change):
-                if change.kind == ENGINE_KIND and change.action == "delete":
+                if change.kind == RANCHER_KIND and self.rancher is not None:
+                    self.rancher.apply(change, reporter)
+                elif change.kind in RKE2_KINDS:
+                    self._require_servers().apply(change, reporter, artifacts)
+                elif change.kind == ENGINE_KIND and change.action == "delete":
                     self._destroy_engine(reporter)  # the engine moved to load_balancer.hosts
                 elif change.kind == ENGINE_KIND:
                     self._apply_engine(change, reporter)
@@ -260,6 +323,15 @@ class ExistingProvider:
             on = f"on {', '.join(h.name for h in lb.hosts)}, " if lb.hosts else ""
             steps.append(f"HAProxy's stats page: http://{lb.admin}/ ({on}loopback only)")
         return Outcome(done, steps, records)
+
+    def _require_servers(self) -> Rke2Servers:
+        servers = self.servers
+        if servers is None:
+            raise InvalidError(
+                "the state holds RKE2 on the nodes but the spec has rke2.install: none; "
+                "run `down --uninstall-rke2` with the spec that installed it"
+            )
+        return servers
 
     def _require_hosted(self) -> HostedEngine:
         hosted = self.hosted
@@ -354,12 +426,27 @@ class ExistingProvider:
     # ---- destroy --------------------------------------------------------------------------
 
     def plan_destroy(self, facts: Facts) -> Plan:
-        observed = dict(facts.observed)
+        # RKE2 on the nodes goes only with --uninstall-rke2, and only where rke2ha put it.
+        observed = {a: o for a, o in facts.observed.items() if o.kind not in RKE2_KINDS}
+        servers = self.servers
+        if servers is not None:
+            observed.update(servers.destroy_observed())
         entry = self.state.resources.get(ENGINE)
         if self._stale_engine and entry is not None:
             observed[ENGINE] = Observed(ENGINE, ENGINE_KIND, "not running", dict(entry.attrs))
         plan = destroy_plan(observed, kind_rank=KIND_RANK)
         plan.notes.extend(facts.notes)
+        if servers is not None and self.options.uninstall_rke2:
+            on = [c.address for c in plan.changes if c.kind == SERVER_KIND]
+            if on:
+                plan.notes.append(
+                    f"--uninstall-rke2 on {', '.join(on)}: " + servers.what_uninstall_deletes()
+                )
+        elif any(e.kind == SERVER_KIND for e in self.state.resources.values()):
+            plan.notes.append(
+                "RKE2 on the nodes is left alone; `down --uninstall-rke2` removes it where "
+                "rke2ha installed it"
+            )
         return plan
 
     def destroy(self, plan: Plan, facts: Facts, reporter: Reporter) -> Outcome:
@@ -367,13 +454,22 @@ class ExistingProvider:
         records: list[str] = []
         for change in plan.changes:
             with reporter.step(change):
-                if change.kind == ENGINE_KIND:
+                if change.kind in RKE2_KINDS:
+                    self._require_servers().destroy(change, reporter)
+                elif change.kind == ENGINE_KIND:
                     self._destroy_engine(reporter)
                 elif change.kind == HOST_KIND:
                     self._require_hosted().destroy(change, reporter)
                 else:
                     records += self._apply_record(change, reporter)
             done.append(change)
+        if self.options.uninstall_rke2:
+            for key, entry in list(self.state.resources.items()):
+                if entry.kind == SERVER_KIND and not entry.attrs.get("installed"):
+                    del self.state.resources[key]  # RKE2 rke2ha found there stays there
+                elif entry.kind == RANCHER_KIND:
+                    del self.state.resources[key]  # it went with the cluster
+            self.store.save(self.state)
         if not self.state.resources:
             self.store.delete()
         return Outcome(done, [], records)
