@@ -80,6 +80,11 @@ What this stand-in cannot prove about a real RKE2
   header CAs); the supervisor's dynamic SANs are not modelled (joiners check the chain only).
 - RKE2's bootstrap data encryption with the token, agent tokens and bootstrap tokens.
 - Upgrades, etcd snapshots, certificate rotation, SELinux/AppArmor, CIS profiles.
+- Kubernetes authentication beyond client certificates of the cluster CA and the anonymous
+  paths of an authentication-config: no bearer (service account) tokens, no RBAC.
+- Node objects: a server's record is written by the stand-in itself; nothing deletes it
+  (neither does Kubernetes until someone deletes the Node), and "Ready" goes Unknown 50 s
+  after its heartbeats stop, from the heartbeat age alone.
 On real machines a user checks these with `kubectl get nodes` through the fetched kubeconfig,
 `kubectl -n kube-system get pods` and `journalctl -u rke2-server`.
 """
