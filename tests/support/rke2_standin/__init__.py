@@ -12,7 +12,9 @@ Interface (what a test uses)
 
     mirror = build_mirror(tmp_path / "mirror", ("v1.33.2+rke2r1",))   # online mode
     # on the machine: RKE2_STANDIN_MIRROR=<dir holding <version>/...> INSTALL_RKE2_VERSION=...
-    # sh install.sh (only tests set RKE2_STANDIN_MIRROR: the machines have no network)
+    # sh install.sh (only tests set RKE2_STANDIN_MIRROR: the machines have no network); as
+    # sudo drops the caller's environment, install.sh also reads that directory from the first
+    # line of /etc/rke2-standin-mirror, which a test writes on the machine beforehand
 
 Artifacts are built on the workstation side at test time (milliseconds, deterministic bytes:
 the same version gives the same sums). Nothing else is needed on the machines: their root
