@@ -130,6 +130,24 @@ def test_online_install_reads_the_mirror_and_places_no_images(tmp_path: Path) ->
     assert "no release v1.30.0+rke2r1" in missing.stderr
 
 
+@needs_root
+def test_online_install_finds_the_mirror_in_its_file_as_under_sudo(tmp_path: Path) -> None:
+    mirror = build_mirror(tmp_path / "mirror", (VERSION,))
+    (tmp_path / "mirror-file").write_text(f"{mirror}\n")
+    done = _install(
+        tmp_path,
+        INSTALL_RKE2_VERSION=VERSION,
+        RKE2_STANDIN_MIRROR_FILE=str(tmp_path / "mirror-file"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert os.access(tmp_path / "prefix" / "bin" / "rke2", os.X_OK)
+    nothing = _install(
+        tmp_path, INSTALL_RKE2_VERSION=VERSION, RKE2_STANDIN_MIRROR_FILE=str(tmp_path / "none")
+    )
+    assert nothing.returncode == 1
+    assert "download failed: no network here" in nothing.stderr
+
+
 def test_tarball_has_no_owner_or_time_of_the_build(tmp_path: Path) -> None:
     dest = build_artifacts(tmp_path, VERSION)
     with tarfile.open(fileobj=io.BytesIO((dest / TARBALL).read_bytes())) as tar:

@@ -6,6 +6,7 @@ from the workstation namespace."""
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 import threading
 import time
@@ -79,6 +80,28 @@ def config(
     if server is not None:
         doc["server"] = f"https://{server.address}:9345"
     return doc
+
+
+def test_online_install_through_sudo_reads_the_test_mirror(
+    testbed: Testbed, installed: Path
+) -> None:
+    """Online mode as rke2ha runs it: INSTALL_RKE2_VERSION through `sudo -n` as a user, the
+    environment dropped by sudo, the files from the mirror a test named in a file."""
+    with testbed.extra_machine("node-5") as node5:
+        mirror = f"/root/rke2-mirror/{VERSION}"
+        upload(node5, installed, mirror)
+        sh(node5, "echo /root/rke2-mirror > /etc/rke2-standin-mirror")
+        command = f"sudo -n env INSTALL_RKE2_VERSION={VERSION} sh {mirror}/install.sh"
+        done = node5.sh(f"su rke2ha -s /bin/sh -c {shlex.quote(command)}", timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"using {VERSION} as release" in done.stdout
+        assert VERSION in sh(node5, "rke2 --version")
+        # Online installs place no images tarball (only the air-gap path does).
+        assert node5.sh("ls /var/lib/rancher/rke2/agent/images").returncode != 0
+        missing = node5.sh(
+            f"su rke2ha -s /bin/sh -c {shlex.quote(command.replace(VERSION, 'v1.30.0+rke2r1', 1))}"
+        )
+        assert missing.returncode == 1 and "no release v1.30.0+rke2r1" in missing.stderr
 
 
 @pytest.fixture(scope="module")

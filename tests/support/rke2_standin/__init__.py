@@ -12,7 +12,9 @@ Interface (what a test uses)
 
     mirror = build_mirror(tmp_path / "mirror", ("v1.33.2+rke2r1",))   # online mode
     # on the machine: RKE2_STANDIN_MIRROR=<dir holding <version>/...> INSTALL_RKE2_VERSION=...
-    # sh install.sh (only tests set RKE2_STANDIN_MIRROR: the machines have no network)
+    # sh install.sh (only tests set RKE2_STANDIN_MIRROR: the machines have no network); as
+    # sudo drops the caller's environment, install.sh also reads that directory from the first
+    # line of /etc/rke2-standin-mirror, which a test writes on the machine beforehand
 
 Artifacts are built on the workstation side at test time (milliseconds, deterministic bytes:
 the same version gives the same sums). Nothing else is needed on the machines: their root
@@ -80,6 +82,11 @@ What this stand-in cannot prove about a real RKE2
   header CAs); the supervisor's dynamic SANs are not modelled (joiners check the chain only).
 - RKE2's bootstrap data encryption with the token, agent tokens and bootstrap tokens.
 - Upgrades, etcd snapshots, certificate rotation, SELinux/AppArmor, CIS profiles.
+- Kubernetes authentication beyond client certificates of the cluster CA and the anonymous
+  paths of an authentication-config: no bearer (service account) tokens, no RBAC.
+- Node objects: a server's record is written by the stand-in itself; nothing deletes it
+  (neither does Kubernetes until someone deletes the Node), and "Ready" goes Unknown 50 s
+  after its heartbeats stop, from the heartbeat age alone.
 On real machines a user checks these with `kubectl get nodes` through the fetched kubeconfig,
 `kubectl -n kube-system get pods` and `journalctl -u rke2-server`.
 """

@@ -13,7 +13,9 @@
 # Online (INSTALL_RKE2_VERSION without INSTALL_RKE2_ARTIFACT_PATH): the real script downloads
 # from GitHub releases/download/<version>/. The test machines have no network, so the
 # stand-in reads the same files from $RKE2_STANDIN_MIRROR/<version>/ -- a variable only tests
-# set -- and fails like a failed download when that directory does not hold the version.
+# set; or, because sudo drops the caller's environment, from the directory named on the first
+# line of /etc/rke2-standin-mirror (a file only tests write on a machine) -- and fails like a
+# failed download when that directory does not hold the version.
 set -e
 
 info() { echo "[INFO]  $*"; }
@@ -36,6 +38,10 @@ if [ -n "${INSTALL_RKE2_ARTIFACT_PATH}" ]; then
 else
     [ -n "${INSTALL_RKE2_VERSION}" ] || \
         fatal "INSTALL_RKE2_VERSION is required: the stand-in has no release channel to ask"
+    MIRROR_FILE="${RKE2_STANDIN_MIRROR_FILE:-/etc/rke2-standin-mirror}"
+    if [ -z "${RKE2_STANDIN_MIRROR}" ] && [ -r "${MIRROR_FILE}" ]; then
+        RKE2_STANDIN_MIRROR="$(head -n 1 "${MIRROR_FILE}")"
+    fi
     [ -n "${RKE2_STANDIN_MIRROR}" ] || \
         fatal "download failed: no network here (tests set RKE2_STANDIN_MIRROR)"
     SOURCE="${RKE2_STANDIN_MIRROR}/${INSTALL_RKE2_VERSION}"
