@@ -39,6 +39,7 @@ def test_every_server_config(specs: SpecFactory, tmp_path: Path) -> None:
         assert config["tls-san"] == ["rancher.example.com", "10.0.0.10", "10.0.0.11"]
         assert config["cni"] == "cilium"
         assert config["node-name"] == name
+        assert config["ingress-controller"] == "ingress-nginx"
     assert "server" not in parsed["node-1"]
     assert parsed["node-2"]["server"] == "https://rancher.example.com:9345"
     assert parsed["node-3"]["server"] == "https://rancher.example.com:9345"
@@ -84,3 +85,11 @@ def test_without_anonymous_health_no_authentication_config(
     render(specs.load({"rke2": {"anonymous_health": False}}), out)
     assert all("kube-apiserver-arg" not in config for config in configs(out).values())
     assert not list(out.glob("rke2/*/authentication-config.yaml"))
+
+
+def test_traefik_is_named_as_rke2s_ingress_controller(specs: SpecFactory, tmp_path: Path) -> None:
+    """RKE2's default ingress differs by release (ingress-nginx, traefik from v1.36), so the
+    spec's choice is always written."""
+    out = tmp_path / "out"
+    render(specs.load({"ingress": "traefik"}), out)
+    assert {c["ingress-controller"] for c in configs(out).values()} == {"traefik"}

@@ -39,6 +39,10 @@ def tls_sans(spec: Spec) -> list[str]:
     return sans
 
 
+# spec `ingress` -> RKE2's `ingress-controller` value.
+RKE2_INGRESS_CONTROLLERS = {"nginx": "ingress-nginx", "traefik": "traefik"}
+
+
 def _dump(document: dict[str, Any]) -> str:
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
 
@@ -54,6 +58,11 @@ def server_config(
     config["tls-san"] = tls_sans(spec)
     config["node-name"] = node.name
     config["cni"] = spec.rke2.cni
+    # Named, never left to RKE2's default: `ingress-controller` exists since v1.30.3
+    # (rancher/rke2#5928) and the default turned from ingress-nginx to traefik for new
+    # clusters in v1.36 (rancher/rke2#10037), so the default would make the health path and
+    # the ingress HelmChartConfig rke2ha renders depend on the release.
+    config["ingress-controller"] = RKE2_INGRESS_CONTROLLERS[spec.ingress]
     if spec.rke2.anonymous_health:
         config["kube-apiserver-arg"] = [
             f"authentication-config={layout.rke2_authentication_config()}"
