@@ -50,7 +50,9 @@ def test_complete_airgap_passes(base, findings, by_rule):
     assert by_rule(findings(base), "rke2.install") == []
 
 
-@pytest.mark.parametrize("key", ["token", "server", "tls-san", "node-name", "cni"])
+@pytest.mark.parametrize(
+    "key", ["token", "server", "tls-san", "node-name", "cni", "ingress-controller"]
+)
 def test_keys_rke2ha_sets_are_refused_in_config(base, findings, by_rule, key):
     base["rke2"]["config"] = {key: "x"}
     found = by_rule(findings(base), "rke2.install")

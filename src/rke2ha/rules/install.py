@@ -20,7 +20,8 @@ INSTALL_DOCS = (
     "RKE2 docs: Installation Options and Air-Gap Install (https://docs.rke2.io/install/airgap)"
 )
 # Keys of config.yaml rke2ha writes itself (`rke2ha.render.rke2.server_config`).
-OWNED_KEYS = ("token", "server", "tls-san", "node-name", "cni")
+_INSTEAD = {"cni": "; use rke2.cni", "ingress-controller": "; use ingress (nginx or traefik)"}
+OWNED_KEYS = ("token", "server", "tls-san", "node-name", "cni", "ingress-controller")
 
 
 def _install(spec: Spec, facts: Facts) -> Iterator[Issue]:
@@ -31,7 +32,7 @@ def _install(spec: Spec, facts: Facts) -> Iterator[Issue]:
                 f"rke2.config.{key}",
                 f"rke2ha sets `{key}` in config.yaml itself (the same on every server, or "
                 "per server); a second value would contradict it",
-                f"remove rke2.config.{key}" + ("; use rke2.cni" if key == "cni" else ""),
+                f"remove rke2.config.{key}" + _INSTEAD.get(key, ""),
             )
     if rke2.install == "none":
         if spec.rancher.install:
