@@ -188,8 +188,3 @@ def port_health(spec: Spec, frontend_port: int) -> PortHealth:
             "supervisor /ping and apiserver /readyz: a node not yet joined gets no joins",
         )
     return PortHealth(frontend_port, frontend_port, (), "TCP connect")
-
-
-def health_plan(spec: Spec) -> list[PortHealth]:
-    """The health rule of every load balancer port, in the spec's port order."""
-    return [port_health(spec, port) for port in spec.load_balancer.ports]

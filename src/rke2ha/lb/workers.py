@@ -7,7 +7,9 @@ With one worker everything runs in this process. With N (uvicorn's `supervisors/
   state there every `SYNC_INTERVAL` and reads the workers' counters back.
 - Each worker is a fresh interpreter (`python -m rke2ha.lb.workers`, config pickled on
   stdin: no fork of a running event loop) that binds every frontend with SO_REUSEPORT
-  (the kernel spreads clients over the workers), runs the data plane, adopts the
+  (the kernel spreads clients over the workers), runs the data plane (layer 4 relays and
+  layer 7 frontends alike, by each frontend's kind; the cookie affinity key is made here
+  first, so a cookie pins the same node whichever worker reads it), adopts the
   supervisor's health states, and publishes its counters and passive failures. A refused
   connect takes the backend down in that worker at once and, through its
   `connect_failures` counter, in the supervisor (and so every worker) on the next sync.
@@ -26,11 +28,12 @@ import asyncio
 import logging
 import os
 import pickle
+import secrets
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import resource_tracker, shared_memory
 from typing import Any
 
@@ -91,6 +94,11 @@ def _cells(shm: shared_memory.SharedMemory) -> memoryview:
 
 def serve(config: LbConfig, reload_source: Callable[[], LbConfig] | None) -> int:
     """Run until SIGTERM; the exit code of `rke2ha lb serve`."""
+    if config.l7 is not None:
+        from rke2ha.lb.l7.tls import load_certificate
+
+        # A bad certificate is one message before anything binds, not one per worker.
+        load_certificate(config.l7.cert, config.l7.key, config.l7.hostname)
     if config.workers == 1:
         lb = LoadBalancer(config, reload_source=reload_source)
         loops.run(lb.serve())
@@ -153,6 +161,7 @@ class Supervisor:
         self.old: list[Generation] = []
         self._seen_failures: dict[tuple[int, int], int] = {}
         self._stop = asyncio.Event()
+        self._affinity_secret: bytes | None = None
 
     async def serve(self) -> int:
         self.lb.decorate = self.aggregate
@@ -187,8 +196,19 @@ class Supervisor:
             await asyncio.sleep(0.2)
         log.error("a worker exited; stopping")
 
+    def _shared_affinity(self, config: LbConfig) -> LbConfig:
+        """`config` with the affinity key itself, so every worker signs cookies alike."""
+        l7 = config.l7
+        if l7 is None or not l7.affinity or l7.affinity_secret is not None:
+            return config
+        from rke2ha.lb.l7.affinity import affinity_key
+
+        if self._affinity_secret is None or l7.affinity_secret_file is not None:
+            self._affinity_secret = affinity_key(l7) or secrets.token_bytes(32)
+        return replace(config, l7=replace(l7, affinity_secret=self._affinity_secret))
+
     async def _start_generation(self, config: LbConfig) -> Generation | None:
-        generation = Generation(config)
+        generation = Generation(self._shared_affinity(config))
         self._publish(generation)
         while not generation.all_ready():
             if generation.failed():
@@ -210,7 +230,7 @@ class Supervisor:
         new = reread(self.reload_source)
         if new is None:
             return
-        self.lb.apply(new)
+        self.lb.apply(await self.lb.move_admin(new))
         await self._start_generation(self.lb.config)
 
     def _slots(self) -> list[Any]:
