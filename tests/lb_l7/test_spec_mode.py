@@ -221,9 +221,18 @@ def test_spec_layer7_serves_redirects_and_follows_health(
                 tls.sendall(f"GET /after HTTP/1.1\r\nHost: {HOSTNAME}\r\n\r\n".encode())
                 served.add(json.loads(read_response(tls)[2])["backend"])
         assert served == {f"{NODES[0]}:{80 + offset}", f"{NODES[1]}:{80 + offset}"}
+        _stops_cleanly(proc, tmp_path / "lb.err")
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def _stops_cleanly(proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """SIGTERM after a reload: exit 0, every generation's shared memory closed once."""
+    proc.terminate()
+    assert proc.wait(15) == 0, log_path.read_text()[-2000:]
+    text = log_path.read_text()
+    assert "Traceback" not in text and "error:" not in text, text[-2000:]
 
 
 def _wait_for_reload(log_path: Path, workers: int) -> None:
@@ -318,7 +327,7 @@ def test_sighup_applies_a_layer7_spec_change_without_dropping_a_request(
                 assert _get(tls, "/after")[0] == 200
         served = {h for h, n in nodes.items() if len(n.requests) > before[h]}
         assert served == {NODES[0], NODES[1], "127.0.50.78"}
-        assert proc.poll() is None
+        _stops_cleanly(proc, err_path)
     finally:
         proc.terminate()
         proc.wait(15)

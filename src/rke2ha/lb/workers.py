@@ -120,6 +120,7 @@ class Generation:
         self.layout = layout_of(config)
         self.shm = shared_memory.SharedMemory(create=True, size=self.layout.size)
         self.cells = _cells(self.shm)
+        self.closed = False
         self.procs: list[subprocess.Popen[bytes]] = []
         payload = pickle.dumps(config)
         for index in range(config.workers):
@@ -148,6 +149,9 @@ class Generation:
             await asyncio.sleep(0.05)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.cells.release()
         self.shm.close()
         self.shm.unlink()
@@ -178,6 +182,7 @@ class Supervisor:
         stop = asyncio.create_task(self._stop.wait())
         dead = asyncio.create_task(self._watch())
         await asyncio.wait([stop, dead], return_when=asyncio.FIRST_COMPLETED)
+        sync.cancel()  # it closes drained generations too: one closer from here on
         for gen in [*self.old, self.generation]:
             if gen is not None:
                 gen.terminate()
@@ -185,7 +190,6 @@ class Supervisor:
             if gen is not None:
                 await gen.wait()
                 gen.close()
-        sync.cancel()
         stop.cancel()
         dead.cancel()
         await self.lb.close()
