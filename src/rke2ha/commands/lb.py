@@ -86,6 +86,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(built-in or HAProxy), without a reload.",
     )
     lb_sub = lb.add_subparsers(dest="lb_command", metavar="SUBCOMMAND")
+    # The defaults shown are the spec model's: the config takes them from there too.
+    from rke2ha.spec import Health, LoadBalancer
+
+    spec_lb, health = LoadBalancer(), Health()
     serve_p = lb_sub.add_parser(
         "serve",
         help="serve the load balancer, layer 4 or 7 (from the spec with -f, or ad hoc)",
@@ -111,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve_p.add_argument(
         "--health",
-        default="tcp",
+        default=None,
         metavar="CHECK",
         help="ad hoc: tcp | http:PATH[@PORT] | https:PATH[@PORT] (default tcp)",
     )
@@ -120,13 +124,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--balance",
         choices=["leastconn", "roundrobin"],
         default=None,
-        help="ad hoc: how backends are picked (default leastconn)",
+        help=f"ad hoc: how backends are picked (default {spec_lb.balance})",
     )
     serve_p.add_argument(
         "--admin",
         metavar="HOST:PORT",
         default=None,
-        help="admin endpoint (default: the spec's, or 127.0.0.1:8404); 'off' to disable",
+        help=f"admin endpoint (default: the spec's, or {spec_lb.admin}); 'off' to disable",
     )
     serve_p.add_argument(
         "--workers",
@@ -147,49 +151,51 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_positive_duration,
         default=None,
         metavar="DURATION",
-        help="ad hoc: time between checks (default 1s)",
+        help=f"ad hoc: time between checks (default {health.interval:g}s)",
     )
     serve_p.add_argument(
         "--timeout",
         type=_positive_duration,
         default=None,
         metavar="DURATION",
-        help="ad hoc: check timeout (default 1s)",
+        help=f"ad hoc: check timeout (default {health.timeout:g}s)",
     )
     serve_p.add_argument(
         "--rise",
         type=_positive,
         default=None,
         metavar="N",
-        help="ad hoc: passed checks to mark a backend up (default 2)",
+        help=f"ad hoc: passed checks to mark a backend up (default {health.rise})",
     )
     serve_p.add_argument(
         "--fall",
         type=_positive,
         default=None,
         metavar="N",
-        help="ad hoc: failed checks to mark a backend down (default 2)",
+        help=f"ad hoc: failed checks to mark a backend down (default {health.fall})",
     )
     serve_p.add_argument(
         "--drain-timeout",
         type=_duration,
         default=None,
         metavar="DURATION",
-        help="on SIGTERM, wait this long for open connections (default: the spec's, or 30s)",
+        help="on SIGTERM, wait this long for open connections "
+        f"(default: the spec's, or {spec_lb.drain_timeout:g}s)",
     )
     serve_p.add_argument(
         "--idle-timeout",
         type=_positive_duration,
         default=None,
         metavar="DURATION",
-        help="ad hoc: close a connection idle this long (default 1h)",
+        help=f"ad hoc: close a connection idle this long (default {spec_lb.idle_timeout:g}s)",
     )
     serve_p.add_argument(
         "--connect-timeout",
         type=_positive_duration,
         default=None,
         metavar="DURATION",
-        help="ad hoc: give up a backend connect after this long (default 5s)",
+        help="ad hoc: give up a backend connect after this long "
+        f"(default {spec_lb.connect_timeout:g}s)",
     )
     serve_p.add_argument(
         "--max-connections",
@@ -197,7 +203,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         metavar="N",
         help="ad hoc: beyond N open connections stop accepting (clients wait in the backlog; "
-        "default 10000)",
+        f"default {spec_lb.max_connections})",
     )
     serve_p.add_argument(
         "--retries",
@@ -205,7 +211,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=range(0, 11),
         default=None,
         metavar="N",
-        help="ad hoc: other backends tried after a refused or timed-out connect (0-10, default 2)",
+        help="ad hoc: other backends tried after a refused or timed-out connect "
+        f"(0-10, default {spec_lb.retries})",
     )
     serve_p.add_argument("--send-proxy", action="store_true", help="ad hoc: PROXY v2 to backends")
     serve_p.add_argument(
@@ -279,7 +286,7 @@ def build_config(args: argparse.Namespace, spec: Spec | None = None) -> LbConfig
         config = from_flags(
             listen=args.listen,
             backends=args.backend,
-            health=args.health,
+            **({"health": args.health} if args.health else {}),
             host_header=args.host_header,
             workers=args.workers,
             send_proxy=args.send_proxy,

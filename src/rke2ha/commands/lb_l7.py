@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 
 def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
+    from rke2ha.lb.config import HEADER_TIMEOUT
+    from rke2ha.spec import LoadBalancer
+
+    spec_lb = LoadBalancer()
     group = parser.add_argument_group(
         "layer 7 (TLS ends here; Rancher installed with --set tls=external)"
     )
@@ -50,7 +54,7 @@ def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         choices=(301, 308),
         default=None,
-        help="status of that redirect (default 308: keeps method and body)",
+        help=f"status of that redirect (default {spec_lb.redirect_code}; 308 keeps the method)",
     )
     group.add_argument(
         "--acme-passthrough",
@@ -68,14 +72,15 @@ def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_duration,
         default=None,
         metavar="DURATION",
-        help="read/write and websocket idle timeout (default 1800s, Rancher's advice)",
+        help="read/write and websocket idle timeout "
+        f"(default {spec_lb.http_timeout:g}s, Rancher's advice)",
     )
     group.add_argument(
         "--header-timeout",
         type=parse_duration,
         default=None,
         metavar="DURATION",
-        help="a request head must arrive within this, or 408 (default 10s)",
+        help=f"a request head must arrive within this, or 408 (default {HEADER_TIMEOUT:g}s)",
     )
 
 
