@@ -59,11 +59,6 @@ class HttpProbe:
     bearer_token_file: Path | None = None
     send_proxy: bool = False  # a PROXY protocol v2 header goes first (the ingress expects it)
 
-    @property
-    def readiness_unknown_statuses(self) -> tuple[int, ...]:
-        """Accepted statuses that prove the server answers but not that it is ready."""
-        return tuple(s for s in self.ok_statuses if s == 401)
-
 
 @dataclass(frozen=True)
 class PortHealth:
