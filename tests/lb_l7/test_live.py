@@ -158,16 +158,23 @@ def test_websocket_through_the_lb_survives_sighup(
     assert upgrade_headers["x-forwarded-proto"] == "https"
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_failed_reload_keeps_serving_the_old_certificate(
-    loop_thread: LoopThread, lb_factory: LbFactory, cert: CertFiles
+    loop_thread: LoopThread, lb_factory: LbFactory, cert: CertFiles, workers: int
 ) -> None:
     node = start_backend(loop_thread, BACKEND_HOSTS[0], echo_handler)
-    lb = lb_factory([node.address])
+    lb = lb_factory([node.address], "--workers", str(workers))
+    if workers > 1:  # every worker has loaded the certificate
+        assert wait_for(lambda: f"{workers} workers listening" in lb.stderr())
     cert.key.write_text("not a key\n")
     lb.signal(signal.SIGHUP)
-    assert wait_for(lambda: "certificate reload failed" in lb.stderr())
+    # one process keeps its certificate; a supervisor keeps its workers
+    failed = "certificate reload failed" if workers == 1 else "reload failed, keeping"
+    assert wait_for(lambda: failed in lb.stderr())
     assert "not a PEM private key" in lb.stderr()
-    assert get(lb, cert, "/")[0] == 200
+    for _ in range(4):
+        assert get(lb, cert, "/")[0] == 200
+    assert lb.proc.poll() is None
 
 
 def test_redirect_keeps_path_and_query(

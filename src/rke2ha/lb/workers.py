@@ -92,13 +92,18 @@ def _cells(shm: shared_memory.SharedMemory) -> memoryview:
     return buffer.cast("q")
 
 
+def check_certificate(config: LbConfig) -> None:
+    """The layer 7 certificate and key load and cover the hostname (Rke2haError if not)."""
+    from rke2ha.lb.l7.tls import load_certificate
+
+    assert config.l7 is not None
+    load_certificate(config.l7.cert, config.l7.key, config.l7.hostname)
+
+
 def serve(config: LbConfig, reload_source: Callable[[], LbConfig] | None) -> int:
     """Run until SIGTERM; the exit code of `rke2ha lb serve`."""
     if config.l7 is not None:
-        from rke2ha.lb.l7.tls import load_certificate
-
-        # A bad certificate is one message before anything binds, not one per worker.
-        load_certificate(config.l7.cert, config.l7.key, config.l7.hostname)
+        check_certificate(config)  # one message before anything binds, not one per worker
     if config.workers == 1:
         lb = LoadBalancer(config, reload_source=reload_source)
         loops.run(lb.serve())
@@ -234,6 +239,14 @@ class Supervisor:
         new = reread(self.reload_source)
         if new is None:
             return
+        if new.l7 is not None:
+            # New workers load the certificate themselves: one that cannot be served is
+            # refused here, and the running generation goes on with its own.
+            try:
+                check_certificate(new)
+            except Rke2haError as err:
+                log.error("reload failed, keeping the running configuration: %s", err)
+                return
         self.lb.apply(await self.lb.move_admin(new))
         await self._start_generation(self.lb.config)
 
@@ -341,52 +354,57 @@ async def _worker_main(config: LbConfig, shm_name: str, index: int) -> None:
     # when this worker exits; the supervisor owns it.
     resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     cells = _cells(shm)
+    try:
+        await _serve_worker(config, cells, index)
+    finally:
+        # Even when the worker could not start: the view must go before the block closes.
+        cells.release()
+        shm.close()
+
+
+async def _serve_worker(config: LbConfig, cells: memoryview, index: int) -> None:
     layout = layout_of(config)
     lb = LoadBalancer(config, data_plane=True, checks=False, admin=False)
     await lb.start()
     lb.install_signals()
     cells[layout.ready(index)] = 1
     stop = asyncio.create_task(lb._stop.wait())
-    try:
-        while not stop.done():
-            slot = 0
-            for f_index, site in enumerate(lb.sites):
-                fe = site.frontend
-                assert fe is not None
-                values = (
-                    fe.active,
-                    fe.total,
-                    fe.retries,
-                    fe.failovers,
-                    fe.failed,
-                    fe.bytes_up,
-                    fe.bytes_down,
+    while not stop.done():
+        slot = 0
+        for f_index, site in enumerate(lb.sites):
+            fe = site.frontend
+            assert fe is not None
+            values = (
+                fe.active,
+                fe.total,
+                fe.retries,
+                fe.failovers,
+                fe.failed,
+                fe.bytes_up,
+                fe.bytes_down,
+            )
+            for field, value in enumerate(values):
+                cells[layout.frontend(index, f_index, field)] = value
+            for backend in _config_order(site):
+                state = _STATES[cells[layout.state(slot)]]
+                if not (
+                    backend.state is State.DOWN
+                    and state.serves
+                    and backend.connect_failures > cells[layout.backend(index, slot, 4)]
+                ):
+                    backend.adopt(state, "from the supervisor's checks")
+                counters = (
+                    backend.active,
+                    backend.total,
+                    backend.bytes_in,
+                    backend.bytes_out,
+                    backend.connect_failures,
                 )
-                for field, value in enumerate(values):
-                    cells[layout.frontend(index, f_index, field)] = value
-                for backend in _config_order(site):
-                    state = _STATES[cells[layout.state(slot)]]
-                    if not (
-                        backend.state is State.DOWN
-                        and state.serves
-                        and backend.connect_failures > cells[layout.backend(index, slot, 4)]
-                    ):
-                        backend.adopt(state, "from the supervisor's checks")
-                    counters = (
-                        backend.active,
-                        backend.total,
-                        backend.bytes_in,
-                        backend.bytes_out,
-                        backend.connect_failures,
-                    )
-                    for field, value in enumerate(counters):
-                        cells[layout.backend(index, slot, field)] = value
-                    slot += 1
-            await asyncio.wait([stop], timeout=SYNC_INTERVAL)
-        await lb.drain()
-    finally:
-        del cells
-        shm.close()
+                for field, value in enumerate(counters):
+                    cells[layout.backend(index, slot, field)] = value
+                slot += 1
+        await asyncio.wait([stop], timeout=SYNC_INTERVAL)
+    await lb.drain()
 
 
 def worker_entry(argv: list[str]) -> int:
