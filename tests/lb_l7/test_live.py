@@ -9,7 +9,9 @@ import resource
 import signal
 import socket
 import ssl
+import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +30,7 @@ from helpers import (
     close_second_handler,
     closed_after,
     echo_handler,
+    free_port,
     make_cert,
     read_response,
     recorder_handler,
@@ -156,6 +159,39 @@ def test_websocket_through_the_lb_survives_sighup(
         assert sock.selected_alpn_protocol() in (None, "http/1.1")
     upgrade_headers = {k.lower(): v for k, v in node.requests[0]["headers"].items()}
     assert upgrade_headers["x-forwarded-proto"] == "https"
+
+
+def test_status_of_two_workers_counts_every_request(
+    loop_thread: LoopThread, lb_factory: LbFactory, cert: CertFiles
+) -> None:
+    """`--workers 2` at layer 7: the supervisor's /status sums both workers' counters."""
+    nodes = [start_backend(loop_thread, host, echo_handler) for host in BACKEND_HOSTS]
+    admin = free_port()
+    lb = lb_factory([n.address for n in nodes], "--workers", "2", "--admin", f"{LB_HOST}:{admin}")
+    assert wait_for(lambda: lb.stderr().count("listening on") >= 2)  # both workers
+    requests = 24  # each curl is a new connection: the kernel spreads them over the workers
+    for i in range(requests):
+        curl = subprocess.run(
+            [
+                *("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"),
+                *("--cacert", str(cert.ca), "--resolve", f"{HOSTNAME}:{lb.port}:{LB_HOST}"),
+                f"https://{HOSTNAME}:{lb.port}/n{i}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert curl.stdout == "200", curl.stderr
+    deadline = time.monotonic() + 3  # workers publish their counters every 50 ms
+    while True:
+        with urllib.request.urlopen(f"http://{LB_HOST}:{admin}/status", timeout=5) as reply:
+            front = json.loads(reply.read())["frontends"][0]
+        if front["total"] >= requests or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert front["total"] == requests
+    assert sum(b["total"] for b in front["backends"]) == requests
+    assert sum(len(n.requests) for n in nodes) == requests  # the nodes agree
 
 
 @pytest.mark.parametrize("workers", [1, 2])
