@@ -59,11 +59,6 @@ class HttpProbe:
     bearer_token_file: Path | None = None
     send_proxy: bool = False  # a PROXY protocol v2 header goes first (the ingress expects it)
 
-    @property
-    def readiness_unknown_statuses(self) -> tuple[int, ...]:
-        """Accepted statuses that prove the server answers but not that it is ready."""
-        return tuple(s for s in self.ok_statuses if s == 401)
-
 
 @dataclass(frozen=True)
 class PortHealth:
@@ -188,8 +183,3 @@ def port_health(spec: Spec, frontend_port: int) -> PortHealth:
             "supervisor /ping and apiserver /readyz: a node not yet joined gets no joins",
         )
     return PortHealth(frontend_port, frontend_port, (), "TCP connect")
-
-
-def health_plan(spec: Spec) -> list[PortHealth]:
-    """The health rule of every load balancer port, in the spec's port order."""
-    return [port_health(spec, port) for port in spec.load_balancer.ports]

@@ -1,6 +1,6 @@
 """Provider existing with the built-in engine at layer 7, for real: `up` starts `lb serve`,
 HTTPS through it (verified against the test's own CA) reaches the node emulators' port 80,
-a changed certificate is a reload, a change a reload cannot apply a restart, a key that
+a changed certificate or layer 7 setting is a reload of the same process, a key that
 does not match the certificate is refused before anything runs, `down` leaves nothing.
 
 This file's loopback range is 127.0.81.0/24 (the other existing tests use 127.0.80.0/24):
@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def accepts(port: int) -> bool:
         return False
 
 
-def test_up_serves_https_reloads_restarts_and_down_removes_all(
+def test_up_serves_https_reloads_every_change_and_down_removes_all(
     layer7_deployment: Deployment,
 ) -> None:
     ca = layer7_deployment.directory / "tls.crt"  # self-signed with CA:TRUE: its own trust anchor
@@ -152,21 +153,27 @@ def test_up_serves_https_reloads_restarts_and_down_removes_all(
     versions = [p.name for p in (layer7_deployment.directory / ENGINE_ROOT).glob("v-*")]
     assert versions == [os.readlink(current)]  # the old version was pruned
 
-    # The redirect code is fixed when the front starts: a restart, not a reload.
-    layer7_deployment.write(layer7_spec(redirect_code=301))
-    assert layer7_deployment.plan_lines() == ["~ load_balancer.engine"]
-    restart = layer7_deployment.cli("up", "--yes")
-    assert restart.code == 0, restart.out + restart.err
-    assert "a reload cannot apply this change" in restart.out
-    restarted = layer7_deployment.engine_pid()
-    assert restarted != pid and not procs.alive(pid) and procs.alive(restarted)
-    assert port_80_redirect(LB).stdout == f"301 https://{HOSTNAME}/"
+    # A layer 7 setting (the redirect code) is applied by a reload of the same process too,
+    # while a keep-alive connection stays open.
+    with tls_connection(ca) as kept:
+        assert keepalive_request(kept).split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
+        layer7_deployment.write(layer7_spec(redirect_code=301))
+        assert layer7_deployment.plan_lines() == ["~ load_balancer.engine"]
+        reload = layer7_deployment.cli("up", "--yes")
+        assert reload.code == 0, reload.out + reload.err
+        assert "reloaded" in reload.out
+        assert layer7_deployment.engine_pid() == pid
+        deadline = time.monotonic() + 10
+        while port_80_redirect(LB).stdout != f"301 https://{HOSTNAME}/":
+            assert time.monotonic() < deadline, port_80_redirect(LB).stdout
+            time.sleep(0.1)
+        assert keepalive_request(kept).split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
     assert https_get(ca, LB)[0] == 200
     assert layer7_deployment.plan_lines() == []
 
     down = layer7_deployment.cli("down", "--yes")
     assert down.code == 0, down.out + down.err
-    assert not procs.alive(restarted)
+    assert not procs.alive(pid)
     assert layer7_deployment.our_processes() == []
     assert not layer7_deployment.state_file.exists()
     assert not (layer7_deployment.directory / ".rke2ha" / "existing").exists()

@@ -9,7 +9,14 @@ import pytest
 
 from rke2ha.errors import UsageError
 from rke2ha.lb.checks import build_request, judge
-from rke2ha.lb.config import Probe, check_privileges, from_flags, from_spec, parse_health
+from rke2ha.lb.config import (
+    L7Flags,
+    Probe,
+    check_privileges,
+    from_flags,
+    from_spec,
+    parse_health,
+)
 from rke2ha.lb.proxyproto import parse_proxy_v2, proxy_v2_header, proxy_v2_local_header
 from rke2ha.lb.reload import plan_reload
 from rke2ha.specfile import load_spec
@@ -120,3 +127,37 @@ def test_spec_send_proxy_reaches_only_the_ingress_ports(tmp_path: Path) -> None:
     # the apiserver and the supervisor cannot read a PROXY header
     assert not by_port[26443].send_proxy and not by_port[29345].send_proxy
     assert not any(p.send_proxy for p in by_port[26443].health.probes)
+
+
+def test_flags_and_spec_share_every_default(tmp_path: Path) -> None:
+    """One config type at both layers: a spec without load balancer settings and flags
+    without options give the same limits, timeouts, admin address and redirect."""
+    from tests.support.certs import write_self_signed
+
+    write_self_signed(tmp_path / "tls.crt", tmp_path / "tls.key", "rancher.example.test")
+    tls = f", layer: 7, tls: {{cert: {tmp_path / 'tls.crt'}, key: {tmp_path / 'tls.key'}}}"
+    spec = from_spec(load_spec(_spec(tmp_path, tls)))
+    flags = from_flags(
+        listen="127.0.30.10:443",
+        backends=["127.0.30.11:80"],
+        l7=L7Flags(cert=tmp_path / "tls.crt", key=tmp_path / "tls.key", hostname="x"),
+    )
+    layer4 = from_flags(listen="127.0.30.10:6443", backends=["127.0.30.11:6443"])
+    by_kind = {f.kind: f for f in spec.frontends}
+    assert {f.kind for f in spec.frontends} == {"https", "redirect", "tcp"}
+    for ours, theirs in (
+        (flags.frontends[0], by_kind["https"]),
+        (layer4.frontends[0], by_kind["tcp"]),
+    ):
+        for name in ("connect_timeout", "idle_timeout", "max_connections", "retries", "balance"):
+            assert getattr(ours, name) == getattr(theirs, name), name
+        assert (ours.health.interval, ours.health.rise) == (
+            theirs.health.interval,
+            theirs.health.rise,
+        )
+    for config in (flags, layer4):
+        assert (config.admin, config.drain_timeout) == (spec.admin, spec.drain_timeout)
+    assert flags.l7 is not None and spec.l7 is not None
+    assert flags.l7.redirect_code == spec.l7.redirect_code
+    assert flags.l7.header_timeout == spec.l7.header_timeout
+    assert layer4.l7 is None and by_kind["https"].idle_timeout == 1800.0  # http_timeout

@@ -335,6 +335,9 @@ def start_websocket_backend(loop: LoopThread, host: str) -> Backend:
 # ---- the load balancer process ---------------------------------------------------------
 
 
+ACCESS_LOG_DELAY = 0.6  # AccessLog's flush interval (0.5 s) and a margin
+
+
 def free_port(host: str = LB_HOST) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -353,6 +356,9 @@ class LbProcess:
         return self.stderr_path.read_text()
 
     def access(self) -> list[dict[str, Any]]:
+        """The access log's lines so far; a line is written at most 0.5 s after its request
+        ends (`AccessLog` batches them), so this waits that long first."""
+        time.sleep(ACCESS_LOG_DELAY)
         return [json.loads(line) for line in self.access_path.read_text().splitlines() if line]
 
     def signal(self, sig: signal.Signals) -> None:

@@ -2,7 +2,7 @@
 
 Unit tests of the record builders, then real `rke2ha lb serve` processes on 127.0.142.0/24:
 a layer 7 spec writes its layer 7 (443) and layer 4 (6443) lines into one file in one
-shape, and `none` writes nothing at either layer (it wrote a file named `none` at layer 4).
+shape, and `none` writes nothing at either layer (and no file named `none`).
 """
 
 from __future__ import annotations

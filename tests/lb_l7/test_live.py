@@ -9,7 +9,9 @@ import resource
 import signal
 import socket
 import ssl
+import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +30,7 @@ from helpers import (
     close_second_handler,
     closed_after,
     echo_handler,
+    free_port,
     make_cert,
     read_response,
     recorder_handler,
@@ -158,16 +161,56 @@ def test_websocket_through_the_lb_survives_sighup(
     assert upgrade_headers["x-forwarded-proto"] == "https"
 
 
-def test_failed_reload_keeps_serving_the_old_certificate(
+def test_status_of_two_workers_counts_every_request(
     loop_thread: LoopThread, lb_factory: LbFactory, cert: CertFiles
 ) -> None:
+    """`--workers 2` at layer 7: the supervisor's /status sums both workers' counters."""
+    nodes = [start_backend(loop_thread, host, echo_handler) for host in BACKEND_HOSTS]
+    admin = free_port()
+    lb = lb_factory([n.address for n in nodes], "--workers", "2", "--admin", f"{LB_HOST}:{admin}")
+    assert wait_for(lambda: lb.stderr().count("listening on") >= 2)  # both workers
+    requests = 24  # each curl is a new connection: the kernel spreads them over the workers
+    for i in range(requests):
+        curl = subprocess.run(
+            [
+                *("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"),
+                *("--cacert", str(cert.ca), "--resolve", f"{HOSTNAME}:{lb.port}:{LB_HOST}"),
+                f"https://{HOSTNAME}:{lb.port}/n{i}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert curl.stdout == "200", curl.stderr
+    deadline = time.monotonic() + 3  # workers publish their counters every 50 ms
+    while True:
+        with urllib.request.urlopen(f"http://{LB_HOST}:{admin}/status", timeout=5) as reply:
+            front = json.loads(reply.read())["frontends"][0]
+        if front["total"] >= requests or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert front["total"] == requests
+    assert sum(b["total"] for b in front["backends"]) == requests
+    assert sum(len(n.requests) for n in nodes) == requests  # the nodes agree
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failed_reload_keeps_serving_the_old_certificate(
+    loop_thread: LoopThread, lb_factory: LbFactory, cert: CertFiles, workers: int
+) -> None:
     node = start_backend(loop_thread, BACKEND_HOSTS[0], echo_handler)
-    lb = lb_factory([node.address])
+    lb = lb_factory([node.address], "--workers", str(workers))
+    if workers > 1:  # every worker has loaded the certificate
+        assert wait_for(lambda: f"{workers} workers listening" in lb.stderr())
     cert.key.write_text("not a key\n")
     lb.signal(signal.SIGHUP)
-    assert wait_for(lambda: "certificate reload failed" in lb.stderr())
+    # one process keeps its certificate; a supervisor keeps its workers
+    failed = "certificate reload failed" if workers == 1 else "reload failed, keeping"
+    assert wait_for(lambda: failed in lb.stderr())
     assert "not a PEM private key" in lb.stderr()
-    assert get(lb, cert, "/")[0] == 200
+    for _ in range(4):
+        assert get(lb, cert, "/")[0] == 200
+    assert lb.proc.poll() is None
 
 
 def test_redirect_keeps_path_and_query(
@@ -493,8 +536,12 @@ def test_workers_share_the_port_and_the_affinity_secret(
     nodes = [start_backend(loop_thread, host, echo_handler) for host in BACKEND_HOSTS]
     lb = lb_factory([n.address for n in nodes], "--workers", "2", "--affinity", "cookie")
     time.sleep(0.5)
-    children = Path(f"/proc/{lb.proc.pid}/task/{lb.proc.pid}/children").read_text().split()
-    assert len(children) == 2
+    children = [
+        child
+        for child in Path(f"/proc/{lb.proc.pid}/task/{lb.proc.pid}/children").read_text().split()
+        if b"rke2ha.lb.workers" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    assert len(children) == 2  # the workers (beside Python's shared-memory tracker)
     status, headers, body = get(lb, cert, "/")
     pinned, cookie = json.loads(body)["backend"], headers["set-cookie"].split(";")[0]
     # new connections land on either worker; every one honours the same cookie

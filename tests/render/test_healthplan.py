@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.render.helpers import SpecFactory
 
-from rke2ha.healthplan import health_plan, ingress_probe, port_health, rancher_ping_probe
+from rke2ha.healthplan import ingress_probe, port_health, rancher_ping_probe
 from rke2ha.providers.aws.desired import health_check
 
 
@@ -37,7 +37,7 @@ def test_rancher_ping_is_its_own_probe_and_in_no_port_rule(specs: SpecFactory) -
     ping = rancher_ping_probe(spec)
     assert (ping.scheme, ping.port, ping.path, ping.expect_body) == ("https", 443, "/ping", "pong")
     assert ping.host_header == spec.hostname
-    rotation = [p for rule in health_plan(spec) for p in rule.probes]
+    rotation = [p for port in spec.load_balancer.ports for p in port_health(spec, port).probes]
     assert ping not in rotation
     assert all(p.host_header != spec.hostname for p in rotation)
 

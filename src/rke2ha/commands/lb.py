@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from rke2ha.commands.common import add_spec_argument, spec_from_args
@@ -17,6 +18,7 @@ from rke2ha.errors import UsageError
 
 if TYPE_CHECKING:
     from rke2ha.lb.config import LbConfig
+    from rke2ha.spec import Spec
 
 
 def _duration(text: str) -> float:
@@ -84,6 +86,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(built-in or HAProxy), without a reload.",
     )
     lb_sub = lb.add_subparsers(dest="lb_command", metavar="SUBCOMMAND")
+    # The defaults shown are the spec model's: the config takes them from there too.
+    from rke2ha.spec import Health, LoadBalancer
+
+    spec_lb, health = LoadBalancer(), Health()
     serve_p = lb_sub.add_parser(
         "serve",
         help="serve the load balancer, layer 4 or 7 (from the spec with -f, or ad hoc)",
@@ -109,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve_p.add_argument(
         "--health",
-        default="tcp",
+        default=None,
         metavar="CHECK",
         help="ad hoc: tcp | http:PATH[@PORT] | https:PATH[@PORT] (default tcp)",
     )
@@ -118,13 +124,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--balance",
         choices=["leastconn", "roundrobin"],
         default=None,
-        help="ad hoc: how backends are picked (default leastconn)",
+        help=f"ad hoc: how backends are picked (default {spec_lb.balance})",
     )
     serve_p.add_argument(
         "--admin",
         metavar="HOST:PORT",
         default=None,
-        help="admin endpoint (default: the spec's, or 127.0.0.1:8404); 'off' to disable",
+        help=f"admin endpoint (default: the spec's, or {spec_lb.admin}); 'off' to disable",
     )
     serve_p.add_argument(
         "--workers",
@@ -143,67 +149,70 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve_p.add_argument(
         "--interval",
         type=_positive_duration,
-        default=1.0,
+        default=None,
         metavar="DURATION",
-        help="ad hoc: time between checks (default 1s)",
+        help=f"ad hoc: time between checks (default {health.interval:g}s)",
     )
     serve_p.add_argument(
         "--timeout",
         type=_positive_duration,
-        default=1.0,
+        default=None,
         metavar="DURATION",
-        help="ad hoc: check timeout (default 1s)",
+        help=f"ad hoc: check timeout (default {health.timeout:g}s)",
     )
     serve_p.add_argument(
         "--rise",
         type=_positive,
-        default=2,
+        default=None,
         metavar="N",
-        help="ad hoc: passed checks to mark a backend up (default 2)",
+        help=f"ad hoc: passed checks to mark a backend up (default {health.rise})",
     )
     serve_p.add_argument(
         "--fall",
         type=_positive,
-        default=2,
+        default=None,
         metavar="N",
-        help="ad hoc: failed checks to mark a backend down (default 2)",
+        help=f"ad hoc: failed checks to mark a backend down (default {health.fall})",
     )
     serve_p.add_argument(
         "--drain-timeout",
         type=_duration,
         default=None,
         metavar="DURATION",
-        help="on SIGTERM, wait this long for open connections (default: the spec's, or 30s)",
+        help="on SIGTERM, wait this long for open connections "
+        f"(default: the spec's, or {spec_lb.drain_timeout:g}s)",
     )
     serve_p.add_argument(
         "--idle-timeout",
         type=_positive_duration,
-        default=3600.0,
+        default=None,
         metavar="DURATION",
-        help="ad hoc: close a connection idle this long (default 1h)",
+        help=f"ad hoc: close a connection idle this long (default {spec_lb.idle_timeout:g}s)",
     )
     serve_p.add_argument(
         "--connect-timeout",
         type=_positive_duration,
-        default=5.0,
+        default=None,
         metavar="DURATION",
-        help="ad hoc: give up a backend connect after this long (default 5s)",
+        help="ad hoc: give up a backend connect after this long "
+        f"(default {spec_lb.connect_timeout:g}s)",
     )
     serve_p.add_argument(
         "--max-connections",
         type=_positive,
-        default=10_000,
+        default=None,
         metavar="N",
         help="ad hoc: beyond N open connections stop accepting (clients wait in the backlog; "
-        "default 10000)",
+        f"default {spec_lb.max_connections})",
     )
     serve_p.add_argument(
         "--retries",
         type=int,
         choices=range(0, 11),
-        default=2,
+        default=None,
         metavar="N",
-        help="ad hoc: other backends tried after a refused or timed-out connect (0-10, default 2)",
+        help="ad hoc: other backends tried after a refused or timed-out connect "
+        f"(0-10, default {spec_lb.retries})",
     )
     serve_p.add_argument("--send-proxy", action="store_true", help="ad hoc: PROXY v2 to backends")
     serve_p.add_argument(
@@ -217,8 +226,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--relay", choices=["auto", "splice", "copy"], default="auto", help=argparse.SUPPRESS
     )
     serve_p.add_argument("-v", "--verbose", action="store_true", help="log every connect failure")
-    # The layer 7 flags live with the layer 7 code (rke2ha.lb.l7.cli).
-    from rke2ha.lb.l7.cli import add_l7_arguments
+    from rke2ha.commands.lb_l7 import add_l7_arguments
 
     add_l7_arguments(serve_p)
     serve_p.set_defaults(handler=handle_serve)
@@ -233,68 +241,82 @@ def _no_subcommand(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def build_config(args: argparse.Namespace) -> LbConfig:
-    """The one LbConfig the flags describe (UsageError for contradictory flags)."""
+# Flags whose value, when given, goes to `config.from_flags` as is (name = keyword).
+_AD_HOC_FLAGS = (
+    "interval",
+    "timeout",
+    "rise",
+    "fall",
+    "idle_timeout",
+    "connect_timeout",
+    "max_connections",
+    "retries",
+    "drain_timeout",
+)
+
+
+def build_config(args: argparse.Namespace, spec: Spec | None = None) -> LbConfig:
+    """The one LbConfig the flags (and the spec of -f) describe; UsageError for
+    contradictory flags. `spec` is the spec already read, if any."""
+    from rke2ha.commands.lb_l7 import l7_flags, wants_layer7
     from rke2ha.lb.accesslog import log_target
     from rke2ha.lb.config import check_privileges, from_flags
 
-    admin = None if args.admin == "off" else args.admin
     access_log = log_target(args.access_log)
     _check_access_log(access_log)
     relay = cast(Literal["auto", "splice", "copy"], args.relay)
     if args.listen or args.backend:
         if args.spec_file:
             raise UsageError("give either -f FILE or --listen/--backend, not both")
+        layer7 = wants_layer7(args, None)
         if not args.listen:
-            raise UsageError("--backend needs --listen HOST:PORT (the frontend address)")
-        config = from_flags(
-            listen=args.listen,
-            backends=args.backend,
-            health=args.health,
-            host_header=args.host_header,
-            balance=args.balance or "leastconn",
-            admin=admin if args.admin is not None else "127.0.0.1:8404",
-            workers=args.workers,
-            interval=args.interval,
-            timeout=args.timeout,
-            rise=args.rise,
-            fall=args.fall,
-            drain_timeout=args.drain_timeout if args.drain_timeout is not None else 30.0,
-            idle_timeout=args.idle_timeout,
-            send_proxy=args.send_proxy,
-            connect_timeout=args.connect_timeout,
-            max_connections=args.max_connections,
-            retries=args.retries,
-            access_log=access_log,
-            relay=relay,
-        )
+            needs = "--layer 7 needs" if layer7 else "--backend needs"
+            raise UsageError(f"{needs} --listen HOST:PORT (the frontend address)")
         if args.port_offset:
             raise UsageError(
                 "--port-offset applies to -f FILE; write the ports in --listen/--backend"
             )
+        options: dict[str, Any] = {
+            name: getattr(args, name) for name in _AD_HOC_FLAGS if getattr(args, name) is not None
+        }
+        if args.balance:
+            options["balance"] = args.balance
+        if args.admin is not None:
+            options["admin"] = None if args.admin == "off" else args.admin
+        config = from_flags(
+            listen=args.listen,
+            backends=args.backend,
+            **({"health": args.health} if args.health else {}),
+            host_header=args.host_header,
+            workers=args.workers,
+            send_proxy=args.send_proxy,
+            access_log=access_log,
+            relay=relay,
+            l7=l7_flags(args) if layer7 else None,
+            **options,
+        )
     else:
-        config = _from_spec_file(args, admin, access_log, relay)
+        spec = spec if spec is not None else spec_from_args(args)
+        wants_layer7(args, spec)
+        config = _from_spec(args, spec, access_log, relay)
     check_privileges(config)
     return config
 
 
-def _from_spec_file(
+def _from_spec(
     args: argparse.Namespace,
-    admin: str | None,
+    spec: Spec,
     access_log: str | None,
     relay: Literal["auto", "splice", "copy"],
 ) -> LbConfig:
-    from dataclasses import replace
-
     from rke2ha.lb.config import ADMIN_FLAG, from_spec, parse_hostport
     from rke2ha.lb.spec_errors import warn_spec_errors
 
-    spec = spec_from_args(args)
     config = from_spec(spec, port_offset=args.port_offset, workers=args.workers)
     warn_spec_errors(spec)
     changes: dict[str, object] = {"access_log": access_log, "relay": relay}
     if args.admin is not None:
-        changes["admin"] = parse_hostport(admin, "--admin") if admin else None
+        changes["admin"] = None if args.admin == "off" else parse_hostport(args.admin, "--admin")
         changes["admin_from"] = ADMIN_FLAG
     if args.drain_timeout is not None:
         changes["drain_timeout"] = args.drain_timeout
@@ -304,6 +326,7 @@ def _from_spec_file(
 def handle_serve(args: argparse.Namespace) -> int:
     import logging
 
+    from rke2ha.lb.accesslog import log_target
     from rke2ha.lb.workers import serve
 
     logging.basicConfig(
@@ -313,24 +336,20 @@ def handle_serve(args: argparse.Namespace) -> int:
     )
     if not args.verbose:
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    # `--layer 7`, or a spec with load_balancer.layer: 7, is served by the layer 7 code.
-    from rke2ha.lb.l7.cli import maybe_serve_l7
-
-    served = maybe_serve_l7(args)
-    if served is not None:
-        return served
     config = build_config(args)
-    reload_source = None
+    reload_source: Callable[[], LbConfig] | None = None
     if not args.listen:
-
+        # SIGHUP reads the spec again (and the certificate it names), at either layer.
         def reload_source() -> LbConfig:
-            from rke2ha.lb.accesslog import log_target
+            spec = spec_from_args(args)
+            from rke2ha.commands.lb_l7 import wants_layer7
 
-            return _from_spec_file(
-                args,
-                None if args.admin == "off" else args.admin,
-                log_target(args.access_log),
-                args.relay,
-            )
+            wants_layer7(args, spec)
+            return _from_spec(args, spec, log_target(args.access_log), args.relay)
+
+    elif config.l7 is not None:
+        # From flags, SIGHUP re-reads the certificate files (the flags cannot change).
+        def reload_source() -> LbConfig:
+            return config
 
     return serve(config, reload_source)

@@ -1,4 +1,4 @@
-"""The access log of both layers: one record schema, and the layer 4 writer.
+"""The access log of both layers: one record schema, one writer per process.
 
 Every line is one JSON object with the same leading fields at both layers, so one file can
 hold both (a layer 7 spec serves 443 at layer 7 and 6443/9345 at layer 4 in one process):
@@ -15,8 +15,9 @@ hold both (a layer 7 spec serves 443 at layer 7 and 6443/9345 at layer 4 in one 
 then layer 4's `outcome` and `tries`, or layer 7's `method`, `path`, `status`,
 `upstream_ms` and, when they apply, `reason` and `retries` (`lb/l7/accesslog.py`).
 
-Layer 4 lines are buffered and flushed by a timer (at most `flush_interval` late) rather
-than per connection: a write(2) per connection would cost the data plane a syscall each.
+Lines of both layers go through one `AccessLog` (one open file per process), buffered and
+flushed by a timer (at most `flush_interval` late) rather than per connection or request:
+a write(2) each would cost the data plane a syscall each.
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ class AccessLog:
     def enabled(self) -> bool:
         return self._stream is not None
 
+    def add(self, text: str) -> None:
+        """One line; written with the others at most `flush_interval` later."""
+        self._lines.append(text)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._flush_interval, self.flush)
+
     def connection(
         self,
         *,
@@ -120,9 +127,7 @@ class AccessLog:
         )
         fields["outcome"] = outcome
         fields["tries"] = tries
-        self._lines.append(line(fields))
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._flush_interval, self.flush)
+        self.add(line(fields))
 
     def flush(self) -> None:
         self._timer = None

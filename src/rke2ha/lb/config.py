@@ -1,7 +1,12 @@
 """The load balancer's configuration: one object, built from the spec or from ad-hoc flags.
 
-Every part of the load balancer (frontends, pools, checks, admin, reload) reads `LbConfig`;
-nothing re-reads the YAML. The spec path goes through `rke2ha.healthplan`, so the RKE2 and
+Every part of the load balancer (frontends, pools, checks, admin, reload, workers) reads
+`LbConfig`; nothing re-reads the YAML. Each frontend names its kind: `tcp` relays bytes
+(layer 4), `https` ends TLS and proxies HTTP, `redirect` answers plain HTTP with a redirect
+to https (layer 7); the layer 7 settings shared by those two are `LbConfig.l7`. Defaults
+are the spec model's (`spec.LoadBalancer`, `spec.Health`), stated there once.
+
+The spec path goes through `rke2ha.healthplan`, so the RKE2 and
 Rancher rules (ingress health from the catch-all server for 80/443, `/readyz` with its 401
 semantics for 6443, supervisor `/ping` *and* `/readyz` for 9345) are decided there once.
 
@@ -15,15 +20,27 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 from rke2ha.addresses import is_ip
 from rke2ha.errors import UsageError
 from rke2ha.healthplan import HttpProbe, port_health
 from rke2ha.secretfiles import read_secret
-from rke2ha.spec import LoadBalancer, Spec
+from rke2ha.spec import Health, LoadBalancer, Spec
 
 Balance = Literal["leastconn", "roundrobin"]
+Kind = Literal["tcp", "https", "redirect"]
+HostPort = tuple[str, int]
+
+# Every default of the load balancer, from the spec model (the flags' defaults too).
+SPEC_DEFAULTS = LoadBalancer()
+HEALTH_DEFAULTS = Health()
+DEFAULT_ADMIN: HostPort | None = SPEC_DEFAULTS.admin_listen()
+# Layer 7 deadlines the spec does not expose: a request head must arrive within
+# HEADER_TIMEOUT (else 408); an idle keep-alive client is closed after KEEPALIVE_TIMEOUT.
+HEADER_TIMEOUT = 10.0
+KEEPALIVE_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -54,11 +71,11 @@ class Probe:
 
 @dataclass(frozen=True)
 class HealthConfig:
-    interval: float = 1.0
-    timeout: float = 1.0
-    rise: int = 2
-    fall: int = 2
-    jitter: float = 0.1
+    interval: float = HEALTH_DEFAULTS.interval
+    timeout: float = HEALTH_DEFAULTS.timeout
+    rise: int = HEALTH_DEFAULTS.rise
+    fall: int = HEALTH_DEFAULTS.fall
+    jitter: float = HEALTH_DEFAULTS.jitter
     probes: tuple[Probe, ...] = (Probe("tcp"),)
     why: str = "TCP connect"
 
@@ -85,16 +102,40 @@ class FrontendConfig:
     port: int
     backends: tuple[BackendConfig, ...]
     health: HealthConfig = field(default_factory=HealthConfig)
-    balance: Balance = "leastconn"
-    connect_timeout: float = 5.0
-    idle_timeout: float = 3600.0
-    max_connections: int = 10_000
-    retries: int = 2
+    balance: Balance = SPEC_DEFAULTS.balance
+    connect_timeout: float = SPEC_DEFAULTS.connect_timeout
+    # Layer 4: a connection silent both ways this long is closed. Layer 7: the read/write
+    # and websocket idle deadline (`http_timeout`).
+    idle_timeout: float = SPEC_DEFAULTS.idle_timeout
+    max_connections: int = SPEC_DEFAULTS.max_connections
+    retries: int = SPEC_DEFAULTS.retries
     send_proxy: bool = False
+    kind: Kind = "tcp"
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class L7Settings:
+    """What the layer 7 frontends (`https`, `redirect`) of one load balancer share."""
+
+    hostname: str  # the certificate covers it; redirects go to it
+    cert: Path
+    key: Path
+    redirect_code: Literal[301, 308] = SPEC_DEFAULTS.redirect_code
+    acme_passthrough: bool = False
+    affinity: bool = False
+    # Where the cookie's HMAC key lives (made once, 0600), or the key itself: `workers.py`
+    # fills it in before starting workers, so a cookie pins the same node in each of them.
+    affinity_secret_file: Path | None = None
+    affinity_secret: bytes | None = field(default=None, repr=False)
+    header_timeout: float = HEADER_TIMEOUT
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    # The HTTPS port clients reach (443, or 443 + offset in an unprivileged lab): port 80's
+    # redirect and X-Forwarded-Port (Rancher's own links) name it.
+    forwarded_port: int = 443
 
 
 ADMIN_FLAG = "--admin HOST:PORT (or --admin off)"
@@ -103,11 +144,12 @@ ADMIN_FLAG = "--admin HOST:PORT (or --admin off)"
 @dataclass(frozen=True)
 class LbConfig:
     frontends: tuple[FrontendConfig, ...]
-    admin: tuple[str, int] | None = ("127.0.0.1", 8404)
+    admin: HostPort | None = DEFAULT_ADMIN
     # What sets `admin`, for the advice when it cannot be served: the flag or the spec field.
     admin_from: str = ADMIN_FLAG
-    drain_timeout: float = 30.0
+    drain_timeout: float = SPEC_DEFAULTS.drain_timeout
     workers: int = 1
+    l7: L7Settings | None = None  # set when a frontend is of kind https or redirect
     access_log: str | None = "-"  # "-" stdout, a path, or None for off
     relay: Literal["auto", "splice", "copy"] = "auto"
     # Pipes kept for zero-copy relaying; each is held only while bytes move through it.
@@ -146,20 +188,53 @@ def _admin_from_spec(lb: LoadBalancer, port_offset: int) -> tuple[str, int] | No
     return parse_hostport(f"[{listen[0]}]:{listen[1]}", "load_balancer.admin")
 
 
-def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig:
-    """Frontends for every `load_balancer.ports` entry, each to that port on every node."""
+# Ports a layer 7 spec serves itself: 443 ends TLS, 80 redirects. Its other ports (6443,
+# 9345) carry TLS the nodes end, so they are relayed at layer 4 even at `layer: 7`.
+HTTPS_PORT, HTTP_PORT = 443, 80
+
+
+def _spec_kind(layer: int, port: int) -> Kind:
+    if layer == 7 and port == HTTPS_PORT:
+        return "https"
+    if layer == 7 and port == HTTP_PORT:
+        return "redirect"
+    return "tcp"
+
+
+def _l7_from_spec(spec: Spec, port_offset: int) -> L7Settings:
     lb = spec.load_balancer
-    if lb.layer != 4:
+    if lb.tls is None:
         raise UsageError(
-            "load_balancer.layer is 7 but --layer 4 was given; drop --layer 4 to serve the "
-            "spec at layer 7"
+            "load_balancer.tls is not set; layer 7 needs {cert: FILE, key: FILE} "
+            f"for {spec.hostname}"
         )
+    return L7Settings(
+        hostname=spec.hostname,
+        cert=spec.resolve(lb.tls.cert),
+        key=spec.resolve(lb.tls.key),
+        redirect_code=lb.redirect_code,
+        acme_passthrough=lb.acme_passthrough,
+        affinity=lb.affinity == "cookie",
+        affinity_secret_file=spec.state_dir / "secrets" / f"{spec.name}-lb-affinity",
+        forwarded_port=HTTPS_PORT + port_offset,
+    )
+
+
+def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig:
+    """Frontends for every `load_balancer.ports` entry, each to that port on every node.
+
+    At `layer: 7`, 443 (always served) ends TLS and proxies HTTP to the nodes' port 80, and
+    80 redirects to it; the health rule of each port is the healthplan's.
+    """
+    lb = spec.load_balancer
     if not lb.address:
         raise UsageError("load_balancer.address is not set; the frontends need an address")
     missing = [n.name for n in spec.nodes if not n.address]
     if missing:
         raise UsageError(f"nodes without an address: {', '.join(missing)}; set nodes[].address")
-    for port in lb.ports:
+    l7 = _l7_from_spec(spec, port_offset) if lb.layer == 7 else None
+    ports = sorted(set(lb.ports) | {HTTPS_PORT}) if l7 is not None else list(lb.ports)
+    for port in ports:
         _check_offset(max(port, port_health(spec, port).backend_port), port_offset)
     for node in spec.nodes:
         if _address_of(str(node.address)) == _address_of(str(lb.address)):
@@ -172,18 +247,25 @@ def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig
     token = read_secret(token_file, what="health token") if token_file is not None else None
     health = lb.health
     frontends = []
-    for port in lb.ports:
-        rule = port_health(spec, port)
+    for port in ports:
+        kind = _spec_kind(lb.layer, port)
+        # Layer 7's redirect and HTTPS frontends check the ingress as 443 does.
+        rule = port_health(spec, HTTPS_PORT if kind != "tcp" else port)
         probes = tuple(_probe_from_plan(p, port_offset, token) for p in rule.probes)
+        backends = tuple(
+            BackendConfig(str(n.address), rule.backend_port + port_offset, n.name)
+            for n in spec.nodes
+        )
+        if kind == "redirect" and not lb.acme_passthrough:
+            # The redirect answers itself: it has nodes (and checks them) only when ACME
+            # challenges pass through to them; unused nodes would only mislead /status.
+            backends = ()
         frontends.append(
             FrontendConfig(
-                name=f"port-{port}",
+                name=f"port-{port}" if kind == "tcp" else f"{kind}-{port + port_offset}",
                 host=lb.address,
                 port=port + port_offset,
-                backends=tuple(
-                    BackendConfig(str(n.address), rule.backend_port + port_offset, n.name)
-                    for n in spec.nodes
-                ),
+                backends=backends,
                 health=HealthConfig(
                     interval=health.interval,
                     timeout=health.timeout,
@@ -195,11 +277,12 @@ def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig
                 ),
                 balance=lb.balance,
                 connect_timeout=lb.connect_timeout,
-                idle_timeout=lb.idle_timeout,
+                idle_timeout=lb.idle_timeout if kind == "tcp" else lb.http_timeout,
                 max_connections=lb.max_connections,
                 retries=lb.retries,
-                # only where the plan says (the ingress); never to 6443/9345
-                send_proxy=rule.send_proxy,
+                # only where the plan says (the ingress at layer 4); never to 6443/9345
+                send_proxy=rule.send_proxy and kind == "tcp",
+                kind=kind,
             )
         )
     return LbConfig(
@@ -208,6 +291,7 @@ def from_spec(spec: Spec, *, port_offset: int = 0, workers: int = 1) -> LbConfig
         admin_from="load_balancer.admin in the spec (the port offset is added to it)",
         drain_timeout=lb.drain_timeout,
         workers=workers,
+        l7=l7,
     )
 
 
@@ -308,32 +392,83 @@ def parse_health(text: str, host_header: str | None) -> Probe:
     return Probe(scheme, port=port, path=path, host_header=host_header)
 
 
+@dataclass(frozen=True)
+class L7Flags:
+    """The ad hoc layer 7 flags (`--layer 7 --cert --key --hostname ...`)."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    hostname: str | None = None
+    redirect_from: str | None = None
+    redirect_code: Literal[301, 308] = SPEC_DEFAULTS.redirect_code
+    acme_passthrough: bool = False
+    affinity: bool = False
+    http_timeout: float = SPEC_DEFAULTS.http_timeout
+    header_timeout: float = HEADER_TIMEOUT
+
+
+def _l7_from_flags(l7: L7Flags, listen: HostPort) -> L7Settings:
+    assert l7.cert is not None and l7.key is not None and l7.hostname is not None
+    return L7Settings(
+        hostname=l7.hostname,
+        cert=l7.cert,
+        key=l7.key,
+        redirect_code=l7.redirect_code,
+        acme_passthrough=l7.acme_passthrough,
+        affinity=l7.affinity,
+        header_timeout=l7.header_timeout,
+        forwarded_port=listen[1],
+    )
+
+
 def from_flags(
     *,
     listen: str,
     backends: list[str],
     health: str = "tcp",
     host_header: str | None = None,
-    balance: Balance = "leastconn",
-    admin: str | None = "127.0.0.1:8404",
+    balance: Balance = SPEC_DEFAULTS.balance,
+    admin: str | None = SPEC_DEFAULTS.admin,
     workers: int = 1,
-    interval: float = 1.0,
-    timeout: float = 1.0,
-    rise: int = 2,
-    fall: int = 2,
-    connect_timeout: float = 5.0,
-    idle_timeout: float = 3600.0,
-    drain_timeout: float = 30.0,
-    max_connections: int = 10_000,
-    retries: int = 2,
+    interval: float = HEALTH_DEFAULTS.interval,
+    timeout: float = HEALTH_DEFAULTS.timeout,
+    rise: int = HEALTH_DEFAULTS.rise,
+    fall: int = HEALTH_DEFAULTS.fall,
+    connect_timeout: float = SPEC_DEFAULTS.connect_timeout,
+    idle_timeout: float = SPEC_DEFAULTS.idle_timeout,
+    drain_timeout: float = SPEC_DEFAULTS.drain_timeout,
+    max_connections: int = SPEC_DEFAULTS.max_connections,
+    retries: int = SPEC_DEFAULTS.retries,
     send_proxy: bool = False,
     access_log: str | None = "-",
     relay: Literal["auto", "splice", "copy"] = "auto",
+    l7: L7Flags | None = None,
 ) -> LbConfig:
-    """One frontend from `--listen` to every `--backend`."""
+    """One frontend from `--listen` to every `--backend` (with `l7`: it ends TLS, and
+    `--redirect-from` adds a plain HTTP frontend redirecting to it)."""
+    if l7 is not None:
+        given = (("--cert", l7.cert), ("--key", l7.key), ("--hostname", l7.hostname))
+        missing = [flag for flag, value in (*given, ("--backend", backends)) if not value]
+        if missing:
+            raise UsageError(f"--layer 7 needs {', '.join(missing)}")
     if not backends:
         raise UsageError("give at least one --backend HOST:PORT")
     host, port = parse_hostport(listen, "--listen")
+    settings = _l7_from_flags(l7, (host, port)) if l7 is not None else None
+    if settings is not None and send_proxy:
+        raise UsageError(
+            "--send-proxy is for layer 4; at layer 7 the nodes learn the client's address "
+            "from X-Forwarded-For"
+        )
+    redirect_from = None
+    if l7 is not None and l7.redirect_from:
+        redirect_from = parse_hostport(l7.redirect_from, "--redirect-from")
+        if same_listener((host, port), redirect_from):
+            # SO_REUSEPORT would let both bind and split the port's clients between them.
+            raise UsageError(
+                f"--redirect-from {l7.redirect_from} uses the port of --listen {listen}; "
+                "give the plain HTTP port, e.g. 80"
+            )
     probe = parse_health(health, host_header)
     if send_proxy and probe.port is None:
         # A check on the traffic's own port speaks PROXY too (the backend expects it); one
@@ -344,8 +479,10 @@ def from_flags(
     )
     for backend in backend_cfgs:
         check_not_itself((host, port), (backend.host, backend.port), "--backend")
+        if redirect_from is not None:
+            check_not_itself(redirect_from, (backend.host, backend.port), "--backend")
     frontend = FrontendConfig(
-        name=f"listen-{port}",
+        name=f"listen-{port}" if settings is None else f"https-{port}",
         host=host,
         port=port,
         backends=backend_cfgs,
@@ -359,18 +496,33 @@ def from_flags(
         ),
         balance=balance,
         connect_timeout=connect_timeout,
-        idle_timeout=idle_timeout,
+        idle_timeout=idle_timeout if l7 is None else l7.http_timeout,
         max_connections=max_connections,
         retries=retries,
         send_proxy=send_proxy,
+        kind="tcp" if settings is None else "https",
     )
+    frontends = [frontend]
+    if redirect_from is not None and l7 is not None:
+        frontends.append(
+            replace(
+                frontend,
+                name=f"redirect-{redirect_from[1]}",
+                host=redirect_from[0],
+                port=redirect_from[1],
+                # the redirect answers itself; nodes only for ACME challenges
+                backends=backend_cfgs if l7.acme_passthrough else (),
+                kind="redirect",
+            )
+        )
     return LbConfig(
-        frontends=(frontend,),
+        frontends=tuple(frontends),
         admin=parse_hostport(admin, "--admin") if admin else None,
         drain_timeout=drain_timeout,
         workers=workers,
         access_log=access_log,
         relay=relay,
+        l7=settings,
     )
 
 

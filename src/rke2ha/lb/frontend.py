@@ -356,6 +356,10 @@ class Frontend:
         if not self.sessions and self.on_idle is not None:
             self.on_idle()
 
+    def reconfigure(self, config: FrontendConfig) -> None:
+        """A reload: timeouts, limits, retries and PROXY apply from now on."""
+        self.config = config
+
     def sweep_idle(self, now: float) -> int:
         """Close relays with no traffic for `idle_timeout`; called every few seconds."""
         limit = self.config.idle_timeout

@@ -1,8 +1,9 @@
 """What the server needs from a frontend, so layer 4 and layer 7 plug in the same way.
 
 `server.LoadBalancer` owns pools, checks, admin, reload and drain; a frontend owns a
-listener and its client sessions. The layer-4 `frontend.Frontend` implements this; the
-layer-7 proxy passes its own factory to `LoadBalancer(frontend_factory=...)`.
+listener and its client sessions. `FrontendConfig.kind` picks the implementation: the
+layer 4 `frontend.Frontend` (`tcp`) or the layer 7 `l7.frontend.L7Frontend` (`https`,
+`redirect`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class FrontendLike(Protocol):
     @property
     def active(self) -> int:
         """Open client sessions."""
+
+    def reconfigure(self, config: FrontendConfig) -> None:
+        """A reload changed this frontend's settings: new connections get them."""
 
     def start(self) -> None:
         """Bind (InvalidError naming the address when impossible) and accept."""

@@ -57,7 +57,9 @@ def plan_reload(old: LbConfig, new: LbConfig) -> ReloadPlan:
     old_fes = {f.address: f for f in old.frontends}
     new_fes = {f.address: f for f in new.frontends}
     changes = []
-    for address in old_fes.keys() & new_fes.keys():
+    # A port whose kind changes (layer 4 <-> 7) gets a new frontend: the old one drains.
+    same = {a for a in old_fes.keys() & new_fes.keys() if old_fes[a].kind == new_fes[a].kind}
+    for address in same:
         before, after = old_fes[address], new_fes[address]
         keys_before = {b.key for b in before.backends}
         keys_after = {b.key for b in after.backends}
@@ -74,12 +76,14 @@ def plan_reload(old: LbConfig, new: LbConfig) -> ReloadPlan:
             changes.append(change)
     notes = []
     if old.admin != new.admin:
-        notes.append("admin address change needs a restart (kept the old one)")
+        notes.append("admin endpoint moved")
     if old.workers != new.workers:
         notes.append("worker count change needs a restart")
+    if old.l7 != new.l7 and new.l7 is not None:
+        notes.append("layer 7 settings and certificate re-read")
     return ReloadPlan(
-        added=tuple(f for a, f in new_fes.items() if a not in old_fes),
-        removed=tuple(f for a, f in old_fes.items() if a not in new_fes),
+        added=tuple(f for a, f in new_fes.items() if a not in same),
+        removed=tuple(f for a, f in old_fes.items() if a not in same),
         changed=tuple(sorted(changes, key=lambda c: c.new.address)),
         notes=tuple(notes),
     )

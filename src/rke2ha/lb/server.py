@@ -20,9 +20,9 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -37,6 +37,9 @@ from rke2ha.lb.health_state import Change
 from rke2ha.lb.pool import Backend, Pool
 from rke2ha.lb.relay import SPLICE_AVAILABLE, PipePool
 from rke2ha.lb.reload import plan_reload
+
+if TYPE_CHECKING:
+    from rke2ha.lb.l7.frontend import L7Runtime
 
 log = logging.getLogger("rke2ha.lb")
 
@@ -108,11 +111,8 @@ def _migrate_req_off() -> bool:
         return False
 
 
-FrontendFactory = Callable[["LoadBalancer", FrontendConfig, Pool], FrontendLike]
-
-
 def layer4_frontend(lb: LoadBalancer, config: FrontendConfig, pool: Pool) -> FrontendLike:
-    """The default factory: a layer-4 frontend relaying bytes (`frontend.Frontend`)."""
+    """A `tcp` frontend: relays bytes (`frontend.Frontend`)."""
     return Frontend(
         config,
         pool,
@@ -136,11 +136,10 @@ class LoadBalancer:
         data_plane: bool = True,
         checks: bool = True,
         admin: bool = True,
-        frontend_factory: FrontendFactory = layer4_frontend,
     ) -> None:
         self.config = config
-        # Layer 7 (`lb.l7`) passes its own factory and reuses pools, checks, admin, reload.
-        self.frontend_factory = frontend_factory
+        # The layer 7 frontends' shared parts, made with the first of them (`_frontend`).
+        self.l7: L7Runtime | None = None
         self.reload_source = reload_source
         self.data_plane, self.checks, self.admin = data_plane, checks, admin
         self.sites: list[Site] = []
@@ -168,10 +167,23 @@ class LoadBalancer:
         for backend in pool.backends:
             backend.listener = pool.listener
         if self.data_plane:
-            site.frontend = self.frontend_factory(self, fc, pool)
+            site.frontend = self._frontend(fc, pool)
         if self.checks:
             site.checker = Checker(pool, fc.health)
         return site
+
+    def _frontend(self, fc: FrontendConfig, pool: Pool) -> FrontendLike:
+        """The frontend of `fc`'s kind: the layer 4 relay, or a layer 7 one."""
+        if fc.kind == "tcp":
+            return layer4_frontend(self, fc, pool)
+        settings = self.config.l7
+        if settings is None:
+            raise InvalidError(f"{fc.name}: a {fc.kind} frontend needs the layer 7 settings")
+        if self.l7 is None:
+            from rke2ha.lb.l7.frontend import L7Runtime  # loaded only for layer 7
+
+            self.l7 = L7Runtime(settings, fc.connect_timeout, self.access_log)
+        return self.l7.frontend(fc, pool)
 
     def _log_change(self, site: Site, backend: Backend, change: Change) -> None:
         level = logging.WARNING if not change.new.serves else logging.INFO
@@ -274,11 +286,32 @@ class LoadBalancer:
     async def reload(self) -> None:
         new = reread(self.reload_source)
         if new is not None:
-            self.apply(new)
+            self.apply(await self.move_admin(new))
+
+    async def move_admin(self, new: LbConfig) -> LbConfig:
+        """A reload that moves the admin endpoint: the new one first; if it cannot be
+        served, the old one stays (and so does the config naming it)."""
+        if not self.admin or new.admin == self.config.admin:
+            return new
+        runner = None
+        if new.admin is not None:
+            try:
+                runner = await start_admin(self.snapshot, *new.admin, control=self.set_maintenance)
+            except OSError as err:
+                log.error("reload: cannot serve the admin endpoint on %s:%s: %s", *new.admin, err)
+                return replace(new, admin=self.config.admin, admin_from=self.config.admin_from)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = runner
+        return new
 
     def apply(self, new: LbConfig) -> None:
         plan = plan_reload(self.config, new)
         log.info("reload: %s", plan.summary())
+        if self.l7 is not None and new.l7 is not None:
+            # Certificate, redirect, affinity and deadlines: for requests from now on.
+            self.l7.update(new.l7)
+        self.config = new  # new frontends are built with the new layer 7 settings
         now = asyncio.get_running_loop().time()
         by_address = {s.config.address: s for s in self.sites}
         for fc in plan.removed:
@@ -290,7 +323,7 @@ class LoadBalancer:
             site.pool.balance = change.new.balance
             site.pool.update(change.new.backends, now)
             if site.frontend is not None:
-                site.frontend.config = change.new
+                site.frontend.reconfigure(change.new)
             if site.checker is not None:
                 if change.health_changed:
                     self._spawn(site.checker.stop())
@@ -310,7 +343,10 @@ class LoadBalancer:
                 site.checker.sync()
             added.append(site)
         self.sites = list(by_address.values()) + added
-        self.config = new
+        if self.l7 is not None:
+            for site in self.sites:
+                if site.frontend is not None and site.config.kind != "tcp":
+                    site.frontend.reconfigure(site.config)
         self._apply_maintenance()
 
     def _retire(self, site: Site, now: float) -> None:
@@ -448,5 +484,7 @@ class LoadBalancer:
             await self._runner.cleanup()
             self._runner = None
         self.access_log.close()
+        if self.l7 is not None:
+            self.l7.conns.close_all()
         if self.pipes is not None:
             self.pipes.close()

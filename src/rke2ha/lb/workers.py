@@ -7,7 +7,9 @@ With one worker everything runs in this process. With N (uvicorn's `supervisors/
   state there every `SYNC_INTERVAL` and reads the workers' counters back.
 - Each worker is a fresh interpreter (`python -m rke2ha.lb.workers`, config pickled on
   stdin: no fork of a running event loop) that binds every frontend with SO_REUSEPORT
-  (the kernel spreads clients over the workers), runs the data plane, adopts the
+  (the kernel spreads clients over the workers), runs the data plane (layer 4 relays and
+  layer 7 frontends alike, by each frontend's kind; the cookie affinity key is made here
+  first, so a cookie pins the same node whichever worker reads it), adopts the
   supervisor's health states, and publishes its counters and passive failures. A refused
   connect takes the backend down in that worker at once and, through its
   `connect_failures` counter, in the supervisor (and so every worker) on the next sync.
@@ -26,11 +28,12 @@ import asyncio
 import logging
 import os
 import pickle
+import secrets
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import resource_tracker, shared_memory
 from typing import Any
 
@@ -89,8 +92,18 @@ def _cells(shm: shared_memory.SharedMemory) -> memoryview:
     return buffer.cast("q")
 
 
+def check_certificate(config: LbConfig) -> None:
+    """The layer 7 certificate and key load and cover the hostname (Rke2haError if not)."""
+    from rke2ha.lb.l7.tls import load_certificate
+
+    assert config.l7 is not None
+    load_certificate(config.l7.cert, config.l7.key, config.l7.hostname)
+
+
 def serve(config: LbConfig, reload_source: Callable[[], LbConfig] | None) -> int:
     """Run until SIGTERM; the exit code of `rke2ha lb serve`."""
+    if config.l7 is not None:
+        check_certificate(config)  # one message before anything binds, not one per worker
     if config.workers == 1:
         lb = LoadBalancer(config, reload_source=reload_source)
         loops.run(lb.serve())
@@ -112,6 +125,7 @@ class Generation:
         self.layout = layout_of(config)
         self.shm = shared_memory.SharedMemory(create=True, size=self.layout.size)
         self.cells = _cells(self.shm)
+        self.closed = False
         self.procs: list[subprocess.Popen[bytes]] = []
         payload = pickle.dumps(config)
         for index in range(config.workers):
@@ -140,6 +154,9 @@ class Generation:
             await asyncio.sleep(0.05)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.cells.release()
         self.shm.close()
         self.shm.unlink()
@@ -153,6 +170,7 @@ class Supervisor:
         self.old: list[Generation] = []
         self._seen_failures: dict[tuple[int, int], int] = {}
         self._stop = asyncio.Event()
+        self._affinity_secret: bytes | None = None
 
     async def serve(self) -> int:
         self.lb.decorate = self.aggregate
@@ -169,6 +187,7 @@ class Supervisor:
         stop = asyncio.create_task(self._stop.wait())
         dead = asyncio.create_task(self._watch())
         await asyncio.wait([stop, dead], return_when=asyncio.FIRST_COMPLETED)
+        sync.cancel()  # it closes drained generations too: one closer from here on
         for gen in [*self.old, self.generation]:
             if gen is not None:
                 gen.terminate()
@@ -176,7 +195,6 @@ class Supervisor:
             if gen is not None:
                 await gen.wait()
                 gen.close()
-        sync.cancel()
         stop.cancel()
         dead.cancel()
         await self.lb.close()
@@ -187,8 +205,19 @@ class Supervisor:
             await asyncio.sleep(0.2)
         log.error("a worker exited; stopping")
 
+    def _shared_affinity(self, config: LbConfig) -> LbConfig:
+        """`config` with the affinity key itself, so every worker signs cookies alike."""
+        l7 = config.l7
+        if l7 is None or not l7.affinity or l7.affinity_secret is not None:
+            return config
+        from rke2ha.lb.l7.affinity import affinity_key
+
+        if self._affinity_secret is None or l7.affinity_secret_file is not None:
+            self._affinity_secret = affinity_key(l7) or secrets.token_bytes(32)
+        return replace(config, l7=replace(l7, affinity_secret=self._affinity_secret))
+
     async def _start_generation(self, config: LbConfig) -> Generation | None:
-        generation = Generation(config)
+        generation = Generation(self._shared_affinity(config))
         self._publish(generation)
         while not generation.all_ready():
             if generation.failed():
@@ -210,7 +239,15 @@ class Supervisor:
         new = reread(self.reload_source)
         if new is None:
             return
-        self.lb.apply(new)
+        if new.l7 is not None:
+            # New workers load the certificate themselves: one that cannot be served is
+            # refused here, and the running generation goes on with its own.
+            try:
+                check_certificate(new)
+            except Rke2haError as err:
+                log.error("reload failed, keeping the running configuration: %s", err)
+                return
+        self.lb.apply(await self.lb.move_admin(new))
         await self._start_generation(self.lb.config)
 
     def _slots(self) -> list[Any]:
@@ -317,52 +354,57 @@ async def _worker_main(config: LbConfig, shm_name: str, index: int) -> None:
     # when this worker exits; the supervisor owns it.
     resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     cells = _cells(shm)
+    try:
+        await _serve_worker(config, cells, index)
+    finally:
+        # Even when the worker could not start: the view must go before the block closes.
+        cells.release()
+        shm.close()
+
+
+async def _serve_worker(config: LbConfig, cells: memoryview, index: int) -> None:
     layout = layout_of(config)
     lb = LoadBalancer(config, data_plane=True, checks=False, admin=False)
     await lb.start()
     lb.install_signals()
     cells[layout.ready(index)] = 1
     stop = asyncio.create_task(lb._stop.wait())
-    try:
-        while not stop.done():
-            slot = 0
-            for f_index, site in enumerate(lb.sites):
-                fe = site.frontend
-                assert fe is not None
-                values = (
-                    fe.active,
-                    fe.total,
-                    fe.retries,
-                    fe.failovers,
-                    fe.failed,
-                    fe.bytes_up,
-                    fe.bytes_down,
+    while not stop.done():
+        slot = 0
+        for f_index, site in enumerate(lb.sites):
+            fe = site.frontend
+            assert fe is not None
+            values = (
+                fe.active,
+                fe.total,
+                fe.retries,
+                fe.failovers,
+                fe.failed,
+                fe.bytes_up,
+                fe.bytes_down,
+            )
+            for field, value in enumerate(values):
+                cells[layout.frontend(index, f_index, field)] = value
+            for backend in _config_order(site):
+                state = _STATES[cells[layout.state(slot)]]
+                if not (
+                    backend.state is State.DOWN
+                    and state.serves
+                    and backend.connect_failures > cells[layout.backend(index, slot, 4)]
+                ):
+                    backend.adopt(state, "from the supervisor's checks")
+                counters = (
+                    backend.active,
+                    backend.total,
+                    backend.bytes_in,
+                    backend.bytes_out,
+                    backend.connect_failures,
                 )
-                for field, value in enumerate(values):
-                    cells[layout.frontend(index, f_index, field)] = value
-                for backend in _config_order(site):
-                    state = _STATES[cells[layout.state(slot)]]
-                    if not (
-                        backend.state is State.DOWN
-                        and state.serves
-                        and backend.connect_failures > cells[layout.backend(index, slot, 4)]
-                    ):
-                        backend.adopt(state, "from the supervisor's checks")
-                    counters = (
-                        backend.active,
-                        backend.total,
-                        backend.bytes_in,
-                        backend.bytes_out,
-                        backend.connect_failures,
-                    )
-                    for field, value in enumerate(counters):
-                        cells[layout.backend(index, slot, field)] = value
-                    slot += 1
-            await asyncio.wait([stop], timeout=SYNC_INTERVAL)
-        await lb.drain()
-    finally:
-        del cells
-        shm.close()
+                for field, value in enumerate(counters):
+                    cells[layout.backend(index, slot, field)] = value
+                slot += 1
+        await asyncio.wait([stop], timeout=SYNC_INTERVAL)
+    await lb.drain()
 
 
 def worker_entry(argv: list[str]) -> int:

@@ -2,11 +2,11 @@
 redirect of port 80, cookie affinity, websockets, and a keep-alive proxy to the nodes' port 80.
 
 Decisions are sans-I/O and tested without sockets: `http_front` (strict request reading),
-`http_back` (node responses), `headers` (the hop's rewriting), `redirect`, `affinity`,
-`accesslog`, `pages`, `settings`. The asyncio adapters are thin: `proxy` (one session per
-client) with `exchange` (its node side), `tunnel` (websockets), `backend_conns` (keep-alive
-pool), `tls` (context and reload), `frontend` (a listener inside the layer 4
-`LoadBalancer`, which brings pools, checks, admin, reload and drain), `server` (spec to
-configuration, process, workers). `pool_adapter` reads the layer 4 pool's health; `cli`
-holds the `lb serve` flags of layer 7.
+`http_back` (node responses), `response` (one response relayed, for both paths),
+`headers` (the hop's rewriting), `redirect`, `affinity`, `retry`, `accesslog`, `pages`.
+The asyncio adapters are thin: `proxy` (one session per client) with `exchange` (its node
+side) and `fast` (bodiless requests in callbacks), `tunnel` (websockets), `backend_conns`
+(keep-alive pool), `tls` (context and reload), `frontend` (the `https` and `redirect`
+kinds of frontend of the one `LoadBalancer`, which brings config, pools, checks, admin,
+reload, drain and workers). `pool_adapter` reads the pool's health.
 """

@@ -1,4 +1,4 @@
-"""One JSON line per request on the `rke2ha.lb.l7.access` logger (sans-I/O: builds the record).
+"""One JSON line per request, written by the process's `AccessLog` (this module builds it).
 
 The schema is both layers' (`rke2ha.lb.accesslog`: time, layer, frontend, client, ...);
 layer 7 adds method, path, status, upstream_ms (the node's time to the response head), and
@@ -8,13 +8,10 @@ another node was tried. The query string is left out of `path`: it often carries
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
-from rke2ha.lb.accesslog import line, record
-
-access_log = logging.getLogger("rke2ha.lb.l7.access")
+from rke2ha.lb.accesslog import AccessLog, line, record
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +73,7 @@ def path_of(target: bytes) -> str:
     return target.split(b"?", 1)[0].decode("latin-1")
 
 
-def emit(record: AccessRecord) -> None:
+def emit(log: AccessLog | None, record: AccessRecord) -> None:
     """Log `record` as ended now (the clock is read only when the log is on)."""
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info(record.line(time.monotonic(), time.time()))
+    if log is not None and log.enabled:
+        log.add(record.line(time.monotonic(), time.time()))

@@ -17,6 +17,12 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from rke2ha.secretfiles import ensure_secret
+
+if TYPE_CHECKING:
+    from rke2ha.lb.config import L7Settings
 
 COOKIE_NAME = b"rke2ha_affinity"
 _TOKEN_BYTES = 16
@@ -50,3 +56,11 @@ class AffinityCookie:
         """The `Set-Cookie` header that pins the client to `node_id` (session cookie)."""
         value = b"%s=%s; Path=/; HttpOnly; Secure; SameSite=Lax" % (self.name, self.token(node_id))
         return (b"Set-Cookie", value)
+
+
+def affinity_key(settings: L7Settings) -> bytes | None:
+    """The cookie's HMAC key: given, or read from (made once in) its 0600 file. None
+    without either: `AffinityCookie` then makes one for its process alone."""
+    if settings.affinity_secret is None and settings.affinity_secret_file is not None:
+        return bytes.fromhex(ensure_secret(settings.affinity_secret_file))
+    return settings.affinity_secret

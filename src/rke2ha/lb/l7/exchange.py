@@ -20,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rke2ha.lb.accesslog import AccessLog
+from rke2ha.lb.config import HEADER_TIMEOUT, KEEPALIVE_TIMEOUT, SPEC_DEFAULTS
 from rke2ha.lb.l7.accesslog import AccessRecord
 from rke2ha.lb.l7.affinity import AffinityCookie
 from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendConnection, BackendPool, ConnectFailed
@@ -31,14 +33,9 @@ from rke2ha.lb.l7.headers import (
     forwarded_request_head,
     forwarded_suffix,
     length_line,
-    response_head,
     upgraded_response_head,
 )
 from rke2ha.lb.l7.http_back import (
-    BadResponse,
-    Interim,
-    ResponseData,
-    ResponseEnd,
     ResponseEvent,
     ResponseHead,
     Switched,
@@ -54,12 +51,11 @@ from rke2ha.lb.l7.http_front import (
 )
 from rke2ha.lb.l7.nodes import Node, NodeSet
 from rke2ha.lb.l7.redirect import RedirectPolicy
+from rke2ha.lb.l7.response import DONE, FAIL, MORE, RETRY, SWITCH, Response
 from rke2ha.lb.l7.retry import Failure, may_retry
 from rke2ha.lb.l7.tunnel import run_tunnel
 
 log = logging.getLogger("rke2ha.lb.l7")
-
-_NO_BODY_STATUSES = (204, 304)
 
 
 @dataclass
@@ -68,14 +64,15 @@ class ProxySettings:
 
     forwarded_proto: str = "https"
     forwarded_port: int = 443
-    header_timeout: float = 10.0
-    keepalive_timeout: float = 60.0
-    http_timeout: float = 1800.0
-    tunnel_timeout: float = 1800.0
-    retries: int = 2
+    header_timeout: float = HEADER_TIMEOUT
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    http_timeout: float = SPEC_DEFAULTS.http_timeout
+    tunnel_timeout: float = SPEC_DEFAULTS.http_timeout
+    retries: int = SPEC_DEFAULTS.retries
     limits: FrontLimits = field(default_factory=FrontLimits)
     affinity: AffinityCookie | None = None
     redirect: RedirectPolicy | None = None  # set on the port 80 front
+    access_log: AccessLog | None = field(default=None, compare=False)  # the process's
     # X-Forwarded-Proto/Port as written to every node (made once from the two fields above).
     forwarded_suffix: bytes = field(init=False, repr=False, compare=False)
 
@@ -334,11 +331,7 @@ class NodeExchange:
         record: AccessRecord,
         sent_at: float,
     ) -> bool:
-        affinity = self.settings.affinity
-        rechunk = False
-        keep = head.keep_alive and not self.closing
-        bodiless = head.method == "HEAD"
-        conn.reusable_after = False
+        relay = Response(conn, head, token, record, self.settings.affinity)
         while True:
             try:
                 events = await self._backend_events(conn)
@@ -351,60 +344,20 @@ class NodeExchange:
                 ) from None
             # Everything one read of the node produced goes to the client in one write: a
             # small response is one TLS record and one syscall, not a head and a body.
-            out: list[bytes] = []
-            for event in events:
-                if isinstance(event, ResponseData):
-                    if not bodiless:
-                        out.append(chunk(event.data) if rechunk else event.data)
-                elif isinstance(event, ResponseHead):
-                    record.upstream_s = time.monotonic() - sent_at
-                    record.status = event.status
-                    if event.status == 101 and head.upgrade is not None:
-                        await self._switch(conn, event, record, events)
-                        return False
-                    bodiless = bodiless or event.status in _NO_BODY_STATUSES
-                    extra: list[tuple[bytes, bytes]] = []
-                    if affinity is not None and token != affinity.token(conn.node.id):
-                        extra.append(affinity.set_cookie(conn.node.id))
-                    if head.upgrade is not None or self.closing:
-                        # An upgrade refused: the client's next bytes are unknown. A drain:
-                        # this response is the connection's last.
-                        keep = False
-                    framing, rechunk, keep = response_framing(event, head, bodiless, keep)
-                    out.append(
-                        response_head(
-                            event.status,
-                            event.reason,
-                            event.kept,
-                            framing=framing,
-                            keep_alive=keep,
-                            extra=extra,
-                        )
-                    )
-                elif isinstance(event, Interim):
-                    if event.status == 100:
-                        out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
-                elif isinstance(event, ResponseEnd):
-                    if rechunk:
-                        out.append(LAST_CHUNK)
-                    await self._flush(out, record)
-                    conn.reusable_after = event.reusable
-                    return keep
-                elif isinstance(event, BadResponse):
-                    if record.status == 0:
-                        if may_retry(
-                            Failure.CLOSED,
-                            head.method,
-                            reused=conn.reused,
-                            response_started=conn.response.started,
-                            has_body=head.has_body,
-                        ):
-                            raise Retry(f"reused connection closed: {event.reason}")
-                        raise ExchangeFailed(502, f"{conn.node.id}: {event.reason}")
-                    raise ClientGone(f"{conn.node.id}: {event.reason} (after the head)")
-                elif isinstance(event, Switched):
-                    raise ExchangeFailed(502, f"{conn.node.id}: switched protocols unasked")
+            step, out, detail = relay.feed(events, time.monotonic(), sent_at, self.closing)
+            if step == SWITCH:
+                await self._switch(conn, detail, record, events)
+                return False
             await self._flush(out, record)
+            if step == MORE:
+                continue
+            if step == DONE:
+                return relay.keep
+            if step == RETRY:
+                raise Retry(detail)
+            if step == FAIL:
+                raise ExchangeFailed(502, detail)
+            raise ClientGone(detail)  # CUT
 
     async def _flush(self, out: list[bytes], record: AccessRecord) -> None:
         if out:
@@ -442,19 +395,3 @@ class NodeExchange:
             up,
             down,
         )
-
-
-def response_framing(
-    head: ResponseHead, request: RequestHead, bodiless: bool, keep: bool
-) -> tuple[bytes, bool, bool]:
-    """(the framing line for the client, re-chunk the body?, keep the client) for one
-    response."""
-    if bodiless:
-        if head.content_length is not None and request.method == "HEAD":
-            return length_line(head.content_length), False, keep
-        return b"", False, keep
-    if head.content_length is not None:
-        return length_line(head.content_length), False, keep
-    if request.version == "1.1":
-        return CHUNKED_LINE, True, keep
-    return b"", False, False  # an HTTP/1.0 client learns the end from the close

@@ -8,8 +8,9 @@ non-upgrade request and an idle keep-alive connection to the chosen node exists,
 request goes to the node and the response comes back to the client entirely in
 `data_received` callbacks. Anything else (a body, an upgrade, a refusal, no idle
 connection, a stale connection to retry) is queued for the parked task, which runs the
-ordinary task-based exchange, so every rule of `exchange.py` still holds there. Whether a
-failed try may be repeated is `retry.may_retry`'s to say, here as there.
+ordinary task-based exchange. The response itself is handled by `response.Response` on
+both paths, so what the client gets, and whether a failed try may be repeated
+(`retry.may_retry`), is decided in one place.
 """
 
 from __future__ import annotations
@@ -25,25 +26,13 @@ from rke2ha.lb.l7 import accesslog
 from rke2ha.lb.l7.accesslog import AccessRecord, Peer
 from rke2ha.lb.l7.backend_conns import BackendConnection, BackendPool
 from rke2ha.lb.l7.end_of_turn import write_if_open
-from rke2ha.lb.l7.exchange import response_framing
-from rke2ha.lb.l7.headers import LAST_CHUNK, chunk, response_head
-from rke2ha.lb.l7.http_back import (
-    BadResponse,
-    Interim,
-    ResponseData,
-    ResponseEnd,
-    ResponseHead,
-    Switched,
-)
 from rke2ha.lb.l7.http_front import Event, RequestEnd, RequestHead, RequestReader
 from rke2ha.lb.l7.nodes import Node, NodeSet
 from rke2ha.lb.l7.pages import error_response
 from rke2ha.lb.l7.redirect import passes_through
-from rke2ha.lb.l7.retry import Failure, may_retry
+from rke2ha.lb.l7.response import CUT, DONE, FAIL, MORE, RETRY, Response
 
 log = logging.getLogger("rke2ha.lb.l7")
-
-_NO_BODY_STATUSES = (204, 304)
 
 
 class FastClientProtocol(asyncio.StreamReaderProtocol):
@@ -377,13 +366,13 @@ class FastPath:
         self.busy = False
         if reason is not None and record.reason is None:
             record.reason = reason
-        accesslog.emit(record)
+        accesslog.emit(self.settings.access_log, record)
         stats = self.stats
         if stats is not None:
             stats.bytes_down += record.bytes
             if record.status in (502, 504):
                 stats.failed += 1
-        if not fx.keep or self.closing or reason is not None:
+        if not fx.response.keep or self.closing or reason is not None:
             self.writer.transport.close()
             self._client_eof = True
             self._stash.clear()
@@ -408,7 +397,7 @@ class FastPath:
         self.nodes.end(fx.node, fx.conn.received - fx.received, fx.conn.sent - fx.sent)
         self.backend = None
         self.busy = False
-        self._carried_retry = (fx.node.id, f"reused connection closed: {reason}")
+        self._carried_retry = (fx.node.id, reason)
         self._events.append(fx.head)
         self._events.append(RequestEnd())
         stash = b"".join(self._stash)
@@ -427,7 +416,7 @@ class FastPath:
             response = error_response(status)
             self.writer.transport.write(response)
             record.bytes = len(response)
-        fx.keep = False
+        fx.response.keep = False
         self._fast_finish(fx, reusable=False, reason=reason)
 
 
@@ -445,15 +434,13 @@ class _Fast:
 
     __slots__ = (
         "activity",
-        "bodiless",
         "conn",
         "head",
-        "keep",
         "node",
         "paused",
         "received",
-        "rechunk",
         "record",
+        "response",
         "sent",
         "sent_at",
         "session",
@@ -482,79 +469,30 @@ class _Fast:
         self.record = record
         self.sent_at = sent_at
         self.activity = sent_at
-        self.keep = head.keep_alive
-        self.bodiless = head.method == "HEAD"
-        self.rechunk = False
+        self.response = Response(conn, head, token, record, session.settings.affinity)
         self.paused = False
 
     def on_node(self, data: bytes) -> None:
         """Bytes (b"" at the end) from the node: re-framed and written to the client."""
         session = self.session
-        conn = self.conn
-        record = self.record
-        self.activity = time.monotonic()
-        out: list[bytes] = []
-        for event in conn.response.feed(data):
-            if isinstance(event, ResponseData):
-                if not self.bodiless:
-                    out.append(chunk(event.data) if self.rechunk else event.data)
-            elif isinstance(event, ResponseHead):
-                record.upstream_s = self.activity - self.sent_at
-                record.status = event.status
-                self.bodiless = self.bodiless or event.status in _NO_BODY_STATUSES
-                extra: list[tuple[bytes, bytes]] = []
-                affinity = session.settings.affinity
-                if affinity is not None and self.token != affinity.token(conn.node.id):
-                    extra.append(affinity.set_cookie(conn.node.id))
-                keep = self.keep and not session.closing
-                framing, self.rechunk, self.keep = response_framing(
-                    event, self.head, self.bodiless, keep
-                )
-                out.append(
-                    response_head(
-                        event.status,
-                        event.reason,
-                        event.kept,
-                        framing=framing,
-                        keep_alive=self.keep,
-                        extra=extra,
-                    )
-                )
-            elif isinstance(event, Interim):
-                if event.status == 100:
-                    out.append(b"HTTP/1.1 100 Continue\r\n\r\n")
-            elif isinstance(event, ResponseEnd):
-                if self.rechunk:
-                    out.append(LAST_CHUNK)
-                self._flush(out)
-                conn.reusable_after = event.reusable
-                session._fast_finish(self, reusable=event.reusable)
-                return
-            elif isinstance(event, BadResponse):
-                self._flush(out)
-                if record.status == 0:
-                    if may_retry(
-                        Failure.CLOSED,
-                        self.head.method,
-                        reused=conn.reused,
-                        response_started=conn.response.started,
-                        has_body=self.head.has_body,
-                    ):
-                        session._fast_retry(self, event.reason)
-                    else:
-                        session._fast_fail(self, 502, f"{conn.node.id}: {event.reason}")
-                else:
-                    session._fast_finish(
-                        self,
-                        reusable=False,
-                        reason=f"{conn.node.id}: {event.reason} (after the head)",
-                    )
-                return
-            elif isinstance(event, Switched):
-                self._flush(out)
-                session._fast_fail(self, 502, f"{conn.node.id}: switched protocols unasked")
-                return
-        self._flush(out)
+        now = time.monotonic()
+        self.activity = now
+        events = self.conn.response.feed(data)
+        step, out, detail = self.response.feed(events, now, self.sent_at, session.closing)
+        if out:
+            self._flush(out)
+        if step == MORE:
+            return
+        if step == DONE:
+            session._fast_finish(self, reusable=detail)
+        elif step == RETRY:
+            session._fast_retry(self, detail)
+        elif step == CUT:
+            session._fast_finish(self, reusable=False, reason=detail)
+        elif step == FAIL:
+            session._fast_fail(self, 502, detail)
+        else:  # SWITCH: only an upgrade request is switched, and none takes this path
+            session._fast_fail(self, 502, f"{self.conn.node.id}: switched protocols unasked")
 
     def _flush(self, out: list[bytes]) -> None:
         if not out:

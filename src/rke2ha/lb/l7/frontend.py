@@ -1,14 +1,14 @@
-"""Layer 7 frontends inside the layer 4 `LoadBalancer` (`rke2ha.lb.frontend_api`).
+"""The layer 7 kinds of frontend (`https`, `redirect`) of the one `LoadBalancer`.
 
 `LoadBalancer` owns the pools, active checks, admin endpoint, reload and drain for every
-port; it asks a factory for each port's frontend. `L7Runtime.factory()` answers with an
-`L7Frontend` for the HTTPS port (TLS ends here) and for the redirect port, and with the
-ordinary layer 4 frontend for every other port (6443 and 9345 carry TLS the nodes end).
-So a layer 7 spec is one process, one admin page, one SIGHUP.
+port and picks each port's frontend by its `kind` (`rke2ha.lb.config`): `tcp` ports get the
+layer 4 relay, `https` and `redirect` ports an `L7Frontend` (`rke2ha.lb.frontend_api`).
+So a layer 7 spec is one process (or one supervisor of `--workers`), one admin page, one
+SIGHUP.
 
 What the layer 7 frontends of one process share lives in `L7Runtime`: the certificate
 (reloaded on SIGHUP, see `tls.py`), the keep-alive connections to the nodes, the affinity
-secret and the proxy settings.
+key and the proxy settings built from `LbConfig.l7`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from rke2ha.lb.config import FrontendConfig
+from rke2ha.lb.accesslog import AccessLog
+from rke2ha.lb.config import FrontendConfig, L7Settings
 from rke2ha.lb.frontend import bind_listener
-from rke2ha.lb.l7.affinity import AffinityCookie
+from rke2ha.lb.l7.affinity import AffinityCookie, affinity_key
 from rke2ha.lb.l7.backend_conns import READ_SIZE, BackendPool
 from rke2ha.lb.l7.fast import FastClientProtocol, FastPath
 from rke2ha.lb.l7.pool_adapter import PoolNodes
@@ -33,12 +34,6 @@ from rke2ha.lb.l7.redirect import RedirectPolicy
 from rke2ha.lb.l7.tls import CertificateStore
 from rke2ha.lb.l7.tls_transport import TLSSocketTransport, wrap_accepted
 from rke2ha.lb.pool import Pool
-from rke2ha.secretfiles import ensure_secret
-
-if TYPE_CHECKING:
-    from rke2ha.lb.frontend_api import FrontendLike
-    from rke2ha.lb.l7.settings import L7Config
-    from rke2ha.lb.server import LoadBalancer
 
 log = logging.getLogger("rke2ha.lb.l7")
 
@@ -48,64 +43,66 @@ _PAUSE_LOG_SECONDS = 10.0  # at most one max_connections warning per this long
 
 
 class L7Runtime:
-    def __init__(self, config: L7Config) -> None:
-        self.config = config
-        self.store = CertificateStore(config.cert, config.key, config.hostname)
-        self.conns = BackendPool(config.connect_timeout)
-        affinity = None
-        if config.affinity:
-            secret = config.affinity_secret
-            if secret is None and config.affinity_secret_file is not None:
-                secret = bytes.fromhex(ensure_secret(config.affinity_secret_file))
-            affinity = AffinityCookie(secret)
-        self.https = ProxySettings(
-            forwarded_proto="https",
-            forwarded_port=config.forwarded_port,
-            header_timeout=config.header_timeout,
-            keepalive_timeout=config.keepalive_timeout,
-            http_timeout=config.http_timeout,
-            tunnel_timeout=config.http_timeout,
-            retries=config.retries,
-            affinity=affinity,
-        )
-        self.plain: ProxySettings | None = None
-        if config.redirect_from is not None:
-            policy = RedirectPolicy(
-                hostname=config.hostname,
-                code=config.redirect_code,
-                https_port=config.forwarded_port,
-                acme_passthrough=config.acme_passthrough,
-            )
-            self.plain = replace(
-                self.https,
-                redirect=policy,
-                forwarded_proto="http",
-                forwarded_port=config.redirect_from[1],
-            )
+    def __init__(self, settings: L7Settings, connect_timeout: float, access_log: AccessLog) -> None:
+        self.settings = settings
+        self.access_log = access_log
+        self.store = CertificateStore(settings.cert, settings.key, settings.hostname)
+        self.conns = BackendPool(connect_timeout)
+        self.affinity = AffinityCookie(affinity_key(settings)) if settings.affinity else None
 
-    def reload_certificate(self) -> None:
-        """SIGHUP: new handshakes get the files' certificate; a failure keeps the old one."""
+    def update(self, settings: L7Settings) -> None:
+        """SIGHUP: the certificate is re-read (a failure keeps the old one) and the settings
+        apply to requests from now on; requests in flight finish with the old ones."""
+        if settings.affinity != self.settings.affinity or (
+            settings.affinity_secret_file != self.settings.affinity_secret_file
+        ):
+            self.affinity = AffinityCookie(affinity_key(settings)) if settings.affinity else None
+        store = self.store
+        before = (store.cert, store.key, store.hostname)
+        store.cert, store.key, store.hostname = settings.cert, settings.key, settings.hostname
+        if not self.reload_certificate():
+            store.cert, store.key, store.hostname = before
+            settings = replace(settings, cert=before[0], key=before[1], hostname=before[2] or "")
+        self.settings = settings
+
+    def proxy_settings(self, fc: FrontendConfig) -> ProxySettings:
+        """How the sessions of frontend `fc` (kind https or redirect) proxy and answer."""
+        l7 = self.settings
+        https = ProxySettings(
+            forwarded_proto="https",
+            forwarded_port=l7.forwarded_port,
+            header_timeout=l7.header_timeout,
+            keepalive_timeout=l7.keepalive_timeout,
+            http_timeout=fc.idle_timeout,
+            tunnel_timeout=fc.idle_timeout,
+            retries=fc.retries,
+            affinity=self.affinity,
+            access_log=self.access_log,
+        )
+        if fc.kind == "https":
+            return https
+        policy = RedirectPolicy(
+            hostname=l7.hostname,
+            code=l7.redirect_code,
+            https_port=l7.forwarded_port,
+            acme_passthrough=l7.acme_passthrough,
+        )
+        return replace(https, redirect=policy, forwarded_proto="http", forwarded_port=fc.port)
+
+    def frontend(self, fc: FrontendConfig, pool: Pool) -> L7Frontend:
+        return L7Frontend(fc, pool, self, self.proxy_settings(fc), tls=fc.kind == "https")
+
+    def reload_certificate(self) -> bool:
+        """New handshakes get the files' certificate; a failure keeps the old one (False)."""
         try:
             loaded = self.store.reload()
         except Exception as err:  # any reload failure keeps the old certificate
             log.error("certificate reload failed, still serving the old one: %s", err)
-            return
+            return False
         log.info(
             "certificate reloaded: %s, valid until %s", ", ".join(loaded.names), loaded.not_after
         )
-
-    def factory(self) -> Callable[[LoadBalancer, FrontendConfig, Pool], FrontendLike]:
-        from rke2ha.lb.server import layer4_frontend
-
-        def make(lb: LoadBalancer, fc: FrontendConfig, pool: Pool) -> FrontendLike:
-            where = (fc.host, fc.port)
-            if where == self.config.listen:
-                return L7Frontend(fc, pool, self, self.https, tls=True)
-            if where == self.config.redirect_from and self.plain is not None:
-                return L7Frontend(fc, pool, self, self.plain, tls=False)
-            return layer4_frontend(lb, fc, pool)
-
-        return make
+        return True
 
 
 class L7Frontend:
@@ -251,6 +248,12 @@ class L7Frontend:
             self._pending.pop(proto, None)
             sock.close()
             self._resume()
+
+    def reconfigure(self, config: FrontendConfig) -> None:
+        """A reload: new sessions get the new settings; open ones keep theirs."""
+        self.config = config
+        self.nodes.balance = config.balance
+        self.settings = self.runtime.proxy_settings(config)
 
     def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._pending.pop(writer.transport.get_protocol(), None)

@@ -202,7 +202,7 @@ class ClientSession(FastPath, NodeExchange):
             response = error_response(rejected.status)
             await self._send(response)
             record.bytes = len(response)
-        accesslog.emit(record)
+        accesslog.emit(self.settings.access_log, record)
         if self.stats is not None:
             self.stats.bytes_down += record.bytes
 
@@ -234,7 +234,7 @@ class ClientSession(FastPath, NodeExchange):
                     record.bytes = len(response)
             keep = False
         finally:
-            accesslog.emit(record)
+            accesslog.emit(self.settings.access_log, record)
             stats = self.stats
             if stats is not None:
                 stats.bytes_down += record.bytes

@@ -9,12 +9,9 @@ haproxy's and nginx's are. The copy names them through the `current` link
 them again on SIGHUP, so a reload serves the new version's certificate and pruning the old
 version takes nothing from the running process.
 
-A SIGHUP at layer 7 applies the certificate and the pools (nodes, checks, connection
-limit, drain time); the rest of the front (addresses, hostname, redirect, affinity,
-balance, timeouts, retries, admin) is fixed when it starts. That rest is the version's
-`restart_key`: when it differs from the running one, the provider stops and starts the
-engine instead of signalling it. Layer 4 reloads everything but the admin address, as
-before, so its key is empty.
+A SIGHUP applies every change of the copy at both layers (`lb/server.py`: frontends,
+nodes, checks, the layer 7 settings, the certificate, the admin endpoint), so a new
+version is always a reload of the running engine.
 """
 
 from __future__ import annotations
@@ -27,10 +24,7 @@ from typing import Any
 import yaml
 
 from rke2ha.errors import InvalidError, Rke2haError, UsageError
-from rke2ha.lb.config import HealthConfig
-from rke2ha.lb.config import from_spec as layer4_from_spec
-from rke2ha.lb.l7.server import from_spec as layer7_from_spec
-from rke2ha.lb.l7.server import l4_companion
+from rke2ha.lb.config import from_spec
 from rke2ha.lb.l7.tls import load_certificate
 from rke2ha.providers.existing.engines import CONFIG_PATHS, EnginePaths
 from rke2ha.render import RenderedFile, Rendering
@@ -47,7 +41,6 @@ TLS_KEY = "builtin/tls.key"
 class BuiltinVersion:
     fingerprint: str
     files: Rendering
-    restart_key: str
 
 
 def read_tls_pem(spec: Spec) -> tuple[str, str]:
@@ -114,49 +107,31 @@ def _spec_file(spec: Spec) -> RenderedFile:
     return RenderedFile(yaml.safe_dump(_spec_copy(spec), sort_keys=True))
 
 
-def _layer4(spec: Spec) -> BuiltinVersion:
-    # What the built-in load balancer will run: its fingerprint ignores spec parts it
-    # does not read (DNS, Rancher), so changing those does not reload it.
-    try:
-        lb_config = layer4_from_spec(spec)
-    except (InvalidError, UsageError) as err:
-        raise InvalidError(f"the built-in load balancer rejects the spec: {err}") from None
-    fingerprint = hashlib.sha256(repr(lb_config).encode()).hexdigest()
-    return BuiltinVersion(fingerprint, Rendering({CONFIG_PATHS["builtin"]: _spec_file(spec)}), "")
-
-
-def _layer7(spec: Spec) -> BuiltinVersion:
-    try:
-        front = layer7_from_spec(spec)
-        _, base = l4_companion(spec)
-    except (InvalidError, UsageError) as err:
-        raise InvalidError(f"the built-in load balancer rejects the spec: {err}") from None
-    # Read (the key must be private) and checked before anything is written or signalled.
-    chain, key = read_tls_pem(spec)
-    check_tls_files(front.cert, front.key, spec.hostname)
-    cert_path, key_path = running_tls_paths(spec)
-    front = replace(front, cert=cert_path, key=key_path)
-    files = Rendering(
-        {
-            CONFIG_PATHS["builtin"]: _spec_file(spec),
-            TLS_CERT: RenderedFile(chain.rstrip("\n") + "\n"),
-            TLS_KEY: RenderedFile(key.rstrip("\n") + "\n", secret=True),
-        }
-    )
-    digest = hashlib.sha256(f"{front!r}\0{base!r}\0".encode())
-    for path in (TLS_CERT, TLS_KEY):
-        digest.update(f"{path}\0{files.files[path].text}\0".encode())
-    # Everything the front fixes at start; what a reload applies is blanked out.
-    fixed = replace(
-        front, backends=(), names={}, health=HealthConfig(), max_connections=0, drain_timeout=0.0
-    )
-    restart = hashlib.sha256(f"{fixed!r}\0admin {base.admin}".encode()).hexdigest()
-    return BuiltinVersion(digest.hexdigest(), files, f"layer7-{restart[:16]}")
-
-
 def builtin_version(spec: Spec) -> BuiltinVersion:
-    """The version the spec asks the built-in engine to run, without writing anything."""
-    return _layer7(spec) if spec.load_balancer.layer == 7 else _layer4(spec)
+    """The version the spec asks the built-in engine to run, without writing anything.
+
+    Its fingerprint is the load balancer's config (it ignores spec parts the engine does
+    not read, such as DNS and Rancher, so changing those does not reload it) and, at
+    layer 7, the certificate and key copied.
+    """
+    try:
+        config = from_spec(spec)
+    except (InvalidError, UsageError) as err:
+        raise InvalidError(f"the built-in load balancer rejects the spec: {err}") from None
+    files = Rendering({CONFIG_PATHS["builtin"]: _spec_file(spec)})
+    if config.l7 is not None:
+        # Read (the key must be private) and checked before anything is written or signalled.
+        chain, key = read_tls_pem(spec)
+        check_tls_files(config.l7.cert, config.l7.key, spec.hostname)
+        cert_path, key_path = running_tls_paths(spec)
+        config = replace(config, l7=replace(config.l7, cert=cert_path, key=key_path))
+        files.files[TLS_CERT] = RenderedFile(chain.rstrip("\n") + "\n")
+        files.files[TLS_KEY] = RenderedFile(key.rstrip("\n") + "\n", secret=True)
+    digest = hashlib.sha256(repr(config).encode())
+    for path in sorted(files.files):
+        if path != CONFIG_PATHS["builtin"]:
+            digest.update(f"\0{path}\0{files.files[path].text}".encode())
+    return BuiltinVersion(digest.hexdigest(), files)
 
 
 def check_builtin(config_file: Path) -> None:
@@ -167,11 +142,7 @@ def check_builtin(config_file: Path) -> None:
     """
     try:
         spec = load_spec(config_file)
-        if spec.load_balancer.layer == 7:
-            layer7_from_spec(spec)
-            l4_companion(spec)
-        else:
-            layer4_from_spec(spec)
+        from_spec(spec)
     except (InvalidError, UsageError) as err:
         raise InvalidError(f"the built-in load balancer rejects {config_file}: {err}") from None
     if spec.load_balancer.layer == 7:

@@ -40,9 +40,6 @@ class EngineConfig:
     engine: str
     fingerprint: str
     files: Rendering
-    # What a reload signal cannot change (built-in at layer 7, `builtin.py`); when it
-    # differs from the running version's, the engine is stopped and started instead.
-    restart_key: str = ""
 
     @property
     def short(self) -> str:
@@ -102,7 +99,7 @@ def _rendered(
 
 def _builtin(spec: Spec) -> EngineConfig:
     version = builtin_version(spec)
-    return EngineConfig("builtin", version.fingerprint, version.files, version.restart_key)
+    return EngineConfig("builtin", version.fingerprint, version.files)
 
 
 def engine_config(spec: Spec) -> EngineConfig:

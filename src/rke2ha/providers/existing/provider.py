@@ -3,9 +3,8 @@
 Two resources, applied in this order and destroyed in the reverse one:
 - `load_balancer.engine` (kind `lb_engine`): the engine process rke2ha started on this
   host; compared by engine name and config fingerprint. A different fingerprint is an
-  in-place update (checked, then reloaded); a different engine, or a change a reload
-  cannot apply (the config's `restart_key`), is a restart (the new config is checked
-  before the old engine is stopped).
+  in-place update (checked, then reloaded); a different engine is a restart (the new
+  config is checked before the old engine is stopped).
 - `dns_record.hostname` (kind `dns_record`): the hostname's record through `dns.provider`,
   published once the load balancer answers.
 With `load_balancer.hosts`, the engine resource is one `load_balancer.hosts.<name>` per
@@ -355,7 +354,6 @@ class ExistingProvider:
                 "config": config.short,
                 "config_file": str(runner.paths.running_config),
                 "listen": self._listen(),
-                "restart_key": config.restart_key,
             },
         )
         self.state.spec = spec_record(self.spec, self.spec.source_file)
@@ -369,10 +367,8 @@ class ExistingProvider:
         old_engine = str(old.attrs.get("engine")) if old is not None else None
         old_runner = EngineRunner(self.spec, old_engine) if old_engine else None
         old_pid = old_runner.running_pid() if old_runner is not None else None
-        # States written before restart keys existed hold none: "" is what those engines had.
-        old_key = str(old.attrs.get("restart_key") or "") if old is not None else ""
         same_engine = old_pid is not None and old_engine == runner.engine
-        reloadable = change.action == "update" and old_key == self.config.restart_key
+        reloadable = change.action == "update"
         if reloadable and same_engine and old_pid is not None:
             runner.make_current(version)
             runner.reload(old_pid)
@@ -381,8 +377,7 @@ class ExistingProvider:
             runner.prune()
             return
         if old_runner is not None and old_pid is not None:
-            why = ": a reload cannot apply this change" if same_engine else ""
-            reporter.note(f"stopping {old_runner.what} (pid {old_pid}){why}")
+            reporter.note(f"stopping {old_runner.what} (pid {old_pid})")
             old_runner.stop(old_pid)
         if old_runner is not None and old_engine != runner.engine:
             old_runner.remove_files()
