@@ -23,6 +23,7 @@ from rke2ha.providers.base import Facts, Reporter
 from rke2ha.providers.existing.builtin import builtin_version
 from rke2ha.providers.existing.configs import host_config_text
 from rke2ha.providers.existing.localunit import (
+    UNIT_DIR,
     builtin_engine,
     builtin_unit_text,
     check_spec_step,
@@ -55,7 +56,8 @@ class UnitEngine:
         self.store = store
         self.python = this_python()
         self.engine: Engine = engine_for(spec, self.python)
-        self.facts: HostFacts | None = None
+        self.facts: HostFacts | None = None  # for the spec's engine
+        self.recorded_facts: HostFacts | None = None  # for the state's (down undoes that)
         self._text: str | None = None
 
     @property
@@ -93,15 +95,17 @@ class UnitEngine:
         name = str(entry.attrs.get("engine"))
         if name == "builtin":
             unit = str(entry.attrs.get("unit") or self.engine.unit)
-            return replace(builtin_engine(self.spec, self.python), unit=unit,
-                           config=f"{Path(self.engine.config).parent}/{unit}")  # fmt: skip
+            engine = builtin_engine(self.spec, self.python)
+            return replace(engine, unit=unit, config=f"{UNIT_DIR}/{unit}")
         return ENGINES[name]
 
     def describe(self, facts: Facts) -> None:
         """This machine's facts for the engine the state holds (else the spec's)."""
         engine = self._recorded_engine()
         found = local.read_facts(engine)
-        self.facts = found
+        self.recorded_facts = found
+        same = engine.unit == self.engine.unit
+        self.facts = found if same else local.read_facts(self.engine)
         if ADDRESS not in self.state.resources:
             return
         props = {
@@ -121,15 +125,19 @@ class UnitEngine:
 
     def explain(self, plan: Plan) -> None:
         for index, change in enumerate(plan.changes):
-            if change.kind != KIND or self.facts is None:
+            if change.kind != KIND or self.facts is None or self.recorded_facts is None:
                 continue
             record = self._record()
+            old: list[Step] = []
+            if record is not None and change.action in ("delete", "replace"):
+                old, _ = local_down_steps(self._recorded_engine(), self.recorded_facts, record)
             if change.action == "delete":
-                if record is None:
-                    continue
-                steps, _ = local_down_steps(self._recorded_engine(), self.facts, record)
+                steps = old
             else:
-                steps, _ = local_up_steps(self.engine, self.facts, self.text, record, self._check())
+                # Another engine starts from nothing of rke2ha's: its own first `up`.
+                previous = None if change.action == "replace" else record
+                new, _ = local_up_steps(self.engine, self.facts, self.text, previous, self._check())
+                steps = old + new
             what = "; ".join(s.what for s in steps if s.kind != "verify") or "nothing"
             plan.changes[index] = replace(change, reason=f"{self.engine.unit}: {what}")
 
