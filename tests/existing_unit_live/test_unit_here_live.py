@@ -150,6 +150,13 @@ def test_engine_here_is_an_enabled_unit_that_survives_a_reboot(testbed: Testbed)
             assert through(testbed, lb) in NODES
             code, out = rke2ha(lb, "up", "-f", SPEC, "--yes")
             assert code == 0 and "No changes" in out, out
+            # `lb drain` finds the unit's HAProxy through its packaged config's socket.
+            code, out = rke2ha(lb, "lb", "drain", NODES[1], "-f", SPEC)
+            assert code == 0 and "HAProxy runtime API, /run/haproxy" in out, out
+            answers = [through(testbed, lb) for _ in range(9)]
+            assert NODES[1] not in answers and set(answers) <= set(NODES), answers
+            code, out = rke2ha(lb, "lb", "enable", NODES[1], "-f", SPEC)
+            assert code == 0, out
 
         code, out = rke2ha(lb, "down", "-f", SPEC, "--yes")
         assert code == 0, out

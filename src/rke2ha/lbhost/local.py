@@ -23,7 +23,8 @@ PACKAGE_TIMEOUT = 600.0
 STEP_TIMEOUT = 120.0
 HERE = "this machine"
 Note = Callable[[str], None]
-# sd_booted(3): systemd is the init system exactly when this directory exists.
+# sd_booted(3): systemd is the init system exactly when this directory exists
+# (https://man7.org/linux/man-pages/man3/sd_booted.3.html, NOTES).
 SYSTEMD_RUNTIME = Path("/run/systemd/system")
 
 

@@ -11,8 +11,8 @@ unit and `decide` reloads it; the spec itself is checked first, with the loader
 `lb serve` uses (`builtincheck`).
 
 A unit file written or removed takes effect only after `systemctl daemon-reload`
-(systemctl(1), daemon-reload), so that step follows each; `down` disables the unit
-before its file goes, while systemd can still name the links to remove.
+(systemctl(1), daemon-reload: "reload all unit files"), so that step follows each; `down`
+disables the unit before its file goes, while systemd can still name the links to remove.
 """
 
 from __future__ import annotations
