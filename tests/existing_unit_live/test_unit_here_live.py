@@ -29,6 +29,21 @@ RKE2HA = f"{REPO}/.venv/bin/rke2ha"
 WORK = "/root/unit-here"
 SPEC = f"{WORK}/spec.yaml"
 BUILTIN_UNIT = "rke2ha-lb-rancher.service"
+# Run inside the machine: the local adapter itself, given a config HAProxy rejects.
+REJECTED = """\
+import sys
+from rke2ha.lbhost import local
+from rke2ha.lbhost.decide import ENGINES, up_steps
+from rke2ha.lbhost.remote import StepFailed
+engine = ENGINES["haproxy"]
+bad = "global\\n    no-such-keyword 1\\n"
+try:
+    local.run(engine, lambda facts: up_steps(engine, facts, bad, None)[0], print)
+except StepFailed as err:
+    print("ERROR:", err)
+    print("DONE:", " ".join(s.kind for s in err.done))
+    sys.exit(3)
+"""
 
 
 def binds() -> tuple[str, ...]:
@@ -150,6 +165,17 @@ def test_engine_here_is_an_enabled_unit_that_survives_a_reboot(testbed: Testbed)
             assert through(testbed, lb) in NODES
             code, out = rke2ha(lb, "up", "-f", SPEC, "--yes")
             assert code == 0 and "No changes" in out, out
+            # A config HAProxy rejects: checked here, never moved over the running one.
+            cfg = lb.sh("sha256sum /etc/haproxy/haproxy.cfg; ls /etc/haproxy").stdout
+            main = lb.sh("systemctl show -p MainPID --value haproxy.service").stdout.strip()
+            done = lb.sh(f"{REPO}/.venv/bin/python -", input=REJECTED)
+            assert done.returncode == 3, done.stdout + done.stderr
+            assert "rejects the rendered config" in done.stdout, done.stdout
+            assert "no-such-keyword" in done.stdout and "DONE: upload\n" in done.stdout
+            assert lb.sh("sha256sum /etc/haproxy/haproxy.cfg; ls /etc/haproxy").stdout == cfg
+            assert lb.sh("systemctl show -p MainPID --value haproxy.service").stdout.strip() == (
+                main
+            )
             # `lb drain` finds the unit's HAProxy through its packaged config's socket.
             code, out = rke2ha(lb, "lb", "drain", NODES[1], "-f", SPEC)
             assert code == 0 and "HAProxy runtime API, /run/haproxy" in out, out
