@@ -204,3 +204,18 @@ def test_a_config_rke2ha_wrote_is_never_kept_as_the_hosts_own() -> None:
                  active="active")  # fmt: skip
     steps, later = up_steps(haproxy, ours, "v2\n", record)
     assert "save_original" not in kinds(steps) and not later.saved_original
+
+
+def test_the_builtin_units_check_refuses_what_lb_serve_would(tmp_path: Path) -> None:
+    good = tmp_path / "spec.yaml"
+    good.write_text(yaml.safe_dump(spec_doc()))
+    bad = tmp_path / "l7.yaml"
+    bad.write_text(yaml.safe_dump(spec_doc(load_balancer={"layer": 7})))  # no tls: files
+    results = {}
+    for path in (good, bad):
+        step = check_spec_step(sys.executable, path)
+        done = subprocess.run(step.command, shell=True, capture_output=True, text=True, timeout=60)
+        results[path.name] = (done.returncode, done.stdout + done.stderr)
+    assert results["spec.yaml"][0] == 0, results
+    code, said = results["l7.yaml"]
+    assert code == 1 and "load_balancer.tls is not set" in said and "Traceback" not in said

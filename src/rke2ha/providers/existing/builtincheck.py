@@ -10,28 +10,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rke2ha.errors import InvalidError, Rke2haError, UsageError
-from rke2ha.lb.config import from_spec as layer4_from_spec
-from rke2ha.lb.l7.server import from_spec as layer7_from_spec
-from rke2ha.lb.l7.server import l4_companion
-from rke2ha.providers.existing.builtin import check_tls_files
-from rke2ha.specfile import load_spec
+from rke2ha.errors import Rke2haError
+from rke2ha.providers.existing.builtin import check_tls_files, load_served_spec
 
 
 def check_spec_file(path: Path) -> None:
     """InvalidError/UsageError when `lb serve -f path` would refuse the file."""
-    spec = load_spec(path)
-    lb = spec.load_balancer
-    try:
-        if lb.layer == 7:
-            layer7_from_spec(spec)
-            l4_companion(spec)
-        else:
-            layer4_from_spec(spec)
-    except (InvalidError, UsageError) as err:
-        raise InvalidError(f"the built-in load balancer rejects {path}: {err}") from None
-    if lb.layer == 7 and lb.tls is not None:
-        check_tls_files(spec.resolve(lb.tls.cert), spec.resolve(lb.tls.key), spec.hostname)
+    spec = load_served_spec(path)
+    tls = spec.load_balancer.tls
+    if spec.load_balancer.layer == 7 and tls is not None:
+        check_tls_files(spec.resolve(tls.cert), spec.resolve(tls.key), spec.hostname)
 
 
 def main(argv: list[str]) -> int:

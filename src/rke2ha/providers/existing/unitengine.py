@@ -22,6 +22,7 @@ from rke2ha.plan import Change, Desired, Observed, Plan
 from rke2ha.providers.base import Facts, Reporter
 from rke2ha.providers.existing.builtin import builtin_version
 from rke2ha.providers.existing.configs import host_config_text
+from rke2ha.providers.existing.hosted import CHANGING
 from rke2ha.providers.existing.localunit import (
     UNIT_DIR,
     builtin_engine,
@@ -37,10 +38,6 @@ from rke2ha.state import ResourceEntry, State, StateStore, Status
 ADDRESS = "load_balancer.unit"
 KIND = "lb_unit"
 WANTED_SERVICE = "enabled, active"
-# Steps that change the machine: after one of them ran, the record is kept for `down`.
-CHANGING = frozenset(
-    {"install", "save_original", "replace", "enable", "start", "restart", "helper"}
-)
 
 
 def this_python() -> str:
