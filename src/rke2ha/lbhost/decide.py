@@ -278,8 +278,10 @@ def up_steps(
             Step("check", f"check it with the host's {engine.binary}",
                  engine.check_command(engine.staged)),
         ]  # fmt: skip
+        # Only the first run finds the host's own config: on a later one the file there is
+        # rke2ha's (had there been one of the host's, the first run saved it).
         keep = not record.installed_package and facts.config_sha is not None
-        if keep and not record.saved_original:
+        if keep and previous is None:
             if facts.original_sha is None:  # else a copy from an earlier run waits there
                 steps.append(
                     Step(

@@ -97,6 +97,7 @@ class Machine:
         directory: Path,
         authorized_key: str,
         user_ids: dict[str, tuple[int, int]],
+        bind_ro: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -113,6 +114,9 @@ class Machine:
         self.host_keys = HostKeys(directory / "host-keys")
         self._authorized_key = authorized_key
         self._user_ids = user_ids
+        # Host directories mounted read-only at the same path inside (e.g. a worktree and
+        # its .venv, so rke2ha itself runs in a machine whose PID 1 is systemd).
+        self.bind_ro = bind_ro
         self._nspawn: subprocess.Popen[bytes] | None = None
         self.leader: int | None = None  # host PID of the machine's systemd (PID 1 inside)
         self.boot_seconds: float | None = None
@@ -201,6 +205,7 @@ class Machine:
             "--timezone=off",
             "--link-journal=no",
             "--console=read-only",
+            *(f"--bind-ro={path}" for path in self.bind_ro),
         ]  # fmt: skip
         self._started = time.monotonic()
         self.leader = None

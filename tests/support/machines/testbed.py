@@ -165,7 +165,11 @@ class Testbed:
         return ids
 
     def boot(
-        self, names: Iterable[str], hostnames: dict[str, str] | None = None, timeout: float = 120.0
+        self,
+        names: Iterable[str],
+        hostnames: dict[str, str] | None = None,
+        timeout: float = 120.0,
+        bind_ro: tuple[str, ...] = (),
     ) -> list[Machine]:
         """New machines named `names` (hostname = name unless given), booted in parallel;
         returns them once every one runs sshd. Their host keys join `known_hosts`."""
@@ -189,6 +193,7 @@ class Testbed:
                 directory=self.directory / "machines" / name,
                 authorized_key=self.client_key.with_suffix(".pub").read_text(),
                 user_ids=self._user_ids(),
+                bind_ro=bind_ro,
             )
             self.machines[name] = machine
             machine.prepare()
@@ -226,9 +231,12 @@ class Testbed:
         self.write_known_hosts(self.known_hosts)
 
     @contextlib.contextmanager
-    def extra_machine(self, name: str, hostname: str | None = None) -> Iterator[Machine]:
-        """A machine of the test's own, booted for the `with` block and discarded after."""
-        (machine,) = self.boot([name], {name: hostname} if hostname else None)
+    def extra_machine(
+        self, name: str, hostname: str | None = None, bind_ro: tuple[str, ...] = ()
+    ) -> Iterator[Machine]:
+        """A machine of the test's own, booted for the `with` block and discarded after;
+        `bind_ro`: host directories it sees read-only at the same paths."""
+        (machine,) = self.boot([name], {name: hostname} if hostname else None, bind_ro=bind_ro)
         try:
             yield machine
         finally:

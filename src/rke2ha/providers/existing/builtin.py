@@ -134,17 +134,23 @@ def builtin_version(spec: Spec) -> BuiltinVersion:
     return BuiltinVersion(digest.hexdigest(), files)
 
 
+def load_served_spec(config_file: Path) -> Spec:
+    """`config_file` loaded as `lb serve -f` loads it (the certificate files aside)."""
+    try:
+        spec = load_spec(config_file)
+        from_spec(spec)
+    except (InvalidError, UsageError) as err:
+        raise InvalidError(f"the built-in load balancer rejects {config_file}: {err}") from None
+    return spec
+
+
 def check_builtin(config_file: Path) -> None:
     """The built-in engine's check: load the written version as `lb serve -f` will.
 
     At layer 7 the certificate and key checked are the version's own copies (the spec copy
     names them through `current`, which still points at the running version).
     """
-    try:
-        spec = load_spec(config_file)
-        from_spec(spec)
-    except (InvalidError, UsageError) as err:
-        raise InvalidError(f"the built-in load balancer rejects {config_file}: {err}") from None
+    spec = load_served_spec(config_file)
     if spec.load_balancer.layer == 7:
         base = config_file.parent.parent
         try:

@@ -9,6 +9,8 @@ Two resources, applied in this order and destroyed in the reverse one:
   published once the load balancer answers.
 With `load_balancer.hosts`, the engine resource is one `load_balancer.hosts.<name>` per
 host instead (kind `lb_host`, `hosted.py`): the engine runs there as a systemd service.
+Without hosts, where rke2ha runs as root and systemd is the init system (`placement.py`),
+it is `load_balancer.unit` (kind `lb_unit`, `unitengine.py`): an enabled unit here.
 Facts come from the state file, checked against the live system: a pid counts only while
 its command line still names our config, a record only while its ownership marker is ours.
 """
@@ -22,6 +24,7 @@ from rke2ha.dns.manual import instructions
 from rke2ha.dns.ownership import Ownership
 from rke2ha.errors import InvalidError
 from rke2ha.invocation import spec_command
+from rke2ha.lbhost import local
 from rke2ha.plan import Change, Desired, Observed, Plan, destroy_plan, diff
 from rke2ha.providers.base import Facts, Outcome, ProviderOptions, Reporter
 from rke2ha.providers.existing import dnsrecord
@@ -30,12 +33,16 @@ from rke2ha.providers.existing.dnsrecord import HostnameRecord, RecordFacts
 from rke2ha.providers.existing.health import wait_healthy
 from rke2ha.providers.existing.hosted import KIND as HOST_KIND
 from rke2ha.providers.existing.hosted import HostedEngine
+from rke2ha.providers.existing.placement import Placement, placement
 from rke2ha.providers.existing.rancher_release import KIND as RANCHER_KIND
 from rke2ha.providers.existing.rancher_release import RancherRelease
 from rke2ha.providers.existing.runner import EngineRunner
 from rke2ha.providers.existing.servers import KIND as SERVER_KIND
 from rke2ha.providers.existing.servers import KUBE_KIND, Rke2Servers
 from rke2ha.providers.existing.servers import KUBECONFIG as SERVERS_DONE
+from rke2ha.providers.existing.unitengine import ADDRESS as UNIT_ADDRESS
+from rke2ha.providers.existing.unitengine import KIND as UNIT_KIND
+from rke2ha.providers.existing.unitengine import UnitEngine
 from rke2ha.spec import Spec
 from rke2ha.specdiff import field_changes, spec_fields, spec_record
 from rke2ha.state import ResourceEntry, State, StateStore
@@ -45,6 +52,7 @@ ENGINE_KIND = "lb_engine"
 KIND_RANK = {
     ENGINE_KIND: 1,
     HOST_KIND: 1,
+    UNIT_KIND: 1,
     dnsrecord.KIND: 2,
     SERVER_KIND: 3,
     KUBE_KIND: 4,
@@ -70,6 +78,8 @@ class ExistingProvider:
         self._config: EngineConfig | None = None
         self._stale_engine = False
         self._hosted: HostedEngine | None = None
+        self._placement: Placement | None = None
+        self._unit: UnitEngine | None = None
         self._servers: Rke2Servers | None = None
         self._rancher: RancherRelease | None = None
 
@@ -93,6 +103,27 @@ class ExistingProvider:
         if self._hosted is None:
             self._hosted = HostedEngine(self.spec, self.state, self.store)
         return self._hosted
+
+    @property
+    def placement(self) -> Placement | None:
+        """Without `load_balancer.hosts`: a unit here, or a child process (and why)."""
+        if self.spec.load_balancer.hosts:
+            return None
+        if self._placement is None:
+            self._placement = placement(
+                self.spec, root=local.is_root(), systemd_booted=local.systemd_booted()
+            )
+        return self._placement
+
+    @property
+    def unit(self) -> UnitEngine | None:
+        """The engine as a systemd unit on this machine; None when it is not one."""
+        where = self.placement
+        if where is None or not where.unit:
+            return None
+        if self._unit is None:
+            self._unit = UnitEngine(self.spec, self.state, self.store)
+        return self._unit
 
     @property
     def servers(self) -> Rke2Servers | None:
@@ -123,7 +154,9 @@ class ExistingProvider:
     def _engine_addresses(self) -> tuple[str, ...]:
         """What the DNS record waits for: the engine here, or every host's."""
         hosted = self.hosted
-        return tuple(hosted.addresses()) if hosted is not None else (ENGINE,)
+        if hosted is not None:
+            return tuple(hosted.addresses())
+        return (UNIT_ADDRESS,) if self.unit is not None else (ENGINE,)
 
     @property
     def record(self) -> HostnameRecord | None:
@@ -150,6 +183,14 @@ class ExistingProvider:
         entry = self.state.resources.get(ENGINE)
         if entry is not None:
             self._describe_engine(entry, facts)
+        if self.unit is not None:
+            self.unit.describe(facts)
+        elif UNIT_ADDRESS in self.state.resources:
+            facts.notes.append(
+                f"the state holds {UNIT_ADDRESS} (a systemd unit on this machine) but rke2ha "
+                "cannot manage units here now (not root, or systemd not running); run `down` "
+                "as root where it was made"
+            )
         if self.hosted is not None:
             self.hosted.describe(facts)
         else:
@@ -223,6 +264,8 @@ class ExistingProvider:
     def _desired(self) -> list[Desired]:
         if self.hosted is not None:
             resources = self.hosted.desired()
+        elif self.unit is not None:
+            resources = [self.unit.desired()]
         else:
             config = self.config
             resources = [
@@ -262,10 +305,14 @@ class ExistingProvider:
         notes = list(facts.notes)
         if self.spec.load_balancer.engine == "nginx":
             notes.append(NGINX_NOTE)
+        if self.placement is not None:
+            notes.append(self.placement.why)
         the_plan = diff(self._desired(), facts.observed, kind_rank=KIND_RANK, notes=notes)
         self._explain(the_plan)
         if self.hosted is not None:
             self.hosted.explain(the_plan)
+        if self.unit is not None:
+            self.unit.explain(the_plan)
         if self.servers is not None:
             self.servers.explain(the_plan)
         return the_plan
@@ -309,11 +356,17 @@ class ExistingProvider:
                     self._require_hosted().destroy(change, reporter)
                 elif change.kind == HOST_KIND:
                     self._require_hosted().apply(change, reporter)
+                elif change.kind == UNIT_KIND and change.action == "delete":
+                    self._require_unit().destroy(change, reporter)
+                elif change.kind == UNIT_KIND:
+                    self._require_unit().apply(change, reporter)
                 else:
                     records += self._apply_record(change, reporter)
             done.append(change)
         lb = self.spec.load_balancer
         where = f" (on {', '.join(h.name for h in lb.hosts)})" if lb.hosts else ""
+        if self.unit is not None:
+            where = f" (systemd unit {self.unit.engine.unit}, enabled)"
         steps.append(
             f"{lb.engine} serves {self.spec.hostname} on {self._listen()}{where}; "
             f"verify the whole path: {spec_command(self.spec, 'check')}"
@@ -340,6 +393,15 @@ class ExistingProvider:
                 "run `down` with the spec that made it"
             )
         return hosted
+
+    def _require_unit(self) -> UnitEngine:
+        unit = self.unit
+        if unit is None:
+            raise InvalidError(
+                f"the state holds {UNIT_ADDRESS}, a systemd unit on this machine, but rke2ha "
+                "cannot manage units here now; run `down` as root on the machine that made it"
+            )
+        return unit
 
     def _save_engine(self, runner: EngineRunner, pid: int | None, status: Any) -> None:
         config = self.config
@@ -455,6 +517,8 @@ class ExistingProvider:
                     self._destroy_engine(reporter)
                 elif change.kind == HOST_KIND:
                     self._require_hosted().destroy(change, reporter)
+                elif change.kind == UNIT_KIND:
+                    self._require_unit().destroy(change, reporter)
                 else:
                     records += self._apply_record(change, reporter)
             done.append(change)
