@@ -46,10 +46,8 @@ $(DEV): $(RUNTIME)
 system-deps:
 	@scripts/system-deps.sh
 
-# Two streams side by side (tests/conftest.py puts each test in one): the tests on the test
-# machines, which mostly wait for boots, VRRP and joins, and everything else.
 test: $(DEV) system-deps
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	@scripts/test.sh
 
 demo: $(RUNTIME)
 	@scripts/demo.sh

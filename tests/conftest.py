@@ -88,19 +88,6 @@ def testbed() -> Iterator[Testbed]:
         yield bed
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """In a pytest-xdist worker: hand the machines' timings to the controller's summary."""
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:
-        workeroutput["testbed_timings"] = list(TESTBED_TIMINGS)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: object, error: object) -> None:
-    """pytest-xdist's controller: a worker ended; keep its machines' timings for the summary."""
-    TESTBED_TIMINGS.extend(getattr(node, "workeroutput", {}).get("testbed_timings", []))
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if TESTBED_TIMINGS:
         terminalreporter.section("test machines")
@@ -113,19 +100,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 TESTBED_SETUP_TIMEOUT = 900
 
 
-# `make test` runs two pytest-xdist workers with `--dist loadgroup`: every test on the test
-# machines in one group (one worker boots them once and runs those tests one after another),
-# every other test in the other. Within a group tests never run at the same time, so the
-# fixed loopback addresses of the local tests and the shared machines are never contended.
-MACHINE_GROUP, LOCAL_GROUP = "machines", "local"
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on the test machines gets the `machines` marker: `make test`
+    (scripts/test.sh) runs those in one pytest and the rest in another, side by side. The
+    first of them also gets the longer timeout for building and booting the machines."""
     first_on_machines = True
     for item in items:
-        on_machines = "testbed" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group(MACHINE_GROUP if on_machines else LOCAL_GROUP))
-        if on_machines and first_on_machines:
+        if "testbed" not in getattr(item, "fixturenames", ()):
+            continue
+        item.add_marker(pytest.mark.machines)
+        if first_on_machines:
             item.add_marker(pytest.mark.timeout(TESTBED_SETUP_TIMEOUT), append=False)
             first_on_machines = False
