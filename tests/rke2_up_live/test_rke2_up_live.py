@@ -41,7 +41,8 @@ HOSTNAME = "rancher.rke2ha.test"
 ZONE = "rke2ha.test"
 NODES = ("node-1", "node-2", "node-3")
 UP_TIMEOUT = 600.0
-# Seconds between the stand-in's learner promotions on these machines (RKE2: 15 s).
+# Seconds between the stand-in's learner promotions on these machines (RKE2: 15 s), and
+# the stand-in Rancher answers 1 s after its HelmChart (default 5 s).
 LEARNER_TICK = 2
 STANDIN_DEFAULTS = "/etc/default/rke2-server"  # the unit's EnvironmentFile
 
@@ -65,7 +66,8 @@ def bed(testbed: Testbed) -> Iterator[Testbed]:
     machines = [testbed.machine(n) for n in NODES]
     for machine in machines:
         _clean(machine)
-        sh(machine, f"echo RKE2_STANDIN_LEARNER_TICK={LEARNER_TICK} > {STANDIN_DEFAULTS}")
+        defaults = f"RKE2_STANDIN_LEARNER_TICK={LEARNER_TICK}\\nRKE2_STANDIN_RANCHER_DELAY=1"
+        sh(machine, f"printf '{defaults}\\n' > {STANDIN_DEFAULTS}")
     try:
         yield testbed
     finally:

@@ -66,6 +66,11 @@ HEARTBEAT_SECONDS = 5.0
 # k3s-io/k3s pkg/etcd/etcd.go: manageTickerTime = 15 s, learnerMaxStallTime = 5 min. The
 # ticker can be shortened for tests through the unit's environment file.
 LEARNER_TICK = float(os.environ.get("RKE2_STANDIN_LEARNER_TICK", "15"))
+# Or at run time, for a test that wants the real interval in one place and a short one in
+# the next without restarting the leader: seconds in this file win while it exists, and an
+# interval already begun ends as soon as the new one has passed.
+LEARNER_TICK_FILE = Path("/run/rke2-standin-learner-tick")
+LEARNER_POLL = 0.25
 LEARNER_MAX_STALL = 300.0
 NODES_PREFIX = "/registry/minions/"  # where kube-apiserver keeps Node objects in etcd
 
@@ -678,10 +683,21 @@ class Server:
         self.etcd.put(NODES_PREFIX + self.config.node_name, json.dumps(record))
 
 
+def learner_tick() -> float:
+    try:
+        return float(LEARNER_TICK_FILE.read_text())
+    except (OSError, ValueError):
+        return LEARNER_TICK
+
+
 def manage_learners(state: Server, stop: threading.Event) -> None:
     """On the etcd leader, every LEARNER_TICK: promote each learner etcd lets us promote
     (it refuses one not yet in sync with the leader; the next tick tries again)."""
-    while not stop.wait(LEARNER_TICK):
+    last = time.monotonic()
+    while not stop.wait(LEARNER_POLL):
+        if time.monotonic() - last < learner_tick():
+            continue
+        last = time.monotonic()
         log("debug", "Checking etcd learners")
         try:
             status = state.etcd.call("maintenance/status", {})
