@@ -205,6 +205,28 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
     resources = _state(folder)["resources"]
     assert resources["rke2.servers.node-1"]["attrs"]["first"] is True
     assert [m["name"] for m in etcd_members(bed.machine("node-1"))] == ["node-1"]
+
+    # A wrong token (the secrets folder lost, so a new token was made): `up` rewrites
+    # node-1's config and RKE2 refuses the restart (the token is fixed when the cluster is
+    # created). `up` stops within seconds, naming the node and the fix; with the token put
+    # back, the next `up` goes on.
+    token_file = folder / ".rke2ha" / "secrets" / "rancher-rke2-token"
+    token = token_file.read_text()
+    token_file.write_text("a-token-this-cluster-never-had\n")
+    began = time.monotonic()
+    refused = _cli(bed, "up", "-f", str(spec), "--yes")
+    refused_after = time.monotonic() - began
+    token_file.write_text(token)
+    print(refused.stdout + refused.stderr)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "node node-1: rke2-server was refused for its token" in refused.stderr
+    assert "encrypted with different token" in refused.stderr
+    fix = "fix: node-1 was refused by the cluster: its token is not the cluster's; the token"
+    assert f"{fix} in {token_file}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert refused_after < 60, refused_after
+    TIMINGS.append(f"rke2ha up: a server refused for its token reported after {refused_after:.1f}s")
+
     began = time.monotonic()
     _up_killed_when(bed, folder, spec, "up2.log", lambda r: _step(r, "node-2") == "start: done")
     second_part = time.monotonic() - began
