@@ -49,6 +49,7 @@ STANDIN_DEFAULTS = "/etc/default/rke2-server"
 # Seconds between learner promotions where a test does not watch RKE2's 15 s interval
 # (the second join and the two joins at once do), set on the leader while it runs.
 SHORT_TICK = 2
+HELD_TICK = 120  # no promotion during a test that must meet a learner
 TICK_FILE = "/run/rke2-standin-learner-tick"
 
 pytestmark = pytest.mark.usefixtures("installed")
@@ -434,9 +435,10 @@ def test_two_joins_at_once_fail_on_etcd(
         since = {m.name: now(m) for m in joiners}
         for machine in joiners:
             write_config(machine, config(machine, server=node1, token=token))
-        # Both right after a learner tick of node-1: the first learner then stays one for
-        # ~15 s, so the second join meets it (a tick between the two would let both in).
-        wait_journal(node1, "Checking etcd learners", now(node1), timeout=20)
+        # No promotion while both join (a tick between the two would let both in, and on a
+        # loaded machine the two starts can be seconds apart): the first learner stays one,
+        # so the second join meets it.
+        sh(node1, f"echo {HELD_TICK} > {TICK_FILE}")
         threads = [threading.Thread(target=start, args=(m,)) for m in joiners]
         for thread in threads:
             thread.start()
@@ -462,6 +464,7 @@ def test_two_joins_at_once_fail_on_etcd(
                 stop_and_forget(machine)
             remove_members(node1, ("node-3", "node-4"))
             node4.sh("/usr/local/bin/rke2-uninstall.sh >/dev/null 2>&1")
+            sh(node1, f"echo {SHORT_TICK} > {TICK_FILE}")
 
 
 def test_third_server_joins_and_three_nodes_are_ready(

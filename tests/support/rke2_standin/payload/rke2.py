@@ -697,24 +697,30 @@ def manage_learners(state: Server, stop: threading.Event) -> None:
     while not stop.wait(LEARNER_POLL):
         if time.monotonic() - last < learner_tick():
             continue
-        last = time.monotonic()
         log("debug", "Checking etcd learners")
         try:
-            status = state.etcd.call("maintenance/status", {})
-            if str(status.get("leader")) != str(status.get("header", {}).get("member_id")):
+            check_learners(state)
+        finally:
+            last = time.monotonic()  # the next interval starts when this check is done
+
+
+def check_learners(state: Server) -> None:
+    """Promote each learner etcd lets this server promote, if it is the etcd leader."""
+    try:
+        status = state.etcd.call("maintenance/status", {})
+        if str(status.get("leader")) != str(status.get("header", {}).get("member_id")):
+            return
+        for member in state.etcd.members():
+            if not member.get("isLearner"):
                 continue
-            for member in state.etcd.members():
-                if not member.get("isLearner"):
-                    continue
-                try:
-                    state.etcd.promote(str(member["ID"]))
-                    log(
-                        "info", f"Promoted learner etcd member {member.get('name') or member['ID']}"
-                    )
-                except EtcdError as err:
-                    log("info", f"Learner {member.get('name') or member['ID']} not promoted: {err}")
-        except EtcdError as err:
-            log("warning", f"managing etcd learners: {err}")
+            name = member.get("name") or member["ID"]
+            try:
+                state.etcd.promote(str(member["ID"]))
+                log("info", f"Promoted learner etcd member {name}")
+            except EtcdError as err:
+                log("info", f"Learner {name} not promoted: {err}")
+    except EtcdError as err:
+        log("warning", f"managing etcd learners: {err}")
 
 
 def node_object(record: dict[str, Any], ready: bool) -> dict[str, Any]:
