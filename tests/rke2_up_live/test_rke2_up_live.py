@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.rke2_standin.conftest import Credentials, etcd_members, https_get, sh
+from tests.rke2_standin.conftest import Credentials, etcd_members, https_get, sh, wait_active
 from tests.rke2_up_live.userca import make_ca, place
 from tests.rke2_up_live.userdns import UserDns, user_dns
 from tests.support.machines import Machine, Testbed
@@ -231,6 +231,29 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
     _up_killed_when(bed, folder, spec, "up2.log", lambda r: _step(r, "node-2") == "start: done")
     second_part = time.monotonic() - began
     assert _state(folder)["resources"]["rke2.servers.node-2"]["status"] == "pending"
+
+    # A joiner refused for its token: the cluster's token rotated on the servers (as `rke2
+    # token rotate` does; rewritten by hand here) while the token file keeps the old one.
+    # node-1 and node-2 are left alone (their configs did not change); node-3 is refused
+    # with 401 and `up` stops within seconds naming node-3 and the fix. With the token put
+    # back, node-3 joins (its unit keeps retrying) and the next `up` finishes.
+    server_token = "/var/lib/rancher/rke2/server/token"
+    rotated = [bed.machine(n) for n in ("node-1", "node-2")]
+    wait_active(bed.machine("node-2"), 60)  # node-2's join, begun by the killed run
+    saved = {m.name: sh(m, f"cat {server_token}") for m in rotated}
+    for machine in rotated:
+        sh(machine, f"echo a-rotated-cluster-password > {server_token}")
+    try:
+        joiner = _cli(bed, "up", "-f", str(spec), "--yes")
+    finally:
+        for machine in rotated:
+            machine.sh(f"umask 077; cat > {server_token}", input=saved[machine.name], check=True)
+    print(joiner.stdout + joiner.stderr)
+    assert joiner.returncode == 1, joiner.stdout + joiner.stderr
+    assert "node node-3: rke2-server was refused for its token" in joiner.stderr
+    assert "401 Unauthorized" in joiner.stderr
+    assert f"{fix.replace('node-1', 'node-3')} in {token_file}" in joiner.stderr
+    assert "Traceback" not in joiner.stderr
 
     rerun_began = time.monotonic()
     done = _cli(bed, "up", "-f", str(spec), "--yes")

@@ -375,8 +375,8 @@ class Rke2Servers:
     def _token_fix(self, name: str) -> str:
         return (
             f"fix: {name} was refused by the cluster: its token is not the cluster's; the "
-            f"token in {self.spec.rke2_token_file} must be the one the first server was "
-            "installed with"
+            f"token in {self.spec.rke2_token_file} must be the cluster's: the one the first "
+            "server was installed with, or the new one after `rke2 token rotate`"
         )
 
     async def _never_ready(self, name: str, waiting: str) -> InvalidError:

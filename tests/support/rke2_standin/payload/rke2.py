@@ -811,6 +811,17 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def cluster_password(state: Server) -> str:
+    """The password of the token in server/token, read at each request: `rke2 token rotate`
+    changes the cluster's token while the servers run (rancher/rke2#4869), after which a
+    joiner with the old token is refused, and a server restarted with the old token in its
+    config fails (rancher/rke2#6250). Tests rotate it by rewriting that file."""
+    try:
+        return parse_token((SERVER_DIR / "token").read_text().strip()).password
+    except (OSError, Fatal):
+        return state.password
+
+
 class SupervisorHandler(Handler):
     def authorized(self) -> bool:
         header = self.headers.get("Authorization", "")
@@ -820,7 +831,7 @@ class SupervisorHandler(Handler):
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             return False
-        ok = user == "server" and hmac.compare_digest(password, self.state.password)
+        ok = user == "server" and hmac.compare_digest(password, cluster_password(self.state))
         if not ok:
             # What the server logs for a joiner with a wrong token (k3s-io/k3s#2310).
             log(
