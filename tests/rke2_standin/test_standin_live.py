@@ -42,7 +42,15 @@ from tests.support.rke2_standin import IMAGES, build_artifacts
 VERSION = "v1.33.2+rke2r1"
 TOKEN = "standin-test-token-0123456789"
 HOSTNAME = "rancher.example.test"
-RANCHER_DELAY = 5  # the stand-in's default time from HelmChart to Rancher answering
+# The stand-in's time from HelmChart to Rancher answering (its default is 5 s), set through
+# the unit's environment file.
+RANCHER_DELAY = 1
+STANDIN_DEFAULTS = "/etc/default/rke2-server"
+# Seconds between learner promotions where a test does not watch RKE2's 15 s interval
+# (the second join and the two joins at once do), set on the leader while it runs.
+SHORT_TICK = 2
+HELD_TICK = 120  # no promotion during a test that must meet a learner
+TICK_FILE = "/run/rke2-standin-learner-tick"
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -57,11 +65,13 @@ def installed(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Ite
             upload(machine, artifacts)
             done = install(machine)
             assert done.returncode == 0, done.stdout + done.stderr
+            sh(machine, f"echo RKE2_STANDIN_RANCHER_DELAY={RANCHER_DELAY} > {STANDIN_DEFAULTS}")
         yield artifacts
     finally:
         for machine in machines:
             machine.sh(
-                "/usr/local/bin/rke2-uninstall.sh >/dev/null 2>&1; rm -rf /root/rke2-artifacts"
+                "/usr/local/bin/rke2-uninstall.sh >/dev/null 2>&1; rm -rf /root/rke2-artifacts; "
+                f"rm -f {STANDIN_DEFAULTS} {TICK_FILE}"
             )
 
 
@@ -425,9 +435,10 @@ def test_two_joins_at_once_fail_on_etcd(
         since = {m.name: now(m) for m in joiners}
         for machine in joiners:
             write_config(machine, config(machine, server=node1, token=token))
-        # Both right after a learner tick of node-1: the first learner then stays one for
-        # ~15 s, so the second join meets it (a tick between the two would let both in).
-        wait_journal(node1, "Checking etcd learners", now(node1), timeout=20)
+        # No promotion while both join (a tick between the two would let both in, and on a
+        # loaded machine the two starts can be seconds apart): the first learner stays one,
+        # so the second join meets it.
+        sh(node1, f"echo {HELD_TICK} > {TICK_FILE}")
         threads = [threading.Thread(target=start, args=(m,)) for m in joiners]
         for thread in threads:
             thread.start()
@@ -453,6 +464,7 @@ def test_two_joins_at_once_fail_on_etcd(
                 stop_and_forget(machine)
             remove_members(node1, ("node-3", "node-4"))
             node4.sh("/usr/local/bin/rke2-uninstall.sh >/dev/null 2>&1")
+            sh(node1, f"echo {SHORT_TICK} > {TICK_FILE}")
 
 
 def test_third_server_joins_and_three_nodes_are_ready(
@@ -462,8 +474,11 @@ def test_third_server_joins_and_three_nodes_are_ready(
     node3 = testbed.machine("node-3")
     token = sh(node1, "cat /var/lib/rancher/rke2/server/node-token").strip()
     write_config(node3, config(node3, server=node1, token=token))
+    sh(node1, f"echo {SHORT_TICK} > {TICK_FILE}")
+    since = now(node1)
     start(node3)
     TIMINGS.append(f"rke2 stand-in: third server joined in {wait_active(node3, 60):.1f}s")
+    assert "Promoted learner etcd member node-3" in journal(node1, since)
     members = etcd_members(node1)
     assert sorted(m["name"] for m in members) == ["node-1", "node-2", "node-3"]
     assert not any(m.get("isLearner") for m in members)

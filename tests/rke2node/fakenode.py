@@ -164,6 +164,11 @@ class FakeConnection:
         if command.startswith("cat /etc/rancher/rke2/rke2.yaml"):
             ok = node.active == "active"
             return Result(0 if ok else 1, RKE2_YAML if ok else "", "")
+        if command == "date +%s":
+            return Result(0, "1700000000\n", "")
+        if command.startswith("journalctl -u rke2-server --since @"):
+            fatal = [line for line in node.journal if "level=fatal" in line][-3:]
+            return Result(0, "".join(f"{line}\n" for line in fatal), "")
         if command.startswith("journalctl -u rke2-server"):
             return Result(0, "\n".join(node.journal[-20:]) + "\n", "")
         if "rke2-uninstall.sh" in command:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
 from rke2ha.commands.preflight import add_host_key_argument, gate
 from rke2ha.errors import EXIT_INVALID, Rke2haError, UsageError
+from rke2ha.invocation import spec_command
 from rke2ha.providers.lab import flags as lab_flags
 
 if TYPE_CHECKING:
@@ -82,7 +83,8 @@ def register(subparsers: Any) -> None:
     up.add_argument(
         "--no-check",
         action="store_true",
-        help="with --wait: stop once the targets are healthy, without running `check`",
+        help="do not run `check` after applying (it runs with --wait, and once Rancher "
+        "answers /ping with rancher.install)",
     )
     up.add_argument(
         "--merge-kubeconfig",
@@ -233,7 +235,15 @@ def run_up(args: argparse.Namespace) -> int:
         )
     if args.json:
         print_json(_document(result, applied, steps, records))
-    return EXIT_INVALID if result.check is not None and not result.check.ok else 0
+    if result.check is not None and not result.check.ok:
+        failed = [r.id for r in result.check.results if r.status == "fail"]
+        print(
+            f"rke2ha up: error: check failed: {', '.join(failed) or 'the drill'}; fix what each "
+            f"names, then run `{spec_command(spec, 'check')}`",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    return 0
 
 
 def run_down(args: argparse.Namespace) -> int:

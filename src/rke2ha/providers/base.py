@@ -75,6 +75,9 @@ class Outcome:
     done: list[Change]
     next_steps: list[str] = field(default_factory=list)
     dns_instructions: list[str] = field(default_factory=list)
+    # The provider brought up something `check` can verify end to end (Rancher answered
+    # /ping): `up` runs the checks right away, as `rke2ha check` would.
+    check_after: bool = False
 
 
 class Provider(Protocol):

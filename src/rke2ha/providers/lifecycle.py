@@ -27,7 +27,7 @@ class Result:
     outcome: Outcome | None = None  # None: nothing applied (no changes, or declined)
     lock_notices: list[str] = field(default_factory=list)
     ready: list[str] = field(default_factory=list)
-    check: CheckRun | None = None  # `up --wait`: the check run once targets were healthy
+    check: CheckRun | None = None  # the check `up` ran (--wait, or Outcome.check_after)
 
 
 def _lock(spec: Spec) -> StateLock:
@@ -50,8 +50,9 @@ def up(
     wait_timeout: float | None = None,
     run_check: bool = True,
 ) -> Result:
-    """Plan, confirm, apply; with `wait_timeout`, wait for healthy targets and then run
-    `check` against the addresses the provider assigned (unless `run_check` is False)."""
+    """Plan, confirm, apply; with `wait_timeout`, wait for healthy targets. Then, with
+    `wait_timeout` or when the provider asks for it (`Outcome.check_after`), run `check`
+    against the addresses the provider assigned (unless `run_check` is False)."""
     provider = provider_for(spec, options)
     lock = _lock(spec)
     addressed: Spec | None = None
@@ -65,8 +66,10 @@ def up(
             result.outcome = provider.apply(the_plan, facts, reporter)
         if wait_timeout is not None:
             result.ready = provider.wait_ready(wait_timeout, reporter)
-            addressed = addressed_spec(provider, spec) if run_check else None
-    if wait_timeout is not None and addressed is not None:
+        check_after = result.outcome is not None and result.outcome.check_after
+        if run_check and (wait_timeout is not None or check_after):
+            addressed = addressed_spec(provider, spec)
+    if addressed is not None:
         # Imported here: probes and their libraries load only when a check runs.
         from rke2ha.check.session import check_deployment, with_defaults
         from rke2ha.check.target import CheckOptions

@@ -102,6 +102,21 @@ async def journal(conn: Connection, lines: int = 20) -> str:
     return f"\n`journalctl -u {UNIT}` on {conn.target.node} ends with:\n{said.tail(lines)}"
 
 
+async def clock(conn: Connection) -> str:
+    """The node's time in seconds since the epoch, for `journalctl --since @<seconds>`."""
+    said = await conn.run("date +%s", root=False)
+    return said.stdout.strip() if said.ok and said.stdout.strip().isdigit() else "0"
+
+
+async def fatal_since(conn: Connection, since: str) -> str:
+    """The unit's last `level=fatal` lines (RKE2 logs through logrus) logged since `since`
+    (systemd.time(7): `@<seconds>` is a time since the epoch)."""
+    said = await conn.run(
+        f"journalctl -u {UNIT} --since @{since} --no-pager -o cat | grep 'level=fatal' | tail -n 3"
+    )
+    return said.stdout.strip() if said.ok else ""
+
+
 async def kubeconfig(conn: Connection) -> str | None:
     """RKE2's rke2.yaml (root only), or None while the server has not written it."""
     result = await conn.run(f"cat {KUBECONFIG} 2>/dev/null")

@@ -40,7 +40,8 @@ What `rke2 server` does (payload/rke2.py; facts and sources in its comments)
   and starts etcd with --initial-cluster-state=existing; the etcd leader's server promotes
   learners every 15 s, as RKE2 does, and the joiner reports READY=1 only once it is a voter
   (so a join takes up to ~15 s; RKE2_STANDIN_LEARNER_TICK=<s> in /etc/default/rke2-server
-  on the servers shortens that for a test that wants it). Two joins at once fail on etcd's
+  on the servers, or <s> in /run/rke2-standin-learner-tick on the leader while it runs,
+  shortens that for a test that wants it). Two joins at once fail on etcd's
   own "too many learner members in cluster"; an unreachable `server:` fails on "failed to
   get CA certs". A failed start exits 1 and, like the real unit (Restart=always,
   RestartSec=5s), is started again: `systemctl is-active` says `activating`, not `failed`,

@@ -374,7 +374,9 @@ class ExistingProvider:
         if lb.engine == "haproxy":
             on = f"on {', '.join(h.name for h in lb.hosts)}, " if lb.hosts else ""
             steps.append(f"HAProxy's stats page: http://{lb.admin}/ ({on}loopback only)")
-        return Outcome(done, steps, records)
+        # Rancher answered /ping: `up` runs `check` now, so it ends with the whole path proven.
+        check_after = any(c.kind == RANCHER_KIND and c.action != "delete" for c in done)
+        return Outcome(done, steps, records, check_after=check_after)
 
     def _require_servers(self) -> Rke2Servers:
         servers = self.servers

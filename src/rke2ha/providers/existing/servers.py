@@ -62,6 +62,10 @@ POLL = 2.0  # the static pods take minutes on small machines
 # Words of a journal that point at the join token (k3s: "token CA hash does not match",
 # the supervisor's 401 to a wrong password).
 TOKEN_SIGNS = ("token", "401 Unauthorized")
+# A server refused for its token exits and is started again by the unit (Restart=always)
+# for ever: while waiting, its fatal lines are read this often, so the refusal is reported
+# at once instead of after READY_TIMEOUT.
+REFUSAL_EVERY = 5.0
 
 
 def address(node: str) -> str:
@@ -322,6 +326,8 @@ class Rke2Servers:
         deadline = started + self.ready_timeout
         waiting = "the first server's kubeconfig (/etc/rancher/rke2/rke2.yaml)"
         client: gate.Client | None = None
+        since = await self._clock(name)
+        look_again = started + REFUSAL_EVERY
         while True:
             if client is None:
                 creds = await self._credentials()
@@ -338,8 +344,40 @@ class Rke2Servers:
                 waiting = said
             if time.monotonic() >= deadline:
                 break
+            if time.monotonic() >= look_again:
+                look_again = time.monotonic() + REFUSAL_EVERY
+                refused = await self._refused_for_token(name, since)
+                if refused is not None:
+                    raise refused
             await asyncio.sleep(self.poll)
         raise await self._never_ready(name, waiting)
+
+    async def _clock(self, name: str) -> str:
+        conn = await connect(self.targets[name])
+        try:
+            return await remote.clock(conn)
+        finally:
+            await conn.close()
+
+    async def _refused_for_token(self, name: str, since: str) -> InvalidError | None:
+        conn = await connect(self.targets[name])
+        try:
+            fatal = await remote.fatal_since(conn, since)
+        finally:
+            await conn.close()
+        if not any(sign in fatal for sign in TOKEN_SIGNS):
+            return None
+        return InvalidError(
+            f"node {name}: rke2-server was refused for its token and restarts in vain; "
+            f"its journal says:\n{fatal}\n{self._token_fix(name)}"
+        )
+
+    def _token_fix(self, name: str) -> str:
+        return (
+            f"fix: {name} was refused by the cluster: its token is not the cluster's; the "
+            f"token in {self.spec.rke2_token_file} must be the cluster's: the one the first "
+            "server was installed with, or the new one after `rke2 token rotate`"
+        )
 
     async def _never_ready(self, name: str, waiting: str) -> InvalidError:
         conn = await connect(self.targets[name])
@@ -352,11 +390,7 @@ class Rke2Servers:
             "run up again"
         )
         if any(sign in said for sign in TOKEN_SIGNS):
-            fix = (
-                f"fix: {name} was refused by the cluster: its token is not the cluster's; the "
-                f"token in {self.spec.rke2_token_file} must be the one the first server was "
-                "installed with"
-            )
+            fix = self._token_fix(name)
         return InvalidError(
             f"node {name} did not become ready within {self.ready_timeout:g}s (still waiting "
             f"for {waiting}){said}\n{fix}"

@@ -66,6 +66,11 @@ HEARTBEAT_SECONDS = 5.0
 # k3s-io/k3s pkg/etcd/etcd.go: manageTickerTime = 15 s, learnerMaxStallTime = 5 min. The
 # ticker can be shortened for tests through the unit's environment file.
 LEARNER_TICK = float(os.environ.get("RKE2_STANDIN_LEARNER_TICK", "15"))
+# Or at run time, for a test that wants the real interval in one place and a short one in
+# the next without restarting the leader: seconds in this file win while it exists, and an
+# interval already begun ends as soon as the new one has passed.
+LEARNER_TICK_FILE = Path("/run/rke2-standin-learner-tick")
+LEARNER_POLL = 0.25
 LEARNER_MAX_STALL = 300.0
 NODES_PREFIX = "/registry/minions/"  # where kube-apiserver keeps Node objects in etcd
 
@@ -678,27 +683,44 @@ class Server:
         self.etcd.put(NODES_PREFIX + self.config.node_name, json.dumps(record))
 
 
+def learner_tick() -> float:
+    try:
+        return float(LEARNER_TICK_FILE.read_text())
+    except (OSError, ValueError):
+        return LEARNER_TICK
+
+
 def manage_learners(state: Server, stop: threading.Event) -> None:
     """On the etcd leader, every LEARNER_TICK: promote each learner etcd lets us promote
     (it refuses one not yet in sync with the leader; the next tick tries again)."""
-    while not stop.wait(LEARNER_TICK):
+    last = time.monotonic()
+    while not stop.wait(LEARNER_POLL):
+        if time.monotonic() - last < learner_tick():
+            continue
         log("debug", "Checking etcd learners")
         try:
-            status = state.etcd.call("maintenance/status", {})
-            if str(status.get("leader")) != str(status.get("header", {}).get("member_id")):
+            check_learners(state)
+        finally:
+            last = time.monotonic()  # the next interval starts when this check is done
+
+
+def check_learners(state: Server) -> None:
+    """Promote each learner etcd lets this server promote, if it is the etcd leader."""
+    try:
+        status = state.etcd.call("maintenance/status", {})
+        if str(status.get("leader")) != str(status.get("header", {}).get("member_id")):
+            return
+        for member in state.etcd.members():
+            if not member.get("isLearner"):
                 continue
-            for member in state.etcd.members():
-                if not member.get("isLearner"):
-                    continue
-                try:
-                    state.etcd.promote(str(member["ID"]))
-                    log(
-                        "info", f"Promoted learner etcd member {member.get('name') or member['ID']}"
-                    )
-                except EtcdError as err:
-                    log("info", f"Learner {member.get('name') or member['ID']} not promoted: {err}")
-        except EtcdError as err:
-            log("warning", f"managing etcd learners: {err}")
+            name = member.get("name") or member["ID"]
+            try:
+                state.etcd.promote(str(member["ID"]))
+                log("info", f"Promoted learner etcd member {name}")
+            except EtcdError as err:
+                log("info", f"Learner {name} not promoted: {err}")
+    except EtcdError as err:
+        log("warning", f"managing etcd learners: {err}")
 
 
 def node_object(record: dict[str, Any], ready: bool) -> dict[str, Any]:
@@ -789,6 +811,17 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def cluster_password(state: Server) -> str:
+    """The password of the token in server/token, read at each request: `rke2 token rotate`
+    changes the cluster's token while the servers run (rancher/rke2#4869), after which a
+    joiner with the old token is refused, and a server restarted with the old token in its
+    config fails (rancher/rke2#6250). Tests rotate it by rewriting that file."""
+    try:
+        return parse_token((SERVER_DIR / "token").read_text().strip()).password
+    except (OSError, Fatal):
+        return state.password
+
+
 class SupervisorHandler(Handler):
     def authorized(self) -> bool:
         header = self.headers.get("Authorization", "")
@@ -798,7 +831,7 @@ class SupervisorHandler(Handler):
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             return False
-        ok = user == "server" and hmac.compare_digest(password, self.state.password)
+        ok = user == "server" and hmac.compare_digest(password, cluster_password(self.state))
         if not ok:
             # What the server logs for a joiner with a wrong token (k3s-io/k3s#2310).
             log(
