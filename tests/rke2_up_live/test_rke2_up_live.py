@@ -206,26 +206,30 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
     assert resources["rke2.servers.node-1"]["attrs"]["first"] is True
     assert [m["name"] for m in etcd_members(bed.machine("node-1"))] == ["node-1"]
 
-    # A wrong token (the secrets folder lost, so a new token was made): `up` rewrites
-    # node-1's config and RKE2 refuses the restart (the token is fixed when the cluster is
-    # created). `up` stops within seconds, naming the node and the fix; with the token put
-    # back, the next `up` goes on.
+    # A wrong token (the secrets folder lost, so a new token was made): RKE2 would refuse to
+    # restart node-1 with it (its etcd data is encrypted with the first token), so `up`
+    # refuses before it changes anything, naming the node and the fix, printing no token;
+    # node-1 keeps its config and keeps running. With the token put back, `up` goes on.
     token_file = folder / ".rke2ha" / "secrets" / "rancher-rke2-token"
     token = token_file.read_text()
+    node1 = bed.machine("node-1")
+    config_before = sh(node1, "sha256sum /etc/rancher/rke2/config.yaml")
     token_file.write_text("a-token-this-cluster-never-had\n")
     began = time.monotonic()
     refused = _cli(bed, "up", "-f", str(spec), "--yes")
     refused_after = time.monotonic() - began
     token_file.write_text(token)
-    print(refused.stdout + refused.stderr)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "node node-1: rke2-server was refused for its token" in refused.stderr
-    assert "encrypted with different token" in refused.stderr
-    fix = "fix: node-1 was refused by the cluster: its token is not the cluster's; the token"
-    assert f"{fix} in {token_file}" in refused.stderr
+    said = refused.stdout + refused.stderr
+    print(said)
+    assert refused.returncode == 1, said
+    assert "node-1 holds etcd data made with another cluster token" in refused.stderr
+    assert "fix: put the token node-1 was installed with back into rke2.token_file" in said
+    assert "a-token-this-cluster-never-had" not in said and token.strip() not in said
     assert "Traceback" not in refused.stderr
-    assert refused_after < 60, refused_after
-    TIMINGS.append(f"rke2ha up: a server refused for its token reported after {refused_after:.1f}s")
+    assert sh(node1, "sha256sum /etc/rancher/rke2/config.yaml") == config_before
+    assert sh(node1, "systemctl is-active rke2-server").strip() == "active"
+    TIMINGS.append(f"rke2ha up: a token that would break node-1 refused after {refused_after:.1f}s")
+    fix = "fix: node-1 was refused by the cluster: its token is not the cluster's; the token"
 
     began = time.monotonic()
     _up_killed_when(bed, folder, spec, "up2.log", lambda r: _step(r, "node-2") == "start: done")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from rke2ha.errors import InvalidError
@@ -11,9 +13,11 @@ from rke2ha.rke2node.decide import (
     NodeFacts,
     NodeFiles,
     facts_fingerprint,
+    facts_script,
     files_fingerprint,
     parse_facts,
     sha256,
+    token_line_sha,
     up_steps,
     write_step,
 )
@@ -109,3 +113,45 @@ def test_facts_parse_and_fingerprint_like_the_rendered_files():
     assert facts.manifest_shas == {"ing.yaml": sha256("x: 1")}
     assert facts_fingerprint(facts) == files_fingerprint(FILES)
     assert facts_fingerprint(parse_facts("version=\nenabled=disabled\n")) == "none"
+
+
+def test_a_new_token_for_a_node_with_etcd_data_is_refused_before_anything_is_written():
+    """RKE2 would refuse to restart with it (rancher/rke2#6250): nothing is written."""
+    old = token_line_sha("token: the-first-one\n")
+    facts = _matching(config_sha="0" * 64, etcd_data=True, token_sha=old)
+    with pytest.raises(InvalidError) as refused:
+        up_steps("node-1", facts, FILES, V, upload=True)
+    message = str(refused.value)
+    assert "node-1 holds etcd data made with another cluster token" in message
+    assert "fix: put the token node-1 was installed with back into rke2.token_file" in message
+    assert "the-first-one" not in message and "token: t" not in message
+
+
+def test_the_same_token_or_no_etcd_data_yet_writes_the_config():
+    same = token_line_sha(FILES.config)
+    other = token_line_sha("token: another\n")
+    # The token is the same, another key changed: written and restarted.
+    steps = up_steps(
+        "n", _matching(config_sha="0" * 64, etcd_data=True, token_sha=same), FILES, V, upload=True
+    )
+    assert [s.kind for s in steps] == ["write", "restart"]
+    # No etcd data yet (a join that never finished): the token may still be corrected.
+    steps = up_steps(
+        "n", _matching(config_sha="0" * 64, etcd_data=False, token_sha=other), FILES, V, upload=True
+    )
+    assert [s.kind for s in steps] == ["write", "restart"]
+
+
+def test_the_facts_carry_a_digest_of_the_token_line_as_the_node_computes_it(tmp_path):
+    """The facts script's shell digest equals `token_line_sha` (trailing spaces ignored)."""
+    config = tmp_path / "config.yaml"
+    config.write_text("cni: canal\ntoken: K10abc::server:secret   \nnode-name: n\n")
+    script = facts_script([]).replace(CONFIG, str(config))
+    line = next(x for x in script.splitlines() if x.startswith("if t=$(grep"))
+    out = subprocess.run(["sh", "-c", line], capture_output=True, text=True, check=True).stdout
+    assert parse_facts(out).token_sha == token_line_sha(config.read_text())
+    assert "secret" not in out
+    # A node without config.yaml: no digest, and the script still succeeds.
+    config.unlink()
+    out = subprocess.run(["sh", "-c", line], capture_output=True, text=True, check=True).stdout
+    assert out == "" and parse_facts(out).token_sha is None

@@ -46,6 +46,8 @@ class NodeFacts:
     enabled: bool
     active: str  # systemctl is-active: active, activating, inactive, failed, ...
     etcd_data: bool
+    # sha256 of config.yaml's `token:` line (never the token itself); None: no such line
+    token_sha: str | None = None
 
     @property
     def running(self) -> bool:
@@ -81,6 +83,29 @@ def fingerprint(config_sha: str | None, authn_sha: str | None) -> str:
     return sha256(f"{config_sha}:{authn_sha or ''}")[:16]
 
 
+def token_line_sha(config: str) -> str | None:
+    """sha256 of config.yaml's `token:` line as `grep` prints it (with its newline), or None."""
+    line = next((x for x in config.splitlines() if x.startswith("token:")), None)
+    return None if line is None else sha256(line.rstrip() + "\n")
+
+
+def token_refusal(node: str, facts: NodeFacts, files: NodeFiles) -> str | None:
+    """Why the config must not be written: the node already holds etcd data made with another
+    token. RKE2 encrypts its bootstrap data with the token, so a server restarted with a new
+    one refuses to start ("bootstrap data already found and encrypted with different token",
+    rancher/rke2#6250): writing it would take a running server down. Typically the secrets
+    folder was lost and a new token file made."""
+    new = token_line_sha(files.config)
+    if not facts.etcd_data or facts.token_sha is None or new is None or facts.token_sha == new:
+        return None
+    return (
+        f"{node} holds etcd data made with another cluster token than rke2.token_file; a server "
+        "restarted with a new token refuses to start, so nothing is changed; fix: put the token "
+        f"{node} was installed with back into rke2.token_file (it is the `token:` of "
+        f"{CONFIG} on {node}, readable by root there; rke2ha never prints it)"
+    )
+
+
 def files_fingerprint(files: NodeFiles) -> str:
     return fingerprint(sha256(files.config), sha256(files.authn) if files.authn else None)
 
@@ -106,6 +131,11 @@ def facts_script(manifest_names: list[str]) -> str:
         f'echo "enabled=$(systemctl is-enabled {UNIT} 2>/dev/null)"',
         f'echo "active=$(systemctl is-active {UNIT} 2>/dev/null)"',
         f'[ -d {ETCD_DATA} ] && echo "etcd=yes" || echo "etcd=no"',
+        # A digest of the token line only: the token never leaves the node. (`if`, not `&&`:
+        # without a config.yaml the script must still end with status 0.)
+        f"if t=$(grep -m1 '^token:' {CONFIG} 2>/dev/null); then "
+        "echo \"token=$(printf '%s\\n' \"$t\" | sed 's/[[:space:]]*$//' | sha256sum "
+        '| cut -d" " -f1)"; fi',
     ]
     return "\n".join(lines)
 
@@ -130,6 +160,7 @@ def parse_facts(text: str) -> NodeFacts:
         enabled=values.get("enabled") == "enabled",
         active=values.get("active") or "inactive",
         etcd_data=values.get("etcd") == "yes",
+        token_sha=values.get("token") or None,
     )
 
 
@@ -173,6 +204,9 @@ def up_steps(
         steps.append(Step("install", f"install RKE2 {version}"))
     elif facts.version != version:
         raise InvalidError(upgrade_refusal(node, facts.version, version))
+    refused = token_refusal(node, facts, files)
+    if refused:
+        raise InvalidError(refused)
     changed = False
     if facts.config_sha != sha256(files.config):
         steps.append(_with_input(write_step(CONFIG, files.config, "0600"), files.config))

@@ -40,6 +40,7 @@ from rke2ha.rke2node.decide import (
     facts_fingerprint,
     files_fingerprint,
     online_install_command,
+    token_refusal,
     uninstall_command,
     up_steps,
     upgrade_refusal,
@@ -200,12 +201,15 @@ class Rke2Servers:
             await conn.close()
 
     def refusals(self) -> list[str]:
-        """One line per node that runs another release than rke2.version."""
-        return [
-            upgrade_refusal(name, found.version, self.version)
-            for name, found in self.facts.items()
-            if found.version is not None and found.version != self.version
-        ]
+        """One line per node that runs another release than rke2.version or whose etcd data
+        was made with another token than the spec's."""
+        lines = []
+        for name, found in self.facts.items():
+            if found.version is not None and found.version != self.version:
+                lines.append(upgrade_refusal(name, found.version, self.version))
+            elif (refused := token_refusal(name, found, self.files(name))) is not None:
+                lines.append(refused)
+        return lines
 
     def explain(self, plan: Plan) -> None:
         """Each node change's line names its steps; a refused upgrade says so."""
@@ -218,6 +222,8 @@ class Rke2Servers:
                 continue
             if found.version is not None and found.version != self.version:
                 why = f"refused: upgrades are not supported yet ({found.version} -> {self.version})"
+            elif token_refusal(name, found, self.files(name)) is not None:
+                why = "refused: its etcd data was made with another token than rke2.token_file"
             else:
                 steps = up_steps(name, found, self.files(name), self.version, self._uploads)
                 what = "; ".join(s.what for s in steps) or "nothing to change"
