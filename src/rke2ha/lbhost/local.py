@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rke2ha.errors import InvalidError
 from rke2ha.lbhost.decide import Engine, HostFacts, Step, facts_script, parse_facts
+from rke2ha.lbhost.failures import JOURNALED, journal_command, step_failure
 from rke2ha.lbhost.remote import StepFailed
 
 PACKAGE_TIMEOUT = 600.0
@@ -74,28 +75,14 @@ def _run(engine: Engine, step: Step) -> str:
     if ok:
         printed = out.strip().splitlines() if step.kind == "check" else []
         return printed[-1] if printed else ""
-    if step.kind == "install":
-        names = " ".join(step.packages or (engine.package,))
-        raise InvalidError(
-            f"{HERE}: cannot install package {names}: `apt-get install {names}` failed:\n"
-            f"{_tail(out, err, 8)}\nfix: give this machine a package source it can reach, or "
-            f"install {names} by hand; nothing else was changed"
-        )
     if step.kind == "check":
         _sh(f"rm -f {shlex.quote(engine.staged)}", STEP_TIMEOUT)
-        raise InvalidError(
-            f"{HERE}: {engine.name} rejects the rendered config; the running config and "
-            f"{engine.unit} were not touched:\n{_tail(out, err, 20)}"
-        )
     journal = ""
-    if step.kind in ("start", "reload", "restart", "verify"):
-        # systemctl only says "see journalctl": the unit's own last words are the cause.
-        said_ok, said, _ = _sh(
-            f"journalctl -u {shlex.quote(engine.unit)} -n 15 --no-pager -o cat", STEP_TIMEOUT
-        )
-        journal = f"\n{engine.unit}'s journal:\n{said.strip()}" if said_ok else ""
+    if step.kind in JOURNALED:
+        said_ok, said, _ = _sh(journal_command(engine), STEP_TIMEOUT)
+        journal = said.strip() if said_ok else ""
     raise InvalidError(
-        f"{HERE}: {step.what} failed (`{step.command}`):\n{_tail(out, err)}{journal}"
+        step_failure(HERE, HERE, engine, step, lambda n: _tail(out, err, n), journal)
     )
 
 

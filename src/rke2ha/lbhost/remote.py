@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from rke2ha.errors import InvalidError
 from rke2ha.lbhost.decide import Engine, HostFacts, Step, facts_script, parse_facts
+from rke2ha.lbhost.failures import JOURNAL_LINES, JOURNALED, journal_command, step_failure
 from rke2ha.ssh.connection import Connection, connect
 from rke2ha.ssh.target import Target
 
@@ -42,29 +43,14 @@ async def _run(conn: Connection, engine: Engine, step: Step) -> str:
     if result.ok:
         printed = result.stdout.strip().splitlines() if step.kind == "check" else []
         return printed[-1] if printed else ""
-    if step.kind == "install":
-        names = " ".join(step.packages or (engine.package,))
-        raise InvalidError(
-            f"load balancer host {host}: cannot install package {names}: "
-            f"`apt-get install {names}` failed (no package source that {host} can "
-            f"reach has it):\n{result.tail(8)}\nfix: give {host} a package source it can reach "
-            f"(/etc/apt/sources.list, a proxy or a local mirror), or install "
-            f"{names} there by hand; nothing else was changed"
-        )
     if step.kind == "check":
         await conn.run(f"rm -f {shlex.quote(engine.staged)}")
-        raise InvalidError(
-            f"load balancer host {host}: {engine.binary} rejects the rendered config; "
-            f"the running config and {engine.unit} were not touched:\n{result.tail(20)}"
-        )
     journal = ""
-    if step.kind in ("start", "reload", "restart", "verify"):
-        # systemctl only says "see journalctl": the unit's own last words are the cause.
-        said = await conn.run(f"journalctl -u {shlex.quote(engine.unit)} -n 15 --no-pager -o cat")
-        journal = f"\n{engine.unit}'s journal:\n{said.tail(15)}" if said.ok else ""
+    if step.kind in JOURNALED:
+        said = await conn.run(journal_command(engine))
+        journal = said.tail(JOURNAL_LINES) if said.ok else ""
     raise InvalidError(
-        f"load balancer host {host}: {step.what} failed (`{step.command}`):\n{result.tail()}"
-        f"{journal}"
+        step_failure(f"load balancer host {host}", host, engine, step, result.tail, journal)
     )
 
 
