@@ -378,3 +378,20 @@ def test_an_upload_folder_a_killed_run_left_is_removed(spec, world):
     up(spec)
     assert world.nodes["node-2"].leftovers_removed == 1
     assert world.nodes["node-2"].uploads == {}
+
+
+def test_uninstall_refuses_a_node_whose_address_changed_since_install(spec, world, tmp_path):
+    up(spec)
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["nodes"][1]["address"] = "198.18.0.99"
+    moved = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    servers = _servers(moved, uninstall=True)
+    from rke2ha.plan import destroy_plan
+    from rke2ha.providers.existing.provider import KIND_RANK
+
+    changes = destroy_plan(servers.destroy_observed(), kind_rank=KIND_RANK).changes
+    change = next(c for c in changes if c.address == "rke2.servers.node-2")
+    with pytest.raises(InvalidError, match=r"on 198.18.0.12 \(state file\).*at 198.18.0.99"):
+        servers.destroy(change, SilentReporter())
+    assert [e for e in world.events if e[1] == "uninstall"] == []
+    assert "rke2.servers.node-2" in servers.state.resources

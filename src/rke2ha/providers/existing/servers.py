@@ -511,6 +511,16 @@ class Rke2Servers:
                 f"{change.address}: the spec no longer names this node; run `down` with the "
                 "spec that installed it"
             )
+        entry = self.state.resources.get(change.address)
+        saved = entry.attrs.get("host") if entry is not None else None
+        if saved != target.endpoint.host:
+            # The machine rke2ha installed is the one recorded; another address may be
+            # another machine, whose RKE2 rke2ha must not remove.
+            raise InvalidError(
+                f"node {name}: rke2ha installed RKE2 on {saved} (state file), but the spec now "
+                f"reaches {name} at {target.endpoint.host}; nothing was uninstalled; fix: put "
+                f"{name}'s address back to {saved} and run `down --uninstall-rke2` again"
+            )
 
         async def go() -> None:
             conn = await connect(target)
