@@ -242,8 +242,18 @@ def test_a_joiner_with_a_wrong_token_is_named_with_its_journal(spec, world):
     assert world.nodes["node-3"].installs == 0  # the next server was not touched
 
 
+def _hand_installed(spec: Any, node: Node) -> None:
+    """RKE2 someone else installed, with exactly the files rke2ha would write."""
+    files = _servers(spec).files(node.name)
+    node.version = V
+    node.files["/etc/rancher/rke2/config.yaml"] = files.config
+    if files.authn is not None:
+        node.files["/etc/rancher/rke2/authentication-config.yaml"] = files.authn
+
+
 def test_uninstall_only_where_rke2ha_installed(spec, world):
-    world.nodes["node-3"].version = V  # RKE2 someone else installed: adopted, never removed
+    # RKE2 someone else installed with the same release and config: adopted, never removed.
+    _hand_installed(spec, world.nodes["node-3"])
     up(spec)
     assert world.nodes["node-3"].installs == 0
     plain = _servers(spec)
@@ -395,3 +405,32 @@ def test_uninstall_refuses_a_node_whose_address_changed_since_install(spec, worl
         servers.destroy(change, SilentReporter())
     assert [e for e in world.events if e[1] == "uninstall"] == []
     assert "rke2.servers.node-2" in servers.state.resources
+
+
+def test_a_hand_installed_server_with_another_config_is_refused_before_anything_changes(
+    spec, world
+):
+    node = world.nodes["node-2"]
+    _hand_installed(spec, node)
+    node.files["/etc/rancher/rke2/config.yaml"] += "node-label: [by-hand=yes]\n"
+    hand_config = node.files["/etc/rancher/rke2/config.yaml"]
+    servers = _servers(spec)
+    plan = _plan(servers)
+    change = next(c for c in plan.changes if c.address == "rke2.servers.node-2")
+    assert "refused: RKE2 installed by someone else" in (change.reason or "")
+    with pytest.raises(
+        InvalidError,
+        match=r"node-2 runs RKE2 .* rke2ha did not install.*"
+        r"rke2.install: none",
+    ):
+        servers.check_before_apply(plan)
+    assert world.events == []
+    assert node.files["/etc/rancher/rke2/config.yaml"] == hand_config
+    assert world.nodes["node-1"].installs == 0
+
+
+def test_a_hand_installed_server_matching_the_spec_is_adopted(spec, world):
+    _hand_installed(spec, world.nodes["node-1"])
+    up(spec)
+    assert world.nodes["node-1"].installs == 0
+    assert world.nodes["node-1"].active == "active"

@@ -39,6 +39,7 @@ from rke2ha.rke2node.decide import (
     airgap_install_command,
     facts_fingerprint,
     files_fingerprint,
+    foreign_refusal,
     online_install_command,
     token_refusal,
     uninstall_command,
@@ -201,15 +202,22 @@ class Rke2Servers:
             await conn.close()
 
     def refusals(self) -> list[str]:
-        """One line per node that runs another release than rke2.version or whose etcd data
-        was made with another token than the spec's."""
+        """One line per node that runs another release than rke2.version, that runs an RKE2
+        rke2ha did not install with another config, or whose etcd data was made with another
+        token than the spec's."""
         lines = []
         for name, found in self.facts.items():
             if found.version is not None and found.version != self.version:
                 lines.append(upgrade_refusal(name, found.version, self.version))
+            elif (foreign := self._foreign(name, found)) is not None:
+                lines.append(foreign)
             elif (refused := token_refusal(name, found, self.files(name))) is not None:
                 lines.append(refused)
         return lines
+
+    def _foreign(self, name: str, found: NodeFacts) -> str | None:
+        recorded = address(name) in self.state.resources
+        return foreign_refusal(name, found, self.files(name), recorded)
 
     def explain(self, plan: Plan) -> None:
         """Each node change's line names its steps; a refused upgrade says so."""
@@ -222,6 +230,8 @@ class Rke2Servers:
                 continue
             if found.version is not None and found.version != self.version:
                 why = f"refused: upgrades are not supported yet ({found.version} -> {self.version})"
+            elif self._foreign(name, found) is not None:
+                why = "refused: RKE2 installed by someone else, with another config"
             elif token_refusal(name, found, self.files(name)) is not None:
                 why = "refused: its etcd data was made with another token than rke2.token_file"
             else:
@@ -280,6 +290,9 @@ class Rke2Servers:
         try:
             found = await remote.read_facts(conn, sorted(self.files(name).manifests))
             folder: str | None = None
+            # Read again: the node may have changed since the plan.
+            if (foreign := self._foreign(name, found)) is not None:
+                raise InvalidError(foreign)
             steps = up_steps(name, found, self.files(name), self.version, self._uploads)
             installed = bool(self._attrs(name).get("installed"))
             for step in steps:
