@@ -5,6 +5,7 @@ down --uninstall-rke2 only where rke2ha installed."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import stat
@@ -19,7 +20,7 @@ from rke2ha.errors import InvalidError
 from rke2ha.plan import Plan, diff
 from rke2ha.providers.base import Facts, SilentReporter
 from rke2ha.providers.existing import servers as servers_module
-from rke2ha.providers.existing.servers import Rke2Servers, kubeconfig_path
+from rke2ha.providers.existing.servers import Rke2Servers, kubeconfig_path, refused_for_token
 from rke2ha.rke2node import gate
 from rke2ha.specfile import spec_from_source
 from rke2ha.state import StateStore
@@ -434,3 +435,33 @@ def test_a_hand_installed_server_matching_the_spec_is_adopted(spec, world):
     up(spec)
     assert world.nodes["node-1"].installs == 0
     assert world.nodes["node-1"].active == "active"
+
+
+def test_only_rke2s_own_token_refusals_count_as_one():
+    fatal = 'level=fatal msg="starting kubernetes: preparing server: {}"'
+    assert refused_for_token(fatal.format("token CA hash does not match the Cluster CA ..."))
+    assert refused_for_token(
+        fatal.format("bootstrap data already found and encrypted with different token")
+    )
+    assert refused_for_token(
+        fatal.format(
+            "failed to validate server configuration: "
+            "https://198.18.0.11:9345/v1-rke2/config: 401 Unauthorized"
+        )
+    )
+    # Other fatal lines that merely mention a token, or a 401 from elsewhere.
+    assert not refused_for_token(fatal.format("failed to read token file /x: permission denied"))
+    assert not refused_for_token(fatal.format("--token is required when joining a cluster"))
+    assert not refused_for_token(fatal.format("https://registry.example/v2/: 401 Unauthorized"))
+
+
+def test_a_fatal_line_merely_naming_a_token_is_not_reported_as_a_token_refusal(spec, world):
+    world.nodes["node-1"].journal.append(
+        'level=fatal msg="failed to write token file: no space left on device"'
+    )
+    world.nodes["node-1"].active = "failed"
+    world.nodes["node-1"].version = None
+    servers = _servers(spec)
+    said = asyncio.run(servers._never_ready("node-1", "node Ready"))
+    assert "its token is not the cluster's" not in str(said)
+    assert "fix: read the journal on node-1" in str(said)

@@ -61,13 +61,33 @@ WANTED_SERVICE = "enabled, active, ready"
 SPEC_LABEL = "the spec (rke2ha up, provider existing)"
 READY_TIMEOUT = 900.0  # a real first server pulls no images air-gapped, but etcd and
 POLL = 2.0  # the static pods take minutes on small machines
-# Words of a journal that point at the join token (k3s: "token CA hash does not match",
-# the supervisor's 401 to a wrong password).
-TOKEN_SIGNS = ("token", "401 Unauthorized")
+# RKE2's own messages for a token the cluster does not accept; a line merely containing the
+# word "token" is not one. The joiner checks the CA hash in a secure token (k3s-io/k3s
+# pkg/clientaccess/token.go: "token CA hash does not match the Cluster CA certificate hash");
+# a server whose etcd data was made with another token (k3s-io/k3s pkg/cluster/storage.go:
+# "bootstrap data already found and encrypted with different token").
+TOKEN_SIGNS = (
+    "token CA hash does not match",
+    "bootstrap data already found and encrypted with different token",
+)
+# The supervisor answers a wrong password with 401 on its /v1-rke2/ paths ("failed to
+# validate server configuration: https://<server>:9345/v1-rke2/config: 401 Unauthorized",
+# rancher/rke2#3656).
+SUPERVISOR_PATH = "/v1-rke2/"
+UNAUTHORIZED = "401 Unauthorized"
 # A server refused for its token exits and is started again by the unit (Restart=always)
 # for ever: while waiting, its fatal lines are read this often, so the refusal is reported
 # at once instead of after READY_TIMEOUT.
 REFUSAL_EVERY = 5.0
+
+
+def refused_for_token(journal: str) -> bool:
+    """Whether a line of the journal is one of RKE2's refusals of the join token."""
+    return any(
+        any(sign in line for sign in TOKEN_SIGNS)
+        or (SUPERVISOR_PATH in line and UNAUTHORIZED in line)
+        for line in journal.splitlines()
+    )
 
 
 def address(node: str) -> str:
@@ -384,7 +404,7 @@ class Rke2Servers:
             fatal = await remote.fatal_since(conn, since)
         finally:
             await conn.close()
-        if not any(sign in fatal for sign in TOKEN_SIGNS):
+        if not refused_for_token(fatal):
             return None
         return InvalidError(
             f"node {name}: rke2-server was refused for its token and restarts in vain; "
@@ -408,7 +428,7 @@ class Rke2Servers:
             f"fix: read the journal on {name} (journalctl -u rke2-server), correct the cause, "
             "run up again"
         )
-        if any(sign in said for sign in TOKEN_SIGNS):
+        if refused_for_token(said):
             fix = self._token_fix(name)
         return InvalidError(
             f"node {name} did not become ready within {self.ready_timeout:g}s (still waiting "
