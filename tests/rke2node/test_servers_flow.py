@@ -465,3 +465,22 @@ def test_a_fatal_line_merely_naming_a_token_is_not_reported_as_a_token_refusal(s
     said = asyncio.run(servers._never_ready("node-1", "node Ready"))
     assert "its token is not the cluster's" not in str(said)
     assert "fix: read the journal on node-1" in str(said)
+
+
+def test_a_skipped_ingress_config_is_a_note_of_the_plan(spec, world, tmp_path):
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["ingress"] = "traefik"
+    data["load_balancer"].pop("address")
+    other = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    plan = _plan(_servers(other))
+    notes = [n for n in plan.notes if "RKE2 is installed without" in n]
+    assert len(notes) == 1 and "load_balancer.address" in notes[0]
+    assert not [n for n in _plan(_servers(spec)).notes if "installed without" in n]
+
+
+def test_a_missing_version_is_an_error_naming_the_field(spec, tmp_path):
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["rke2"].pop("version")
+    other = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    with pytest.raises(InvalidError, match=r"^rke2.version: .*fix: set rke2.version"):
+        _servers(other)

@@ -111,7 +111,12 @@ class Rke2Servers:
         poll: float = POLL,
         home_kubeconfig: Path | None = None,
     ) -> None:
-        assert spec.rke2.version is not None  # rule rke2.install
+        if spec.rke2.version is None:
+            # The rules refuse this before; a caller that skipped them gets the same line.
+            raise InvalidError(
+                f"rke2.version: rke2.install: {spec.rke2.install} needs the RKE2 release to "
+                "install; fix: set rke2.version (e.g. v1.33.6+rke2r1)"
+            )
         self.spec = spec
         self.version: str = spec.rke2.version
         self.state = state
@@ -126,6 +131,7 @@ class Rke2Servers:
         self.facts: dict[str, NodeFacts] = {}
         self._files: dict[str, NodeFiles] = {}
         self._kubeconfig_text: str | None = None
+        self._ingress_skipped: dict[str, str] = {}
 
     # ---- what the spec asks for ------------------------------------------------------------
 
@@ -139,7 +145,7 @@ class Rke2Servers:
                 if self.spec.rke2.anonymous_health
                 else None
             )
-            rendered = ingress_files(self.spec, SPEC_LABEL)[0]
+            rendered, self._ingress_skipped = ingress_files(self.spec, SPEC_LABEL)
             manifests = {INSTALLED_NAME: next(iter(rendered.values()))} if rendered else {}
             self._files[node] = NodeFiles(config, authn, manifests)
         return self._files[node]
@@ -240,7 +246,13 @@ class Rke2Servers:
         return foreign_refusal(name, found, self.files(name), recorded)
 
     def explain(self, plan: Plan) -> None:
-        """Each node change's line names its steps; a refused upgrade says so."""
+        """Each node change's line names its steps; a refused upgrade says so. An ingress
+        config `render` skips is a note: RKE2 would be installed without it."""
+        installs = any(c.kind == KIND and c.action != "delete" for c in plan.changes)
+        for path, why in self._ingress_skipped.items():
+            note = f"RKE2 is installed without {path}: {why}"
+            if installs and note not in plan.notes:
+                plan.notes.append(note)
         for index, change in enumerate(plan.changes):
             if change.kind != KIND or change.action == "delete":
                 continue
