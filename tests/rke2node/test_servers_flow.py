@@ -484,3 +484,27 @@ def test_a_missing_version_is_an_error_naming_the_field(spec, tmp_path):
     other = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
     with pytest.raises(InvalidError, match=r"^rke2.version: .*fix: set rke2.version"):
         _servers(other)
+
+
+def test_uninstall_names_the_merged_context_and_leaves_the_users_file(
+    spec, world, tmp_path, monkeypatch
+):
+    from rke2ha.providers.base import ProviderOptions
+    from rke2ha.providers.existing.provider import ExistingProvider
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = tmp_path / "home" / ".kube" / "config"
+    up(spec, merge_kubeconfig=True)
+    merged = home.read_text()
+    uninstall = ExistingProvider(spec, ProviderOptions(uninstall_rke2=True))
+    plan = uninstall.plan_destroy(uninstall.describe())
+    notes = [n for n in plan.notes if "kubectl config delete-context prod" in n]
+    assert len(notes) == 1 and notes[0].startswith(f"{home} keeps the context prod")
+    servers = _servers(spec, uninstall=True)
+    kube = next(c for c in plan.changes if c.address == "kubeconfig")
+    servers.destroy(kube, SilentReporter())
+    assert home.read_text() == merged
+    # Without the context there, no such note.
+    monkeypatch.setenv("HOME", str(tmp_path / "other"))
+    uninstall = ExistingProvider(spec, ProviderOptions(uninstall_rke2=True))
+    assert not [n for n in uninstall.plan_destroy(uninstall.describe()).notes if "keeps" in n]

@@ -501,6 +501,8 @@ class ExistingProvider:
                 plan.notes.append(
                     f"--uninstall-rke2 on {', '.join(on)}: " + servers.what_uninstall_deletes()
                 )
+            if (merged := servers.merged_context_note()) is not None:
+                plan.notes.append(merged)
         elif any(e.kind == SERVER_KIND for e in self.state.resources.values()):
             plan.notes.append(
                 "RKE2 on the nodes is left alone; `down --uninstall-rke2` removes it where "

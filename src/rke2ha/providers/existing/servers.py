@@ -46,7 +46,14 @@ from rke2ha.rke2node.decide import (
     up_steps,
     upgrade_refusal,
 )
-from rke2ha.rke2node.kubeconfig import Credentials, credentials, merge, rewrite, write_private
+from rke2ha.rke2node.kubeconfig import (
+    Credentials,
+    credentials,
+    has_context,
+    merge,
+    rewrite,
+    write_private,
+)
 from rke2ha.secretfiles import ensure_secret
 from rke2ha.spec import Spec
 from rke2ha.ssh.connection import connect
@@ -541,6 +548,23 @@ class Rke2Servers:
             "rke2-uninstall.sh stops RKE2 and deletes /etc/rancher/rke2, /var/lib/rancher/rke2 "
             "(etcd data: the cluster and everything in it), /var/lib/kubelet and RKE2's "
             "binaries and units"
+        )
+
+    def merged_context_note(self) -> str | None:
+        """The context `up --merge-kubeconfig` put into the user's kubeconfig outlives the
+        cluster; rke2ha does not edit that file, so it says how to remove it."""
+        home = self.home_kubeconfig
+        try:
+            text = home.read_text() if home.is_file() else ""
+        except OSError:
+            return None
+        name = self.spec.name
+        if not has_context(text, name):
+            return None
+        return (
+            f"{home} keeps the context {name} (merged by `up --merge-kubeconfig`; rke2ha does "
+            f"not edit that file); remove it with `kubectl config delete-context {name}` "
+            f"(and `kubectl config delete-cluster {name}`, `kubectl config delete-user {name}`)"
         )
 
     def destroy(self, change: Change, reporter: Reporter) -> None:
