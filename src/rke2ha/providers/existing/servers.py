@@ -340,7 +340,9 @@ class Rke2Servers:
                 if step.kind == "upload":
                     folder = await remote.upload(conn, artifacts)
                 elif step.kind == "verify":
-                    pass  # `upload` checks every sum on the node before it returns
+                    if folder is None:  # the upload of this run is where the sums apply
+                        raise InvalidError(f"node {name}: nothing uploaded to check; run up again")
+                    await remote.verify(conn, folder, artifacts)
                 elif step.kind == "install":
                     # Recorded before install.sh runs: a run killed during it still
                     # leaves `down --uninstall-rke2` the right to clean up.
