@@ -508,3 +508,19 @@ def test_uninstall_names_the_merged_context_and_leaves_the_users_file(
     monkeypatch.setenv("HOME", str(tmp_path / "other"))
     uninstall = ExistingProvider(spec, ProviderOptions(uninstall_rke2=True))
     assert not [n for n in uninstall.plan_destroy(uninstall.describe()).notes if "keeps" in n]
+
+
+def test_uninstall_checks_every_node_before_the_first_uninstall(spec, world, tmp_path):
+    """The first server goes last; its address moved, so not even the joiners go first."""
+    up(spec)
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["nodes"][0]["address"] = "198.18.0.99"
+    moved = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    servers = _servers(moved, uninstall=True)
+    from rke2ha.plan import destroy_plan
+    from rke2ha.providers.existing.provider import KIND_RANK
+
+    plan = destroy_plan(servers.destroy_observed(), kind_rank=KIND_RANK)
+    with pytest.raises(InvalidError, match=r"node node-1: rke2ha installed RKE2 on 198.18.0.11"):
+        servers.check_before_destroy(plan)
+    assert [e for e in world.events if e[1] == "uninstall"] == []

@@ -513,6 +513,8 @@ class ExistingProvider:
     def destroy(self, plan: Plan, facts: Facts, reporter: Reporter) -> Outcome:
         done: list[Change] = []
         records: list[str] = []
+        if self.options.uninstall_rke2 and self.servers is not None:
+            self.servers.check_before_destroy(plan)
         for change in plan.changes:
             with reporter.step(change):
                 if change.kind in RKE2_KINDS:

@@ -569,6 +569,33 @@ class Rke2Servers:
             f"(and `kubectl config delete-cluster {name}`, `kubectl config delete-user {name}`)"
         )
 
+    def _moved(self, address: str) -> str | None:
+        """Why `address` must not be uninstalled: the spec now reaches the node at another
+        address than the one rke2ha installed RKE2 on (the state file's). That address may be
+        another machine, whose RKE2 rke2ha must not remove."""
+        name = address[len(PREFIX) :]
+        target = self.targets.get(name)
+        entry = self.state.resources.get(address)
+        saved = entry.attrs.get("host") if entry is not None else None
+        if target is None or saved == target.endpoint.host:
+            return None
+        return (
+            f"node {name}: rke2ha installed RKE2 on {saved} (state file), but the spec now "
+            f"reaches {name} at {target.endpoint.host}; nothing was uninstalled; fix: put "
+            f"{name}'s address back to {saved} and run `down --uninstall-rke2` again"
+        )
+
+    def check_before_destroy(self, plan: Plan) -> None:
+        """Every node the plan uninstalls is where rke2ha installed it, checked before the
+        first uninstall: one moved node stops the whole uninstall, not half of it."""
+        refused = [
+            line
+            for change in plan.changes
+            if change.kind == KIND and (line := self._moved(change.address)) is not None
+        ]
+        if refused:
+            raise InvalidError("\n".join(refused))
+
     def destroy(self, change: Change, reporter: Reporter) -> None:
         if change.kind == KUBE_KIND:
             kubeconfig_path(self.spec).unlink(missing_ok=True)
@@ -582,16 +609,9 @@ class Rke2Servers:
                 f"{change.address}: the spec no longer names this node; run `down` with the "
                 "spec that installed it"
             )
-        entry = self.state.resources.get(change.address)
-        saved = entry.attrs.get("host") if entry is not None else None
-        if saved != target.endpoint.host:
-            # The machine rke2ha installed is the one recorded; another address may be
-            # another machine, whose RKE2 rke2ha must not remove.
-            raise InvalidError(
-                f"node {name}: rke2ha installed RKE2 on {saved} (state file), but the spec now "
-                f"reaches {name} at {target.endpoint.host}; nothing was uninstalled; fix: put "
-                f"{name}'s address back to {saved} and run `down --uninstall-rke2` again"
-            )
+        refused = self._moved(change.address)
+        if refused:
+            raise InvalidError(refused)
 
         async def go() -> None:
             conn = await connect(target)
