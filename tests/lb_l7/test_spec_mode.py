@@ -185,14 +185,16 @@ def test_spec_layer7_serves_redirects_and_follows_health(
         assert status == 308  # to the port clients reach: 443 moved by the offset
         assert headers["location"] == f"https://{HOSTNAME}:{443 + offset}/dashboard/?x=1"
         # one admin endpoint shows the layer 7 frontends beside the layer 4 ones; workers
-        # publish their counters every 50 ms, so the last request may take that long
-        deadline = time.monotonic() + 3
+        # publish their counters every 50 ms (requests and bytes need not arrive in the same
+        # publication), so the last request's figures may take a few of those on a loaded host
+        deadline = time.monotonic() + 5
         while True:
             with urllib.request.urlopen(f"http://{LB}:{admin_port}/status", timeout=5) as reply:
                 status_doc = json.loads(reply.read())
             fronts = {f["name"]: f for f in status_doc["frontends"]}
             https = fronts[f"https-{443 + offset}"]
-            if https["total"] >= 7 or time.monotonic() > deadline:
+            sent = sum(b["bytes_to_backend"] for b in https["backends"])
+            if (https["total"] >= 7 and sent >= 3000) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         assert len(https["backends"]) == 3

@@ -101,9 +101,12 @@ def _write_spec(
     return path
 
 
-def _journal(machine: Machine) -> list[tuple[float, str]]:
-    """(epoch seconds, message) of everything rke2-server logged on the machine."""
-    out = machine.sh("journalctl -u rke2-server --no-pager -o short-unix", timeout=30).stdout
+def _journal(machine: Machine, since: float) -> list[tuple[float, str]]:
+    """(epoch seconds, message) of what rke2-server logged on the machine from `since` (epoch
+    seconds; the machines share this host's clock) on: the machines are shared by the session,
+    and earlier tests ran RKE2 on them too."""
+    command = f"journalctl -u rke2-server --no-pager -o short-unix --since=@{int(since)}"
+    out = machine.sh(command, timeout=30).stdout
     lines: list[tuple[float, str]] = []
     for line in out.splitlines():
         stamp, _, rest = line.partition(" ")
@@ -185,6 +188,7 @@ def test_plan_up_killed_after_the_first_server_then_finished_one_join_at_a_time(
 
 
 def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
+    since = time.time() - 1
     planned = _cli(bed, "plan", "-f", str(spec), "--json", timeout=180)
     assert planned.returncode == 0, planned.stderr
     changes = json.loads(planned.stdout)["changes"]
@@ -276,7 +280,7 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
     assert not any(m.get("isLearner") for m in members)
     # Joins one at a time, from the machines' own journals: node-3 was added as a learner
     # only after node-2 had been promoted; node-1 started exactly once (no second first).
-    journals = {n: _journal(bed.machine(n)) for n in NODES}
+    journals = {n: _journal(bed.machine(n), since) for n in NODES}
     node2_promoted = _first(journals["node-2"], "etcd member node-2 promoted to voter")
     node3_added = _first(journals["node-3"], "Adding member node-3")
     assert node2_promoted <= node3_added, (node2_promoted, node3_added)
@@ -308,7 +312,7 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     assert "No changes" in again.stdout, again.stdout
     for name in NODES:
-        new = _journal(bed.machine(name))[starts_before[name] :]
+        new = _journal(bed.machine(name), since)[starts_before[name] :]
         assert not any("Starting rke2" in m for _, m in new), (name, new)
 
     # down --uninstall-rke2 says what it deletes, then leaves the machines without RKE2.

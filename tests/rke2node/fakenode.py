@@ -115,14 +115,17 @@ class FakeConnection:
             return Result(0, "", "")
         if command.startswith("mktemp -d"):
             return Result(0, "/tmp/rke2ha-artifacts.x1\n", "")
-        if "sha256sum" in command and command.startswith("cd "):
+        if command.startswith("cd ") and command.endswith("sha256sum -c -"):
+            # GNU sha256sum -c: `<file>: OK` / `<file>: FAILED` per line, 1 when any fails.
             folder = shlex.split(command)[1]
-            lines = [
-                f"{_sha(data)}  {path.rsplit('/', 1)[1]}"
-                for path, data in node.uploads.items()
-                if path.startswith(folder + "/")
-            ]
-            return Result(0, "\n".join(lines) + "\n", "")
+            lines, status = [], 0
+            for line in (input or "").splitlines():
+                want, name = line.split("  ", 1)
+                data = node.uploads.get(f"{folder}/{name}")
+                ok = data is not None and _sha(data) == want
+                lines.append(f"{name}: {'OK' if ok else 'FAILED'}")
+                status = status if ok else 1
+            return Result(status, "\n".join(lines) + "\n", "")
         if command.startswith("rm -rf /tmp/rke2ha-artifacts."):
             node.uploads.clear()
             return Result(0, "", "")

@@ -15,6 +15,7 @@ from rke2ha.rke2node.decide import (
     facts_fingerprint,
     facts_script,
     files_fingerprint,
+    foreign_refusal,
     parse_facts,
     sha256,
     token_line_sha,
@@ -155,3 +156,14 @@ def test_the_facts_carry_a_digest_of_the_token_line_as_the_node_computes_it(tmp_
     config.unlink()
     out = subprocess.run(["sh", "-c", line], capture_output=True, text=True, check=True).stdout
     assert out == "" and parse_facts(out).token_sha is None
+
+
+def test_rke2_installed_by_someone_else_is_refused_only_when_its_config_differs():
+    ours = _facts(version=V, config_sha=sha256(FILES.config), authn_sha=sha256(FILES.authn or ""))
+    theirs = _facts(version=V, config_sha=sha256("token: other\n"))
+    assert foreign_refusal("n1", ours, FILES, recorded=False) is None
+    assert foreign_refusal("n1", _facts(), FILES, recorded=False) is None
+    assert foreign_refusal("n1", theirs, FILES, recorded=True) is None
+    said = foreign_refusal("n1", theirs, FILES, recorded=False)
+    assert said is not None and "\n" not in said
+    assert said.startswith("n1 runs RKE2 " + V) and "rke2.install: none" in said

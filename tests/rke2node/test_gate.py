@@ -84,6 +84,7 @@ class Cluster:
         self.node_ready = "False"
         self.readyz = 503
         self.client_seen: list[bool] = []
+        self.other_nodes: list[dict[str, Any]] = []
 
     def context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -110,7 +111,8 @@ def _serve(cluster: Cluster, port: int) -> ThreadingHTTPServer:
             elif self.path == "/api/v1/nodes":
                 conditions = [{"type": "Ready", "status": cluster.node_ready}]
                 item = {"metadata": {"name": "node-1"}, "status": {"conditions": conditions}}
-                status, body = 200, json.dumps({"kind": "NodeList", "items": [item]})
+                items = [*cluster.other_nodes, item]
+                status, body = 200, json.dumps({"kind": "NodeList", "items": items})
             else:
                 status, body = 404, "not found"
             data = body.encode()
@@ -165,3 +167,19 @@ def test_another_ca_is_refused(cluster, tmp_path):
     other = Cluster(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path)
     said = gate.waiting_for(gate.Client(other.creds), ADDRESS, "node-1") or ""
     assert "certificate not accepted" in said
+
+
+def test_a_node_list_larger_than_64_kib_is_read_whole(cluster, monkeypatch):
+    cluster.readyz = 200
+    cluster.node_ready = "True"
+    padding = {"images": [{"names": ["registry.example/" + "x" * 200]}] * 20}
+    cluster.other_nodes = [
+        {"metadata": {"name": f"worker-{i}"}, "status": padding} for i in range(40)
+    ]
+    assert len(json.dumps(cluster.other_nodes)) > 64 * 1024
+    client = gate.Client(cluster.creds)
+    assert gate.waiting_for(client, ADDRESS, "node-1") is None
+    # Beyond the bound: a clear error, not a truncated list.
+    monkeypatch.setattr(gate, "MAX_BODY", 64 * 1024)
+    said = gate.waiting_for(client, ADDRESS, "node-1") or ""
+    assert said == f"/api/v1/nodes: /api/v1/nodes answered more than {64 * 1024} bytes"

@@ -5,6 +5,7 @@ down --uninstall-rke2 only where rke2ha installed."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import stat
@@ -19,7 +20,7 @@ from rke2ha.errors import InvalidError
 from rke2ha.plan import Plan, diff
 from rke2ha.providers.base import Facts, SilentReporter
 from rke2ha.providers.existing import servers as servers_module
-from rke2ha.providers.existing.servers import Rke2Servers, kubeconfig_path
+from rke2ha.providers.existing.servers import Rke2Servers, kubeconfig_path, refused_for_token
 from rke2ha.rke2node import gate
 from rke2ha.specfile import spec_from_source
 from rke2ha.state import StateStore
@@ -242,8 +243,18 @@ def test_a_joiner_with_a_wrong_token_is_named_with_its_journal(spec, world):
     assert world.nodes["node-3"].installs == 0  # the next server was not touched
 
 
+def _hand_installed(spec: Any, node: Node) -> None:
+    """RKE2 someone else installed, with exactly the files rke2ha would write."""
+    files = _servers(spec).files(node.name)
+    node.version = V
+    node.files["/etc/rancher/rke2/config.yaml"] = files.config
+    if files.authn is not None:
+        node.files["/etc/rancher/rke2/authentication-config.yaml"] = files.authn
+
+
 def test_uninstall_only_where_rke2ha_installed(spec, world):
-    world.nodes["node-3"].version = V  # RKE2 someone else installed: adopted, never removed
+    # RKE2 someone else installed with the same release and config: adopted, never removed.
+    _hand_installed(spec, world.nodes["node-3"])
     up(spec)
     assert world.nodes["node-3"].installs == 0
     plain = _servers(spec)
@@ -378,3 +389,138 @@ def test_an_upload_folder_a_killed_run_left_is_removed(spec, world):
     up(spec)
     assert world.nodes["node-2"].leftovers_removed == 1
     assert world.nodes["node-2"].uploads == {}
+
+
+def test_uninstall_refuses_a_node_whose_address_changed_since_install(spec, world, tmp_path):
+    up(spec)
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["nodes"][1]["address"] = "198.18.0.99"
+    moved = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    servers = _servers(moved, uninstall=True)
+    from rke2ha.plan import destroy_plan
+    from rke2ha.providers.existing.provider import KIND_RANK
+
+    changes = destroy_plan(servers.destroy_observed(), kind_rank=KIND_RANK).changes
+    change = next(c for c in changes if c.address == "rke2.servers.node-2")
+    with pytest.raises(InvalidError, match=r"on 198.18.0.12 \(state file\).*at 198.18.0.99"):
+        servers.destroy(change, SilentReporter())
+    assert [e for e in world.events if e[1] == "uninstall"] == []
+    assert "rke2.servers.node-2" in servers.state.resources
+
+
+def test_a_hand_installed_server_with_another_config_is_refused_before_anything_changes(
+    spec, world
+):
+    node = world.nodes["node-2"]
+    _hand_installed(spec, node)
+    node.files["/etc/rancher/rke2/config.yaml"] += "node-label: [by-hand=yes]\n"
+    hand_config = node.files["/etc/rancher/rke2/config.yaml"]
+    servers = _servers(spec)
+    plan = _plan(servers)
+    change = next(c for c in plan.changes if c.address == "rke2.servers.node-2")
+    assert "refused: RKE2 installed by someone else" in (change.reason or "")
+    with pytest.raises(
+        InvalidError,
+        match=r"node-2 runs RKE2 .* rke2ha did not install.*"
+        r"rke2.install: none",
+    ):
+        servers.check_before_apply(plan)
+    assert world.events == []
+    assert node.files["/etc/rancher/rke2/config.yaml"] == hand_config
+    assert world.nodes["node-1"].installs == 0
+
+
+def test_a_hand_installed_server_matching_the_spec_is_adopted(spec, world):
+    _hand_installed(spec, world.nodes["node-1"])
+    up(spec)
+    assert world.nodes["node-1"].installs == 0
+    assert world.nodes["node-1"].active == "active"
+
+
+def test_only_rke2s_own_token_refusals_count_as_one():
+    fatal = 'level=fatal msg="starting kubernetes: preparing server: {}"'
+    assert refused_for_token(fatal.format("token CA hash does not match the Cluster CA ..."))
+    assert refused_for_token(
+        fatal.format("bootstrap data already found and encrypted with different token")
+    )
+    assert refused_for_token(
+        fatal.format(
+            "failed to validate server configuration: "
+            "https://198.18.0.11:9345/v1-rke2/config: 401 Unauthorized"
+        )
+    )
+    # Other fatal lines that merely mention a token, or a 401 from elsewhere.
+    assert not refused_for_token(fatal.format("failed to read token file /x: permission denied"))
+    assert not refused_for_token(fatal.format("--token is required when joining a cluster"))
+    assert not refused_for_token(fatal.format("https://registry.example/v2/: 401 Unauthorized"))
+
+
+def test_a_fatal_line_merely_naming_a_token_is_not_reported_as_a_token_refusal(spec, world):
+    world.nodes["node-1"].journal.append(
+        'level=fatal msg="failed to write token file: no space left on device"'
+    )
+    world.nodes["node-1"].active = "failed"
+    world.nodes["node-1"].version = None
+    servers = _servers(spec)
+    said = asyncio.run(servers._never_ready("node-1", "node Ready"))
+    assert "its token is not the cluster's" not in str(said)
+    assert "fix: read the journal on node-1" in str(said)
+
+
+def test_a_skipped_ingress_config_is_a_note_of_the_plan(spec, world, tmp_path):
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["ingress"] = "traefik"
+    data["load_balancer"].pop("address")
+    other = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    plan = _plan(_servers(other))
+    notes = [n for n in plan.notes if "RKE2 is installed without" in n]
+    assert len(notes) == 1 and "load_balancer.address" in notes[0]
+    assert not [n for n in _plan(_servers(spec)).notes if "installed without" in n]
+
+
+def test_a_missing_version_is_an_error_naming_the_field(spec, tmp_path):
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["rke2"].pop("version")
+    other = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    with pytest.raises(InvalidError, match=r"^rke2.version: .*fix: set rke2.version"):
+        _servers(other)
+
+
+def test_uninstall_names_the_merged_context_and_leaves_the_users_file(
+    spec, world, tmp_path, monkeypatch
+):
+    from rke2ha.providers.base import ProviderOptions
+    from rke2ha.providers.existing.provider import ExistingProvider
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = tmp_path / "home" / ".kube" / "config"
+    up(spec, merge_kubeconfig=True)
+    merged = home.read_text()
+    uninstall = ExistingProvider(spec, ProviderOptions(uninstall_rke2=True))
+    plan = uninstall.plan_destroy(uninstall.describe())
+    notes = [n for n in plan.notes if "kubectl config delete-context prod" in n]
+    assert len(notes) == 1 and notes[0].startswith(f"{home} keeps the context prod")
+    servers = _servers(spec, uninstall=True)
+    kube = next(c for c in plan.changes if c.address == "kubeconfig")
+    servers.destroy(kube, SilentReporter())
+    assert home.read_text() == merged
+    # Without the context there, no such note.
+    monkeypatch.setenv("HOME", str(tmp_path / "other"))
+    uninstall = ExistingProvider(spec, ProviderOptions(uninstall_rke2=True))
+    assert not [n for n in uninstall.plan_destroy(uninstall.describe()).notes if "keeps" in n]
+
+
+def test_uninstall_checks_every_node_before_the_first_uninstall(spec, world, tmp_path):
+    """The first server goes last; its address moved, so not even the joiners go first."""
+    up(spec)
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["nodes"][0]["address"] = "198.18.0.99"
+    moved = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    servers = _servers(moved, uninstall=True)
+    from rke2ha.plan import destroy_plan
+    from rke2ha.providers.existing.provider import KIND_RANK
+
+    plan = destroy_plan(servers.destroy_observed(), kind_rank=KIND_RANK)
+    with pytest.raises(InvalidError, match=r"node node-1: rke2ha installed RKE2 on 198.18.0.11"):
+        servers.check_before_destroy(plan)
+    assert [e for e in world.events if e[1] == "uninstall"] == []

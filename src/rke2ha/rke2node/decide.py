@@ -184,6 +184,21 @@ def upgrade_refusal(node: str, installed: str, pinned: str) -> str:
     )
 
 
+def foreign_refusal(node: str, facts: NodeFacts, files: NodeFiles, recorded: bool) -> str | None:
+    """Why rke2ha must leave this node alone: RKE2 is installed there, rke2ha has no record of
+    the node (someone else installed it), and its config differs from what rke2ha would
+    write. Writing it would change, and restart, a server rke2ha did not create. A node that
+    already matches (same release, same config) is adopted: nothing on it changes."""
+    if facts.version is None or recorded or facts_fingerprint(facts) == files_fingerprint(files):
+        return None
+    return (
+        f"{node} runs RKE2 {facts.version} that rke2ha did not install (no entry in the state "
+        f"file) with another {CONFIG} than rke2ha would write; rke2ha never changes what it "
+        f"did not create, so nothing is changed; fix: set rke2.install: none to leave that "
+        f"RKE2 alone, or uninstall it on {node} first (rke2-uninstall.sh)"
+    )
+
+
 def up_steps(
     node: str,
     facts: NodeFacts,

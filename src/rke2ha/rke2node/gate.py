@@ -24,6 +24,9 @@ from pathlib import Path
 from rke2ha.rke2node.kubeconfig import Credentials
 
 TIMEOUT = 5.0
+# The node list of a large cluster runs to megabytes (each node carries its images and
+# conditions); it is read whole, up to this bound, beyond which the answer is an error.
+MAX_BODY = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,10 @@ class Client:
         try:
             conn.request("GET", path, headers={"Accept": "application/json"})
             response = conn.getresponse()
-            return Answer(response.status, response.read(65536).decode(errors="replace"))
+            data = response.read(MAX_BODY + 1)
+            if len(data) > MAX_BODY:
+                return Answer(None, "", f"{path} answered more than {MAX_BODY} bytes")
+            return Answer(response.status, data.decode(errors="replace"))
         except ssl.SSLCertVerificationError as err:
             return Answer(None, "", f"certificate not accepted: {err.verify_message}")
         except (OSError, http.client.HTTPException) as err:

@@ -96,6 +96,17 @@ def merge(existing: str | None, ours: str, name: str) -> str:
     return yaml.safe_dump(merged, sort_keys=False, default_flow_style=False)
 
 
+def has_context(text: str, name: str) -> bool:
+    """Whether the kubeconfig `text` holds a context named `name` (a file that is not a
+    kubeconfig holds none)."""
+    try:
+        data = _load(text, "kubeconfig")
+    except InvalidError:
+        return False
+    contexts = data.get("contexts") or []
+    return any(isinstance(c, dict) and c.get("name") == name for c in contexts)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write `text` mode 0600 (it holds a client key), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

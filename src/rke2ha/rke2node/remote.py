@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Callable, Sequence
 
 from rke2ha.errors import InvalidError
-from rke2ha.rke2node.artifacts import Artifact, parse_sums
+from rke2ha.rke2node.artifacts import Artifact
 from rke2ha.rke2node.decide import (
     KUBECONFIG,
     UNIT,
@@ -40,7 +40,7 @@ async def read_facts(conn: Connection, manifest_names: list[str]) -> NodeFacts:
 
 
 async def upload(conn: Connection, artifacts: Sequence[Artifact]) -> str:
-    """Copy the artifacts to a new private folder and check their sums there; the folder."""
+    """Copy the artifacts to a new private folder; the folder (`verify` checks them)."""
     node = conn.target.node
     # Folders a killed run left behind (this login user's only) go first.
     await conn.run(
@@ -54,21 +54,43 @@ async def upload(conn: Connection, artifacts: Sequence[Artifact]) -> str:
     try:
         for artifact in artifacts:
             await conn.put(artifact.path, f"{folder}/{artifact.name}", UPLOAD_TIMEOUT)
-        names = " ".join(shlex.quote(a.name) for a in artifacts)
-        summed = await conn.run(f"cd {shlex.quote(folder)} && sha256sum {names}", root=False)
-        there = parse_sums(summed.stdout)
-        for artifact in artifacts:
-            if there.get(artifact.name) != artifact.sha256:
-                raise InvalidError(
-                    f"node {node}: {artifact.name} arrived changed (sha256 there "
-                    f"{(there.get(artifact.name) or 'none')[:16]}..., sent "
-                    f"{artifact.sha256[:16]}...); the upload was removed, nothing installed; "
-                    f"fix: check the disk and network of {node}, then run up again"
-                )
     except BaseException:
         await remove(conn, folder)
         raise
     return folder
+
+
+async def verify(conn: Connection, folder: str, artifacts: Sequence[Artifact]) -> None:
+    """`sha256sum -c` on the node against the sums taken on this machine (given on stdin);
+    a mismatch removes the folder. GNU sha256sum -c reads `<sha256>  <file>` lines (its own
+    output format, sha256sum(1), man7.org) and prints `<file>: OK` or `<file>: FAILED` per
+    line, exiting 1 when any fails (coreutils 9, run here)."""
+    node = conn.target.node
+    expected = "".join(f"{a.sha256}  {a.name}\n" for a in artifacts)
+    try:
+        checked = await conn.run(
+            f"cd {shlex.quote(folder)} && sha256sum -c -", root=False, input=expected
+        )
+        passed = {
+            line.rsplit(": ", 1)[0]
+            for line in checked.stdout.splitlines()
+            if line.rsplit(": ", 1)[-1] == "OK"
+        }
+        failed = [a for a in artifacts if a.name not in passed]
+        if failed:
+            raise InvalidError(
+                f"node {node}: {failed[0].name} arrived changed (its sha256 there is not the "
+                f"{failed[0].sha256[:16]}... sent); the upload was removed, nothing installed; "
+                f"fix: check the disk and network of {node}, then run up again"
+            )
+        if not checked.ok:
+            raise InvalidError(
+                f"node {node}: sha256sum -c in {folder} failed:\n{checked.tail()}\nthe upload "
+                "was removed, nothing installed; fix: check that coreutils' sha256sum is there"
+            )
+    except BaseException:
+        await remove(conn, folder)
+        raise
 
 
 async def remove(conn: Connection, folder: str) -> None:

@@ -501,6 +501,8 @@ class ExistingProvider:
                 plan.notes.append(
                     f"--uninstall-rke2 on {', '.join(on)}: " + servers.what_uninstall_deletes()
                 )
+            if (merged := servers.merged_context_note()) is not None:
+                plan.notes.append(merged)
         elif any(e.kind == SERVER_KIND for e in self.state.resources.values()):
             plan.notes.append(
                 "RKE2 on the nodes is left alone; `down --uninstall-rke2` removes it where "
@@ -511,6 +513,8 @@ class ExistingProvider:
     def destroy(self, plan: Plan, facts: Facts, reporter: Reporter) -> Outcome:
         done: list[Change] = []
         records: list[str] = []
+        if self.options.uninstall_rke2 and self.servers is not None:
+            self.servers.check_before_destroy(plan)
         for change in plan.changes:
             with reporter.step(change):
                 if change.kind in RKE2_KINDS:

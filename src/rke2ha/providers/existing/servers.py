@@ -39,13 +39,21 @@ from rke2ha.rke2node.decide import (
     airgap_install_command,
     facts_fingerprint,
     files_fingerprint,
+    foreign_refusal,
     online_install_command,
     token_refusal,
     uninstall_command,
     up_steps,
     upgrade_refusal,
 )
-from rke2ha.rke2node.kubeconfig import Credentials, credentials, merge, rewrite, write_private
+from rke2ha.rke2node.kubeconfig import (
+    Credentials,
+    credentials,
+    has_context,
+    merge,
+    rewrite,
+    write_private,
+)
 from rke2ha.secretfiles import ensure_secret
 from rke2ha.spec import Spec
 from rke2ha.ssh.connection import connect
@@ -60,13 +68,33 @@ WANTED_SERVICE = "enabled, active, ready"
 SPEC_LABEL = "the spec (rke2ha up, provider existing)"
 READY_TIMEOUT = 900.0  # a real first server pulls no images air-gapped, but etcd and
 POLL = 2.0  # the static pods take minutes on small machines
-# Words of a journal that point at the join token (k3s: "token CA hash does not match",
-# the supervisor's 401 to a wrong password).
-TOKEN_SIGNS = ("token", "401 Unauthorized")
+# RKE2's own messages for a token the cluster does not accept; a line merely containing the
+# word "token" is not one. The joiner checks the CA hash in a secure token (k3s-io/k3s
+# pkg/clientaccess/token.go: "token CA hash does not match the Cluster CA certificate hash");
+# a server whose etcd data was made with another token (k3s-io/k3s pkg/cluster/storage.go:
+# "bootstrap data already found and encrypted with different token").
+TOKEN_SIGNS = (
+    "token CA hash does not match",
+    "bootstrap data already found and encrypted with different token",
+)
+# The supervisor answers a wrong password with 401 on its /v1-rke2/ paths ("failed to
+# validate server configuration: https://<server>:9345/v1-rke2/config: 401 Unauthorized",
+# rancher/rke2#3656).
+SUPERVISOR_PATH = "/v1-rke2/"
+UNAUTHORIZED = "401 Unauthorized"
 # A server refused for its token exits and is started again by the unit (Restart=always)
 # for ever: while waiting, its fatal lines are read this often, so the refusal is reported
 # at once instead of after READY_TIMEOUT.
 REFUSAL_EVERY = 5.0
+
+
+def refused_for_token(journal: str) -> bool:
+    """Whether a line of the journal is one of RKE2's refusals of the join token."""
+    return any(
+        any(sign in line for sign in TOKEN_SIGNS)
+        or (SUPERVISOR_PATH in line and UNAUTHORIZED in line)
+        for line in journal.splitlines()
+    )
 
 
 def address(node: str) -> str:
@@ -90,7 +118,12 @@ class Rke2Servers:
         poll: float = POLL,
         home_kubeconfig: Path | None = None,
     ) -> None:
-        assert spec.rke2.version is not None  # rule rke2.install
+        if spec.rke2.version is None:
+            # The rules refuse this before; a caller that skipped them gets the same line.
+            raise InvalidError(
+                f"rke2.version: rke2.install: {spec.rke2.install} needs the RKE2 release to "
+                "install; fix: set rke2.version (e.g. v1.33.6+rke2r1)"
+            )
         self.spec = spec
         self.version: str = spec.rke2.version
         self.state = state
@@ -105,6 +138,7 @@ class Rke2Servers:
         self.facts: dict[str, NodeFacts] = {}
         self._files: dict[str, NodeFiles] = {}
         self._kubeconfig_text: str | None = None
+        self._ingress_skipped: dict[str, str] = {}
 
     # ---- what the spec asks for ------------------------------------------------------------
 
@@ -118,7 +152,7 @@ class Rke2Servers:
                 if self.spec.rke2.anonymous_health
                 else None
             )
-            rendered = ingress_files(self.spec, SPEC_LABEL)[0]
+            rendered, self._ingress_skipped = ingress_files(self.spec, SPEC_LABEL)
             manifests = {INSTALLED_NAME: next(iter(rendered.values()))} if rendered else {}
             self._files[node] = NodeFiles(config, authn, manifests)
         return self._files[node]
@@ -201,18 +235,31 @@ class Rke2Servers:
             await conn.close()
 
     def refusals(self) -> list[str]:
-        """One line per node that runs another release than rke2.version or whose etcd data
-        was made with another token than the spec's."""
+        """One line per node that runs another release than rke2.version, that runs an RKE2
+        rke2ha did not install with another config, or whose etcd data was made with another
+        token than the spec's."""
         lines = []
         for name, found in self.facts.items():
             if found.version is not None and found.version != self.version:
                 lines.append(upgrade_refusal(name, found.version, self.version))
+            elif (foreign := self._foreign(name, found)) is not None:
+                lines.append(foreign)
             elif (refused := token_refusal(name, found, self.files(name))) is not None:
                 lines.append(refused)
         return lines
 
+    def _foreign(self, name: str, found: NodeFacts) -> str | None:
+        recorded = address(name) in self.state.resources
+        return foreign_refusal(name, found, self.files(name), recorded)
+
     def explain(self, plan: Plan) -> None:
-        """Each node change's line names its steps; a refused upgrade says so."""
+        """Each node change's line names its steps; a refused upgrade says so. An ingress
+        config `render` skips is a note: RKE2 would be installed without it."""
+        installs = any(c.kind == KIND and c.action != "delete" for c in plan.changes)
+        for path, why in self._ingress_skipped.items():
+            note = f"RKE2 is installed without {path}: {why}"
+            if installs and note not in plan.notes:
+                plan.notes.append(note)
         for index, change in enumerate(plan.changes):
             if change.kind != KIND or change.action == "delete":
                 continue
@@ -222,6 +269,8 @@ class Rke2Servers:
                 continue
             if found.version is not None and found.version != self.version:
                 why = f"refused: upgrades are not supported yet ({found.version} -> {self.version})"
+            elif self._foreign(name, found) is not None:
+                why = "refused: RKE2 installed by someone else, with another config"
             elif token_refusal(name, found, self.files(name)) is not None:
                 why = "refused: its etcd data was made with another token than rke2.token_file"
             else:
@@ -280,6 +329,9 @@ class Rke2Servers:
         try:
             found = await remote.read_facts(conn, sorted(self.files(name).manifests))
             folder: str | None = None
+            # Read again: the node may have changed since the plan.
+            if (foreign := self._foreign(name, found)) is not None:
+                raise InvalidError(foreign)
             steps = up_steps(name, found, self.files(name), self.version, self._uploads)
             installed = bool(self._attrs(name).get("installed"))
             for step in steps:
@@ -288,7 +340,9 @@ class Rke2Servers:
                 if step.kind == "upload":
                     folder = await remote.upload(conn, artifacts)
                 elif step.kind == "verify":
-                    pass  # `upload` checks every sum on the node before it returns
+                    if folder is None:  # the upload of this run is where the sums apply
+                        raise InvalidError(f"node {name}: nothing uploaded to check; run up again")
+                    await remote.verify(conn, folder, artifacts)
                 elif step.kind == "install":
                     # Recorded before install.sh runs: a run killed during it still
                     # leaves `down --uninstall-rke2` the right to clean up.
@@ -371,7 +425,7 @@ class Rke2Servers:
             fatal = await remote.fatal_since(conn, since)
         finally:
             await conn.close()
-        if not any(sign in fatal for sign in TOKEN_SIGNS):
+        if not refused_for_token(fatal):
             return None
         return InvalidError(
             f"node {name}: rke2-server was refused for its token and restarts in vain; "
@@ -395,7 +449,7 @@ class Rke2Servers:
             f"fix: read the journal on {name} (journalctl -u rke2-server), correct the cause, "
             "run up again"
         )
-        if any(sign in said for sign in TOKEN_SIGNS):
+        if refused_for_token(said):
             fix = self._token_fix(name)
         return InvalidError(
             f"node {name} did not become ready within {self.ready_timeout:g}s (still waiting "
@@ -498,6 +552,50 @@ class Rke2Servers:
             "binaries and units"
         )
 
+    def merged_context_note(self) -> str | None:
+        """The context `up --merge-kubeconfig` put into the user's kubeconfig outlives the
+        cluster; rke2ha does not edit that file, so it says how to remove it."""
+        home = self.home_kubeconfig
+        try:
+            text = home.read_text() if home.is_file() else ""
+        except OSError:
+            return None
+        name = self.spec.name
+        if not has_context(text, name):
+            return None
+        return (
+            f"{home} keeps the context {name} (merged by `up --merge-kubeconfig`; rke2ha does "
+            f"not edit that file); remove it with `kubectl config delete-context {name}` "
+            f"(and `kubectl config delete-cluster {name}`, `kubectl config delete-user {name}`)"
+        )
+
+    def _moved(self, address: str) -> str | None:
+        """Why `address` must not be uninstalled: the spec now reaches the node at another
+        address than the one rke2ha installed RKE2 on (the state file's). That address may be
+        another machine, whose RKE2 rke2ha must not remove."""
+        name = address[len(PREFIX) :]
+        target = self.targets.get(name)
+        entry = self.state.resources.get(address)
+        saved = entry.attrs.get("host") if entry is not None else None
+        if target is None or saved == target.endpoint.host:
+            return None
+        return (
+            f"node {name}: rke2ha installed RKE2 on {saved} (state file), but the spec now "
+            f"reaches {name} at {target.endpoint.host}; nothing was uninstalled; fix: put "
+            f"{name}'s address back to {saved} and run `down --uninstall-rke2` again"
+        )
+
+    def check_before_destroy(self, plan: Plan) -> None:
+        """Every node the plan uninstalls is where rke2ha installed it, checked before the
+        first uninstall: one moved node stops the whole uninstall, not half of it."""
+        refused = [
+            line
+            for change in plan.changes
+            if change.kind == KIND and (line := self._moved(change.address)) is not None
+        ]
+        if refused:
+            raise InvalidError("\n".join(refused))
+
     def destroy(self, change: Change, reporter: Reporter) -> None:
         if change.kind == KUBE_KIND:
             kubeconfig_path(self.spec).unlink(missing_ok=True)
@@ -511,6 +609,9 @@ class Rke2Servers:
                 f"{change.address}: the spec no longer names this node; run `down` with the "
                 "spec that installed it"
             )
+        refused = self._moved(change.address)
+        if refused:
+            raise InvalidError(refused)
 
         async def go() -> None:
             conn = await connect(target)
