@@ -165,12 +165,22 @@ def test_builtin_down_stops_disables_then_removes_the_unit_file(tmp_path: Path) 
     assert "rm -f" not in " ".join(s.command for s in steps) and "changed after" in notes[0]
 
 
-def test_haproxy_here_takes_exactly_the_load_balancer_hosts_steps() -> None:
+def test_haproxy_here_checks_keeps_the_original_then_replaces_enables_and_starts() -> None:
     haproxy = ENGINES["haproxy"]
     found = facts(package_installed=True, config_sha=sha256("theirs"), enabled="disabled")
-    assert local_up_steps(haproxy, found, "global\n", None) == up_steps(
-        haproxy, found, "global\n", None
-    )
+    steps, record = local_up_steps(haproxy, found, "global\n", None)
+    assert [s.command for s in steps] == [
+        "umask 022 && cat > /etc/haproxy/haproxy.cfg.rke2ha-new",
+        "/usr/sbin/haproxy -c -f /etc/haproxy/haproxy.cfg.rke2ha-new",
+        "cp -p /etc/haproxy/haproxy.cfg /etc/haproxy/haproxy.cfg.rke2ha-orig",
+        "chmod 0644 /etc/haproxy/haproxy.cfg.rke2ha-new && mv -f "
+        "/etc/haproxy/haproxy.cfg.rke2ha-new /etc/haproxy/haproxy.cfg",
+        "systemctl enable haproxy.service",
+        "systemctl start haproxy.service",
+        "systemctl is-active haproxy.service",
+    ]
+    assert steps[0].input == "global\n"
+    assert record.saved_original and record.enabled_unit and not record.installed_package
 
 
 # ---- plan on this test host ---------------------------------------------------------------
