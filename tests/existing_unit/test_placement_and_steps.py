@@ -14,7 +14,8 @@ import yaml
 from tests.support.specs import merge
 
 from rke2ha.lbhost.decide import ENGINES, HostFacts, Record, sha256, up_steps
-from rke2ha.lbhost.local import SYSTEMD_RUNTIME
+from rke2ha.lbhost.local import SYSTEMD_RUNTIME, config_is_rke2ha
+from rke2ha.providers.existing.configs import host_config_text
 from rke2ha.providers.existing.localunit import (
     builtin_engine,
     builtin_unit_text,
@@ -23,7 +24,7 @@ from rke2ha.providers.existing.localunit import (
     local_up_steps,
     unit_name,
 )
-from rke2ha.providers.existing.placement import placement
+from rke2ha.providers.existing.placement import packaged_in_use, placement
 from rke2ha.spec import Spec
 from rke2ha.specfile import load_spec
 
@@ -181,6 +182,48 @@ def test_haproxy_here_checks_keeps_the_original_then_replaces_enables_and_starts
     ]
     assert steps[0].input == "global\n"
     assert record.saved_original and record.enabled_unit and not record.installed_package
+
+
+@pytest.mark.parametrize("engine", ["haproxy", "nginx"])
+@pytest.mark.parametrize(("enabled", "active"), [("enabled", "inactive"), ("disabled", "active")])
+def test_a_packaged_unit_serving_the_machines_own_config_is_not_taken_over(
+    tmp_path: Path, engine: str, enabled: str, active: str
+) -> None:
+    spec = make_spec(tmp_path, load_balancer={"engine": engine})
+    unit, config = ENGINES[engine].unit, ENGINES[engine].config
+    theirs = facts(package_installed=True, config_sha=sha256("theirs"), enabled=enabled,
+                   active=active)  # fmt: skip
+    why = packaged_in_use(unit, config, theirs, config_ours=False)
+    assert why is not None and unit in why and config in why
+    where = placement(spec, root=True, systemd_booted=True, in_use=why)
+    assert not where.unit
+    assert where.why.startswith("the engine runs as a child process") and where.why.endswith(
+        "that rke2ha did not write; it is left alone"
+    )
+    assert "\n" not in where.why
+
+
+def test_a_packaged_unit_rke2ha_may_use() -> None:
+    haproxy = ENGINES["haproxy"]
+    used = facts(package_installed=True, config_sha=sha256("x"), enabled="enabled", active="active")
+    # Its config is rke2ha's (a run before this one wrote it).
+    assert packaged_in_use(haproxy.unit, haproxy.config, used, config_ours=True) is None
+    # Installed, neither enabled nor running: nothing of the machine's is served.
+    idle = facts(package_installed=True, config_sha=sha256("x"), enabled="disabled")
+    assert packaged_in_use(haproxy.unit, haproxy.config, idle, config_ours=False) is None
+    # Not installed at all.
+    assert packaged_in_use(haproxy.unit, haproxy.config, facts(), config_ours=False) is None
+
+
+def test_config_is_rke2ha_reads_the_rendered_header(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, load_balancer={"engine": "haproxy"})
+    ours = tmp_path / "haproxy.cfg"
+    ours.write_text(host_config_text(spec))
+    assert config_is_rke2ha(str(ours))
+    theirs = tmp_path / "theirs.cfg"
+    theirs.write_text("global\n    daemon\n")
+    assert not config_is_rke2ha(str(theirs))
+    assert not config_is_rke2ha(str(tmp_path / "missing.cfg"))
 
 
 # ---- plan on this test host ---------------------------------------------------------------
