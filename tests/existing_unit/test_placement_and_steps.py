@@ -13,8 +13,12 @@ import pytest
 import yaml
 from tests.support.specs import merge
 
+from rke2ha.lbhost import local
 from rke2ha.lbhost.decide import ENGINES, HostFacts, Record, sha256, up_steps
 from rke2ha.lbhost.local import SYSTEMD_RUNTIME, config_is_rke2ha
+from rke2ha.plan import Change
+from rke2ha.providers.base import SilentReporter
+from rke2ha.providers.existing.builtin import load_served_spec
 from rke2ha.providers.existing.configs import host_config_text
 from rke2ha.providers.existing.localunit import (
     builtin_engine,
@@ -25,8 +29,10 @@ from rke2ha.providers.existing.localunit import (
     unit_name,
 )
 from rke2ha.providers.existing.placement import packaged_in_use, placement
+from rke2ha.providers.existing.unitengine import ADDRESS, KIND, UnitEngine
 from rke2ha.spec import Spec
 from rke2ha.specfile import load_spec
+from rke2ha.state import StateStore
 
 PY = "/opt/venv/bin/python3"
 
@@ -272,3 +278,47 @@ def test_the_builtin_units_check_refuses_what_lb_serve_would(tmp_path: Path) -> 
     assert results["spec.yaml"][0] == 0, results
     code, said = results["l7.yaml"]
     assert code == 1 and "load_balancer.tls is not set" in said and "Traceback" not in said
+
+
+# ---- what the built-in unit serves ----------------------------------------------------------
+
+
+def test_builtin_unit_serves_a_copy_in_the_state_folder_that_down_removes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec(tmp_path)
+    store = StateStore(spec.state_dir, spec.name)
+    unit = UnitEngine(spec, store.load_or_new("existing"), store)
+    served = spec.state_dir / "existing/builtin/current/builtin/lb-spec.yaml"
+    assert unit.spec_file == served.absolute()
+    exec_start = next(x for x in unit.text.splitlines() if x.startswith("ExecStart="))
+    assert exec_start.endswith(f"lb serve -f {served.absolute()}")
+    assert str(tmp_path / "spec.yaml") not in unit.text
+
+    unit._write_served_copy()
+    copied = yaml.safe_load(served.read_text())
+    assert copied["load_balancer"]["address"] == "127.0.82.10"
+    assert load_served_spec(served).load_balancer.engine == "builtin"
+    # An edit of the user's spec does not reach what the unit serves until `up` again.
+    (tmp_path / "spec.yaml").write_text(
+        yaml.safe_dump(spec_doc(load_balancer={"address": "127.0.82.99"}))
+    )
+    assert yaml.safe_load(served.read_text())["load_balancer"]["address"] == "127.0.82.10"
+    # A second write of the same version keeps the folder; only the current one is kept.
+    unit._write_served_copy()
+    assert [p.name for p in served.parents[2].glob("v-*")] == [served.parents[1].resolve().name]
+
+    # `down`: the unit's steps run here only as root with systemd, so none are run.
+    record = Record("builtin", False, False, True, False, sha256(unit.text))
+    unit._save(record, "created")
+    monkeypatch.setattr(local, "run", lambda engine, plan, note: [])
+    notes: list[str] = []
+
+    class Notes(SilentReporter):
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    unit.destroy(Change("delete", ADDRESS, KIND), Notes())
+    assert not (spec.state_dir / "existing/builtin").exists()
+    assert any(str(served.absolute()) in n for n in notes)
+    assert ADDRESS not in store.load_or_new("existing").resources
