@@ -155,8 +155,21 @@ def test_engine_here_is_an_enabled_unit_that_survives_a_reboot(testbed: Testbed)
             code, out = rke2ha(lb, "plan", "-f", SPEC, "--detailed-exitcode")
             assert code == 0, out
 
-            # Another engine: the built-in unit goes, HAProxy's packaged unit serves.
+            # The machine's own HAProxy, enabled with its packaged config: not taken over.
             write_spec(testbed, lb, "haproxy")
+            assert lb.sh("systemctl enable haproxy.service").returncode == 0
+            try:
+                code, out = rke2ha(lb, "plan", "-f", SPEC)
+            finally:
+                lb.sh("systemctl disable haproxy.service")
+            assert code == 0, out
+            assert (
+                "not a systemd unit: haproxy.service is enabled here with "
+                "/etc/haproxy/haproxy.cfg that rke2ha did not write; it is left alone"
+            ) in out, out
+            assert "check it with the host's" not in out
+
+            # Another engine: the built-in unit goes, HAProxy's packaged unit serves.
             code, out = rke2ha(lb, "plan", "-f", SPEC)
             assert code == 0, out
             assert f"-/+ load_balancer.unit  ({BUILTIN_UNIT})" in out, out
