@@ -12,9 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.conftest import free_port
 
 from rke2ha.check import verdicts_pair as vp
+from rke2ha.check.lbdrill import FAULT_WORDS
+from rke2ha.check.lbdrill_run import inject_command, undo_command
+from rke2ha.check.pair_probe import pair_target
 from rke2ha.check.pair_state import (
     HostView,
     holds_address,
@@ -22,6 +26,8 @@ from rke2ha.check.pair_state import (
     parse_view,
     view_script,
 )
+from rke2ha.spec import Spec
+from rke2ha.specfile import load_spec
 
 DATA = Path(__file__).parent / "data"
 VIP = "198.18.200.10"
@@ -237,3 +243,90 @@ def test_pair_results_order() -> None:
     views = [view("lb-a", holds_vip=True), view("lb-b")]
     ids = [r.id for r in vp.pair_results(views, VIP, NODES)]
     assert ids == ["lb.pair.vip", "lb.pair.standby", "lb.host.lb-a", "lb.host.lb-b"]
+
+
+# ---- an nginx pair ------------------------------------------------------------------------
+
+
+def nginx_pair_spec(tmp_path: Path) -> Spec:
+    auth = tmp_path / "vrrp.secret"
+    auth.write_text("pw123456\n")
+    auth.chmod(0o600)
+    doc = {
+        "name": "rancher",
+        "hostname": "rancher.example.com",
+        "provider": "existing",
+        "nodes": [{"name": f"node-{i}", "address": f"10.0.1.{10 + i}"} for i in (1, 2, 3)],
+        "load_balancer": {
+            "engine": "nginx",
+            "address": "10.0.0.10",
+            "hosts": [{"name": "lb-1", "address": "10.0.0.11"},
+                      {"name": "lb-2", "address": "10.0.0.12"}],
+            "vrrp": {"auth_file": str(auth)},
+        },
+        "dns": {"provider": "manual", "zone": "example.com"},
+        "ssh": {"user": "rke2ha", "known_hosts": "kh"},
+    }  # fmt: skip
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return load_spec(path)
+
+
+def nginx_view(name: str, **kw: object) -> HostView:
+    return view(name, engine_name="nginx", servers={}, stat_error=NO_NODE, **kw)
+
+
+NO_NODE = "per-node state: not available from nginx"
+
+
+def test_an_nginx_pair_reads_nginx_service_and_no_haproxy_socket(tmp_path: Path) -> None:
+    pair = pair_target(nginx_pair_spec(tmp_path))
+    assert pair is not None and pair.engine == "nginx" and pair.engine_unit == "nginx.service"
+    script = pair.script()
+    assert "systemctl is-active keepalived.service nginx.service" in script
+    assert "haproxy" not in script and "show stat" not in script
+
+
+def test_the_nginx_script_on_this_machine_gives_every_section(tmp_path: Path) -> None:
+    pair = pair_target(nginx_pair_spec(tmp_path))
+    assert pair is not None
+    script = view_script("lo", pair.socket_path, pair.engine)
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    seen = parse_view("lb-1", done.stdout, "127.0.0.1", "nginx")
+    assert seen.reached and seen.holds_vip and seen.engine_name == "nginx"
+    assert seen.servers == {} and seen.stat_error == NO_NODE
+
+
+def test_an_nginx_standby_is_judged_by_its_unit_and_keepalived() -> None:
+    holder = nginx_view("lb-1", holds_vip=True, vrrp_state="MASTER")
+    ready = vp.standby_ready([holder, nginx_view("lb-2")])
+    assert ready.ok, ready.detail
+    assert ready.detail == (
+        "lb-2 would take over: keepalived active, BACKUP, nginx active; " + NO_NODE
+    )
+    stopped = vp.standby_ready([holder, nginx_view("lb-2", engine="inactive")])
+    assert not stopped.ok and "nginx is inactive" in stopped.detail
+    assert "`systemctl start nginx.service` on lb-2" in stopped.fix
+    assert "haproxy" not in (stopped.detail + stopped.fix).lower()
+    fault = vp.standby_ready([holder, nginx_view("lb-2", vrrp_state="FAULT")])
+    assert not fault.ok and "FAULT" in fault.detail
+
+
+def test_an_nginx_host_says_per_node_state_is_not_available() -> None:
+    result = vp.host_nodes(nginx_view("lb-1"), NODES)
+    assert result.ok and result.detail == f"nginx active on lb-1; {NO_NODE}"
+    down = vp.host_nodes(nginx_view("lb-1", engine="failed"), NODES)
+    assert not down.ok and "systemctl start nginx.service" in down.fix
+
+
+def test_the_drill_stops_the_pairs_own_engine_unit(tmp_path: Path) -> None:
+    pair = pair_target(nginx_pair_spec(tmp_path))
+    assert pair is not None
+    assert inject_command("engine", pair.engine_unit) == "systemctl stop nginx.service"
+    assert undo_command("engine", pair.engine_unit) == "systemctl start nginx.service"
+    assert inject_command("freeze", pair.engine_unit) == (
+        "systemctl kill --signal=SIGSTOP keepalived.service nginx.service"
+    )
+    assert undo_command("engine", "haproxy.service") == "systemctl start haproxy.service"
+    assert FAULT_WORDS["engine"].format(engine=pair.engine) == "nginx stopped (systemctl stop)"

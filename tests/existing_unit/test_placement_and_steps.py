@@ -13,8 +13,13 @@ import pytest
 import yaml
 from tests.support.specs import merge
 
+from rke2ha.lbhost import local
 from rke2ha.lbhost.decide import ENGINES, HostFacts, Record, sha256, up_steps
-from rke2ha.lbhost.local import SYSTEMD_RUNTIME
+from rke2ha.lbhost.local import SYSTEMD_RUNTIME, config_is_rke2ha
+from rke2ha.plan import Change
+from rke2ha.providers.base import SilentReporter
+from rke2ha.providers.existing.builtin import load_served_spec
+from rke2ha.providers.existing.configs import host_config_text
 from rke2ha.providers.existing.localunit import (
     builtin_engine,
     builtin_unit_text,
@@ -23,9 +28,11 @@ from rke2ha.providers.existing.localunit import (
     local_up_steps,
     unit_name,
 )
-from rke2ha.providers.existing.placement import placement
+from rke2ha.providers.existing.placement import packaged_in_use, placement
+from rke2ha.providers.existing.unitengine import ADDRESS, KIND, UnitEngine
 from rke2ha.spec import Spec
 from rke2ha.specfile import load_spec
+from rke2ha.state import StateStore
 
 PY = "/opt/venv/bin/python3"
 
@@ -165,12 +172,64 @@ def test_builtin_down_stops_disables_then_removes_the_unit_file(tmp_path: Path) 
     assert "rm -f" not in " ".join(s.command for s in steps) and "changed after" in notes[0]
 
 
-def test_haproxy_here_takes_exactly_the_load_balancer_hosts_steps() -> None:
+def test_haproxy_here_checks_keeps_the_original_then_replaces_enables_and_starts() -> None:
     haproxy = ENGINES["haproxy"]
     found = facts(package_installed=True, config_sha=sha256("theirs"), enabled="disabled")
-    assert local_up_steps(haproxy, found, "global\n", None) == up_steps(
-        haproxy, found, "global\n", None
+    steps, record = local_up_steps(haproxy, found, "global\n", None)
+    assert [s.command for s in steps] == [
+        "umask 022 && cat > /etc/haproxy/haproxy.cfg.rke2ha-new",
+        "/usr/sbin/haproxy -c -f /etc/haproxy/haproxy.cfg.rke2ha-new",
+        "cp -p /etc/haproxy/haproxy.cfg /etc/haproxy/haproxy.cfg.rke2ha-orig",
+        "chmod 0644 /etc/haproxy/haproxy.cfg.rke2ha-new && mv -f "
+        "/etc/haproxy/haproxy.cfg.rke2ha-new /etc/haproxy/haproxy.cfg",
+        "systemctl enable haproxy.service",
+        "systemctl start haproxy.service",
+        "systemctl is-active haproxy.service",
+    ]
+    assert steps[0].input == "global\n"
+    assert record.saved_original and record.enabled_unit and not record.installed_package
+
+
+@pytest.mark.parametrize("engine", ["haproxy", "nginx"])
+@pytest.mark.parametrize(("enabled", "active"), [("enabled", "inactive"), ("disabled", "active")])
+def test_a_packaged_unit_serving_the_machines_own_config_is_not_taken_over(
+    tmp_path: Path, engine: str, enabled: str, active: str
+) -> None:
+    spec = make_spec(tmp_path, load_balancer={"engine": engine})
+    unit, config = ENGINES[engine].unit, ENGINES[engine].config
+    theirs = facts(package_installed=True, config_sha=sha256("theirs"), enabled=enabled,
+                   active=active)  # fmt: skip
+    why = packaged_in_use(unit, config, theirs, config_ours=False)
+    assert why is not None and unit in why and config in why
+    where = placement(spec, root=True, systemd_booted=True, in_use=why)
+    assert not where.unit
+    assert where.why.startswith("the engine runs as a child process") and where.why.endswith(
+        "that rke2ha did not write; it is left alone"
     )
+    assert "\n" not in where.why
+
+
+def test_a_packaged_unit_rke2ha_may_use() -> None:
+    haproxy = ENGINES["haproxy"]
+    used = facts(package_installed=True, config_sha=sha256("x"), enabled="enabled", active="active")
+    # Its config is rke2ha's (a run before this one wrote it).
+    assert packaged_in_use(haproxy.unit, haproxy.config, used, config_ours=True) is None
+    # Installed, neither enabled nor running: nothing of the machine's is served.
+    idle = facts(package_installed=True, config_sha=sha256("x"), enabled="disabled")
+    assert packaged_in_use(haproxy.unit, haproxy.config, idle, config_ours=False) is None
+    # Not installed at all.
+    assert packaged_in_use(haproxy.unit, haproxy.config, facts(), config_ours=False) is None
+
+
+def test_config_is_rke2ha_reads_the_rendered_header(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, load_balancer={"engine": "haproxy"})
+    ours = tmp_path / "haproxy.cfg"
+    ours.write_text(host_config_text(spec))
+    assert config_is_rke2ha(str(ours))
+    theirs = tmp_path / "theirs.cfg"
+    theirs.write_text("global\n    daemon\n")
+    assert not config_is_rke2ha(str(theirs))
+    assert not config_is_rke2ha(str(tmp_path / "missing.cfg"))
 
 
 # ---- plan on this test host ---------------------------------------------------------------
@@ -219,3 +278,47 @@ def test_the_builtin_units_check_refuses_what_lb_serve_would(tmp_path: Path) -> 
     assert results["spec.yaml"][0] == 0, results
     code, said = results["l7.yaml"]
     assert code == 1 and "load_balancer.tls is not set" in said and "Traceback" not in said
+
+
+# ---- what the built-in unit serves ----------------------------------------------------------
+
+
+def test_builtin_unit_serves_a_copy_in_the_state_folder_that_down_removes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec(tmp_path)
+    store = StateStore(spec.state_dir, spec.name)
+    unit = UnitEngine(spec, store.load_or_new("existing"), store)
+    served = spec.state_dir / "existing/builtin/current/builtin/lb-spec.yaml"
+    assert unit.spec_file == served.absolute()
+    exec_start = next(x for x in unit.text.splitlines() if x.startswith("ExecStart="))
+    assert exec_start.endswith(f"lb serve -f {served.absolute()}")
+    assert str(tmp_path / "spec.yaml") not in unit.text
+
+    unit._write_served_copy()
+    copied = yaml.safe_load(served.read_text())
+    assert copied["load_balancer"]["address"] == "127.0.82.10"
+    assert load_served_spec(served).load_balancer.engine == "builtin"
+    # An edit of the user's spec does not reach what the unit serves until `up` again.
+    (tmp_path / "spec.yaml").write_text(
+        yaml.safe_dump(spec_doc(load_balancer={"address": "127.0.82.99"}))
+    )
+    assert yaml.safe_load(served.read_text())["load_balancer"]["address"] == "127.0.82.10"
+    # A second write of the same version keeps the folder; only the current one is kept.
+    unit._write_served_copy()
+    assert [p.name for p in served.parents[2].glob("v-*")] == [served.parents[1].resolve().name]
+
+    # `down`: the unit's steps run here only as root with systemd, so none are run.
+    record = Record("builtin", False, False, True, False, sha256(unit.text))
+    unit._save(record, "created")
+    monkeypatch.setattr(local, "run", lambda engine, plan, note: [])
+    notes: list[str] = []
+
+    class Notes(SilentReporter):
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    unit.destroy(Change("delete", ADDRESS, KIND), Notes())
+    assert not (spec.state_dir / "existing/builtin").exists()
+    assert any(str(served.absolute()) in n for n in notes)
+    assert ADDRESS not in store.load_or_new("existing").resources

@@ -29,6 +29,8 @@ RKE2HA = f"{REPO}/.venv/bin/rke2ha"
 WORK = "/root/unit-here"
 SPEC = f"{WORK}/spec.yaml"
 BUILTIN_UNIT = "rke2ha-lb-rancher.service"
+# The spec copy the built-in unit serves (`localunit.served_spec_file`).
+SERVED = f"{WORK}/.rke2ha/existing/builtin/current/builtin/lb-spec.yaml"
 # Run inside the machine: the local adapter itself, given a config HAProxy rejects.
 REJECTED = """\
 import sys
@@ -126,7 +128,9 @@ def test_engine_here_is_an_enabled_unit_that_survives_a_reboot(testbed: Testbed)
             assert code == 0, out
             assert service(lb, BUILTIN_UNIT) == "enabled, active"
             unit = lb.sh(f"cat /etc/systemd/system/{BUILTIN_UNIT}").stdout
-            assert f"ExecStart={REPO}/.venv/bin/python" in unit and f"-f {SPEC}" in unit
+            assert f"ExecStart={REPO}/.venv/bin/python" in unit and f"-f {SERVED}" in unit
+            # The unit serves the copy `up` made, not the spec where it sits.
+            assert lb.sh(f"test -f {SERVED}").returncode == 0
             # The engine is the unit's process, not a child of the rke2ha that started it.
             pid = lb.sh(f"systemctl show -p MainPID --value {BUILTIN_UNIT}").stdout.strip()
             assert pid not in ("", "0")
@@ -151,8 +155,21 @@ def test_engine_here_is_an_enabled_unit_that_survives_a_reboot(testbed: Testbed)
             code, out = rke2ha(lb, "plan", "-f", SPEC, "--detailed-exitcode")
             assert code == 0, out
 
-            # Another engine: the built-in unit goes, HAProxy's packaged unit serves.
+            # The machine's own HAProxy, enabled with its packaged config: not taken over.
             write_spec(testbed, lb, "haproxy")
+            assert lb.sh("systemctl enable haproxy.service").returncode == 0
+            try:
+                code, out = rke2ha(lb, "plan", "-f", SPEC)
+            finally:
+                lb.sh("systemctl disable haproxy.service")
+            assert code == 0, out
+            assert (
+                "not a systemd unit: haproxy.service is enabled here with "
+                "/etc/haproxy/haproxy.cfg that rke2ha did not write; it is left alone"
+            ) in out, out
+            assert "check it with the host's" not in out
+
+            # Another engine: the built-in unit goes, HAProxy's packaged unit serves.
             code, out = rke2ha(lb, "plan", "-f", SPEC)
             assert code == 0, out
             assert f"-/+ load_balancer.unit  ({BUILTIN_UNIT})" in out, out
@@ -188,4 +205,5 @@ def test_engine_here_is_an_enabled_unit_that_survives_a_reboot(testbed: Testbed)
         assert code == 0, out
         assert snapshot(lb) == before
         assert lb.sh(f"ls {WORK}").stdout.split() == [Path(SPEC).name], "state left behind"
+        assert lb.sh(f"test -e {WORK}/.rke2ha/existing/builtin").returncode == 1
     TIMINGS.append(f"lbu-1: unit-here test {time.monotonic() - started:.1f}s")

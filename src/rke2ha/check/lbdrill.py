@@ -26,9 +26,10 @@ from typing import Any, Literal
 LbFault = Literal["engine", "freeze"]
 # The targets the pair is built to meet (seconds from the fault until the peer holds it).
 TARGET_SECONDS: dict[LbFault, float] = {"engine": 3.0, "freeze": 5.0}
+# `{engine}`: `load_balancer.engine` (the pair's engine unit is what the fault touches).
 FAULT_WORDS: dict[LbFault, str] = {
-    "engine": "haproxy stopped (systemctl stop)",
-    "freeze": "keepalived and haproxy frozen (SIGSTOP)",
+    "engine": "{engine} stopped (systemctl stop)",
+    "freeze": "keepalived and {engine} frozen (SIGSTOP)",
 }
 
 
@@ -123,6 +124,7 @@ class FaultReport:
 class LbDrillReport:
     settings: LbDrillSettings
     faults: list[FaultReport]
+    engine: str = "haproxy"  # `load_balancer.engine` of the pair
 
     @property
     def ok(self) -> bool:
@@ -132,6 +134,7 @@ class LbDrillReport:
         return {
             "ok": self.ok,
             "kind": "lb",
+            "engine": self.engine,
             "settings": asdict(self.settings),
             "faults": [report.as_dict() for report in self.faults],
         }

@@ -10,8 +10,9 @@ waits until the restored host would take over again (`verdicts_pair.standby_read
 watches `settle_seconds` more for the address coming back to it.
 
 The faults are what an operator can do over SSH to a host that still answers:
-- `engine`: `systemctl stop haproxy.service` (undone by `systemctl start`);
-- `freeze`: SIGSTOP to every process of keepalived.service and haproxy.service
+- `engine`: `systemctl stop` of the engine's unit (`load_balancer.engine`'s packaged unit,
+  haproxy.service or nginx.service; undone by `systemctl start`);
+- `freeze`: SIGSTOP to every process of keepalived.service and the engine's unit
   (`systemctl kill --signal=SIGSTOP`, which signals all processes of the unit's cgroup:
   systemctl(1), `kill`); undone by SIGCONT. A frozen keepalived sends no adverts, as on a
   hung machine: the peer takes over once three adverts are missing plus the skew
@@ -38,24 +39,29 @@ from rke2ha.check.lbdrill import (
     moved,
 )
 from rke2ha.check.pair_probe import PairTarget, read_view
-from rke2ha.check.pair_state import ENGINE_UNIT, KEEPALIVED_UNIT, holds_address
+from rke2ha.check.pair_state import KEEPALIVED_UNIT, holds_address
 from rke2ha.check.probes import ProbeError
 from rke2ha.check.target import Endpoint
 from rke2ha.ssh.connection import Connection, connect
 
 FAULTS: tuple[LbFault, ...] = ("engine", "freeze")
-_UNITS = f"{KEEPALIVED_UNIT} {ENGINE_UNIT}"
 # The full view (sudo, journal, HAProxy's socket) is read at most this often: the drill must
 # not load the hosts whose track scripts it is timing.
 READY_INTERVAL = 1.0
-INJECT: dict[LbFault, str] = {
-    "engine": f"systemctl stop {ENGINE_UNIT}",
-    "freeze": f"systemctl kill --signal=SIGSTOP {_UNITS}",
-}
-UNDO: dict[LbFault, str] = {
-    "engine": f"systemctl start {ENGINE_UNIT}",
-    "freeze": f"systemctl kill --signal=SIGCONT {_UNITS}",
-}
+
+
+def inject_command(fault: LbFault, engine_unit: str) -> str:
+    unit = shlex.quote(engine_unit)
+    if fault == "engine":
+        return f"systemctl stop {unit}"
+    return f"systemctl kill --signal=SIGSTOP {KEEPALIVED_UNIT} {unit}"
+
+
+def undo_command(fault: LbFault, engine_unit: str) -> str:
+    unit = shlex.quote(engine_unit)
+    if fault == "engine":
+        return f"systemctl start {unit}"
+    return f"systemctl kill --signal=SIGCONT {KEEPALIVED_UNIT} {unit}"
 
 
 class Pair:
@@ -141,7 +147,7 @@ async def _phase(
         await asyncio.sleep(max(0.0, origin + fault_at - time.monotonic()))
         fault_at = time.monotonic() - origin  # the command is sent now: the clock starts
         injected = True
-        said = await pair.run(holder, INJECT[fault])
+        said = await pair.run(holder, inject_command(fault, pair.pair.engine_unit))
         if said != "done":
             notes.append(f"fault: {said}")
         watch_until = settings.phase_seconds + settings.request_timeout
@@ -158,7 +164,7 @@ async def _phase(
     finally:
         stream.cancel()
         if injected:
-            said = await pair.run(holder, UNDO[fault])
+            said = await pair.run(holder, undo_command(fault, pair.pair.engine_unit))
             notes.append(f"restore: {said}")
     came_back = await _settle(pair, holder, settings)
     return Observed(
@@ -226,7 +232,7 @@ async def run_lb_drill(
             peer = next(name for name in conns if name != holder)
             seen = await _phase(pair, fault, holder, peer, endpoint, path, host, config)
             reports.append(analyse(seen))
-        return LbDrillReport(config, reports)
+        return LbDrillReport(config, reports, pair_target.engine)
     finally:
         for conn in conns.values():
             with contextlib.suppress(Exception):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from rke2ha.check import verdicts_pair
 from rke2ha.check.pair_state import HostView, parse_view, view_script
 from rke2ha.check.result import CheckResult
+from rke2ha.lbhost.decide import ENGINES
 from rke2ha.render.common import DEFAULT_LAYOUT
 from rke2ha.spec import Spec
 from rke2ha.ssh.connection import Connection, SshError, connect
@@ -27,11 +28,16 @@ class PairTarget:
     hosts: tuple[Target, ...]
     address: str
     interface: str
-    socket_path: str
+    socket_path: str | None  # HAProxy's stats socket; None for an engine without one
     nodes: tuple[str, ...]
+    engine: str = "haproxy"  # `load_balancer.engine`
+
+    @property
+    def engine_unit(self) -> str:
+        return ENGINES[self.engine].unit
 
     def script(self) -> str:
-        return view_script(self.interface, self.socket_path)
+        return view_script(self.interface, self.socket_path, self.engine)
 
 
 def pair_target(spec: Spec) -> PairTarget | None:
@@ -44,8 +50,9 @@ def pair_target(spec: Spec) -> PairTarget | None:
         address=lb.address,
         interface=lb.vrrp.interface,
         # The rendered global section's `stats socket` on a host (`render/haproxy.py`).
-        socket_path=DEFAULT_LAYOUT.haproxy_socket,
+        socket_path=DEFAULT_LAYOUT.haproxy_socket if lb.engine == "haproxy" else None,
         nodes=tuple(node.name for node in spec.nodes),
+        engine=lb.engine,
     )
 
 
@@ -54,7 +61,7 @@ async def read_view(conn: Connection, pair: PairTarget) -> HostView:
     result = await conn.run(pair.script())
     if result.timed_out:
         return HostView(conn.target.node, error="the read-only script did not finish in time")
-    return parse_view(conn.target.node, result.stdout, pair.address)
+    return parse_view(conn.target.node, result.stdout, pair.address, pair.engine)
 
 
 async def _view(target: Target, pair: PairTarget) -> HostView:

@@ -7,7 +7,8 @@ script, one SSH command per host, four sections:
 - `ip -o addr show dev IF`: one line per address of the VRRP interface; the host holds the
   virtual IP when one reads `inet VIP/..` (keepalived adds the address there as MASTER
   and removes it in BACKUP and FAULT: keepalived.conf(5), `virtual_ipaddress`).
-- `systemctl is-active keepalived.service haproxy.service`: one line per unit, in order.
+- `systemctl is-active keepalived.service <engine's unit>`: one line per unit, in order (the
+  unit is `load_balancer.engine`'s packaged one, `lbhost.decide.ENGINES`).
 - keepalived's last state change from its journal: it logs `(<instance>) Entering MASTER
   STATE` (and BACKUP, FAULT) on every transition (acassen/keepalived,
   keepalived/vrrp/vrrp.c; the same strings are in Debian bookworm's 2.2.7 binary). The
@@ -17,6 +18,8 @@ script, one SSH command per host, four sections:
   going down, `DOWN 1/2` going up, NOLB, MAINT, DRAIN, `no check`). Source: HAProxy
   management guide, "show stat" and "9.1. CSV format", `17. status [LFBS]` (haproxy/haproxy
   doc/management.txt; Debian's /usr/share/doc/haproxy/management.txt for 2.6).
+  Open-source nginx has no such API (`render.keepalived.track_command` gives the sources):
+  with nginx the section is empty and the view says the per-node state is not available.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from rke2ha.lbhost.decide import ENGINES
 from rke2ha.maintenance import remote_socket_command
 
 KEEPALIVED_UNIT = "keepalived.service"
-ENGINE_UNIT = "haproxy.service"
+# The engines whose per-node state the host script can read (HAProxy's `show stat`).
+NODE_STATE_ENGINES = ("haproxy",)
+NO_NODE_STATE = "per-node state: not available from {engine}"
 # How far back the journal is read for the last VRRP transition.
 JOURNAL_LINES = 300
 _SECTIONS = ("addr", "units", "vrrp", "stat")
@@ -45,7 +51,8 @@ class HostView:
     error: str | None = None
     holds_vip: bool = False
     keepalived: str = "unknown"  # `systemctl is-active`: active, inactive, failed, ...
-    engine: str = "unknown"
+    engine: str = "unknown"  # the engine unit's `systemctl is-active`
+    engine_name: str = "haproxy"  # `load_balancer.engine`
     vrrp_state: str | None = None  # MASTER, BACKUP or FAULT; None: no transition logged
     # backend -> server -> HAProxy status (`show stat` field 17); empty when unread.
     servers: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -55,17 +62,28 @@ class HostView:
     def reached(self) -> bool:
         return self.error is None
 
+    @property
+    def engine_unit(self) -> str:
+        return ENGINES[self.engine_name].unit
 
-def view_script(interface: str, socket_path: str) -> str:
-    """The read-only script: four marked sections; never fails as a whole."""
-    stat = remote_socket_command(socket_path, ["show stat"])
+    @property
+    def node_state(self) -> bool:
+        """Whether the engine tells each node's state (`servers`)."""
+        return self.engine_name in NODE_STATE_ENGINES
+
+
+def view_script(interface: str, socket_path: str | None, engine: str = "haproxy") -> str:
+    """The read-only script: four marked sections; never fails as a whole. `socket_path`:
+    HAProxy's stats socket (None: the engine has none, the section stays empty)."""
+    unit = ENGINES[engine].unit
+    stat = remote_socket_command(socket_path, ["show stat"]) if socket_path else "true"
     journal = (
         f"journalctl -u {KEEPALIVED_UNIT} -n {JOURNAL_LINES} --no-pager -o cat 2>/dev/null"
         " | grep -E 'Entering (MASTER|BACKUP|FAULT) STATE' | tail -n 1"
     )
     parts = {
         "addr": f"ip -o addr show dev {shlex.quote(interface)} 2>&1",
-        "units": f"systemctl is-active {KEEPALIVED_UNIT} {ENGINE_UNIT} 2>&1",
+        "units": f"systemctl is-active {KEEPALIVED_UNIT} {shlex.quote(unit)} 2>&1",
         "vrrp": journal,
         "stat": f"{stat} 2>&1",
     }
@@ -109,7 +127,7 @@ def _stat_error(lines: list[str]) -> str | None:
     return said[-1] if said else "no answer"
 
 
-def parse_view(name: str, text: str, address: str) -> HostView:
+def parse_view(name: str, text: str, address: str, engine: str = "haproxy") -> HostView:
     """`view_script`'s output on host `name`; `address` is the virtual IP."""
     sections = _sections(text)
     missing = [s for s in _SECTIONS if s not in sections]
@@ -126,7 +144,12 @@ def parse_view(name: str, text: str, address: str) -> HostView:
         holds_vip=holds_address(sections["addr"], address),
         keepalived=keepalived,
         engine=units[1] if len(units) > 1 else "unknown",
+        engine_name=engine,
         vrrp_state=transitions[-1] if running else None,
-        servers=parse_show_stat(stat_lines),
-        stat_error=_stat_error(stat_lines),
+        servers=parse_show_stat(stat_lines) if engine in NODE_STATE_ENGINES else {},
+        stat_error=(
+            _stat_error(stat_lines)
+            if engine in NODE_STATE_ENGINES
+            else NO_NODE_STATE.format(engine=engine)
+        ),
     )

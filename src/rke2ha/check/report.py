@@ -194,7 +194,7 @@ def lb_drill_table(drill: LbDrillReport) -> Table:
 def print_lb_drill(drill: LbDrillReport, console: Console) -> None:
     console.print(lb_drill_table(drill))
     for report in drill.faults:
-        words = FAULT_WORDS[report.fault]
+        words = FAULT_WORDS[report.fault].format(engine=drill.engine)
         console.print(
             f"{report.fault}: {words} on {report.holder}; {report.restore_note}", style="dim"
         )

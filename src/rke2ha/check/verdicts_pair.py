@@ -4,10 +4,13 @@ Sans-I/O (the views come from `pair_probe`). Three questions, each its own check
 - `lb.pair.vip`: exactly one host holds the virtual IP (none: nobody serves it; two: the
   hosts do not hear each other's adverts, "split brain", and clients reach either);
 - `lb.pair.standby`: the other host would take it over: keepalived runs there, is not in
-  FAULT, and its HAProxy has at least one node UP behind 443, which is exactly what the
-  rendered track script asks before the instance may hold the address;
+  FAULT, its engine's unit is active and, with HAProxy, at least one node is UP behind 443,
+  which is exactly what the rendered track script asks before the instance may hold the
+  address (nginx tells no per-node state: its track script's verdict is keepalived's
+  FAULT or not);
 - `lb.host.<name>`: per host, each node's state on each of HAProxy's backends, as that
-  host's health checks see it (a node one host cannot reach is a problem only it shows).
+  host's health checks see it (a node one host cannot reach is a problem only it shows);
+  with nginx, its unit's state and that no per-node state is available.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rke2ha.check import catalog
-from rke2ha.check.pair_state import ENGINE_UNIT, KEEPALIVED_UNIT, HostView
+from rke2ha.check.pair_state import KEEPALIVED_UNIT, HostView
 from rke2ha.check.result import CheckResult
 
 VIP_ID = "lb.pair.vip"
@@ -46,7 +49,7 @@ def is_held_out(status: str) -> bool:
 
 def _state(view: HostView) -> str:
     vrrp = f", {view.vrrp_state}" if view.vrrp_state else ""
-    return f"keepalived {view.keepalived}{vrrp}, haproxy {view.engine}"
+    return f"keepalived {view.keepalived}{vrrp}, {view.engine_name} {view.engine}"
 
 
 def _unreached(rule: catalog.CheckRule, check_id: str, views: Sequence[HostView]) -> CheckResult:
@@ -76,7 +79,7 @@ def vip_holder(views: Sequence[HostView], address: str) -> CheckResult:
             VIP_ID,
             f"no host holds {address}: nothing answers on the load balancer address ({states})",
             f"start keepalived on both (`systemctl start {KEEPALIVED_UNIT}`) and make sure "
-            f"HAProxy there has a node UP behind 443 (the track script asks it); "
+            f"the engine there reaches a node (the track script asks it); "
             f"`journalctl -u {KEEPALIVED_UNIT}` on each host says why it gave the address up",
         )
     return rule.failed(
@@ -108,10 +111,10 @@ def standby_ready(views: Sequence[HostView]) -> CheckResult:
     elif standby.vrrp_state == "FAULT":
         problems.append("keepalived is in FAULT (its track script fails)")
     if standby.engine != "active":
-        problems.append(f"haproxy is {standby.engine}")
-        fixes.append(f"`systemctl start {ENGINE_UNIT}` on {standby.name}")
+        problems.append(f"{standby.engine_name} is {standby.engine}")
+        fixes.append(f"`systemctl start {standby.engine_unit}` on {standby.name}")
     up = sorted(s for s, st in standby.servers.get(TRACKED_BACKEND, {}).items() if is_up(st))
-    if standby.engine == "active" and not up:
+    if standby.engine == "active" and standby.node_state and not up:
         why = standby.stat_error or "none is UP"
         problems.append(f"its HAProxy has no node UP behind 443 ({why})")
         fixes.append(
@@ -124,10 +127,8 @@ def standby_ready(views: Sequence[HostView]) -> CheckResult:
             f"{standby.name} would not take over from {held[0].name}: {'; '.join(problems)}",
             "; ".join(fixes) or f"see `journalctl -u {KEEPALIVED_UNIT}` on {standby.name}",
         )
-    return rule.passed(
-        STANDBY_ID,
-        f"{standby.name} would take over: {_state(standby)}; behind 443: {', '.join(up)} UP",
-    )
+    behind = f"behind 443: {', '.join(up)} UP" if standby.node_state else standby.stat_error
+    return rule.passed(STANDBY_ID, f"{standby.name} would take over: {_state(standby)}; {behind}")
 
 
 def host_nodes(view: HostView, nodes: Sequence[str]) -> CheckResult:
@@ -136,13 +137,20 @@ def host_nodes(view: HostView, nodes: Sequence[str]) -> CheckResult:
     check_id = host_id(view.name)
     if not view.reached:
         return _unreached(rule, check_id, [view])
+    if not view.node_state:
+        said = f"{view.engine_name} {view.engine} on {view.name}; {view.stat_error}"
+        if view.engine != "active":
+            return rule.failed(
+                check_id, said, f"start it (`systemctl start {view.engine_unit}` on {view.name})"
+            )
+        return rule.passed(check_id, said)
     backends = {b: s for b, s in sorted(view.servers.items()) if b.startswith(BACKEND_PREFIX)}
     if not backends:
         return rule.failed(
             check_id,
             f"HAProxy on {view.name} shows no backend (haproxy {view.engine}; "
             f"{view.stat_error or 'no rke2ha_ backend'})",
-            f"start it (`systemctl start {ENGINE_UNIT}` on {view.name}) or run `rke2ha up`",
+            f"start it (`systemctl start {view.engine_unit}` on {view.name}) or run `rke2ha up`",
         )
     per_node: list[str] = []
     bad: list[str] = []

@@ -19,6 +19,7 @@ from rke2ha.errors import InvalidError
 from rke2ha.lbhost.decide import Engine, HostFacts, Step, facts_script, parse_facts
 from rke2ha.lbhost.failures import JOURNALED, journal_command, step_failure
 from rke2ha.lbhost.remote import StepFailed
+from rke2ha.preflight.lbhosts import MARKER
 
 PACKAGE_TIMEOUT = 600.0
 STEP_TIMEOUT = 120.0
@@ -35,6 +36,16 @@ def systemd_booted() -> bool:
 
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+def config_is_rke2ha(path: str) -> bool:
+    """The file starts with rke2ha's generated-file header (`render.common.header_lines`,
+    the marker `preflight.lbhosts` also looks for)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return MARKER in file.read(4096)
+    except OSError:
+        return False
 
 
 def _sh(command: str, timeout: float, input: str | None = None) -> tuple[bool, str, str]:

@@ -4,7 +4,9 @@ haproxy and nginx use their packaged units and configs, exactly as on
 `load_balancer.hosts` (`lbhost.decide`: check before replace, the documented reload,
 `down` undoes only what rke2ha did). The built-in load balancer has no package: rke2ha
 writes its unit, `/etc/systemd/system/rke2ha-lb-<spec name>.service`, running
-`<this python> -m rke2ha lb serve -f <the spec>`; the server re-reads the spec on SIGHUP
+`<this python> -m rke2ha lb serve -f <the spec's copy>`: the copy the child-process
+engine also runs (`builtin.py`: paths made absolute, a layer 7 certificate beside it),
+kept by `up` in the state folder and removed by `down`; the server re-reads the spec on SIGHUP
 (`rke2ha lb serve --help`), so the unit reloads with `kill -HUP $MAINPID`. The unit's
 text carries the fingerprint of what the server will run, so a spec change changes the
 unit and `decide` reloads it; the spec itself is checked first, with the loader
@@ -22,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rke2ha.lbhost.decide import ENGINES, Engine, HostFacts, Record, Step, down_steps, up_steps
+from rke2ha.providers.existing.engines import EnginePaths
 from rke2ha.spec import Spec
 
 UNIT_DIR = "/etc/systemd/system"
@@ -30,6 +33,11 @@ DAEMON_RELOAD = Step("enable", "systemctl daemon-reload", "systemctl daemon-relo
 
 def unit_name(spec: Spec) -> str:
     return f"rke2ha-lb-{spec.name}.service"
+
+
+def served_spec_file(spec: Spec) -> Path:
+    """The spec copy the built-in unit serves (the `current` version's, `EnginePaths`)."""
+    return EnginePaths.under(spec.state_dir, "builtin").running_config.absolute()
 
 
 def builtin_engine(spec: Spec, python: str) -> Engine:

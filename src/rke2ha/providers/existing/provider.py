@@ -25,6 +25,7 @@ from rke2ha.dns.ownership import Ownership
 from rke2ha.errors import InvalidError
 from rke2ha.invocation import spec_command
 from rke2ha.lbhost import local
+from rke2ha.lbhost.decide import ENGINES
 from rke2ha.plan import Change, Desired, Observed, Plan, destroy_plan, diff
 from rke2ha.providers.base import Facts, Outcome, ProviderOptions, Reporter
 from rke2ha.providers.existing import dnsrecord
@@ -33,7 +34,7 @@ from rke2ha.providers.existing.dnsrecord import HostnameRecord, RecordFacts
 from rke2ha.providers.existing.health import wait_healthy
 from rke2ha.providers.existing.hosted import KIND as HOST_KIND
 from rke2ha.providers.existing.hosted import HostedEngine
-from rke2ha.providers.existing.placement import Placement, placement
+from rke2ha.providers.existing.placement import Placement, packaged_in_use, placement
 from rke2ha.providers.existing.rancher_release import KIND as RANCHER_KIND
 from rke2ha.providers.existing.rancher_release import RancherRelease
 from rke2ha.providers.existing.runner import EngineRunner
@@ -110,10 +111,25 @@ class ExistingProvider:
         if self.spec.load_balancer.hosts:
             return None
         if self._placement is None:
-            self._placement = placement(
-                self.spec, root=local.is_root(), systemd_booted=local.systemd_booted()
-            )
+            root, booted = local.is_root(), local.systemd_booted()
+            where = placement(self.spec, root=root, systemd_booted=booted)
+            if where.unit:  # only then is the machine's own unit worth reading
+                in_use = self._packaged_in_use()
+                where = placement(self.spec, root=root, systemd_booted=booted, in_use=in_use)
+            self._placement = where
         return self._placement
+
+    def _packaged_in_use(self) -> str | None:
+        """Whether the spec's packaged engine here serves the machine's own config. The
+        unit the state records for this engine is rke2ha's already (`down` gives the
+        machine's back)."""
+        engine = ENGINES.get(self.spec.load_balancer.engine)
+        recorded = self.state.resources.get(UNIT_ADDRESS)
+        if engine is None or (recorded is not None and recorded.attrs.get("engine") == engine.name):
+            return None
+        found = local.read_facts(engine)
+        ours = local.config_is_rke2ha(engine.config)
+        return packaged_in_use(engine.unit, engine.config, found, ours)
 
     @property
     def unit(self) -> UnitEngine | None:

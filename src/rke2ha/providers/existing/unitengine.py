@@ -14,14 +14,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from rke2ha.errors import InvalidError
 from rke2ha.lbhost import local
 from rke2ha.lbhost.decide import ENGINES, Engine, HostFacts, Record, Step, sha256
 from rke2ha.lbhost.remote import StepFailed
 from rke2ha.plan import Change, Desired, Observed, Plan
 from rke2ha.providers.base import Facts, Reporter
 from rke2ha.providers.existing.builtin import builtin_version
-from rke2ha.providers.existing.configs import host_config_text
+from rke2ha.providers.existing.configs import engine_config, host_config_text
 from rke2ha.providers.existing.hosted import CHANGING
 from rke2ha.providers.existing.localunit import (
     UNIT_DIR,
@@ -31,7 +30,9 @@ from rke2ha.providers.existing.localunit import (
     engine_for,
     local_down_steps,
     local_up_steps,
+    served_spec_file,
 )
+from rke2ha.providers.existing.runner import EngineRunner
 from rke2ha.spec import Spec
 from rke2ha.state import ResourceEntry, State, StateStore, Status
 
@@ -59,9 +60,21 @@ class UnitEngine:
 
     @property
     def spec_file(self) -> Path:
-        if self.spec.source_file is None:
-            raise InvalidError("the built-in load balancer's unit needs the spec from a file")
-        return self.spec.source_file
+        """What the built-in unit serves: the copy `up` keeps in the state folder, so an
+        edit of the spec reaches the engine only through `up`, and a moved spec breaks
+        nothing."""
+        return served_spec_file(self.spec)
+
+    def _write_served_copy(self) -> None:
+        """The built-in engine's version written and checked the way the child-process
+        runner does it (`runner.EngineRunner.prepare`), then made `current`."""
+        runner = EngineRunner(self.spec, "builtin")
+        config = engine_config(self.spec)
+        paths = runner.paths
+        version = paths.version_dir(config.fingerprint)
+        if not (paths.current.resolve() == version.resolve() and paths.running_config.is_file()):
+            runner.make_current(runner.prepare(config))
+        runner.prune()
 
     @property
     def text(self) -> str:
@@ -154,6 +167,8 @@ class UnitEngine:
                 self._save(record, "pending")
             return steps
 
+        if self.engine.name == "builtin":
+            self._write_served_copy()
         try:
             local.run(self.engine, plan, reporter.note)
         except StepFailed as failed:
@@ -175,6 +190,9 @@ class UnitEngine:
             return steps
 
         local.run(engine, plan, reporter.note)
+        if engine.name == "builtin":
+            EngineRunner(self.spec, "builtin").remove_files()
+            reporter.note(f"remove the copy the unit served ({self.spec_file})")
         for note in notes:
             reporter.note(note)
         self._forget()
