@@ -524,3 +524,45 @@ def test_uninstall_checks_every_node_before_the_first_uninstall(spec, world, tmp
     with pytest.raises(InvalidError, match=r"node node-1: rke2ha installed RKE2 on 198.18.0.11"):
         servers.check_before_destroy(plan)
     assert [e for e in world.events if e[1] == "uninstall"] == []
+
+
+def test_plain_down_logs_in_to_no_node_and_removes_the_lb_and_record(spec, world, monkeypatch):
+    from rke2ha.providers import lifecycle
+    from rke2ha.providers.base import ProviderOptions
+    from rke2ha.providers.existing import dnsrecord
+    from rke2ha.providers.existing.provider import ENGINE, ENGINE_KIND
+    from rke2ha.state import ResourceEntry
+
+    up(spec)
+    store = StateStore(spec.state_dir, spec.name)
+    state = store.load_or_new("existing")
+    record = dnsrecord.HostnameRecord(spec)
+    state.resources[dnsrecord.ADDRESS] = ResourceEntry(
+        dnsrecord.KIND,
+        dnsrecord.record_name(spec),
+        "created",
+        {"provider": record.provider, "properties": record.desired_properties()},
+    )
+    # An engine whose process is gone: `down` still removes what it left.
+    state.resources[ENGINE] = ResourceEntry(
+        ENGINE_KIND, "haproxy", "created", {"engine": "haproxy"}
+    )
+    store.save(state)
+    tried: list[str] = []
+
+    async def unreachable(target: Any, accept_new_host_keys: bool = False) -> Any:
+        tried.append(target.node)
+        raise InvalidError(f"{target.node}: ssh: connection refused")
+
+    monkeypatch.setattr(servers_module, "connect", unreachable)
+    result = lifecycle.down(spec, ProviderOptions(), lambda plan: True, SilentReporter())
+    assert result.outcome is not None
+    assert sorted(c.address for c in result.outcome.done) == [dnsrecord.ADDRESS, ENGINE]
+    assert tried == []
+    left = StateStore(spec.state_dir, spec.name).load_or_new("existing").resources
+    assert sorted(left) == sorted([*(f"rke2.servers.{n}" for n in NAMES), "kubeconfig"])
+    # The same unreachable nodes still stop `plan`: it must read what is there.
+    from rke2ha.providers.existing.provider import ExistingProvider
+
+    with pytest.raises(InvalidError, match="connection refused"):
+        ExistingProvider(spec, ProviderOptions()).describe()
