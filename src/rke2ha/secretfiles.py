@@ -48,6 +48,32 @@ def ensure_secret(path: Path, nbytes: int = 32) -> str:
     return read_secret(path)
 
 
+class PlannedSecret:
+    """The secret in `path`, or a new random one kept in memory until `keep()` writes it.
+
+    `plan` must write nothing, yet what it shows (a config's fingerprint) must be what
+    `up` then writes: both use this one value, and only `up` calls `keep()`.
+    """
+
+    def __init__(self, path: Path, nbytes: int = 32) -> None:
+        self.path = path
+        self.missing = not path.exists()
+        self.value = secrets.token_hex(nbytes) if self.missing else read_secret(path)
+
+    def keep(self) -> None:
+        """Write the new secret (mode 0600); nothing when the file was there already."""
+        if not self.missing:
+            return
+        try:
+            write_secret(self.path, (self.value + "\n").encode())
+        except OSError as err:
+            raise UsageError(
+                f"{self.path}: cannot create the secret file: {err.strerror or err}; "
+                "run as a user who may write there"
+            ) from None
+        self.missing = False
+
+
 def is_private(path: Path) -> bool:
     """True when only the owner may read or write `path`."""
     return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0

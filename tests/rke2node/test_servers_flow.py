@@ -245,7 +245,9 @@ def test_a_joiner_with_a_wrong_token_is_named_with_its_journal(spec, world):
 
 def _hand_installed(spec: Any, node: Node) -> None:
     """RKE2 someone else installed, with exactly the files rke2ha would write."""
-    files = _servers(spec).files(node.name)
+    servers = _servers(spec)
+    servers.token.keep()  # the cluster's token: the one the spec's later runs read back
+    files = servers.files(node.name)
     node.version = V
     node.files["/etc/rancher/rke2/config.yaml"] = files.config
     if files.authn is not None:
@@ -566,3 +568,28 @@ def test_plain_down_logs_in_to_no_node_and_removes_the_lb_and_record(spec, world
 
     with pytest.raises(InvalidError, match="connection refused"):
         ExistingProvider(spec, ProviderOptions()).describe()
+
+
+def test_plan_writes_no_secret_and_up_keeps_the_token_it_planned(spec, world, tmp_path):
+    from rke2ha.providers import lifecycle
+    from rke2ha.providers.base import ProviderOptions
+
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["rancher"]["install"] = True
+    with_rancher = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    secrets = with_rancher.state_dir / "secrets"
+    result = lifecycle.plan(with_rancher, ProviderOptions())
+    assert not secrets.exists()
+    assert not with_rancher.rke2_token_file.exists()
+    assert not with_rancher.bootstrap_password_file.exists()
+    assert any("does not exist yet" in note for note in result.plan.notes)
+    # up writes the very token the planned configs carry, before any node changes.
+    servers = _servers(spec)
+    plan = _plan(servers)
+    assert not spec.rke2_token_file.exists()
+    planned = servers.files("node-1").config
+    servers.check_before_apply(plan)
+    token = spec.rke2_token_file.read_text().strip()
+    assert stat.S_IMODE(spec.rke2_token_file.stat().st_mode) == 0o600
+    assert token in planned
+    assert world.events == []

@@ -54,7 +54,7 @@ from rke2ha.rke2node.kubeconfig import (
     rewrite,
     write_private,
 )
-from rke2ha.secretfiles import ensure_secret
+from rke2ha.secretfiles import PlannedSecret
 from rke2ha.spec import Spec
 from rke2ha.ssh.connection import connect
 from rke2ha.ssh.target import Target, targets
@@ -139,12 +139,21 @@ class Rke2Servers:
         self._files: dict[str, NodeFiles] = {}
         self._kubeconfig_text: str | None = None
         self._ingress_skipped: dict[str, str] = {}
+        self._token: PlannedSecret | None = None
 
     # ---- what the spec asks for ------------------------------------------------------------
 
+    @property
+    def token(self) -> PlannedSecret:
+        """The cluster token; a missing rke2.token_file is made by `up` (`keep`), never
+        by `plan`."""
+        if self._token is None:
+            self._token = PlannedSecret(self.spec.rke2_token_file)
+        return self._token
+
     def files(self, node: str) -> NodeFiles:
         if node not in self._files:
-            token = ensure_secret(self.spec.rke2_token_file)
+            token = self.token.value
             index = self.names.index(node)
             config = render_server_config(self.spec, SPEC_LABEL, index, token)
             authn = (
@@ -256,6 +265,11 @@ class Rke2Servers:
         """Each node change's line names its steps; a refused upgrade says so. An ingress
         config `render` skips is a note: RKE2 would be installed without it."""
         installs = any(c.kind == KIND and c.action != "delete" for c in plan.changes)
+        if installs and self.token.missing:
+            plan.notes.append(
+                f"{self.spec.rke2_token_file} does not exist yet: the configs carry a new "
+                "cluster token, which `up` writes there (mode 0600) before any node changes"
+            )
         for path, why in self._ingress_skipped.items():
             note = f"RKE2 is installed without {path}: {why}"
             if installs and note not in plan.notes:
@@ -299,6 +313,7 @@ class Rke2Servers:
         refused = self.refusals()
         if refused:
             raise InvalidError("\n".join(refused))
+        self.token.keep()  # the token the plan's configs carry, on disk before any node has it
         needs = any(
             c.kind == KIND
             and c.action != "delete"
