@@ -19,10 +19,10 @@ from tests.rke2node.fakenode import FakeConnection, Killed, Node, V, World
 from rke2ha.errors import InvalidError
 from rke2ha.plan import Plan, diff
 from rke2ha.providers.base import Facts, SilentReporter
-from rke2ha.providers.existing import servers as servers_module
 from rke2ha.providers.existing.servers import Rke2Servers, kubeconfig_path, refused_for_token
 from rke2ha.rke2node import gate
 from rke2ha.specfile import spec_from_source
+from rke2ha.ssh import connection
 from rke2ha.state import StateStore
 from rke2ha.yamlsource import YamlSource
 
@@ -76,7 +76,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
             return None
         return "node not Ready yet"
 
-    monkeypatch.setattr(servers_module, "connect", connect)
+    monkeypatch.setattr(connection, "connect", connect)
     monkeypatch.setattr(gate, "Client", lambda creds: creds)
     monkeypatch.setattr(gate, "waiting_for", waiting_for)
     monkeypatch.setattr(gate, "via_hostname", lambda client, lb, hostname: None)
@@ -556,7 +556,7 @@ def test_plain_down_logs_in_to_no_node_and_removes_the_lb_and_record(spec, world
         tried.append(target.node)
         raise InvalidError(f"{target.node}: ssh: connection refused")
 
-    monkeypatch.setattr(servers_module, "connect", unreachable)
+    monkeypatch.setattr(connection, "connect", unreachable)
     result = lifecycle.down(spec, ProviderOptions(), lambda plan: True, SilentReporter())
     assert result.outcome is not None
     assert sorted(c.address for c in result.outcome.done) == [dnsrecord.ADDRESS, ENGINE]

@@ -30,7 +30,7 @@ from rke2ha.rke2node import gate, remote
 from rke2ha.rke2node.decide import MANIFESTS, sha256, write_step
 from rke2ha.secretfiles import PlannedSecret
 from rke2ha.spec import Spec
-from rke2ha.ssh.connection import connect
+from rke2ha.ssh.connection import connected
 from rke2ha.ssh.target import Target
 from rke2ha.state import ResourceEntry, State, StateStore
 
@@ -113,11 +113,8 @@ class RancherRelease:
         names = sorted(self.manifests())
 
         async def read() -> dict[str, str]:
-            conn = await connect(self.first)
-            try:
+            async with connected(self.first) as conn:
                 return (await remote.read_facts(conn, names)).manifest_shas
-            finally:
-                await conn.close()
 
         found = asyncio.run(read())
         shas: dict[str, str | None] = {name: found.get(name) for name in names}
@@ -131,14 +128,11 @@ class RancherRelease:
         self.store.save(self.state)
 
         async def write() -> None:
-            conn = await connect(self.first)
-            try:
+            async with connected(self.first) as conn:
                 for name, text in self.manifests().items():
                     step = write_step(f"{MANIFESTS}/{name}", text, "0600")
                     await remote.run_step(conn, replace(step, input=text))
                     reporter.note(f"{self.first.node}: {MANIFESTS}/{name} written (0600)")
-            finally:
-                await conn.close()
 
         asyncio.run(write())
         self._wait_pong(reporter)
