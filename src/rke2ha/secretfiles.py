@@ -32,6 +32,24 @@ def write_secret(path: Path, content: bytes) -> None:
         raise
 
 
+def create_secret(path: Path, content: bytes) -> bool:
+    """Write `content` to a new file `path` (mode 0600) unless `path` exists: True when it was
+    written. Never replaces a file (the link fails instead), so a secret someone else wrote in
+    the meantime is never lost."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, SECRET_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def ensure_secret(path: Path, nbytes: int = 32) -> str:
     """The secret in `path`, generating a random hex one (mode 0600) the first time.
 
@@ -46,6 +64,39 @@ def ensure_secret(path: Path, nbytes: int = 32) -> str:
             "run as a user who may write there"
         ) from None
     return read_secret(path)
+
+
+class PlannedSecret:
+    """The secret in `path`, or a new random one kept in memory until `keep()` writes it.
+
+    `plan` must write nothing, yet what it shows (a config's fingerprint) must be what
+    `up` then writes: both use this one value, and only `up` calls `keep()`.
+    """
+
+    def __init__(self, path: Path, nbytes: int = 32) -> None:
+        self.path = path
+        self.missing = not path.exists()
+        self.value = secrets.token_hex(nbytes) if self.missing else read_secret(path)
+
+    def keep(self) -> None:
+        """Write the new secret (mode 0600); nothing when the file was there already. A file
+        that appeared since the plan (another run) is never replaced: the same value is fine,
+        another one stops this run before it uses its own."""
+        if not self.missing:
+            return
+        try:
+            created = create_secret(self.path, (self.value + "\n").encode())
+        except OSError as err:
+            raise UsageError(
+                f"{self.path}: cannot create the secret file: {err.strerror or err}; "
+                "run as a user who may write there"
+            ) from None
+        if not created and read_secret(self.path) != self.value:
+            raise InvalidError(
+                f"{self.path}: made by someone else while this run had planned a new one; it "
+                "was left as it is and nothing that uses it was changed; run the command again"
+            )
+        self.missing = False
 
 
 def is_private(path: Path) -> bool:

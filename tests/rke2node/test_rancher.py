@@ -20,10 +20,10 @@ from tests.support.certs import write_self_signed
 from rke2ha.errors import InvalidError
 from rke2ha.plan import diff
 from rke2ha.providers.base import Facts, SilentReporter
-from rke2ha.providers.existing import rancher_release
 from rke2ha.providers.existing.rancher_release import RancherRelease
 from rke2ha.render.rancher_helmchart import helmchart_manifests
 from rke2ha.specfile import spec_from_source
+from rke2ha.ssh import connection
 from rke2ha.ssh.target import targets
 from rke2ha.state import StateStore
 from rke2ha.yamlsource import YamlSource
@@ -111,7 +111,7 @@ def test_manifests_on_the_first_server_private_then_pong_then_no_change(tmp_path
     async def connect(target: Any, accept_new_host_keys: bool = False) -> FakeConnection:
         return FakeConnection(world, target)
 
-    monkeypatch.setattr(rancher_release, "connect", connect)
+    monkeypatch.setattr(connection, "connect", connect)
     store = StateStore(spec.state_dir, spec.name)
     first = targets(spec)[0]
 
@@ -151,7 +151,7 @@ def test_no_pong_in_time_names_the_url_and_where_to_look(tmp_path, lb, monkeypat
     async def connect(target: Any, accept_new_host_keys: bool = False) -> FakeConnection:
         return FakeConnection(world, target)
 
-    monkeypatch.setattr(rancher_release, "connect", connect)
+    monkeypatch.setattr(connection, "connect", connect)
     store = StateStore(spec.state_dir, spec.name)
     made = RancherRelease(spec, store.load_or_new("existing"), store, targets(spec)[0],
                           timeout=0.3, poll=0.05)  # fmt: skip

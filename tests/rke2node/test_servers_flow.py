@@ -19,10 +19,10 @@ from tests.rke2node.fakenode import FakeConnection, Killed, Node, V, World
 from rke2ha.errors import InvalidError
 from rke2ha.plan import Plan, diff
 from rke2ha.providers.base import Facts, SilentReporter
-from rke2ha.providers.existing import servers as servers_module
 from rke2ha.providers.existing.servers import Rke2Servers, kubeconfig_path, refused_for_token
 from rke2ha.rke2node import gate
 from rke2ha.specfile import spec_from_source
+from rke2ha.ssh import connection
 from rke2ha.state import StateStore
 from rke2ha.yamlsource import YamlSource
 
@@ -76,7 +76,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
             return None
         return "node not Ready yet"
 
-    monkeypatch.setattr(servers_module, "connect", connect)
+    monkeypatch.setattr(connection, "connect", connect)
     monkeypatch.setattr(gate, "Client", lambda creds: creds)
     monkeypatch.setattr(gate, "waiting_for", waiting_for)
     monkeypatch.setattr(gate, "via_hostname", lambda client, lb, hostname: None)
@@ -245,7 +245,9 @@ def test_a_joiner_with_a_wrong_token_is_named_with_its_journal(spec, world):
 
 def _hand_installed(spec: Any, node: Node) -> None:
     """RKE2 someone else installed, with exactly the files rke2ha would write."""
-    files = _servers(spec).files(node.name)
+    servers = _servers(spec)
+    servers.token.keep()  # the cluster's token: the one the spec's later runs read back
+    files = servers.files(node.name)
     node.version = V
     node.files["/etc/rancher/rke2/config.yaml"] = files.config
     if files.authn is not None:
@@ -524,3 +526,70 @@ def test_uninstall_checks_every_node_before_the_first_uninstall(spec, world, tmp
     with pytest.raises(InvalidError, match=r"node node-1: rke2ha installed RKE2 on 198.18.0.11"):
         servers.check_before_destroy(plan)
     assert [e for e in world.events if e[1] == "uninstall"] == []
+
+
+def test_plain_down_logs_in_to_no_node_and_removes_the_lb_and_record(spec, world, monkeypatch):
+    from rke2ha.providers import lifecycle
+    from rke2ha.providers.base import ProviderOptions
+    from rke2ha.providers.existing import dnsrecord
+    from rke2ha.providers.existing.provider import ENGINE, ENGINE_KIND
+    from rke2ha.state import ResourceEntry
+
+    up(spec)
+    store = StateStore(spec.state_dir, spec.name)
+    state = store.load_or_new("existing")
+    record = dnsrecord.HostnameRecord(spec)
+    state.resources[dnsrecord.ADDRESS] = ResourceEntry(
+        dnsrecord.KIND,
+        dnsrecord.record_name(spec),
+        "created",
+        {"provider": record.provider, "properties": record.desired_properties()},
+    )
+    # An engine whose process is gone: `down` still removes what it left.
+    state.resources[ENGINE] = ResourceEntry(
+        ENGINE_KIND, "haproxy", "created", {"engine": "haproxy"}
+    )
+    store.save(state)
+    tried: list[str] = []
+
+    async def unreachable(target: Any, accept_new_host_keys: bool = False) -> Any:
+        tried.append(target.node)
+        raise InvalidError(f"{target.node}: ssh: connection refused")
+
+    monkeypatch.setattr(connection, "connect", unreachable)
+    result = lifecycle.down(spec, ProviderOptions(), lambda plan: True, SilentReporter())
+    assert result.outcome is not None
+    assert sorted(c.address for c in result.outcome.done) == [dnsrecord.ADDRESS, ENGINE]
+    assert tried == []
+    left = StateStore(spec.state_dir, spec.name).load_or_new("existing").resources
+    assert sorted(left) == sorted([*(f"rke2.servers.{n}" for n in NAMES), "kubeconfig"])
+    # The same unreachable nodes still stop `plan`: it must read what is there.
+    from rke2ha.providers.existing.provider import ExistingProvider
+
+    with pytest.raises(InvalidError, match="connection refused"):
+        ExistingProvider(spec, ProviderOptions()).describe()
+
+
+def test_plan_writes_no_secret_and_up_keeps_the_token_it_planned(spec, world, tmp_path):
+    from rke2ha.providers import lifecycle
+    from rke2ha.providers.base import ProviderOptions
+
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["rancher"]["install"] = True
+    with_rancher = spec_from_source(YamlSource(data=data, filename="spec.yaml"), tmp_path)
+    secrets = with_rancher.state_dir / "secrets"
+    result = lifecycle.plan(with_rancher, ProviderOptions())
+    assert not secrets.exists()
+    assert not with_rancher.rke2_token_file.exists()
+    assert not with_rancher.bootstrap_password_file.exists()
+    assert any("does not exist yet" in note for note in result.plan.notes)
+    # up writes the very token the planned configs carry, before any node changes.
+    servers = _servers(spec)
+    plan = _plan(servers)
+    assert not spec.rke2_token_file.exists()
+    planned = servers.files("node-1").config
+    servers.check_before_apply(plan)
+    token = spec.rke2_token_file.read_text().strip()
+    assert stat.S_IMODE(spec.rke2_token_file.stat().st_mode) == 0o600
+    assert token in planned
+    assert world.events == []

@@ -30,6 +30,10 @@ class ProviderOptions:
     merge_kubeconfig: bool = False
     # `down`: run rke2-uninstall.sh on the nodes where rke2ha installed RKE2.
     uninstall_rke2: bool = False
+    # Set by `down`: `describe` reads only what `down` may remove. Provider existing then
+    # takes RKE2's resources from the state file and logs in to no node, so a dead server
+    # does not keep the load balancer and DNS record in place.
+    for_down: bool = False
 
 
 @dataclass

@@ -8,7 +8,7 @@ from fresh facts, and nothing is changed unless the caller's `confirm` says yes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from rke2ha.plan import Plan
@@ -82,7 +82,7 @@ def up(
 def down(
     spec: Spec, options: ProviderOptions, confirm: Callable[[Plan], bool], reporter: Reporter
 ) -> Result:
-    provider = provider_for(spec, options)
+    provider = provider_for(spec, replace(options, for_down=True))
     lock = _lock(spec)
     with lock.acquire("down", force_unlock=options.force_unlock):
         facts = provider.describe()

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -311,6 +312,18 @@ async def connect(target: Target, accept_new_host_keys: bool = False) -> Connect
             jump.close()
         raise
     return Connection(target, conn, jump)
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    target: Target, accept_new_host_keys: bool = False
+) -> AsyncIterator[Connection]:
+    """`connect`, closed again when the block ends (also when it raises)."""
+    conn = await connect(target, accept_new_host_keys)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 class Background:

@@ -217,9 +217,11 @@ class ExistingProvider:
                         "rke2ha cannot reach it to undo what it set up there; run `down` "
                         "with the spec that made it"
                     )
-        if self.servers is not None:
+        # `down` takes RKE2's resources from the state file (plan_destroy): reading the
+        # nodes' facts there would only let one unreachable server block the rest.
+        if self.servers is not None and not self.options.for_down:
             self.servers.describe(facts)
-        if self.rancher is not None:
+        if self.rancher is not None and not self.options.for_down:
             self.rancher.describe(facts)
         record = self.record
         if record is None:

@@ -28,9 +28,9 @@ from rke2ha.providers.base import Facts, Reporter
 from rke2ha.render.rancher_helmchart import helmchart_manifests
 from rke2ha.rke2node import gate, remote
 from rke2ha.rke2node.decide import MANIFESTS, sha256, write_step
-from rke2ha.secretfiles import ensure_secret
+from rke2ha.secretfiles import PlannedSecret
 from rke2ha.spec import Spec
-from rke2ha.ssh.connection import connect
+from rke2ha.ssh.connection import connected
 from rke2ha.ssh.target import Target
 from rke2ha.state import ResourceEntry, State, StateStore
 
@@ -62,10 +62,18 @@ class RancherRelease:
         self.timeout = timeout
         self.poll = poll
         self._manifests: dict[str, str] | None = None
+        self._password: PlannedSecret | None = None
+
+    @property
+    def password(self) -> PlannedSecret:
+        """The bootstrap password; a missing file is made by `up` (apply), never by `plan`."""
+        if self._password is None:
+            self._password = PlannedSecret(self.spec.bootstrap_password_file)
+        return self._password
 
     def manifests(self) -> dict[str, str]:
         if self._manifests is None:
-            password = ensure_secret(self.spec.bootstrap_password_file)
+            password = self.password.value
             rancher = self.spec.rancher
             self._manifests = helmchart_manifests(
                 self.spec,
@@ -105,11 +113,8 @@ class RancherRelease:
         names = sorted(self.manifests())
 
         async def read() -> dict[str, str]:
-            conn = await connect(self.first)
-            try:
+            async with connected(self.first) as conn:
                 return (await remote.read_facts(conn, names)).manifest_shas
-            finally:
-                await conn.close()
 
         found = asyncio.run(read())
         shas: dict[str, str | None] = {name: found.get(name) for name in names}
@@ -118,18 +123,16 @@ class RancherRelease:
         )
 
     def apply(self, change: Change, reporter: Reporter) -> None:
+        self.password.keep()  # the password in the planned manifests, on disk before them
         self.state.resources[ADDRESS] = ResourceEntry(KIND, self.first.node, "pending", {})
         self.store.save(self.state)
 
         async def write() -> None:
-            conn = await connect(self.first)
-            try:
+            async with connected(self.first) as conn:
                 for name, text in self.manifests().items():
                     step = write_step(f"{MANIFESTS}/{name}", text, "0600")
                     await remote.run_step(conn, replace(step, input=text))
                     reporter.note(f"{self.first.node}: {MANIFESTS}/{name} written (0600)")
-            finally:
-                await conn.close()
 
         asyncio.run(write())
         self._wait_pong(reporter)

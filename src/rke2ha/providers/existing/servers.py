@@ -54,9 +54,9 @@ from rke2ha.rke2node.kubeconfig import (
     rewrite,
     write_private,
 )
-from rke2ha.secretfiles import ensure_secret
+from rke2ha.secretfiles import PlannedSecret
 from rke2ha.spec import Spec
-from rke2ha.ssh.connection import connect
+from rke2ha.ssh.connection import connected
 from rke2ha.ssh.target import Target, targets
 from rke2ha.state import ResourceEntry, State, StateStore, Status
 
@@ -139,12 +139,21 @@ class Rke2Servers:
         self._files: dict[str, NodeFiles] = {}
         self._kubeconfig_text: str | None = None
         self._ingress_skipped: dict[str, str] = {}
+        self._token: PlannedSecret | None = None
 
     # ---- what the spec asks for ------------------------------------------------------------
 
+    @property
+    def token(self) -> PlannedSecret:
+        """The cluster token; a missing rke2.token_file is made by `up` (`keep`), never
+        by `plan`."""
+        if self._token is None:
+            self._token = PlannedSecret(self.spec.rke2_token_file)
+        return self._token
+
     def files(self, node: str) -> NodeFiles:
         if node not in self._files:
-            token = ensure_secret(self.spec.rke2_token_file)
+            token = self.token.value
             index = self.names.index(node)
             config = render_server_config(self.spec, SPEC_LABEL, index, token)
             authn = (
@@ -228,11 +237,8 @@ class Rke2Servers:
             )
 
     async def _read(self, name: str) -> NodeFacts:
-        conn = await connect(self.targets[name])
-        try:
+        async with connected(self.targets[name]) as conn:
             return await remote.read_facts(conn, sorted(self.files(name).manifests))
-        finally:
-            await conn.close()
 
     def refusals(self) -> list[str]:
         """One line per node that runs another release than rke2.version, that runs an RKE2
@@ -256,6 +262,11 @@ class Rke2Servers:
         """Each node change's line names its steps; a refused upgrade says so. An ingress
         config `render` skips is a note: RKE2 would be installed without it."""
         installs = any(c.kind == KIND and c.action != "delete" for c in plan.changes)
+        if installs and self.token.missing:
+            plan.notes.append(
+                f"{self.spec.rke2_token_file} does not exist yet: the configs carry a new "
+                "cluster token, which `up` writes there (mode 0600) before any node changes"
+            )
         for path, why in self._ingress_skipped.items():
             note = f"RKE2 is installed without {path}: {why}"
             if installs and note not in plan.notes:
@@ -299,6 +310,7 @@ class Rke2Servers:
         refused = self.refusals()
         if refused:
             raise InvalidError("\n".join(refused))
+        self.token.keep()  # the token the plan's configs carry, on disk before any node has it
         needs = any(
             c.kind == KIND
             and c.action != "delete"
@@ -325,8 +337,7 @@ class Rke2Servers:
         # stopped before their gate: never two joins at once.
         for earlier in self.names[:index]:
             await self._gate(earlier, reporter, quiet=True)
-        conn = await connect(self.targets[name])
-        try:
+        async with connected(self.targets[name]) as conn:
             found = await remote.read_facts(conn, sorted(self.files(name).manifests))
             folder: str | None = None
             # Read again: the node may have changed since the plan.
@@ -362,19 +373,14 @@ class Rke2Servers:
                     await remote.run_step(conn, step)
                 self._save(name, "pending", step=f"{step.kind}: done", installed=installed)
                 reporter.note(f"{name}: {step.what} ({time.monotonic() - started:.1f}s)")
-        finally:
-            await conn.close()
         await self._gate(name, reporter)
         self._save(name, "created", step="ready", installed=installed)
 
     async def _credentials(self) -> Credentials | None:
         if self._kubeconfig_text is None:
             first = self.names[0]
-            conn = await connect(self.targets[first])
-            try:
+            async with connected(self.targets[first]) as conn:
                 self._kubeconfig_text = await remote.kubeconfig(conn)
-            finally:
-                await conn.close()
         if self._kubeconfig_text is None:
             return None
         return credentials(self._kubeconfig_text, f"{self.names[0]}:/etc/rancher/rke2/rke2.yaml")
@@ -413,18 +419,12 @@ class Rke2Servers:
         raise await self._never_ready(name, waiting)
 
     async def _clock(self, name: str) -> str:
-        conn = await connect(self.targets[name])
-        try:
+        async with connected(self.targets[name]) as conn:
             return await remote.clock(conn)
-        finally:
-            await conn.close()
 
     async def _refused_for_token(self, name: str, since: str) -> InvalidError | None:
-        conn = await connect(self.targets[name])
-        try:
+        async with connected(self.targets[name]) as conn:
             fatal = await remote.fatal_since(conn, since)
-        finally:
-            await conn.close()
         if not refused_for_token(fatal):
             return None
         return InvalidError(
@@ -440,11 +440,8 @@ class Rke2Servers:
         )
 
     async def _never_ready(self, name: str, waiting: str) -> InvalidError:
-        conn = await connect(self.targets[name])
-        try:
+        async with connected(self.targets[name]) as conn:
             said = await remote.journal(conn)
-        finally:
-            await conn.close()
         fix = (
             f"fix: read the journal on {name} (journalctl -u rke2-server), correct the cause, "
             "run up again"
@@ -614,13 +611,10 @@ class Rke2Servers:
             raise InvalidError(refused)
 
         async def go() -> None:
-            conn = await connect(target)
-            try:
+            async with connected(target) as conn:
                 result = await conn.run(uninstall_command(), timeout=remote.INSTALL_TIMEOUT)
-                if not result.ok:
-                    raise InvalidError(f"node {name}: rke2-uninstall.sh failed:\n{result.tail()}")
-            finally:
-                await conn.close()
+            if not result.ok:
+                raise InvalidError(f"node {name}: rke2-uninstall.sh failed:\n{result.tail()}")
 
         _run(go())
         reporter.note(f"{name}: RKE2 uninstalled")
