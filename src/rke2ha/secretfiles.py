@@ -7,10 +7,12 @@ in one place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from rke2ha.errors import InvalidError, UsageError
@@ -18,36 +20,37 @@ from rke2ha.errors import InvalidError, UsageError
 SECRET_MODE = 0o600
 
 
-def write_secret(path: Path, content: bytes) -> None:
-    """Write `content` to `path` atomically with mode 0600 (parents created 0700)."""
+@contextlib.contextmanager
+def _staged(path: Path, content: bytes) -> Iterator[str]:
+    """A 0600 temporary file with `content` beside `path` (parents made 0700), for the
+    caller to move or link into place; removed afterwards if it is still there."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, SECRET_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
-        os.replace(tmp, path)
-    except BaseException:
+        yield tmp
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def write_secret(path: Path, content: bytes) -> None:
+    """Write `content` to `path` atomically with mode 0600 (parents created 0700)."""
+    with _staged(path, content) as tmp:
+        os.replace(tmp, path)
 
 
 def create_secret(path: Path, content: bytes) -> bool:
     """Write `content` to a new file `path` (mode 0600) unless `path` exists: True when it was
     written. Never replaces a file (the link fails instead), so a secret someone else wrote in
     the meantime is never lost."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, SECRET_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with _staged(path, content) as tmp:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    return True
 
 
 def ensure_secret(path: Path, nbytes: int = 32) -> str:
