@@ -410,12 +410,19 @@ def wait_holders(machines: list[Machine], want: int, timeout: float) -> list[str
     return held
 
 
-def write_pair_spec(bed: Testbed, path: Path, hosts: list[Machine], secret: Path) -> Path:
+def write_pair_spec(
+    bed: Testbed, path: Path, hosts: list[Machine], password: str, engine: str = "haproxy"
+) -> Path:
+    """The spec of a keepalived pair on `hosts`, with `password` in a 0600 VRRP auth file
+    beside it."""
+    secret = path.parent / "vrrp.secret"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
     doc: dict[str, Any] = bed.spec(nodes(bed))
     doc["ssh"].update({"connect_timeout": "5s", "command_timeout": "30s"})
     doc["load_balancer"] = {
         "layer": 4,
-        "engine": "haproxy",
+        "engine": engine,
         "address": VIP,
         "hosts": [{"name": m.name, "address": m.address} for m in hosts],
         "vrrp": {"auth_file": str(secret), "interface": "eth0", "virtual_router_id": 42},
@@ -434,10 +441,7 @@ def test_two_hosts_share_a_virtual_ip_that_moves_when_haproxy_stops(
         for snap in before.values():  # the root filesystem: both installed, both disabled
             assert snap["kpackage"] == "install ok installed", snap
             assert (snap["kenabled"], snap["kactive"]) == ("disabled", "inactive"), snap
-        secret = tmp_path / "vrrp.secret"
-        secret.write_text(VRRP_PASSWORD + "\n")
-        secret.chmod(0o600)
-        spec = write_pair_spec(testbed, tmp_path / "spec.yaml", pair, secret)
+        spec = write_pair_spec(testbed, tmp_path / "spec.yaml", pair, VRRP_PASSWORD)
 
         code, out = rke2ha(testbed, "plan", "-f", str(spec))
         assert code == 0, out

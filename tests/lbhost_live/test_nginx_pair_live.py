@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from tests.lbhost_live.test_lbhost_live import (
     VIP,
     VRRP_UNIT,
@@ -43,13 +42,7 @@ def test_two_nginx_hosts_share_the_address_by_engine_and_node_reach(
     with testbed.extra_machine("lb-na") as lb_a, testbed.extra_machine("lb-nb") as lb_b:
         pair = [lb_a, lb_b]
         before = {m.name: listing(m) for m in pair}
-        secret = tmp_path / "vrrp.secret"
-        secret.write_text("Nx7pQ2wz\n")
-        secret.chmod(0o600)
-        spec = write_pair_spec(testbed, tmp_path / "spec.yaml", pair, secret)
-        doc = yaml.safe_load(spec.read_text())
-        doc["load_balancer"]["engine"] = "nginx"
-        spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+        spec = write_pair_spec(testbed, tmp_path / "spec.yaml", pair, "Nx7pQ2wz", engine="nginx")
 
         code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
         assert code == 0, out

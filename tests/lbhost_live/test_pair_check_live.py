@@ -134,10 +134,7 @@ def test_check_judges_the_pair_and_the_drill_meets_the_failover_targets(
     with testbed.extra_machine("lbp-a") as lb_a, testbed.extra_machine("lbp-b") as lb_b:
         pair = [lb_a, lb_b]
         before = {m.name: pair_snapshot(m) for m in pair}
-        secret = tmp_path / "vrrp.secret"
-        secret.write_text(VRRP_PASSWORD + "\n")
-        secret.chmod(0o600)
-        spec = write_pair_spec(testbed, tmp_path / "spec.yaml", pair, secret)
+        spec = write_pair_spec(testbed, tmp_path / "spec.yaml", pair, VRRP_PASSWORD)
         code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
         assert code == 0, out
 

@@ -70,10 +70,7 @@ def test_pair_holds_the_address_while_bootstrapping_and_survives_reboots(
     with testbed.extra_machine("lb-r1") as lb_1, testbed.extra_machine("lb-r2") as lb_2:
         pair = [lb_1, lb_2]
         before = {m.name: listing(m) for m in pair}
-        secret = tmp_path / "vrrp.secret"
-        secret.write_text("Rb8kLm2q\n")
-        secret.chmod(0o600)
-        spec = write_pair_spec(testbed, tmp_path / "spec.yaml", pair, secret)
+        spec = write_pair_spec(testbed, tmp_path / "spec.yaml", pair, "Rb8kLm2q")
         code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
         assert code == 0, out
 

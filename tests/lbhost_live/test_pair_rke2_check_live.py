@@ -82,13 +82,10 @@ def test_up_through_the_pair_installs_rke2_and_rancher_and_check_passes_through_
     ):
         pair = [lb_a, lb_b]
         before = {m.name: pair_snapshot(m) for m in pair}
-        secret = tmp_path / "vrrp.secret"
-        secret.write_text(VRRP_PASSWORD + "\n")
-        secret.chmod(0o600)
         artifacts = build_artifacts(tmp_path / "artifacts", VERSION)
         spec = _write_spec(testbed, dns, tmp_path, artifacts, rancher=True)
         pair_doc = yaml.safe_load(
-            write_pair_spec(testbed, tmp_path / "pair.yaml", pair, secret).read_text()
+            write_pair_spec(testbed, tmp_path / "pair.yaml", pair, VRRP_PASSWORD).read_text()
         )
         doc: dict[str, Any] = yaml.safe_load(spec.read_text())
         doc["load_balancer"] = pair_doc["load_balancer"]
