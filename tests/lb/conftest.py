@@ -159,13 +159,16 @@ def backend_process() -> Iterator[Any]:
 
 @dataclass
 class EchoBackend:
-    """`hello <host>\\n`, then echo; `kill()` refuses new clients and resets the others."""
+    """`hello <host>\\n`, then echo; `kill()` refuses new clients and resets the others.
+    `accepted` counts every connection, health checks included (a TCP check connects and
+    closes); `served` only those that sent data, i.e. client traffic."""
 
     host: str
     port: int
     server: asyncio.Server | None = None
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
     accepted: int = 0
+    served: int = 0
 
     async def start(self) -> EchoBackend:
         self.server = await asyncio.start_server(self._handle, self.host, self.port)
@@ -175,8 +178,12 @@ class EchoBackend:
         self.accepted += 1
         self.writers.add(writer)
         writer.write(f"hello {self.host}\n".encode())
+        first = True
         try:
             while data := await reader.read(65536):
+                if first:
+                    self.served += 1
+                    first = False
                 writer.write(data)
                 await writer.drain()
         except ConnectionError:
