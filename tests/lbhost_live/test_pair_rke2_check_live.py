@@ -13,11 +13,9 @@ server `up` publishes the hostname in (rfc2136), and the user's CA the workstati
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +31,14 @@ from tests.lbhost_live.test_lbhost_live import (
 )
 from tests.lbhost_live.test_pair_check_live import PAIR_IDS
 from tests.rke2_standin.conftest import sh
-from tests.rke2_up_live.test_rke2_up_live import (
+from tests.rke2_up_live.standin_cluster import (
     HOSTNAME,
-    LEARNER_TICK,
     NODES,
-    STANDIN_DEFAULTS,
     VERSION,
     ZONE,
-    _clean,
-    _cli,
-    _write_spec,
+    cli,
+    standin_nodes,
+    write_spec,
 )
 from tests.rke2_up_live.userca import make_ca, place
 from tests.rke2_up_live.userdns import user_dns
@@ -51,22 +47,6 @@ from tests.support.machines.testbed import TIMINGS
 from tests.support.rke2_standin import build_artifacts
 
 pytestmark = pytest.mark.root
-
-
-@contextlib.contextmanager
-def standin_nodes(bed: Testbed) -> Iterator[None]:
-    """The shared nodes without RKE2 before and after, the stand-in's short ticks during."""
-    machines = [bed.machine(n) for n in NODES]
-    for machine in machines:
-        _clean(machine)
-        defaults = f"RKE2_STANDIN_LEARNER_TICK={LEARNER_TICK}\\nRKE2_STANDIN_RANCHER_DELAY=1"
-        sh(machine, f"printf '{defaults}\\n' > {STANDIN_DEFAULTS}")
-    try:
-        yield
-    finally:
-        for machine in machines:
-            _clean(machine)
-            machine.sh(f"rm -f {STANDIN_DEFAULTS}")
 
 
 @pytest.mark.timeout(300)  # the run takes ~45 s; room for a busy shared machine
@@ -83,7 +63,7 @@ def test_up_through_the_pair_installs_rke2_and_rancher_and_check_passes_through_
         pair = [lb_a, lb_b]
         before = {m.name: pair_snapshot(m) for m in pair}
         artifacts = build_artifacts(tmp_path / "artifacts", VERSION)
-        spec = _write_spec(testbed, dns, tmp_path, artifacts, rancher=True)
+        spec = write_spec(testbed, dns, tmp_path, artifacts, rancher=True)
         pair_doc = yaml.safe_load(
             write_pair_spec(testbed, tmp_path / "pair.yaml", pair, VRRP_PASSWORD).read_text()
         )
@@ -95,7 +75,7 @@ def test_up_through_the_pair_installs_rke2_and_rancher_and_check_passes_through_
         env = {**os.environ, "SSL_CERT_FILE": str(ca)}
         try:
             began = time.monotonic()
-            up = _cli(testbed, "up", "-f", str(spec), "--yes", env=env)
+            up = cli(testbed, "up", "-f", str(spec), "--yes", env=env)
             took = time.monotonic() - began
             assert up.returncode == 0, up.stdout + up.stderr
             assert VRRP_PASSWORD[:8] not in up.stdout + up.stderr
@@ -120,7 +100,7 @@ def test_up_through_the_pair_installs_rke2_and_rancher_and_check_passes_through_
 
             # `check` through the virtual IP: exit 0; only the websocket skipped (a fresh
             # Rancher has no API token for /v3/subscribe yet).
-            checked = _cli(testbed, "check", "-f", str(spec), "--json", timeout=120, env=env)
+            checked = cli(testbed, "check", "-f", str(spec), "--json", timeout=120, env=env)
             assert checked.returncode == 0, checked.stdout + checked.stderr
             results = {c["id"]: c for c in json.loads(checked.stdout)["checks"]}
             not_passed = {k: c["status"] for k, c in results.items() if c["status"] != "pass"}
@@ -135,13 +115,13 @@ def test_up_through_the_pair_installs_rke2_and_rancher_and_check_passes_through_
                 for node in NODES:
                     assert f"{node}: 443 UP, 6443 UP, 80 UP, 9345 UP" in detail, detail
             narrow = {**env, "COLUMNS": "100"}  # the table as a README can show it
-            table = _cli(testbed, "check", "-f", str(spec), timeout=120, env=narrow)
+            table = cli(testbed, "check", "-f", str(spec), timeout=120, env=narrow)
             assert table.returncode == 0, table.stdout + table.stderr
             print(table.stdout)  # the README's example (pytest -s)
             TIMINGS.append(f"rke2ha check through the pair: {len(results) - 1} of "
                            f"{len(results)} pass, 1 skipped, exit 0")  # fmt: skip
         finally:
-            down = _cli(testbed, "down", "-f", str(spec), "--yes", "--uninstall-rke2",
+            down = cli(testbed, "down", "-f", str(spec), "--yes", "--uninstall-rke2",
                         timeout=300, env=env)  # fmt: skip
         assert down.returncode == 0, down.stdout + down.stderr
         for machine in nodes:

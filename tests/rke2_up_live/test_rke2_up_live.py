@@ -30,50 +30,27 @@ from typing import Any
 import pytest
 import yaml
 from tests.rke2_standin.conftest import Credentials, etcd_members, https_get, sh, wait_active
+from tests.rke2_up_live.standin_cluster import (
+    HOSTNAME,
+    NODES,
+    UP_TIMEOUT,
+    VERSION,
+    ZONE,
+    cli,
+    standin_nodes,
+    write_spec,
+)
 from tests.rke2_up_live.userca import make_ca, place
 from tests.rke2_up_live.userdns import UserDns, user_dns
 from tests.support.machines import Machine, Testbed
 from tests.support.machines.testbed import TIMINGS
 from tests.support.rke2_standin import IMAGES, build_artifacts
 
-VERSION = "v1.33.2+rke2r1"
-HOSTNAME = "rancher.rke2ha.test"
-ZONE = "rke2ha.test"
-NODES = ("node-1", "node-2", "node-3")
-UP_TIMEOUT = 600.0
-# Seconds between the stand-in's learner promotions on these machines (RKE2: 15 s), and
-# the stand-in Rancher answers 1 s after its HelmChart (default 5 s).
-LEARNER_TICK = 2
-STANDIN_DEFAULTS = "/etc/default/rke2-server"  # the unit's EnvironmentFile
-
-
-def _cli(
-    bed: Testbed, *args: str, timeout: float = UP_TIMEOUT, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "rke2ha", *args]
-    return bed.workstation.run(argv, timeout=timeout, env=env)
-
-
-def _clean(machine: Machine) -> None:
-    machine.sh(
-        "/usr/local/bin/rke2-uninstall.sh >/dev/null 2>&1; rm -rf /tmp/rke2ha-artifacts.*; true",
-        timeout=60,
-    )
-
 
 @pytest.fixture(scope="module")
 def bed(testbed: Testbed) -> Iterator[Testbed]:
-    machines = [testbed.machine(n) for n in NODES]
-    for machine in machines:
-        _clean(machine)
-        defaults = f"RKE2_STANDIN_LEARNER_TICK={LEARNER_TICK}\\nRKE2_STANDIN_RANCHER_DELAY=1"
-        sh(machine, f"printf '{defaults}\\n' > {STANDIN_DEFAULTS}")
-    try:
+    with standin_nodes(testbed):
         yield testbed
-    finally:
-        for machine in machines:
-            _clean(machine)
-            machine.sh(f"rm -f {STANDIN_DEFAULTS}")
 
 
 @pytest.fixture(scope="module")
@@ -81,24 +58,6 @@ def dns(bed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[User
     machines = [bed.machine(n) for n in NODES]
     with user_dns(bed, tmp_path_factory.mktemp("dns"), ZONE, machines) as server:
         yield server
-
-
-def _write_spec(
-    bed: Testbed, dns: UserDns, folder: Path, artifacts: Path, rancher: bool = False
-) -> Path:
-    doc: dict[str, Any] = bed.spec([bed.machine(n) for n in NODES], hostname=HOSTNAME)
-    doc["ssh"].update({"connect_timeout": "8s", "command_timeout": "30s"})
-    doc["dns"] = dns.spec(ZONE)
-    doc["rke2"] = {
-        "install": "airgap",
-        "version": VERSION,
-        "airgap": {"artifacts": str(artifacts)},
-    }
-    if rancher:
-        doc["rancher"] = {"install": True, "replicas": 3}
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def _journal(machine: Machine, since: float) -> list[tuple[float, str]]:
@@ -164,8 +123,8 @@ def test_a_corrupted_artifact_stops_before_anything_is_installed(bed, dns, tmp_p
     artifacts = build_artifacts(tmp_path / "artifacts", VERSION)
     images = artifacts / IMAGES
     images.write_bytes(images.read_bytes()[:-1] + b"!")
-    spec = _write_spec(bed, dns, tmp_path, artifacts)
-    done = _cli(bed, "up", "-f", str(spec), "--yes")
+    spec = write_spec(bed, dns, tmp_path, artifacts)
+    done = cli(bed, "up", "-f", str(spec), "--yes")
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"{IMAGES} does not match sha256sum-amd64.txt" in done.stderr
     assert "nothing was uploaded" in done.stderr
@@ -175,21 +134,21 @@ def test_a_corrupted_artifact_stops_before_anything_is_installed(bed, dns, tmp_p
         machine = bed.machine(name)
         left = machine.sh("ls /usr/local/bin/rke2 /tmp/rke2ha-artifacts.* 2>/dev/null").stdout
         assert left.strip() == "", (name, left)
-    _cli(bed, "down", "-f", str(spec), "--yes", timeout=120)
+    cli(bed, "down", "-f", str(spec), "--yes", timeout=120)
 
 
 def test_plan_up_killed_after_the_first_server_then_finished_one_join_at_a_time(bed, dns, tmp_path):
     artifacts = build_artifacts(tmp_path / "artifacts", VERSION)
-    spec = _write_spec(bed, dns, tmp_path, artifacts)
+    spec = write_spec(bed, dns, tmp_path, artifacts)
     try:
         _plan_up_rerun_down(bed, tmp_path, spec)
     finally:
-        _cli(bed, "down", "-f", str(spec), "--yes", "--uninstall-rke2", timeout=300)
+        cli(bed, "down", "-f", str(spec), "--yes", "--uninstall-rke2", timeout=300)
 
 
 def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
     since = time.time() - 1
-    planned = _cli(bed, "plan", "-f", str(spec), "--json", timeout=180)
+    planned = cli(bed, "plan", "-f", str(spec), "--json", timeout=180)
     assert planned.returncode == 0, planned.stderr
     changes = json.loads(planned.stdout)["changes"]
     rke2 = [(c["symbol"], c["address"]) for c in changes if c["kind"] != "lb_engine"]
@@ -220,7 +179,7 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
     config_before = sh(node1, "sha256sum /etc/rancher/rke2/config.yaml")
     token_file.write_text("a-token-this-cluster-never-had\n")
     began = time.monotonic()
-    refused = _cli(bed, "up", "-f", str(spec), "--yes")
+    refused = cli(bed, "up", "-f", str(spec), "--yes")
     refused_after = time.monotonic() - began
     token_file.write_text(token)
     said = refused.stdout + refused.stderr
@@ -252,7 +211,7 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
     for machine in rotated:
         sh(machine, f"echo a-rotated-cluster-password > {server_token}")
     try:
-        joiner = _cli(bed, "up", "-f", str(spec), "--yes")
+        joiner = cli(bed, "up", "-f", str(spec), "--yes")
     finally:
         for machine in rotated:
             machine.sh(f"umask 077; cat > {server_token}", input=saved[machine.name], check=True)
@@ -264,7 +223,7 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
     assert "Traceback" not in joiner.stderr
 
     rerun_began = time.monotonic()
-    done = _cli(bed, "up", "-f", str(spec), "--yes")
+    done = cli(bed, "up", "-f", str(spec), "--yes")
     rerun = time.monotonic() - rerun_began
     (folder / "up3.log").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -308,7 +267,7 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
 
     # A second `up` changes nothing and starts nothing.
     starts_before = {n: len(journals[n]) for n in NODES}
-    again = _cli(bed, "up", "-f", str(spec), "--yes")
+    again = cli(bed, "up", "-f", str(spec), "--yes")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "No changes" in again.stdout, again.stdout
     for name in NODES:
@@ -316,7 +275,7 @@ def _plan_up_rerun_down(bed: Testbed, folder: Path, spec: Path) -> None:
         assert not any("Starting rke2" in m for _, m in new), (name, new)
 
     # down --uninstall-rke2 says what it deletes, then leaves the machines without RKE2.
-    down = _cli(bed, "down", "-f", str(spec), "--yes", "--uninstall-rke2", timeout=300)
+    down = cli(bed, "down", "-f", str(spec), "--yes", "--uninstall-rke2", timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "deletes /etc/rancher/rke2" in down.stdout
     for name in NODES:
@@ -360,7 +319,7 @@ def cluster(
     a kubeconfig of their own and their CA in the workstation's trust."""
     folder = tmp_path_factory.mktemp("cluster")
     artifacts = build_artifacts(folder / "artifacts", VERSION)
-    spec = _write_spec(bed, dns, folder, artifacts, rancher=True)
+    spec = write_spec(bed, dns, folder, artifacts, rancher=True)
     ca, ca_key = make_ca(folder)
     place(bed.machine("node-1"), ca, ca_key)
     home = folder / "home"
@@ -368,14 +327,14 @@ def cluster(
     (home / ".kube" / "config").write_text(yaml.safe_dump(OTHER_KUBECONFIG, sort_keys=False))
     env = {**os.environ, "HOME": str(home), "SSL_CERT_FILE": str(ca)}
     try:
-        planned = _cli(bed, "plan", "-f", str(spec), "--json", timeout=180, env=env)
+        planned = cli(bed, "plan", "-f", str(spec), "--json", timeout=180, env=env)
         began = time.monotonic()
-        up = _cli(bed, "up", "-f", str(spec), "--yes", "--merge-kubeconfig", env=env)
+        up = cli(bed, "up", "-f", str(spec), "--yes", "--merge-kubeconfig", env=env)
         took = time.monotonic() - began
         (folder / "up.log").write_text(up.stdout + up.stderr)
         yield Installed(folder, spec, env, planned, up, took, OTHER_KUBECONFIG)
     finally:
-        _cli(bed, "down", "-f", str(spec), "--yes", "--uninstall-rke2", timeout=300, env=env)
+        cli(bed, "down", "-f", str(spec), "--yes", "--uninstall-rke2", timeout=300, env=env)
 
 
 @pytest.mark.timeout(UP_TIMEOUT)  # the shared cluster's `up` is paid for here
@@ -410,7 +369,7 @@ def test_check_passes_through_the_cli(bed, cluster):
     """`rke2ha check` as the user runs it afterwards: exit 0. The websocket check is
     skipped, which does not fail `check`: a real Rancher needs an API token for
     /v3/subscribe (`check --token`), and a fresh install has none yet."""
-    checked = _cli(bed, "check", "-f", str(cluster.spec), "--json", timeout=120, env=cluster.env)
+    checked = cli(bed, "check", "-f", str(cluster.spec), "--json", timeout=120, env=cluster.env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     results = {r["id"]: r["status"] for r in json.loads(checked.stdout)["checks"]}
     not_passed = {k: v for k, v in results.items() if v != "pass"}
@@ -421,7 +380,7 @@ def test_check_passes_through_the_cli(bed, cluster):
     TIMINGS.append(
         f"rke2ha check after up: {len(results) - 1} of {len(results)} pass, 1 skipped, exit 0"
     )
-    table = _cli(bed, "check", "-f", str(cluster.spec), timeout=120, env=cluster.env)
+    table = cli(bed, "check", "-f", str(cluster.spec), timeout=120, env=cluster.env)
     assert table.returncode == 0, table.stdout + table.stderr
     print(table.stdout)
 
@@ -445,7 +404,7 @@ def test_rancher_through_the_load_balancer_after_the_servers(bed, cluster):
          f"https://{HOSTNAME}/ping"]
     )  # fmt: skip
     assert curl.stdout == "pong", curl.stdout + curl.stderr
-    again = _cli(bed, "up", "-f", str(cluster.spec), "--yes", env=cluster.env)
+    again = cli(bed, "up", "-f", str(cluster.spec), "--yes", env=cluster.env)
     assert again.returncode == 0 and "No changes" in again.stdout, again.stdout
 
 
@@ -488,7 +447,7 @@ def test_up_fails_naming_the_checks_that_fail_after_rancher_answers(bed, cluster
     manifest = "/var/lib/rancher/rke2/server/manifests/rke2ha-rancher.yaml"
     sh(bed.machine("node-1"), f"rm {manifest}")
     untrusting = {k: v for k, v in cluster.env.items() if k != "SSL_CERT_FILE"}
-    done = _cli(bed, "up", "-f", str(cluster.spec), "--yes", env=untrusting)
+    done = cli(bed, "up", "-f", str(cluster.spec), "--yes", env=untrusting)
     print(done.stdout + done.stderr)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "~ rancher.release" in done.stdout or "+ rancher.release" in done.stdout, done.stdout
@@ -501,5 +460,5 @@ def test_up_fails_naming_the_checks_that_fail_after_rancher_answers(bed, cluster
     assert "Traceback" not in done.stderr
     assert sh(bed.machine("node-1"), f"stat -c %a {manifest}").strip() == "600"
     # With the CA trusted again, `check` passes: nothing was left broken.
-    checked = _cli(bed, "check", "-f", str(cluster.spec), timeout=120, env=cluster.env)
+    checked = cli(bed, "check", "-f", str(cluster.spec), timeout=120, env=cluster.env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
