@@ -17,10 +17,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tests.lbhost_live.test_lbhost_live import rke2ha
+import yaml
+from tests.lbhost_live.test_lbhost_live import rke2ha, write_spec
 from tests.lbhost_live.test_nginx_host_live import CONFIG, UNIT, main_pid, nginx_spec
 from tests.support.lbnodes import NODES, bootstrap_servers, listing, through
-from tests.support.machines import Testbed
+from tests.support.machines import Machine, Testbed
+
+from rke2ha.maintenance import parse_servers_state, remote_socket_command
+from rke2ha.render.common import DEFAULT_LAYOUT
 
 pytestmark = pytest.mark.root
 
@@ -137,3 +141,51 @@ def test_nginx_drain_on_a_host_survives_up_and_enable_brings_the_node_back(
         code, out = rke2ha(testbed, "down", "-f", str(changed), "--yes")
         assert code == 0, out
         assert listing(lb) == before
+
+
+def host_drained(lb: Machine) -> list[bool]:
+    """node-2's forced-drain flag on each backend of the host's HAProxy (runtime API)."""
+    said = lb.sh(remote_socket_command(DEFAULT_LAYOUT.haproxy_socket, ["show servers state"]))
+    rows = [r for r in parse_servers_state(said.stdout) if r.server == NODES[1]]
+    assert len(rows) == 4, said.stdout + said.stderr
+    return [r.drained for r in rows]
+
+
+def test_haproxy_on_a_host_keeps_a_drained_node_drained_across_the_reload_up_does(
+    testbed: Testbed, tmp_path: Path
+) -> None:
+    """HAProxy forgets runtime-API states on a reload: `up`'s reload step drains the
+    state's drained nodes again on the new worker; a reload rke2ha does not do loses it."""
+    with testbed.extra_machine("lb-dh") as lb:
+        spec = write_spec(testbed, tmp_path / "spec.yaml", lb)
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0, out
+        code, out = rke2ha(testbed, "lb", "drain", NODES[1], "-f", str(spec))
+        assert code == 0 and f"(HAProxy runtime API on {lb.name})" in out, out
+        assert host_drained(lb) == [True] * 4
+
+        doc = yaml.safe_load(spec.read_text())
+        doc["load_balancer"]["balance"] = "roundrobin"
+        changed = tmp_path / "changed.yaml"
+        changed.write_text(yaml.safe_dump(doc, sort_keys=False))
+        code, out = rke2ha(testbed, "up", "-f", str(changed), "--yes")
+        assert code == 0, out
+        print(out)
+        assert f"{lb.name}: reload haproxy.service and drain {NODES[1]} again" in out, out
+        assert host_drained(lb) == [True] * 4
+        code, out = rke2ha(testbed, "plan", "-f", str(changed), "--detailed-exitcode")
+        assert code == 0, out
+
+        # A reload by hand (not rke2ha's) starts a worker that never heard of the drain.
+        lb.sh("systemctl reload haproxy.service", check=True)
+        deadline = time.monotonic() + 15
+        while any(host_drained(lb)) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert host_drained(lb) == [False] * 4
+        code, out = rke2ha(testbed, "lb", "drain", NODES[1], "-f", str(changed))
+        assert code == 0 and host_drained(lb) == [True] * 4, out
+
+        code, out = rke2ha(testbed, "lb", "enable", NODES[1], "-f", str(changed))
+        assert code == 0 and host_drained(lb) == [False] * 4, out
+        code, out = rke2ha(testbed, "down", "-f", str(changed), "--yes")
+        assert code == 0, out
