@@ -95,11 +95,13 @@ def builtin_backends(node: str) -> list[dict[str, object]]:
     return [b for fe in status["frontends"] for b in fe["backends"] if b["name"] == node]
 
 
-@pytest.mark.parametrize("engine", ["haproxy", "builtin"])
-def test_drain_stops_new_connections_and_enable_brings_them_back(
-    engine: str, deployment: Deployment, emulators: Emulators
-) -> None:
-    deployment.write(spec(engine, emulators))
+def up_and_drain(
+    deployment: Deployment, emulators: Emulators, document: dict[str, Any]
+) -> tuple[int, socket.socket, Cli]:
+    """`up`, every node serving, a connection held on node-2, `lb drain node-2`: no new
+    connection reaches node-2 and the held one still works. The engine's pid, the held
+    connection and the drain's output."""
+    deployment.write(document)
     up = deployment.cli("up", "--yes")
     assert up.code == 0, up.err
     pid = deployment.engine_pid()
@@ -114,6 +116,14 @@ def test_drain_stops_new_connections_and_enable_brings_them_back(
     assert "node-2" not in after and sum(after.values()) == REQUESTS, after
     # the connection open before the drain still works, on node-2
     assert b"x-rke2ha-node: node-2" in keepalive_request(open_conn).lower()
+    return pid, open_conn, drain
+
+
+@pytest.mark.parametrize("engine", ["haproxy", "builtin"])
+def test_drain_stops_new_connections_and_enable_brings_them_back(
+    engine: str, deployment: Deployment, emulators: Emulators
+) -> None:
+    pid, open_conn, _ = up_and_drain(deployment, emulators, spec(engine, emulators))
     open_conn.close()
 
     if engine == "haproxy":
@@ -181,22 +191,8 @@ def test_a_drained_node_stays_out_across_the_reloads_up_does(
     document = spec(engine, emulators)
     if engine == "nginx":  # open-source nginx has no health token to send
         document["load_balancer"].pop("health")
-    deployment.write(document)
-    up = deployment.cli("up", "--yes")
-    assert up.code == 0, up.err
-    master = deployment.engine_pid()
-    assert set(served(emulators)) == {"node-1", "node-2", "node-3"}
-    open_conn = pinned_to("node-2")
-
-    drain = lb(deployment, "drain", "node-2")
-    assert drain.code == 0, drain.err
-    print(drain.out)
-    assert drain.out.startswith("node-2: drain"), drain.out
+    master, open_conn, drain = up_and_drain(deployment, emulators, document)
     assert deployment.state()["drained"] == ["node-2"]
-    after = served(emulators)
-    assert "node-2" not in after and sum(after.values()) == REQUESTS, after
-    # the connection opened before the drain is still served by node-2
-    assert b"x-rke2ha-node: node-2" in keepalive_request(open_conn).lower()
     config = deployment.directory / f".rke2ha/existing/{engine}/current/{engine}/{engine}.cfg"
     if engine == "nginx":
         config = config.with_name("nginx.conf")

@@ -445,13 +445,13 @@ class ExistingProvider:
             changed = entry.attrs.get("config") != self.config.short
             if changed:
                 self._apply_engine(Change("update", ENGINE, ENGINE_KIND), reporter)
-            return [(f"this machine (pid {pid})", changed)]
+            return [(f"this machine, pid {pid}", changed)]
         if UNIT_ADDRESS in state.resources:
             unit = self._require_unit()
             before = state.resources[UNIT_ADDRESS].attrs.get("config_sha")
             unit.apply(Change("update", UNIT_ADDRESS, UNIT_KIND), reporter)
             after = state.resources[UNIT_ADDRESS].attrs.get("config_sha")
-            return [(f"this machine ({unit.engine.unit})", before != after)]
+            return [(f"this machine, {unit.engine.unit}", before != after)]
         hosted = self.hosted
         keys = [k for k in hosted.addresses() if not hosted_parse(k)[1]] if hosted else []
         if not keys or any(k not in state.resources for k in keys):
