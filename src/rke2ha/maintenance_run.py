@@ -3,8 +3,9 @@ runtime-API socket on this machine, or the same socket on each `load_balancer.ho
 machine over SSH; nginx by `up`'s own engine step (render, check, replace, reload) from
 the state's drained nodes. What to send is decided in `rke2ha.maintenance` (no I/O there).
 
-HAProxy and nginx record the drained nodes in the state file first, under the state lock,
-so a later `up` keeps them out (`State.drained`). Every function returns the lines to
+HAProxy and nginx record the drained nodes in the state file, under the state lock, so a
+later `up` keeps them out (`State.drained`): nginx before its config is rendered from it,
+HAProxy once its runtime API took the command. Every function returns the lines to
 print, one per load balancer, and raises InvalidError (exit 1) when a load balancer
 cannot be reached, naming it and why.
 """
@@ -50,26 +51,25 @@ def apply(spec: Spec, node: str, action: Action) -> list[str]:
     check_node(node, [n.name for n in spec.nodes])
     if lb.engine == "builtin":
         return [_builtin(spec, node, action)]
-    with _recorded(spec, node, action) as state:
-        if lb.engine == "nginx":
-            return _nginx(spec, node, action, state)
-        if lb.hosts:
-            return _hosts(spec, node, action)
-        return [_local_haproxy(spec, node, action)]
-
-
-@contextmanager
-def _recorded(spec: Spec, node: str, action: Action) -> Iterator[State | None]:
-    """Hold the state lock, and record the drained nodes in the state (when there is
-    one) before the engine is touched: the state is what the next `up` renders from."""
     lock = StateLock(spec.state_dir, spec.name)
     with lock.acquire(f"lb {action} {node}"):
         store = StateStore(spec.state_dir, spec.name)
         state = store.load()
-        if state is not None:
-            state.drained = drained_after(state.drained, node, action)
-            store.save(state)
-        yield state
+        if lb.engine == "nginx":
+            # First: the config is rendered from the state. A host that then fails keeps
+            # the record, so `lb drain` again or `up` finishes the job.
+            _record(store, state, node, action)
+            return _nginx(spec, node, action, state)
+        lines = _hosts(spec, node, action) if lb.hosts else [_local_haproxy(spec, node, action)]
+        _record(store, state, node, action)  # HAProxy took it: kept over `up`'s reloads
+        return lines
+
+
+def _record(store: StateStore, state: State | None, node: str, action: Action) -> None:
+    """The drained nodes in the state (when there is one): what `up` renders from."""
+    if state is not None:
+        state.drained = drained_after(state.drained, node, action)
+        store.save(state)
 
 
 # ---- nginx: the config again, with the node marked down, and a reload ---------------------
