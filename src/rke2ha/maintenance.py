@@ -22,11 +22,12 @@ The drained nodes are kept in the state file (`State.drained`): `up` renders ngi
 config from it, so a later `up` keeps the node down rather than bringing it back.
 HAProxy's runtime state is lost on a reload (the new worker reads the config afresh), so
 after every reload rke2ha does, the drained nodes are drained again on the new worker
-(`keep_drained`). HAProxy's own way, `server-state-file` + `load-server-state-from-file`
-with `show servers state` saved before the reload, was not chosen: the file brings back
-every server field, addresses and ports included, over the new config (haproxy/haproxy
-issue #985: the state file's ports override the config's), so a spec that moves a node
-would be undone by its own reload; the state file of rke2ha carries only the drained names.
+(`keep_drained_steps`, `wrap_reload`). HAProxy's own way, `server-state-file` +
+`load-server-state-from-file` with `show servers state` saved before the reload, was not
+chosen: the file brings back every server field, addresses and ports included, over the
+new config (haproxy/haproxy issue #985: the state file's ports override the config's), so
+a spec that moves a node would be undone by its own reload; rke2ha's state file carries
+only the drained names.
 
 The server names are the spec's node names (`render/haproxy.py` writes `server NODE ...`),
 and the backends that hold a node are read from the rendered config itself, so the list
@@ -162,11 +163,12 @@ def parse_servers_state(text: str) -> list[ServerState]:
 
 # Run on the machine where HAProxy runs, as root. `pid` mode prints the pid of the worker
 # that answers on the socket now (nothing when none answers). `apply` mode waits for a
-# worker other than OLD (after a reload the old worker may still answer on the socket
-# until it is told to stop), then sends `show info`, the commands and `show servers
-# state` in ONE connection (commands separated by `;` run in that one session, so on that
-# one worker: HAProxy management guide, "Unix Socket commands"), and succeeds once every
-# backend/server named in the commands shows the forced-drain admin flag (0x08).
+# worker other than OLD (right after a reload the old worker may still pick up a request:
+# "when multiple haproxy processes are started on the same sockets, any process may pick
+# up the request"), then sends `show info`, the commands and `show servers state` on ONE
+# line, so one process runs them all (non-interactive mode takes several commands
+# delimited by `;`): haproxy/haproxy doc/management.txt, 9.3 "Unix Socket commands".
+# It succeeds once every backend/server named shows the forced-drain admin flag (0x08).
 _KEEP_DRAINED = """\
 import socket,sys,time
 path,mode,old,cmds=sys.argv[1],sys.argv[2],sys.argv[3],sys.argv[4:]
