@@ -1,9 +1,13 @@
 """The I/O of `rke2ha lb drain|enable NODE`: the built-in LB's admin endpoint, HAProxy's
 runtime-API socket on this machine, or the same socket on each `load_balancer.hosts`
-machine over SSH. What to send is decided in `rke2ha.maintenance` (no I/O there).
+machine over SSH; nginx by `up`'s own engine step (render, check, replace, reload) from
+the state's drained nodes. What to send is decided in `rke2ha.maintenance` (no I/O there).
 
-Every function returns the lines to print, one per load balancer, and raises InvalidError
-(exit 1) when a load balancer cannot be reached, naming it and why.
+HAProxy and nginx record the drained nodes in the state file, under the state lock, so a
+later `up` keeps them out (`State.drained`): nginx before its config is rendered from it,
+HAProxy once its runtime API took the command. Every function returns the lines to
+print, one per load balancer, and raises InvalidError (exit 1) when a load balancer
+cannot be reached, naming it and why.
 """
 
 from __future__ import annotations
@@ -11,8 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from rke2ha.errors import InvalidError
@@ -20,14 +28,21 @@ from rke2ha.maintenance import (
     Action,
     check_engine,
     check_node,
+    drain_commands,
+    drained_after,
     haproxy_backends,
     haproxy_commands,
+    keep_drained_command,
+    nginx_upstreams,
     remote_socket_command,
     stats_socket,
+    worker_pid_command,
 )
 from rke2ha.spec import Spec
+from rke2ha.state import State, StateLock, StateStore
 
 SOCKET_TIMEOUT = 5.0
+KEEP_DRAINED_TIMEOUT = 30.0
 
 
 def apply(spec: Spec, node: str, action: Action) -> list[str]:
@@ -36,9 +51,64 @@ def apply(spec: Spec, node: str, action: Action) -> list[str]:
     check_node(node, [n.name for n in spec.nodes])
     if lb.engine == "builtin":
         return [_builtin(spec, node, action)]
-    if lb.hosts:
-        return _hosts(spec, node, action)
-    return [_local_haproxy(spec, node, action)]
+    lock = StateLock(spec.state_dir, spec.name)
+    with lock.acquire(f"lb {action} {node}"):
+        store = StateStore(spec.state_dir, spec.name)
+        state = store.load()
+        if lb.engine == "nginx":
+            # First: the config is rendered from the state. A host that then fails keeps
+            # the record, so `lb drain` again or `up` finishes the job.
+            _record(store, state, node, action)
+            return _nginx(spec, node, action, state)
+        lines = _hosts(spec, node, action) if lb.hosts else [_local_haproxy(spec, node, action)]
+        _record(store, state, node, action)  # HAProxy took it: kept over `up`'s reloads
+        return lines
+
+
+def _record(store: StateStore, state: State | None, node: str, action: Action) -> None:
+    """The drained nodes in the state (when there is one): what `up` renders from."""
+    if state is not None:
+        state.drained = drained_after(state.drained, node, action)
+        store.save(state)
+
+
+# ---- nginx: the config again, with the node marked down, and a reload ---------------------
+
+
+class _Notes:
+    """A provider reporter that keeps the progress lines (printed only on a failure)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    @contextmanager
+    def step(self, change: object) -> Iterator[None]:
+        yield
+
+    def note(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def _nginx(spec: Spec, node: str, action: Action, state: State | None) -> list[str]:
+    from rke2ha.providers.base import ProviderOptions
+    from rke2ha.providers.existing.configs import host_config_text
+    from rke2ha.providers.existing.provider import ExistingProvider
+
+    if state is None:
+        path = StateStore(spec.state_dir, spec.name).path
+        raise InvalidError(
+            f"nginx is not running under rke2ha for this spec (no state file {path}); "
+            "`rke2ha up` starts it"
+        )
+    provider = ExistingProvider(spec, ProviderOptions())
+    reached = provider.reapply_engine(_Notes())
+    upstreams = ", ".join(nginx_upstreams(host_config_text(spec, state.drained)))
+    return [
+        f"{node}: {_verb(action)} on {upstreams} (nginx "
+        + ("config checked and reloaded" if changed else "already so, no reload")
+        + f", {where})"
+        for where, changed in reached
+    ]
 
 
 # ---- the built-in load balancer ---------------------------------------------------------
@@ -116,6 +186,42 @@ def _local_haproxy(spec: Spec, node: str, action: Action) -> str:
             raise InvalidError(f"HAProxy ({path}) answered `{command}` with: {answer}")
     backends = ", ".join(haproxy_backends(text, node)) or "no backend"
     return f"{node}: {_verb(action)} on {backends} (HAProxy runtime API, {path})"
+
+
+def local_worker_pid(config_text: str) -> str:
+    """The pid of the HAProxy worker answering on this machine's socket ("-": none)."""
+    path = stats_socket(config_text)
+    if path is None:
+        return "-"
+    done = _sh(worker_pid_command(sys.executable, path))
+    return done.stdout.strip() or "-"
+
+
+def drain_again_local(config_text: str, drained: Sequence[str], worker: str) -> str:
+    """Drain `drained` again on the HAProxy worker here that replaced `worker`; what it
+    said. InvalidError when it did not take (the reload itself went through)."""
+    path = stats_socket(config_text)
+    commands = drain_commands(config_text, drained)
+    if path is None or not commands:
+        return "nothing to drain again"
+    done = _sh(keep_drained_command(sys.executable, path, worker, commands))
+    said = (done.stdout + done.stderr).strip()
+    if done.returncode != 0:
+        raise InvalidError(
+            f"HAProxy reloaded, but {', '.join(drained)} (drained) could not be drained again "
+            f"on its new worker ({path}): {said}; run `rke2ha lb drain NODE` again"
+        )
+    return said
+
+
+def _sh(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/bin/sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=KEEP_DRAINED_TIMEOUT,
+        check=False,
+    )
 
 
 def send(path: str, command: str) -> str:

@@ -71,6 +71,9 @@ class State:
     # The spec the resources were last applied from (`specdiff.spec_record`: file, digest,
     # fields), so a plan names the fields that changed and another spec is recognised.
     spec: dict[str, Any] | None = None
+    # Nodes taken out of the load balancer by `rke2ha lb drain` (sorted): every config
+    # `up` renders and every reload it does keeps them out until `lb enable`.
+    drained: list[str] = field(default_factory=list)
 
     @property
     def pending(self) -> list[str]:
@@ -86,6 +89,7 @@ class State:
             "owner": self.owner,
             "resources": {a: e.to_json() for a, e in sorted(self.resources.items())},
             **({"spec": self.spec} if self.spec is not None else {}),
+            **({"drained": sorted(self.drained)} if self.drained else {}),
         }
 
     @classmethod
@@ -105,6 +109,7 @@ class State:
             serial=int(data["serial"]),
             resources={str(a): ResourceEntry.from_json(e) for a, e in resources.items()},
             spec=data["spec"] if isinstance(data.get("spec"), dict) else None,
+            drained=sorted(str(n) for n in data.get("drained") or []),
         )
 
 

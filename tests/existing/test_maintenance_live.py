@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -93,11 +95,13 @@ def builtin_backends(node: str) -> list[dict[str, object]]:
     return [b for fe in status["frontends"] for b in fe["backends"] if b["name"] == node]
 
 
-@pytest.mark.parametrize("engine", ["haproxy", "builtin"])
-def test_drain_stops_new_connections_and_enable_brings_them_back(
-    engine: str, deployment: Deployment, emulators: Emulators
-) -> None:
-    deployment.write(spec(engine, emulators))
+def up_and_drain(
+    deployment: Deployment, emulators: Emulators, document: dict[str, Any]
+) -> tuple[int, socket.socket, Cli]:
+    """`up`, every node serving, a connection held on node-2, `lb drain node-2`: no new
+    connection reaches node-2 and the held one still works. The engine's pid, the held
+    connection and the drain's output."""
+    deployment.write(document)
     up = deployment.cli("up", "--yes")
     assert up.code == 0, up.err
     pid = deployment.engine_pid()
@@ -112,6 +116,14 @@ def test_drain_stops_new_connections_and_enable_brings_them_back(
     assert "node-2" not in after and sum(after.values()) == REQUESTS, after
     # the connection open before the drain still works, on node-2
     assert b"x-rke2ha-node: node-2" in keepalive_request(open_conn).lower()
+    return pid, open_conn, drain
+
+
+@pytest.mark.parametrize("engine", ["haproxy", "builtin"])
+def test_drain_stops_new_connections_and_enable_brings_them_back(
+    engine: str, deployment: Deployment, emulators: Emulators
+) -> None:
+    pid, open_conn, _ = up_and_drain(deployment, emulators, spec(engine, emulators))
     open_conn.close()
 
     if engine == "haproxy":
@@ -158,3 +170,75 @@ def test_drain_stops_new_connections_and_enable_brings_them_back(
     assert deployment.cli("down", "--yes").code == 0
     gone = lb(deployment, "drain", "node-2")
     assert gone.code == 1 and "not running" in gone.err, gone.err
+
+
+def servers_state(deployment: Deployment) -> list[Any]:
+    config = deployment.directory / ".rke2ha/existing/haproxy/current/haproxy/haproxy.cfg"
+    path = stats_socket(config.read_text())
+    assert path is not None
+    rows = parse_servers_state(send(path, "show servers state"))
+    return [r for r in rows if r.server == "node-2"]
+
+
+@pytest.mark.parametrize("engine", ["haproxy", "nginx"])
+def test_a_drained_node_stays_out_across_the_reloads_up_does(
+    engine: str, deployment: Deployment, emulators: Emulators
+) -> None:
+    """drain, then a spec change that makes `up` reload the engine: node-2 gets no new
+    connection; `plan` after it is clean (the state's drain is in the desired config);
+    `lb enable` brings node-2 back. nginx drains by a reload (same master), HAProxy keeps
+    its runtime drain because `up` drains again on the new worker."""
+    document = spec(engine, emulators)
+    if engine == "nginx":  # open-source nginx has no health token to send
+        document["load_balancer"].pop("health")
+    master, open_conn, drain = up_and_drain(deployment, emulators, document)
+    assert deployment.state()["drained"] == ["node-2"]
+    config = deployment.directory / f".rke2ha/existing/{engine}/current/{engine}/{engine}.cfg"
+    if engine == "nginx":
+        config = config.with_name("nginx.conf")
+        assert "node-2: nginx config checked and reloaded" not in drain.out
+        assert "(nginx config checked and reloaded, this machine" in drain.out, drain.out
+        assert config.read_text().count(f"{NODES[1]}:") == config.read_text().count(" down;")
+        again = lb(deployment, "drain", "node-2")  # nothing to change: no second reload
+        assert again.code == 0 and "already so, no reload" in again.out, again.out
+    else:
+        # A reload rke2ha does not do (SIGUSR2 to the master, what `systemctl reload`
+        # sends) forgets the runtime drain: the reason `up` drains again after its own.
+        os.kill(master, signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while any(r.drained for r in servers_state(deployment)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(r.drained for r in servers_state(deployment))
+        assert lb(deployment, "drain", "node-2").code == 0
+        assert all(r.drained for r in servers_state(deployment))
+
+    # A spec change: `up` renders and reloads the engine (same master: a reload).
+    document["load_balancer"]["balance"] = "roundrobin"
+    deployment.write(document)
+    up = deployment.cli("up", "--yes")
+    assert up.code == 0, up.err
+    print(up.out)
+    assert deployment.engine_pid() == master
+    for _ in range(3):  # each round new connections, spread over the new workers
+        after = served(emulators)
+        assert "node-2" not in after and sum(after.values()) == REQUESTS, after
+    if engine == "haproxy":
+        assert "node-2: drained again on HAProxy worker" in up.out, up.out
+        rows = servers_state(deployment)
+        assert len(rows) == 4 and all(r.drained for r in rows), rows
+    else:
+        assert " down;" in config.read_text()
+    plan = deployment.cli("plan", "--detailed-exitcode")
+    assert plan.code == 0, plan.out + plan.err
+
+    enable = lb(deployment, "enable", "node-2")
+    assert enable.code == 0, enable.err
+    print(enable.out)
+    assert "drained" not in deployment.state()
+    deadline = time.monotonic() + 15
+    seen: Counter[str] = Counter()
+    while seen["node-2"] == 0 and time.monotonic() < deadline:
+        seen = served(emulators, 10)
+    assert seen["node-2"] > 0, seen
+    assert deployment.engine_pid() == master
+    open_conn.close()

@@ -207,3 +207,49 @@ def test_engine_here_is_an_enabled_unit_that_survives_a_reboot(testbed: Testbed)
         assert lb.sh(f"ls {WORK}").stdout.split() == [Path(SPEC).name], "state left behind"
         assert lb.sh(f"test -e {WORK}/.rke2ha/existing/builtin").returncode == 1
     TIMINGS.append(f"lbu-1: unit-here test {time.monotonic() - started:.1f}s")
+
+
+def test_nginx_unit_here_drains_by_a_checked_reload_kept_across_up(testbed: Testbed) -> None:
+    """nginx as the packaged unit on this machine: `lb drain` renders its config again with
+    the node down, checks it, reloads the unit (same master); `up` with a changed spec keeps
+    the node down; `lb enable` brings it back."""
+    with testbed.extra_machine("lbu-n", bind_ro=binds()) as lb:
+        # The package enables and starts nginx on its own config: that would be the
+        # machine's own, left alone (then the engine runs as a child process instead).
+        lb.sh("systemctl disable --now nginx.service", check=True)
+        write_spec(testbed, lb, "nginx")
+        with web_on_nodes(testbed):
+            code, out = rke2ha(lb, "up", "-f", SPEC, "--yes")
+            assert code == 0 and "load_balancer.unit" in out, out
+            assert service(lb, "nginx.service") == "enabled, active"
+            master = lb.sh("systemctl show -p MainPID --value nginx.service").stdout.strip()
+            seen = {through(testbed, lb) for _ in range(12)}
+            assert seen == set(NODES), seen
+
+            code, out = rke2ha(lb, "lb", "drain", NODES[1], "-f", SPEC)
+            assert code == 0, out
+            assert "(nginx config checked and reloaded, this machine, nginx.service)" in out, out
+            assert lb.sh("grep -c ' down;' /etc/nginx/nginx.conf").stdout.strip() == "4"
+            answers = [through(testbed, lb) for _ in range(12)]
+            assert NODES[1] not in answers and set(answers) <= set(NODES), answers
+
+            doc = yaml.safe_load(lb.sh(f"cat {SPEC}").stdout)
+            doc["load_balancer"]["balance"] = "roundrobin"
+            lb.sh(f"cat > {SPEC}", input=yaml.safe_dump(doc), check=True)
+            code, out = rke2ha(lb, "up", "-f", SPEC, "--yes")
+            assert code == 0 and "until its old workers stop accepting" in out, out
+            assert lb.sh("grep -c ' down;' /etc/nginx/nginx.conf").stdout.strip() == "4"
+            answers = [through(testbed, lb) for _ in range(12)]
+            assert NODES[1] not in answers, answers
+
+            code, out = rke2ha(lb, "lb", "enable", NODES[1], "-f", SPEC)
+            assert code == 0, out
+            deadline = time.monotonic() + 20
+            while NODES[1] not in answers and time.monotonic() < deadline:
+                answers = [through(testbed, lb) for _ in range(6)]
+            assert NODES[1] in answers, answers
+            assert lb.sh("systemctl show -p MainPID --value nginx.service").stdout.strip() == (
+                master
+            )
+        code, out = rke2ha(lb, "down", "-f", SPEC, "--yes")
+        assert code == 0, out

@@ -3,6 +3,7 @@ haproxy.cfg of a spec (layer 4 and layer 7), and the errors before anything is s
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +12,23 @@ import pytest
 import yaml
 
 from rke2ha.errors import InvalidError, UsageError
+from rke2ha.lbhost.decide import Step
 from rke2ha.maintenance import (
     check_engine,
     check_node,
+    drain_commands,
+    drained_after,
     haproxy_backends,
     haproxy_commands,
+    keep_drained_steps,
+    nginx_upstreams,
     parse_servers_state,
     stats_socket,
 )
 from rke2ha.render.common import Layout
 from rke2ha.render.haproxy import render_haproxy
 from rke2ha.specfile import load_spec
+from rke2ha.state import StateStore
 
 SPEC = {
     "name": "maint",
@@ -75,8 +82,9 @@ def test_node_and_engine_errors() -> None:
     with pytest.raises(UsageError, match=r"node-9.*nodes: node-1, node-2"):
         check_node("node-9", ["node-1", "node-2"])
     check_node("node-1", ["node-1"])
-    with pytest.raises(InvalidError, match="nginx has no runtime API"):
-        check_engine("nginx")
+    with pytest.raises(InvalidError, match="deregister"):
+        check_engine("aws-nlb")
+    check_engine("nginx")  # by a reload of its config with the node marked down
     check_engine("haproxy")
     check_engine("builtin")
 
@@ -102,7 +110,7 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     spec = dict(SPEC)
     for engine, node, code, says in (
         ("haproxy", "node-9", 2, "nodes: node-1, node-2, node-3"),
-        ("nginx", "node-1", 1, "no runtime API"),
+        ("nginx", "node-1", 1, "nginx is not running under rke2ha for this spec (no state"),
         ("builtin", "node-1", 1, "built-in load balancer is not running"),
         ("haproxy", "node-1", 1, "HAProxy is not running under rke2ha"),
     ):
@@ -171,3 +179,79 @@ def test_admin_route_answers_unknown_node_with_the_names() -> None:
     assert calls == [("node-1", True)]
     assert _loopback("127.0.0.1") and _loopback("::1")
     assert not _loopback("192.0.2.1") and not _loopback(None) and not _loopback("x")
+
+
+def test_drained_set_and_its_place_in_the_state_file(tmp_path: Path) -> None:
+    assert drained_after([], "node-2", "drain") == ["node-2"]
+    assert drained_after(["node-3", "node-2"], "node-2", "drain") == ["node-2", "node-3"]
+    assert drained_after(["node-2"], "node-2", "enable") == []
+    assert drained_after([], "node-2", "enable") == []
+    store = StateStore(tmp_path, "maint")
+    state = store.load_or_new("existing")
+    store.save(state)
+    assert "drained" not in json.loads(store.path.read_text())  # nothing drained: no key
+    state.drained = ["node-2"]
+    store.save(state)
+    loaded = store.load()
+    assert loaded is not None and loaded.drained == ["node-2"]
+
+
+def test_haproxy_reloads_and_starts_drain_the_recorded_nodes_again(tmp_path: Path) -> None:
+    text = rendered(tmp_path)
+    steps = [
+        Step("upload", "upload", "cat > x", input="cfg"),
+        Step("reload", "reload haproxy.service", "systemctl reload haproxy.service"),
+        Step("verify", "active", "systemctl is-active haproxy.service"),
+    ]
+    assert keep_drained_steps("haproxy", steps, text, []) == steps
+    assert keep_drained_steps("nginx", steps, text, ["node-2"]) == steps
+    kept = keep_drained_steps("haproxy", steps, text, ["node-2"])
+    assert [s.kind for s in kept] == ["upload", "reload", "verify"]
+    assert kept[0] == steps[0] and kept[2] == steps[2]
+    reload = kept[1]
+    assert reload.what == "reload haproxy.service and drain node-2 again (runtime API)"
+    # the worker's pid before, the reload itself, then the drain on the new worker
+    before, rest = reload.command.split("systemctl reload haproxy.service && ", 1)
+    assert before.startswith("OLD=$(python3 -c ") and " pid -)" in before
+    assert ' apply "$OLD" ' in rest
+    for port in (80, 443, 6443, 9345):
+        assert f"'set server rke2ha_{port}/node-2 state drain'" in rest
+    assert "/run/x/admin.sock" in rest
+    first = drain_commands(text, ["node-1", "node-3"])[0]
+    assert first == "set server rke2ha_80/node-1 state drain"
+
+
+def test_nginx_reload_with_drained_nodes_waits_for_the_old_workers(tmp_path: Path) -> None:
+    steps = [
+        Step("replace", "move it", "mv a b"),
+        Step("reload", "reload nginx.service", "systemctl reload nginx.service"),
+    ]
+    assert keep_drained_steps("nginx", steps, "", [], "nginx.service") == steps
+    kept = keep_drained_steps("nginx", steps, "", ["node-2"], "nginx.service")
+    assert kept[0] == steps[0]
+    assert kept[1].what == "reload nginx.service (until its old workers stop accepting)"
+    command = kept[1].command
+    assert command.startswith(
+        "OLDW=$(cat /proc/$(systemctl show -p MainPID --value nginx.service)/task/*/children"
+    )
+    assert "; systemctl reload nginx.service && python3 -c " in command
+    assert command.endswith(" $OLDW")
+    # the wait itself, run here against real processes: a sleeping child that is not a
+    # shutting-down nginx worker keeps it waiting; once it is gone the wait ends
+    script = command.split("python3 -c ", 1)[1].rsplit(" $OLDW", 1)[0]
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        done = subprocess.run(
+            ["sh", "-c", f"timeout 1 python3 -c {script} {sleeper.pid}"], timeout=30
+        )
+        assert done.returncode == 124  # still waiting when `timeout` stopped it
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    gone = subprocess.run(["sh", "-c", f"python3 -c {script} {sleeper.pid}"], timeout=30)
+    assert gone.returncode == 0
+
+
+def test_nginx_upstream_names() -> None:
+    text = "stream {\n    upstream rke2ha_6443 {\n    }\n    upstream rke2ha_9345 {\n}\n}"
+    assert nginx_upstreams(text) == ["rke2ha_6443", "rke2ha_9345"]

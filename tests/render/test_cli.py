@@ -122,3 +122,27 @@ def test_unassigned_addresses_are_skipped_with_reason(
     }
     assert all("rke2ha up" in reason for reason in skipped.values())
     assert (out / "rke2/node-0/config.yaml").is_file()
+
+
+def test_render_keeps_the_state_s_drained_nodes_down_in_nginx_conf(
+    specs: SpecFactory, tmp_path: Path, run_cli: Cli
+) -> None:
+    from rke2ha.state import StateStore
+
+    spec_file = specs.write({})
+    out = tmp_path / "out"
+    store = StateStore(tmp_path / ".rke2ha", "rancher")
+    state = store.load_or_new("existing")
+    state.drained = ["node-2"]
+    store.save(state)
+    result = run_cli("render", "-f", str(spec_file), "-o", str(out))
+    assert result.code == 0, result.err
+    assert "note: nginx/nginx.conf keeps node-2 down (`rke2ha lb drain`" in result.err
+    conf = (out / "nginx/nginx.conf").read_text()
+    assert conf.count(" down;") == 4 and conf.count("10.0.2.11:") == 4
+    assert " down;" not in (out / "haproxy/haproxy.cfg").read_text()
+    state.drained = []
+    store.save(state)
+    again = run_cli("render", "-f", str(spec_file), "-o", str(tmp_path / "out2"))
+    assert again.code == 0 and "keeps" not in again.err
+    assert " down;" not in (tmp_path / "out2/nginx/nginx.conf").read_text()

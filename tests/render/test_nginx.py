@@ -75,3 +75,30 @@ def test_fractional_detection_time_rounds_up_to_whole_seconds(
     result = nginx_check(path)
     assert result.code == 0, result.output
     assert "fail_timeout=3s;" in path.read_text()
+
+
+def test_drained_nodes_are_marked_down_in_every_upstream_and_nginx_t_accepts_it(
+    specs: SpecFactory, tmp_path: Path
+) -> None:
+    from rke2ha.render.nginx import render_nginx
+
+    for layer, overrides in ((4, {}), (7, specs.tls())):
+        spec = specs.load(overrides)
+        conf = tmp_path / f"l{layer}" / "nginx.conf"
+        conf.parent.mkdir()
+        text = render_nginx(spec, "spec.yaml", drained={"node-2"})
+        conf.write_text(text)
+        check = nginx_check(conf) if layer == 4 else None
+        assert check is None or check.code == 0, check.output
+        upstreams = re.findall(r"upstream \S+ \{(.*?)\n    \}", text, re.S)
+        assert upstreams, text
+        node2 = spec.nodes[1].address
+        for body in upstreams:
+            servers = re.findall(r"server (\S+) .*;", body)
+            assert len(servers) == 3, body
+            down = [s for s in servers if re.search(rf"server {re.escape(s)} .* down;", body)]
+            assert [d.rsplit(":", 1)[0] for d in down] == [node2], body
+            assert "# node-2: drained (`rke2ha lb enable node-2` puts it back)" in body
+        # nothing drained: the same config as before this parameter existed
+        plain = render_nginx(spec, "spec.yaml")
+        assert " down;" not in plain and "drained" not in plain

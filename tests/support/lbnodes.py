@@ -42,6 +42,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
+if sys.argv[3:] == ["keep-alive"]:  # answer more than one request per connection
+    Handler.protocol_version = "HTTP/1.1"
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(sys.argv[1], sys.argv[2])
 servers = []
@@ -57,8 +59,9 @@ _runs = itertools.count(1)
 
 
 @contextlib.contextmanager
-def bootstrap_servers(bed: Testbed, tmp: Path) -> Iterator[None]:
-    """BOOTSTRAP_SERVER on every node (bounded to 15 minutes), stopped and removed after."""
+def bootstrap_servers(bed: Testbed, tmp: Path, keep_alive: bool = False) -> Iterator[None]:
+    """BOOTSTRAP_SERVER on every node (bounded to 15 minutes), stopped and removed after;
+    `keep_alive`: HTTP/1.1 connections that stay open between requests."""
     cert, key = write_self_signed(tmp / "node.crt", tmp / "node.key", "node.rke2ha.test")
     unit = f"{SERVER_UNIT}-{next(_runs)}"
     for machine in nodes(bed):
@@ -69,6 +72,7 @@ def bootstrap_servers(bed: Testbed, tmp: Path) -> Iterator[None]:
         started = machine.sh(
             f"systemd-run --collect --unit={unit} -p RuntimeMaxSec=900 python3 "
             "/run/rke2ha-lbtest/server.py /run/rke2ha-lbtest/crt /run/rke2ha-lbtest/key"
+            + (" keep-alive" if keep_alive else "")
         )
         assert started.returncode == 0, (machine.name, started.stderr)
     try:

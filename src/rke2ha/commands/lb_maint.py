@@ -1,4 +1,4 @@
-"""`rke2ha lb drain NODE` / `rke2ha lb enable NODE`: maintenance without a reload.
+"""`rke2ha lb drain NODE` / `rke2ha lb enable NODE`: a node out of rotation and back.
 
 Thin: the spec, then `rke2ha.maintenance_run` (which asks `rke2ha.maintenance` what to send).
 """
@@ -23,8 +23,11 @@ def register(lb_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
             help=text.split(":")[0],
             description=f"{text}. Built-in engine: its admin endpoint (load_balancer.admin); "
             "HAProxy: its runtime API (stats socket) on this machine or on every "
-            "load_balancer.hosts machine over SSH. No reload either way. nginx has no "
-            "runtime API.",
+            "load_balancer.hosts machine over SSH, no reload. nginx (no runtime API): its "
+            "config rendered again with the node marked down, checked by nginx and reloaded, "
+            "where it runs (each load_balancer.hosts machine in turn, or here). HAProxy and "
+            "nginx keep the drained node in the state file: `up` keeps it out until "
+            "`lb enable`.",
         )
         parser.add_argument("node", metavar="NODE", help="a node name from the spec")
         add_spec_argument(parser)

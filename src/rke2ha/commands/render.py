@@ -44,11 +44,16 @@ def handle(args: argparse.Namespace) -> int:
     from rke2ha.render import render_to_dir
     from rke2ha.render.ingress import INGRESS_CONFIG, installed_path
     from rke2ha.specfile import DEFAULT_SPEC_FILE
+    from rke2ha.state import StateStore
 
     spec = spec_from_args(args)
     label = Path(args.spec_file).name if args.spec_file else DEFAULT_SPEC_FILE.name
     out_dir = Path(args.out)
-    result = render_to_dir(spec, out_dir, label, force=args.force)
+    # Nodes `rke2ha lb drain` took out stay out of a rendered nginx.conf too (the state
+    # file's record, the one `up` renders from).
+    state = StateStore(spec.state_dir, spec.name).load()
+    drained = state.drained if state is not None else []
+    result = render_to_dir(spec, out_dir, label, force=args.force, drained=drained)
     secret = set(result.secret)
     if args.json:
         print_json(
@@ -72,4 +77,10 @@ def handle(args: argparse.Namespace) -> int:
         print(f"{path}{note}")
     for relative, why in result.skipped.items():
         print(f"skipped {out_dir / relative}: {why}", file=sys.stderr)
+    if drained:
+        print(
+            f"note: nginx/nginx.conf keeps {', '.join(drained)} down (`rke2ha lb drain`, in "
+            "the state file); `rke2ha lb enable NODE` puts a node back",
+            file=sys.stderr,
+        )
     return EXIT_OK

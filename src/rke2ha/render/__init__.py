@@ -9,6 +9,7 @@ them on disk. `render_to_dir` is the whole command as a library call.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +59,13 @@ def render_to_dir(
     *,
     layout: Layout = DEFAULT_LAYOUT,
     force: bool = False,
+    drained: Collection[str] = (),
 ) -> RenderResult:
-    """Validate (unless `force`), read secrets, render every file and write them."""
+    """Validate (unless `force`), read secrets, render every file and write them; the
+    `drained` nodes marked down where the engine has no runtime control (nginx)."""
     if not force:
         refuse_invalid(spec)
-    rendering = render_files(spec, spec_label, read_inputs(spec), layout)
+    rendering = render_files(spec, spec_label, read_inputs(spec), layout, drained)
     written = write_rendering(rendering, out_dir)
     secret = [out_dir / path for path, file in rendering.files.items() if file.secret]
     return RenderResult(written, secret, rendering.skipped)

@@ -13,6 +13,7 @@ balancer's address, which provider aws only assigns at `rke2ha up`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def _tls_files(spec: Spec, inputs: SecretInputs, layout: Layout) -> Rendering:
 
 
 def _load_balancer_files(
-    spec: Spec, spec_label: str, inputs: SecretInputs, layout: Layout
+    spec: Spec, spec_label: str, inputs: SecretInputs, layout: Layout, drained: Collection[str]
 ) -> Rendering:
     out = Rendering()
     lb_paths = [HAPROXY_CFG, NGINX_CONF]
@@ -86,7 +87,7 @@ def _load_balancer_files(
     out.add(
         {
             HAPROXY_CFG: render_haproxy(spec, spec_label, layout),
-            NGINX_CONF: render_nginx(spec, spec_label, layout),
+            NGINX_CONF: render_nginx(spec, spec_label, layout, drained),
         }
     )
     if spec.load_balancer.layer == 7:
@@ -102,10 +103,16 @@ def _load_balancer_files(
 
 
 def render_files(
-    spec: Spec, spec_label: str, inputs: SecretInputs, layout: Layout = DEFAULT_LAYOUT
+    spec: Spec,
+    spec_label: str,
+    inputs: SecretInputs,
+    layout: Layout = DEFAULT_LAYOUT,
+    drained: Collection[str] = (),
 ) -> Rendering:
-    """Every file for the spec, sorted by path; pure (same inputs, same bytes)."""
-    out = _load_balancer_files(spec, spec_label, inputs, layout)
+    """Every file for the spec, sorted by path; pure (same inputs, same bytes). `drained`:
+    the nodes `rke2ha lb drain` took out (the state file's), marked down where the engine
+    has no runtime control (nginx)."""
+    out = _load_balancer_files(spec, spec_label, inputs, layout, drained)
     for path, text in rke2_files(spec, spec_label, inputs.rke2_token, layout).items():
         # config.yaml holds the cluster token; the authentication config holds no secret.
         out.add({path: text}, secret=path.endswith("/config.yaml"))

@@ -24,6 +24,7 @@ the module is static (nginx.org packages).
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 from rke2ha.render.common import (
     DEFAULT_LAYOUT,
@@ -67,24 +68,31 @@ def _fail_timeout(spec: Spec) -> str:
     return f"{math.ceil(max(1.0, health.interval * health.fall + health.timeout))}s"
 
 
-def _upstream(spec: Spec, name: str, port: int) -> list[str]:
+def _upstream(spec: Spec, name: str, port: int, drained: Collection[str]) -> list[str]:
     lb = spec.load_balancer
     body = ["least_conn;"] if lb.balance == "leastconn" else []
     for index, node in enumerate(spec.nodes):
         address = node_address(node, f"nodes[{index}]")
+        # `down` takes the server out of the upstream (ngx_stream_upstream_module and
+        # ngx_http_upstream_module, `server` parameter `down`: "marks the server as
+        # permanently unavailable"); after a reload only the old workers, which finish
+        # their open connections, still use it (nginx.org/en/docs/control.html).
+        down = node.name in drained
+        if down:
+            body.append(f"# {node.name}: drained (`rke2ha lb enable {node.name}` puts it back)")
         body.append(
             f"server {host_port(address, port)} max_fails={lb.health.fall} "
-            f"fail_timeout={_fail_timeout(spec)};"
+            f"fail_timeout={_fail_timeout(spec)}{' down' if down else ''};"
         )
     return _block(f"upstream {name}", body)
 
 
-def _stream(spec: Spec, layout: Layout, ports: list[int]) -> list[str]:
+def _stream(spec: Spec, layout: Layout, ports: list[int], drained: Collection[str]) -> list[str]:
     lb = spec.load_balancer
     body: list[str] = []
     for port in ports:
         name = f"rke2ha_{port}"
-        body += _upstream(spec, name, port)
+        body += _upstream(spec, name, port, drained)
         server = [
             _listen(layout, port),
             f"proxy_pass {name};",
@@ -123,12 +131,12 @@ def _proxy_location(spec: Spec) -> list[str]:
     ]
 
 
-def _http(spec: Spec, layout: Layout) -> list[str]:
+def _http(spec: Spec, layout: Layout, drained: Collection[str]) -> list[str]:
     lb = spec.load_balancer
     body = [
         *_block("map $http_upgrade $connection_upgrade", ["default upgrade;", "'' close;"]),
         "",
-        *_upstream(spec, INGRESS_UPSTREAM, 80),
+        *_upstream(spec, INGRESS_UPSTREAM, 80, drained),
         "",
     ]
     redirect = f"return {lb.redirect_code} https://{spec.hostname}$request_uri;"
@@ -151,8 +159,10 @@ def _http(spec: Spec, layout: Layout) -> list[str]:
     return _block("http", body[:-1] if body and body[-1] == "" else body)
 
 
-def render_nginx(spec: Spec, spec_label: str, layout: Layout = DEFAULT_LAYOUT) -> str:
-    """The full nginx.conf for the spec's layer."""
+def render_nginx(
+    spec: Spec, spec_label: str, layout: Layout = DEFAULT_LAYOUT, drained: Collection[str] = ()
+) -> str:
+    """The full nginx.conf for the spec's layer; the `drained` nodes (names) marked `down`."""
     lb = spec.load_balancer
     layer7 = lb.layer == 7
     mode = (
@@ -174,11 +184,11 @@ def render_nginx(spec: Spec, spec_label: str, layout: Layout = DEFAULT_LAYOUT) -
     lines += _block("events", [f"worker_connections {lb.max_connections};"])
     lines.append("")
     if layer7:
-        lines += _http(spec, layout)
+        lines += _http(spec, layout, drained)
         lines.append("")
         stream_ports = [port for port in lb.ports if port not in (80, 443)]
     else:
         stream_ports = list(lb.ports)
     if stream_ports:
-        lines += _stream(spec, layout, stream_ports)
+        lines += _stream(spec, layout, stream_ports, drained)
     return "\n".join(lines).rstrip("\n") + "\n"

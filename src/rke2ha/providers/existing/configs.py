@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class EngineConfig:
     engine: str
     fingerprint: str
     files: Rendering
+    drained: tuple[str, ...] = ()  # nodes rendered `down` (nginx; the state's `drained`)
 
     @property
     def short(self) -> str:
@@ -86,9 +88,14 @@ def _secret_inputs(spec: Spec) -> SecretInputs:
 
 
 def _rendered(
-    spec: Spec, engine: str, base: Path, inputs: SecretInputs, socket: str | None = None
+    spec: Spec,
+    engine: str,
+    base: Path,
+    inputs: SecretInputs,
+    socket: str | None = None,
+    drained: Collection[str] = (),
 ) -> Rendering:
-    rendering = render_files(spec, SPEC_LABEL, inputs, _layout(spec, base, socket))
+    rendering = render_files(spec, SPEC_LABEL, inputs, _layout(spec, base, socket), drained)
     prefix = f"{engine}/"
     files = {p: f for p, f in rendering.files.items() if p.startswith(prefix)}
     if CONFIG_PATHS[engine] not in files:
@@ -102,8 +109,9 @@ def _builtin(spec: Spec) -> EngineConfig:
     return EngineConfig("builtin", version.fingerprint, version.files)
 
 
-def engine_config(spec: Spec) -> EngineConfig:
-    """The config the spec asks the engine to run, without writing anything."""
+def engine_config(spec: Spec, drained: Collection[str] = ()) -> EngineConfig:
+    """The config the spec asks the engine to run, without writing anything; `drained`:
+    the state's drained nodes."""
     engine = spec.load_balancer.engine
     if engine == "aws-nlb":
         raise UsageError(
@@ -113,12 +121,12 @@ def engine_config(spec: Spec) -> EngineConfig:
     if engine == "builtin":
         return _builtin(spec)
     inputs = _secret_inputs(spec)
-    canonical = _rendered(spec, engine, _PLACEHOLDER, inputs)
+    canonical = _rendered(spec, engine, _PLACEHOLDER, inputs, drained=drained)
     digest = hashlib.sha256()
     for path, rendered in canonical.files.items():
         digest.update(f"{path}\0{rendered.text}\0".encode())
     # The files themselves are rendered again against the real folder in `write_version`.
-    return EngineConfig(engine, digest.hexdigest(), canonical)
+    return EngineConfig(engine, digest.hexdigest(), canonical, tuple(sorted(drained)))
 
 
 def write_version(spec: Spec, config: EngineConfig, paths: EnginePaths) -> Path:
@@ -129,7 +137,7 @@ def write_version(spec: Spec, config: EngineConfig, paths: EnginePaths) -> Path:
     if config.engine == "builtin":
         files = config.files
     else:
-        files = _rendered(spec, config.engine, target, _secret_inputs(spec))
+        files = _rendered(spec, config.engine, target, _secret_inputs(spec), drained=config.drained)
     write_rendering(files, target)
     return paths.config_in(target)
 
@@ -180,12 +188,12 @@ def config_diffs(
     return diffs
 
 
-def host_config_text(spec: Spec) -> str:
+def host_config_text(spec: Spec, drained: Collection[str] = ()) -> str:
     """The engine's config for `load_balancer.hosts`: rendered for the Debian package's own
     folder (/etc/haproxy), frontends bound to `load_balancer.address` (the host's; every
-    address when two hosts share it as a virtual IP)."""
+    address when two hosts share it as a virtual IP); `drained`: the state's drained nodes."""
     engine = spec.load_balancer.engine
     rendered = _rendered(
-        spec, engine, Path("/etc"), _secret_inputs(spec), DEFAULT_LAYOUT.haproxy_socket
+        spec, engine, Path("/etc"), _secret_inputs(spec), DEFAULT_LAYOUT.haproxy_socket, drained
     )
     return rendered.files[CONFIG_PATHS[engine]].text

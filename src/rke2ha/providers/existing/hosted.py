@@ -30,6 +30,7 @@ from rke2ha.lbhost.decide import (
     up_steps,
 )
 from rke2ha.lbhost.requirements import require
+from rke2ha.maintenance import keep_drained_steps
 from rke2ha.plan import Change, Desired, Observed, Plan
 from rke2ha.providers.base import Facts, Reporter
 from rke2ha.providers.existing.configs import host_config_text
@@ -91,7 +92,7 @@ class HostedEngine:
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text = host_config_text(self.spec)
+            self._text = host_config_text(self.spec, self.state.drained)
         return self._text
 
     def _engine(self, key: str) -> Engine:
@@ -188,7 +189,11 @@ class HostedEngine:
                     continue
                 steps, _ = down_steps(engine, found, record)
             else:
-                steps, _ = up_steps(engine, found, self._text_for(key), record)
+                text = self._text_for(key)
+                steps, _ = up_steps(engine, found, text, record)
+                steps = keep_drained_steps(
+                    engine.name, steps, text, self.state.drained, engine.unit
+                )
             what = "; ".join(s.what for s in steps if s.kind != "verify") or "nothing"
             plan.changes[index] = replace(change, reason=f"on {name}: {what}")
 
@@ -202,6 +207,7 @@ class HostedEngine:
 
         def plan(found: HostFacts) -> list[Step]:
             steps, record = up_steps(engine, found, text, previous)
+            steps = keep_drained_steps(engine.name, steps, text, self.state.drained, engine.unit)
             chosen["record"] = record
             if previous is None and any(s.kind in CHANGING for s in steps):
                 # Written before the host changes, so an interrupted run leaves `down`

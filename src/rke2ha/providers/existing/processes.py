@@ -145,6 +145,23 @@ def wait_new_children(pid: int, before: set[int], timeout: float) -> bool:
     return False
 
 
+# nginx's worker, told to quit gracefully (a reload), sets this title and closes its
+# listening sockets in the same step (src/os/unix/ngx_process_cycle.c,
+# ngx_worker_process_cycle); it then only finishes the connections it has.
+NGINX_SHUTTING_DOWN = "worker process is shutting down"
+
+
+def wait_stopped_accepting(pids: set[int], timeout: float) -> bool:
+    """True once every nginx worker in `pids` has exited or is shutting down."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        titles = [cmdline(pid) for pid in pids]
+        if all(t is None or NGINX_SHUTTING_DOWN in t for t in titles):
+            return True
+        time.sleep(POLL)
+    return False
+
+
 def wait_log_line(log: Path, offset: int, needles: tuple[str, ...], timeout: float) -> str | None:
     """The first line written to `log` after `offset` that contains one of `needles`."""
     deadline = time.monotonic() + timeout

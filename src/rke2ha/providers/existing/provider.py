@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rke2ha import maintenance_run
 from rke2ha.dns.manual import instructions
 from rke2ha.dns.ownership import Ownership
 from rke2ha.errors import InvalidError
@@ -34,6 +35,7 @@ from rke2ha.providers.existing.dnsrecord import HostnameRecord, RecordFacts
 from rke2ha.providers.existing.health import wait_healthy
 from rke2ha.providers.existing.hosted import KIND as HOST_KIND
 from rke2ha.providers.existing.hosted import HostedEngine
+from rke2ha.providers.existing.hosted import parse as hosted_parse
 from rke2ha.providers.existing.placement import Placement, packaged_in_use, placement
 from rke2ha.providers.existing.rancher_release import KIND as RANCHER_KIND
 from rke2ha.providers.existing.rancher_release import RancherRelease
@@ -185,7 +187,7 @@ class ExistingProvider:
     @property
     def config(self) -> EngineConfig:
         if self._config is None:
-            self._config = engine_config(self.spec)
+            self._config = engine_config(self.spec, self.state.drained)
         return self._config
 
     def _listen(self) -> str:
@@ -423,6 +425,49 @@ class ExistingProvider:
             )
         return unit
 
+    def reapply_engine(self, reporter: Reporter) -> list[tuple[str, bool]]:
+        """`up`'s step for the load balancer engine alone, from the state as it is now (its
+        drained nodes): rendered, checked by the engine's binary, put in place, reloaded,
+        where the state says the engine runs: each `load_balancer.hosts` machine in turn
+        (a failure stops at that host, naming it), the unit here, or the child process.
+        For `lb drain|enable` with nginx. Each place, and whether its config changed."""
+        state = self.state
+        if ENGINE in state.resources:
+            entry = state.resources[ENGINE]
+            runner = EngineRunner(self.spec, str(entry.attrs.get("engine")))
+            recorded = entry.attrs.get("pid")
+            pid = runner.running_pid(int(recorded) if isinstance(recorded, int) else None)
+            if pid is None:
+                raise InvalidError(
+                    f"{runner.what} recorded in {self.store.path} is not running; "
+                    "`rke2ha up` starts it"
+                )
+            changed = entry.attrs.get("config") != self.config.short
+            if changed:
+                self._apply_engine(Change("update", ENGINE, ENGINE_KIND), reporter)
+            return [(f"this machine, pid {pid}", changed)]
+        if UNIT_ADDRESS in state.resources:
+            unit = self._require_unit()
+            before = state.resources[UNIT_ADDRESS].attrs.get("config_sha")
+            unit.apply(Change("update", UNIT_ADDRESS, UNIT_KIND), reporter)
+            after = state.resources[UNIT_ADDRESS].attrs.get("config_sha")
+            return [(f"this machine, {unit.engine.unit}", before != after)]
+        hosted = self.hosted
+        keys = [k for k in hosted.addresses() if not hosted_parse(k)[1]] if hosted else []
+        if not keys or any(k not in state.resources for k in keys):
+            raise InvalidError(
+                f"{self.spec.load_balancer.engine} is not running under rke2ha for this spec "
+                f"(not in {self.store.path}); `rke2ha up` starts it"
+            )
+        assert hosted is not None
+        done: list[tuple[str, bool]] = []
+        for key in keys:
+            before = state.resources[key].attrs.get("config_sha")
+            hosted.apply(Change("update", key, HOST_KIND), reporter)
+            after = state.resources[key].attrs.get("config_sha")
+            done.append((hosted_parse(key)[0], before != after))
+        return done
+
     def _save_engine(self, runner: EngineRunner, pid: int | None, status: Any) -> None:
         config = self.config
         self.state.resources[ENGINE] = ResourceEntry(
@@ -452,10 +497,12 @@ class ExistingProvider:
         same_engine = old_pid is not None and old_engine == runner.engine
         reloadable = change.action == "update"
         if reloadable and same_engine and old_pid is not None:
+            worker = self._haproxy_worker(runner)
             runner.make_current(version)
             runner.reload(old_pid)
             reporter.note(f"{runner.what} (pid {old_pid}) reloaded with config {self.config.short}")
             self._save_engine(runner, old_pid, "created")
+            self._drain_again(runner, worker, reporter)
             runner.prune()
             return
         if old_runner is not None and old_pid is not None:
@@ -473,7 +520,23 @@ class ExistingProvider:
             raise
         reporter.note(f"{runner.what} started (pid {pid})")
         self._save_engine(runner, pid, "created")
+        self._drain_again(runner, "-", reporter)
         runner.prune()
+
+    def _haproxy_worker(self, runner: EngineRunner) -> str:
+        """The pid of the HAProxy worker answering now ("-": none, or nothing to keep)."""
+        if runner.engine != "haproxy" or not self.state.drained:
+            return "-"
+        return maintenance_run.local_worker_pid(runner.paths.running_config.read_text())
+
+    def _drain_again(self, runner: EngineRunner, worker: str, reporter: Reporter) -> None:
+        """HAProxy forgets runtime-API states on a reload or start: drain the state's drained
+        nodes again on the new worker (`rke2ha.maintenance`, why not a server-state file)."""
+        if runner.engine != "haproxy" or not self.state.drained:
+            return
+        text = runner.paths.running_config.read_text()
+        said = maintenance_run.drain_again_local(text, self.state.drained, worker)
+        reporter.note(f"{', '.join(self.state.drained)}: {said}")
 
     def _apply_record(self, change: Change, reporter: Reporter) -> list[str]:
         """Publish or unpublish; the manual instructions (zone-file lines) to hand over."""

@@ -162,6 +162,13 @@ class EngineRunner:
                 f"{self.what} (pid {pid}) started no new worker within {RELOAD_TIMEOUT:g}s "
                 f"of the reload signal; the previous workers still serve. See {self.paths.log}"
             )
+        # nginx's new workers exist before the old ones are told to stop accepting: done
+        # only once they did, so a node the new config drained gets no new connection after.
+        if self.engine == "nginx" and not processes.wait_stopped_accepting(before, RELOAD_TIMEOUT):
+            raise InvalidError(
+                f"{self.what} (pid {pid}): its previous workers still accept connections "
+                f"{RELOAD_TIMEOUT:g}s after the reload. See {self.paths.log}"
+            )
 
     def stop(self, pid: int, timeout: float | None = None) -> None:
         """Stop our engine and wait for its workers too (no process left behind)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from rke2ha.lbhost import local
 from rke2ha.lbhost.decide import ENGINES, Engine, HostFacts, Record, Step, sha256
 from rke2ha.lbhost.remote import StepFailed
+from rke2ha.maintenance import keep_drained_steps
 from rke2ha.plan import Change, Desired, Observed, Plan
 from rke2ha.providers.base import Facts, Reporter
 from rke2ha.providers.existing.builtin import builtin_version
@@ -85,7 +86,7 @@ class UnitEngine:
                     self.spec, self.spec_file, self.python, version.fingerprint
                 )
             else:
-                self._text = host_config_text(self.spec)
+                self._text = host_config_text(self.spec, self.state.drained)
         return self._text
 
     def _check(self) -> Step | None:
@@ -160,6 +161,9 @@ class UnitEngine:
 
         def plan(found: HostFacts) -> list[Step]:
             steps, record = local_up_steps(self.engine, found, self.text, previous, self._check())
+            steps = keep_drained_steps(
+                self.engine.name, steps, self.text, self.state.drained, self.engine.unit
+            )
             chosen["record"] = record
             if previous is None and any(s.kind in CHANGING for s in steps):
                 # Written before the machine changes, so an interrupted run leaves `down`
