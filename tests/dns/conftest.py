@@ -64,9 +64,11 @@ class Running:
         return self.proc.stderr.read() if self.proc.stderr else ""
 
 
-def start_server(spec: Path, *extra: str, zone: str = "example.com") -> Running:
-    """Start `rke2ha dns serve -f SPEC --listen 127.0.20.1:PORT` as a real subprocess."""
-    port = free_port(SERVER_HOST)
+def start_server(
+    spec: Path, *extra: str, zone: str = "example.com", host: str = SERVER_HOST
+) -> Running:
+    """Start `rke2ha dns serve -f SPEC --listen HOST:PORT` as a real subprocess."""
+    port = free_port(host)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -77,7 +79,7 @@ def start_server(spec: Path, *extra: str, zone: str = "example.com") -> Running:
             "-f",
             str(spec),
             "--listen",
-            f"{SERVER_HOST}:{port}",
+            f"{host}:{port}",
             *extra,
         ],
         cwd=REPO,
@@ -86,9 +88,9 @@ def start_server(spec: Path, *extra: str, zone: str = "example.com") -> Running:
         stderr=subprocess.PIPE,
         text=True,
     )
-    running = Running(proc, SERVER_HOST, port)
+    running = Running(proc, host, port)
     try:
-        wait_until_answers(SERVER_HOST, port, zone)
+        wait_until_answers(host, port, zone)
     except BaseException:
         running.stop()
         raise
@@ -100,8 +102,10 @@ def serve() -> Iterator[Callable[..., Running]]:
     """`start_server`, with every server started stopped at teardown."""
     started: list[Running] = []
 
-    def start(spec: Path, *extra: str, zone: str = "example.com") -> Running:
-        running = start_server(spec, *extra, zone=zone)
+    def start(
+        spec: Path, *extra: str, zone: str = "example.com", host: str = SERVER_HOST
+    ) -> Running:
+        running = start_server(spec, *extra, zone=zone, host=host)
         started.append(running)
         return running
 

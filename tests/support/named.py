@@ -74,14 +74,30 @@ def wait_until_answers(host: str, port: int, name: str, deadline: float = 10.0) 
             time.sleep(0.1)
 
 
+def named_binary() -> str:
+    """The path of `named`; skips the test when BIND is not installed."""
+    binary = shutil.which("named") or "/usr/sbin/named"
+    if not Path(binary).exists():
+        pytest.skip("BIND named is not installed (apt-get install bind9)")
+    return binary
+
+
+def launch_named(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    """named in the foreground with directory/named.conf, logging to directory/named.log."""
+    with (directory / "named.log").open("wb") as log:
+        return subprocess.Popen(
+            [named_binary(), "-g", "-c", str(directory / "named.conf"), "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
 @contextmanager
 def running_named(tmp_path: Path, zone: str, secret: str) -> Iterator[Named]:
     """named for `zone` under tmp_path/named, TSIG secret in tmp_path/tsig.secret (0600).
 
     Skips the test when BIND is not installed; stops named on exit."""
-    binary = shutil.which("named") or "/usr/sbin/named"
-    if not Path(binary).exists():
-        pytest.skip("BIND named is not installed (apt-get install bind9)")
+    named_binary()
     directory = tmp_path / "named"
     directory.mkdir()
     port = free_port(NAMED_HOST)
@@ -93,12 +109,7 @@ def running_named(tmp_path: Path, zone: str, secret: str) -> Iterator[Named]:
     key_file = tmp_path / "tsig.secret"
     key_file.write_text(secret + "\n")
     key_file.chmod(0o600)
-    with (directory / "named.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [binary, "-g", "-c", str(directory / "named.conf"), "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+    proc = launch_named(directory, port)
     try:
         wait_until_answers(NAMED_HOST, port, zone)
         yield Named(NAMED_HOST, port, directory, key_file, proc)

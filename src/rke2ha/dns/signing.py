@@ -25,6 +25,8 @@ import dns.rdtypes.ANY.TSIG
 import dns.rrset
 import dns.tsig
 
+from rke2ha.dns.zone import OUR_UDP_PAYLOAD
+
 # RFC 8945 §5.2 TSIG error codes (they share the extended RCODE registry).
 BADSIG, BADKEY, BADTIME = dns.rcode.BADSIG, dns.rcode.BADKEY, dns.rcode.BADTIME
 
@@ -57,7 +59,8 @@ def read_query(wire: bytes, key: dns.tsig.Key | None) -> dns.message.Message | R
 
 
 def _error_response(query: dns.message.Message) -> dns.message.Message:
-    response = dns.message.make_response(query)  # parsed without a keyring: not signed
+    # Parsed without a keyring, so not signed by make_response.
+    response = dns.message.make_response(query, our_payload=OUR_UDP_PAYLOAD)
     response.set_rcode(dns.rcode.NOTAUTH)
     return response
 
