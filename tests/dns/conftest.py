@@ -65,10 +65,14 @@ class Running:
 
 
 def start_server(
-    spec: Path, *extra: str, zone: str = "example.com", host: str = SERVER_HOST
+    spec: Path,
+    *extra: str,
+    zone: str = "example.com",
+    host: str = SERVER_HOST,
+    port: int | None = None,
 ) -> Running:
     """Start `rke2ha dns serve -f SPEC --listen HOST:PORT` as a real subprocess."""
-    port = free_port(host)
+    port = port or free_port(host)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -103,9 +107,13 @@ def serve() -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
     def start(
-        spec: Path, *extra: str, zone: str = "example.com", host: str = SERVER_HOST
+        spec: Path,
+        *extra: str,
+        zone: str = "example.com",
+        host: str = SERVER_HOST,
+        port: int | None = None,
     ) -> Running:
-        running = start_server(spec, *extra, zone=zone, host=host)
+        running = start_server(spec, *extra, zone=zone, host=host, port=port)
         started.append(running)
         return running
 

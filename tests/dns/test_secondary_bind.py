@@ -2,9 +2,10 @@
 
 `rke2ha dns serve` listens on 127.0.231.1 (this file's loopback range) with a transfer
 key and `notify` pointing at a real `named` configured as a secondary of the zone with
-that key (`primaries { IP port P key K; }`). named transfers the zone at start; after
-the spec changes and the server gets SIGHUP, its NOTIFY makes named transfer again, and
-named's answer changes within seconds (measured and printed). dig shows transfers
+that key by the clauses `rke2ha render` writes (dns/named-secondary.conf). named
+transfers the zone at start; after the spec changes and the server gets SIGHUP, its
+NOTIFY makes named transfer again, and named's answer changes within seconds (measured
+and printed). dig shows transfers
 without the key refused and with it served.
 
 named binds 127.0.0.1 (see tests/support/named.py), so it queries and transfers from
@@ -29,12 +30,17 @@ from tests.dns.conftest import Running, dig, section
 from tests.support.named import NAMED_HOST, launch_named, named_binary, wait_until_answers
 from tests.support.procs import stop
 
+from rke2ha.render.dnszone import render_secondary
+from rke2ha.specfile import load_spec
+
 PRIMARY_HOST = "127.0.231.1"
 KEY_NAME = "xfr-key."
 SECRET = base64.b64encode(b"rke2ha-transfer-key-32-bytes-ok!").decode()
 ANSWER_DEADLINE = 15.0  # seconds for named to follow a change (NOTIFY, SOA, IXFR)
 
-SECONDARY_CONF = """\
+# The options around the zone; the key and zone clauses are what `rke2ha render` writes
+# to dns/named-secondary.conf (no allow-notify: BIND takes NOTIFY from its primaries).
+SECONDARY_OPTIONS = """\
 options {{
     directory "{dir}";
     listen-on port {port} {{ {host}; }};
@@ -46,19 +52,12 @@ options {{
     dnssec-validation no;
     notify no;
 }};
-key "{key}" {{ algorithm hmac-sha256; secret "{secret}"; }};
 controls {{ }};
 logging {{ category xfer-in {{ default_stderr; }}; category notify {{ default_stderr; }}; }};
-zone "example.com" {{
-    type secondary;
-    file "{dir}/example.com.db";
-    primaries {{ {primary} port {primary_port} key "{key}"; }};
-    allow-notify {{ {primary}; }};
-}};
 """
 
 
-def write_spec(path: Path, lb_address: str) -> None:
+def write_spec(path: Path, lb_address: str, listen: str) -> None:
     key_file = path.parent / "xfr.secret"
     key_file.write_text(SECRET + "\n")
     key_file.chmod(0o600)
@@ -72,6 +71,7 @@ def write_spec(path: Path, lb_address: str) -> None:
             "zone": "example.com",
             "ttl": 60,
             "builtin": {
+                "listen": listen,
                 "axfr_allow": ["127.0.0.0/8"],
                 "transfer_key": {"name": KEY_NAME, "key_file": str(key_file)},
                 "notify": [],  # filled in once named's port is known
@@ -127,18 +127,14 @@ def test_bind_secondary_follows_notify_and_transfers_need_the_key(
 ) -> None:
     directory, named_port = secondary
     spec = tmp_path / "rke2ha.yaml"
-    write_spec(spec, "127.0.231.10")
+    primary_port = free_port(PRIMARY_HOST)
+    write_spec(spec, "127.0.231.10", f"{PRIMARY_HOST}:{primary_port}")
     set_in_spec(spec, notify=[f"{NAMED_HOST}:{named_port}"])
-    primary = serve(spec, host=PRIMARY_HOST)
-    conf = SECONDARY_CONF.format(
-        dir=directory,
-        port=named_port,
-        host=NAMED_HOST,
-        key=KEY_NAME,
-        secret=SECRET,
-        primary=PRIMARY_HOST,
-        primary_port=primary.port,
-    )
+    primary = serve(spec, host=PRIMARY_HOST, port=primary_port)
+    rendered = render_secondary(load_spec(spec), "rke2ha.yaml")
+    assert SECRET not in rendered
+    options = SECONDARY_OPTIONS.format(dir=directory, port=named_port, host=NAMED_HOST)
+    conf = options + rendered.replace('secret "SECRET"', f'secret "{SECRET}"')
     (directory / "named.conf").write_text(conf)
     subprocess.run(["named-checkconf", str(directory / "named.conf")], check=True, timeout=20)
     named = launch_named(directory, named_port)
