@@ -16,9 +16,11 @@ import dns.rdatatype
 import dns.tsig
 import pytest
 from tests.dns.conftest import BASE_SPEC
+from tests.support.specs import merge
 
 from rke2ha.dns.notifier import Notifier
 from rke2ha.dns.notify import RETRY_TIMEOUTS, is_ack, notify_message, parse_target
+from rke2ha.dns.server import DnsServer, Listen
 from rke2ha.dns.zone import build_zone
 from rke2ha.spec import Spec
 
@@ -153,3 +155,46 @@ def test_sender_gives_up_after_the_schedule() -> None:
     assert results == [False]
     assert len(secondary.seen) == 3
     assert 0.65 <= seconds < 2.0  # 0.1 + 0.2 + 0.4 s of waiting, then it stops
+
+
+async def _server_round() -> tuple[list[int], list[int]]:
+    """DnsServer in-process, notifying the stand-in: start, a no-op reload, a real change."""
+    loop = asyncio.get_running_loop()
+    transport, secondary = await loop.create_datagram_endpoint(
+        lambda: _Secondary(0, None), local_addr=(SECONDARY, 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    first = Spec.model_validate(
+        merge(BASE_SPEC, {"dns": {"builtin": {"notify": [f"{SECONDARY}:{port}"]}}})
+    )
+    changed = Spec.model_validate(
+        merge(
+            first.model_dump(mode="json", exclude_none=True),
+            {"load_balancer": {"address": "127.0.231.11"}},
+        )
+    )
+    specs = iter([first, changed])
+    server = DnsServer(first, Listen(PRIMARY, 0), reload=lambda: next(specs))
+    serials: list[int] = []
+    try:
+        await server.start()
+        await asyncio.wait_for(server.notifier.wait(), 5)
+        serials.append(server.serial)
+        seen_after_start = len(secondary.seen)
+        server.reload()  # the same spec: same zone, same serial, nobody notified
+        await asyncio.sleep(0.3)
+        serials.append(server.serial)
+        assert len(secondary.seen) == seen_after_start
+        server.reload()  # a new LB address: new serial, NOTIFY
+        await asyncio.wait_for(server.notifier.wait(), 5)
+        serials.append(server.serial)
+    finally:
+        server.close()
+        transport.close()
+    return serials, [len(secondary.seen)]
+
+
+def test_server_notifies_on_changes_only() -> None:
+    serials, [notifies] = asyncio.run(_server_round())
+    assert serials[0] == serials[1] < serials[2]
+    assert notifies == 2  # start and the real change, each acknowledged at once

@@ -257,10 +257,14 @@ class DnsServer:
             log.error("reload failed, still serving the previous zone: %s", err)
             return
         self.spec = spec
-        self.notifier.cancel()
-        self.notifier = Notifier(targets, self.listen.host, key)
+        new_secondaries = (targets, key) != (self.notifier.targets, self.notifier.key)
+        if new_secondaries:  # else a round still retrying for the current serial goes on
+            self.notifier.cancel()
+            self.notifier = Notifier(targets, self.listen.host, key)
         if zone.to_text() == self.answerer.zone.to_text():
             self.answerer.swap(zone)  # the same records; the key or the ACLs may differ
+            if new_secondaries:
+                self.notifier.zone_changed(zone.soa)  # new secondaries hear of the zone
             log.info(
                 "reloaded %s: zone unchanged (serial %d)", self.spec_path or "spec", self.serial
             )

@@ -55,7 +55,8 @@ class ZoneSettings:
     nameserver_address: str | None  # glue, when the nameserver sits inside the zone
     serial: int
     axfr_allow: frozenset[str] = frozenset()
-    transfer_key: dns.tsig.Key | None = None
+    # repr=False: dnspython's Key repr shows the secret, which must never reach a log.
+    transfer_key: dns.tsig.Key | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Zone:
     origin: dns.name.Name
     rrsets: dict[Key, dns.rrset.RRset]
     axfr_allow: frozenset[str] = frozenset()
-    transfer_key: dns.tsig.Key | None = None
+    transfer_key: dns.tsig.Key | None = field(default=None, repr=False)  # repr: the secret
     names: set[dns.name.Name] = field(init=False)
     negative_soa: dns.rrset.RRset = field(init=False)
 
