@@ -27,7 +27,13 @@ import pytest
 import yaml
 from tests.conftest import free_port
 from tests.dns.conftest import Running, dig, section
-from tests.support.named import NAMED_HOST, launch_named, named_binary, wait_until_answers
+from tests.support.named import (
+    NAMED_HOST,
+    NAMED_OPTIONS,
+    launch_named,
+    named_binary,
+    wait_until_answers,
+)
 from tests.support.procs import stop
 
 from rke2ha.render.dnszone import render_secondary
@@ -38,23 +44,11 @@ KEY_NAME = "xfr-key."
 SECRET = base64.b64encode(b"rke2ha-transfer-key-32-bytes-ok!").decode()
 ANSWER_DEADLINE = 15.0  # seconds for named to follow a change (NOTIFY, SOA, IXFR)
 
-# The options around the zone; the key and zone clauses are what `rke2ha render` writes
-# to dns/named-secondary.conf (no allow-notify: BIND takes NOTIFY from its primaries).
-SECONDARY_OPTIONS = """\
-options {{
-    directory "{dir}";
-    listen-on port {port} {{ {host}; }};
-    listen-on-v6 {{ none; }};
-    pid-file "{dir}/named.pid";
-    session-keyfile "{dir}/session.key";
-    managed-keys-directory "{dir}";
-    recursion no;
-    dnssec-validation no;
-    notify no;
-}};
-controls {{ }};
-logging {{ category xfer-in {{ default_stderr; }}; category notify {{ default_stderr; }}; }};
-"""
+# Around the key and zone clauses `rke2ha render` writes to dns/named-secondary.conf (no
+# allow-notify: BIND takes NOTIFY from its primaries), named logs transfers and NOTIFY.
+LOGGING = (
+    "logging { category xfer-in { default_stderr; }; category notify { default_stderr; }; };\n"
+)
 
 
 def write_spec(path: Path, lb_address: str, listen: str) -> None:
@@ -133,8 +127,10 @@ def test_bind_secondary_follows_notify_and_transfers_need_the_key(
     primary = serve(spec, host=PRIMARY_HOST, port=primary_port)
     rendered = render_secondary(load_spec(spec), "rke2ha.yaml")
     assert SECRET not in rendered
-    options = SECONDARY_OPTIONS.format(dir=directory, port=named_port, host=NAMED_HOST)
-    conf = options + rendered.replace('secret "SECRET"', f'secret "{SECRET}"')
+    options = NAMED_OPTIONS.format(
+        dir=directory, port=named_port, host=NAMED_HOST, extra="notify no;"
+    )
+    conf = options + LOGGING + rendered.replace('secret "SECRET"', f'secret "{SECRET}"')
     (directory / "named.conf").write_text(conf)
     subprocess.run(["named-checkconf", str(directory / "named.conf")], check=True, timeout=20)
     named = launch_named(directory, named_port)

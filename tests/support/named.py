@@ -22,7 +22,9 @@ from tests.support.procs import stop
 NAMED_HOST = "127.0.0.1"
 KEY_NAME = "rke2ha-key."
 
-NAMED_CONF = """\
+# Options every test named shares: its own directory, one loopback address, no recursion,
+# no control channel. {extra} adds statements of the caller's role.
+NAMED_OPTIONS = """\
 options {{
     directory "{dir}";
     listen-on port {port} {{ {host}; }};
@@ -32,16 +34,23 @@ options {{
     managed-keys-directory "{dir}";
     recursion no;
     dnssec-validation no;
-    allow-transfer {{ none; }};
+    {extra}
 }};
-key "{key}" {{ algorithm hmac-sha256; secret "{secret}"; }};
 controls {{ }};
+"""
+
+# A primary for {zone} that takes updates signed with {key}; transfers to nobody.
+NAMED_CONF = (
+    NAMED_OPTIONS.replace("{extra}", "allow-transfer {{ none; }};")
+    + """\
+key "{key}" {{ algorithm hmac-sha256; secret "{secret}"; }};
 zone "{zone}" {{
     type primary;
     file "{dir}/zone.db";
     update-policy {{ grant {key} zonesub ANY; }};
 }};
 """
+)
 
 # Names are relative to the zone's origin: ns1.<zone>, hostmaster.<zone>.
 ZONE_FILE = """\
