@@ -64,6 +64,22 @@ class Running:
         return self.proc.stderr.read() if self.proc.stderr else ""
 
 
+def serve_argv(spec: Path, listen: str, *extra: str) -> list[str]:
+    """The command line of `rke2ha dns serve -f SPEC --listen LISTEN [extra]`."""
+    return [
+        sys.executable,
+        "-m",
+        "rke2ha",
+        "dns",
+        "serve",
+        "-f",
+        str(spec),
+        "--listen",
+        listen,
+        *extra,
+    ]
+
+
 def start_server(
     spec: Path,
     *extra: str,
@@ -74,18 +90,7 @@ def start_server(
     """Start `rke2ha dns serve -f SPEC --listen HOST:PORT` as a real subprocess."""
     port = port or free_port(host)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rke2ha",
-            "dns",
-            "serve",
-            "-f",
-            str(spec),
-            "--listen",
-            f"{host}:{port}",
-            *extra,
-        ],
+        serve_argv(spec, f"{host}:{port}", *extra),
         cwd=REPO,
         env=cli_env(),
         stdout=subprocess.DEVNULL,

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from tests.conftest import REPO
-from tests.dns.conftest import BASE_SPEC, cli_env
+from tests.dns.conftest import BASE_SPEC, cli_env, serve_argv
 from tests.support.specs import merge
 
 from rke2ha.rules import evaluate
@@ -87,17 +86,7 @@ def test_dns_serve_refuses_a_bad_key_file(
 ) -> None:
     path = spec_with(tmp_path, secret, mode)
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rke2ha",
-            "dns",
-            "serve",
-            "-f",
-            str(path),
-            "--listen",
-            "127.0.231.1:0",
-        ],
+        serve_argv(path, "127.0.231.1:0"),
         cwd=REPO,
         env=cli_env(),
         capture_output=True,
