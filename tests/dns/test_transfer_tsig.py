@@ -15,6 +15,8 @@ import dns.rdatatype
 import dns.rrset
 import dns.tsig
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.dns.conftest import BASE_SPEC
 from tests.support.specs import merge
 
@@ -200,3 +202,48 @@ def test_the_secret_is_not_in_the_keys_repr() -> None:
 
     tsig = Tsig(KEY_NAME, SECRET, dns.tsig.HMAC_SHA256)
     assert base64.b64encode(SECRET).decode() not in repr(tsig) and "secret" not in repr(tsig)
+
+
+SIGNED = query("AXFR").to_wire()
+# The header after the ID, the question: bytes the MAC covers as they are (the TSIG RR's
+# own TTL and name case are not: RFC 8945 §4.3.3 digests the canonical key name).
+BODY_END = len(query("AXFR", key=None).to_wire())
+
+
+def _mangle(changes: list[tuple[int, int]]) -> bytes:
+    data = bytearray(SIGNED)
+    for index, xor in changes:
+        data[index] ^= xor
+    return bytes(data)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    changes=st.lists(
+        st.tuples(st.integers(0, len(SIGNED) - 1), st.integers(1, 255)), min_size=1, max_size=6
+    ),
+    tcp=st.booleans(),
+)
+def test_mangled_signed_requests_never_raise(changes: list[tuple[int, int]], tcp: bool) -> None:
+    wire = _mangle(changes)
+    reply = respond(keyed_zone(), wire, tcp=tcp, client=INSIDE)
+    if reply is not None:
+        assert reply[:2] == wire[:2] and reply[2] & 0x80
+        dns.message.from_wire(reply, keyring=False)
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    changes=st.lists(
+        st.tuples(st.integers(2, BODY_END - 1), st.integers(1, 255)), min_size=1, max_size=4
+    )
+)
+def test_a_request_changed_after_signing_never_gets_the_zone(
+    changes: list[tuple[int, int]],
+) -> None:
+    wire = _mangle(changes)
+    reply = respond(keyed_zone(), wire, tcp=True, client=INSIDE)
+    if reply is None or wire == SIGNED:
+        return
+    parsed = dns.message.from_wire(reply, keyring=False)
+    assert not parsed.answer and parsed.rcode() != dns.rcode.NOERROR

@@ -184,6 +184,9 @@ class Zone:
             if not tcp or serial_at_least(theirs[0][0].serial, self.soa[0].serial):
                 response.answer.append(self.soa)
                 return response
+        # One message: the zone is a handful of records (thousands of load balancer
+        # addresses would be needed to pass 64 KiB), so the signing of later messages of a
+        # transfer (RFC 8945 §5.3.1) never arises; the message is signed whole.
         response.answer.append(self.soa)
         response.answer.extend(
             rrset
