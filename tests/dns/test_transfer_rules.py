@@ -97,3 +97,14 @@ def test_dns_serve_refuses_a_bad_key_file(
     assert result.returncode == 1, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert expected in line and "Traceback" not in result.stderr and SECRET not in line
+
+
+def test_the_existing_engines_spec_copy_names_the_key_file_absolutely(tmp_path: Path) -> None:
+    """The built-in engine's copy of the spec lives elsewhere: a relative key_file would
+    point nowhere from there (as dns.rfc2136.key_file, it is made absolute)."""
+    from rke2ha.providers.existing.builtin import CONFIG_PATHS, builtin_version
+
+    spec = load_spec(spec_with(tmp_path, SECRET))
+    copy = builtin_version(spec).files.files[CONFIG_PATHS["builtin"]].text
+    key = yaml.safe_load(copy)["dns"]["builtin"]["transfer_key"]
+    assert key["key_file"] == str(tmp_path / "xfr.secret") and SECRET not in copy
