@@ -565,6 +565,16 @@ class Route53(_Strict):
     )
 
 
+class TransferKey(_Strict):
+    """The TSIG key secondaries sign zone transfers and NOTIFY answers with (RFC 8945)."""
+
+    name: str = Field(description="TSIG key name as the secondaries know it (ends with a dot).")
+    algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = Field(
+        "hmac-sha256", description="TSIG algorithm of the key."
+    )
+    key_file: Path = Field(description="File holding the base64 TSIG secret alone (mode 0600).")
+
+
 class BuiltinDns(_Strict):
     """rke2ha's own authoritative DNS server for the zone (`rke2ha dns serve`)."""
 
@@ -575,7 +585,25 @@ class BuiltinDns(_Strict):
         None, description="NS name served for the zone. Default: `ns1.<zone>`."
     )
     axfr_allow: list[str] = Field(
-        default_factory=list, description="Client IPs allowed to transfer the zone (AXFR)."
+        default_factory=list,
+        description=(
+            "Client IPs or networks allowed to transfer the zone (AXFR/IXFR, TCP). With "
+            "`transfer_key` and an empty list, any client holding the key may transfer."
+        ),
+    )
+    transfer_key: TransferKey | None = Field(
+        None,
+        description=(
+            "When set, zone transfers must be TSIG-signed with this key, answers to signed "
+            "queries are signed, and NOTIFY messages are signed."
+        ),
+    )
+    notify: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Secondaries (IP[:PORT], port 53 by default) sent a NOTIFY (RFC 1996) whenever "
+            "the served zone changes: start, SIGHUP, health."
+        ),
     )
 
 

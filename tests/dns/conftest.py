@@ -64,31 +64,42 @@ class Running:
         return self.proc.stderr.read() if self.proc.stderr else ""
 
 
-def start_server(spec: Path, *extra: str, zone: str = "example.com") -> Running:
-    """Start `rke2ha dns serve -f SPEC --listen 127.0.20.1:PORT` as a real subprocess."""
-    port = free_port(SERVER_HOST)
+def serve_argv(spec: Path, listen: str, *extra: str) -> list[str]:
+    """The command line of `rke2ha dns serve -f SPEC --listen LISTEN [extra]`."""
+    return [
+        sys.executable,
+        "-m",
+        "rke2ha",
+        "dns",
+        "serve",
+        "-f",
+        str(spec),
+        "--listen",
+        listen,
+        *extra,
+    ]
+
+
+def start_server(
+    spec: Path,
+    *extra: str,
+    zone: str = "example.com",
+    host: str = SERVER_HOST,
+    port: int | None = None,
+) -> Running:
+    """Start `rke2ha dns serve -f SPEC --listen HOST:PORT` as a real subprocess."""
+    port = port or free_port(host)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rke2ha",
-            "dns",
-            "serve",
-            "-f",
-            str(spec),
-            "--listen",
-            f"{SERVER_HOST}:{port}",
-            *extra,
-        ],
+        serve_argv(spec, f"{host}:{port}", *extra),
         cwd=REPO,
         env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    running = Running(proc, SERVER_HOST, port)
+    running = Running(proc, host, port)
     try:
-        wait_until_answers(SERVER_HOST, port, zone)
+        wait_until_answers(host, port, zone)
     except BaseException:
         running.stop()
         raise
@@ -100,8 +111,14 @@ def serve() -> Iterator[Callable[..., Running]]:
     """`start_server`, with every server started stopped at teardown."""
     started: list[Running] = []
 
-    def start(spec: Path, *extra: str, zone: str = "example.com") -> Running:
-        running = start_server(spec, *extra, zone=zone)
+    def start(
+        spec: Path,
+        *extra: str,
+        zone: str = "example.com",
+        host: str = SERVER_HOST,
+        port: int | None = None,
+    ) -> Running:
+        running = start_server(spec, *extra, zone=zone, host=host, port=port)
         started.append(running)
         return running
 

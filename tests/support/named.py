@@ -22,7 +22,9 @@ from tests.support.procs import stop
 NAMED_HOST = "127.0.0.1"
 KEY_NAME = "rke2ha-key."
 
-NAMED_CONF = """\
+# Options every test named shares: its own directory, one loopback address, no recursion,
+# no control channel. {extra} adds statements of the caller's role.
+NAMED_OPTIONS = """\
 options {{
     directory "{dir}";
     listen-on port {port} {{ {host}; }};
@@ -32,16 +34,23 @@ options {{
     managed-keys-directory "{dir}";
     recursion no;
     dnssec-validation no;
-    allow-transfer {{ none; }};
+    {extra}
 }};
-key "{key}" {{ algorithm hmac-sha256; secret "{secret}"; }};
 controls {{ }};
+"""
+
+# A primary for {zone} that takes updates signed with {key}; transfers to nobody.
+NAMED_CONF = (
+    NAMED_OPTIONS.replace("{extra}", "allow-transfer {{ none; }};")
+    + """\
+key "{key}" {{ algorithm hmac-sha256; secret "{secret}"; }};
 zone "{zone}" {{
     type primary;
     file "{dir}/zone.db";
     update-policy {{ grant {key} zonesub ANY; }};
 }};
 """
+)
 
 # Names are relative to the zone's origin: ns1.<zone>, hostmaster.<zone>.
 ZONE_FILE = """\
@@ -74,14 +83,30 @@ def wait_until_answers(host: str, port: int, name: str, deadline: float = 10.0) 
             time.sleep(0.1)
 
 
+def named_binary() -> str:
+    """The path of `named`; skips the test when BIND is not installed."""
+    binary = shutil.which("named") or "/usr/sbin/named"
+    if not Path(binary).exists():
+        pytest.skip("BIND named is not installed (apt-get install bind9)")
+    return binary
+
+
+def launch_named(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    """named in the foreground with directory/named.conf, logging to directory/named.log."""
+    with (directory / "named.log").open("wb") as log:
+        return subprocess.Popen(
+            [named_binary(), "-g", "-c", str(directory / "named.conf"), "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
 @contextmanager
 def running_named(tmp_path: Path, zone: str, secret: str) -> Iterator[Named]:
     """named for `zone` under tmp_path/named, TSIG secret in tmp_path/tsig.secret (0600).
 
     Skips the test when BIND is not installed; stops named on exit."""
-    binary = shutil.which("named") or "/usr/sbin/named"
-    if not Path(binary).exists():
-        pytest.skip("BIND named is not installed (apt-get install bind9)")
+    named_binary()
     directory = tmp_path / "named"
     directory.mkdir()
     port = free_port(NAMED_HOST)
@@ -93,12 +118,7 @@ def running_named(tmp_path: Path, zone: str, secret: str) -> Iterator[Named]:
     key_file = tmp_path / "tsig.secret"
     key_file.write_text(secret + "\n")
     key_file.chmod(0o600)
-    with (directory / "named.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [binary, "-g", "-c", str(directory / "named.conf"), "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+    proc = launch_named(directory, port)
     try:
         wait_until_answers(NAMED_HOST, port, zone)
         yield Named(NAMED_HOST, port, directory, key_file, proc)

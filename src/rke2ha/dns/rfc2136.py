@@ -15,11 +15,8 @@ prerequisites (RFC 2136 §2.4) are the ownership rules of `publish.py`:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import socket
-from dataclasses import dataclass
 
 import dns.exception
 import dns.message
@@ -29,36 +26,19 @@ import dns.rcode
 import dns.rdataset
 import dns.rdatatype
 import dns.tsig
-import dns.tsigkeyring
 import dns.update
 
 from rke2ha.dns.publish import Action, Observed, Plan
 from rke2ha.dns.records import ADDRESS_TYPES, DesiredRecords, Record
+from rke2ha.dns.tsigkey import Tsig, load_tsig
 from rke2ha.errors import InvalidError, UsageError
-from rke2ha.secretfiles import read_secret
 from rke2ha.spec import Spec
 
 TIMEOUT = 10.0
-ALGORITHMS = {
-    "hmac-sha256": dns.tsig.HMAC_SHA256,
-    "hmac-sha384": dns.tsig.HMAC_SHA384,
-    "hmac-sha512": dns.tsig.HMAC_SHA512,
-}
 
 
 class Rfc2136Error(InvalidError):
     """The primary refused, failed or could not be reached (exit 1)."""
-
-
-@dataclass(frozen=True)
-class Tsig:
-    name: dns.name.Name
-    secret: bytes
-    algorithm: dns.name.Name
-
-    @property
-    def keyring(self) -> dict[dns.name.Name, dns.tsig.Key]:
-        return {self.name: dns.tsig.Key(self.name, self.secret, self.algorithm)}
 
 
 def read_tsig(spec: Spec) -> Tsig:
@@ -66,16 +46,9 @@ def read_tsig(spec: Spec) -> Tsig:
     config = spec.dns.rfc2136
     if config is None:
         raise UsageError("dns.provider is rfc2136 but the dns.rfc2136 block is missing; add it")
-    path = spec.resolve(config.key_file)
-    text = read_secret(path, what="TSIG secret (dns.rfc2136.key_file)")
-    try:
-        secret = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidError(
-            f"{path}: the TSIG secret is not base64; put the key's secret alone in the file "
-            "(the `secret` value of `tsig-keygen` output)"
-        ) from None
-    return Tsig(dns.name.from_text(config.key_name), secret, ALGORITHMS[config.algorithm])
+    return load_tsig(
+        spec.resolve(config.key_file), config.key_name, config.algorithm, "dns.rfc2136.key_file"
+    )
 
 
 def server_address(host: str, port: int) -> str:

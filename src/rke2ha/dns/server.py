@@ -10,6 +10,9 @@ tie the server up.
 Answers to UDP queries are cached by the query's bytes after the ID (as NSD precompiles
 its answers); the cache is dropped whenever the zone changes (SIGHUP, health). SIGHUP
 re-reads the spec file; a spec that no longer loads is reported and the old zone kept.
+Whenever the zone's content changes (start, a SIGHUP that changes it, health) the serial
+is bumped and the secondaries in `dns.builtin.notify` get a NOTIFY (`notifier.py`); a
+SIGHUP that changes nothing keeps the serial, so secondaries do not transfer for nothing.
 uvloop runs the loop when installed.
 """
 
@@ -26,10 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import dns.tsig
+
 from rke2ha.dns.health import HealthWatcher, health_ttl
-from rke2ha.dns.wire import respond
+from rke2ha.dns.notifier import Notifier
+from rke2ha.dns.notify import parse_target
+from rke2ha.dns.tsigkey import load_tsig
+from rke2ha.dns.wire import answer
 from rke2ha.dns.zone import Zone, build_zone
-from rke2ha.errors import Rke2haError, UsageError
+from rke2ha.errors import InvalidError, Rke2haError, UsageError
 from rke2ha.spec import Spec
 from rke2ha.specfile import load_spec
 
@@ -60,13 +68,13 @@ class Answerer:
 
     def answer(self, wire: bytes, *, tcp: bool, client: str) -> bytes | None:
         if tcp or not self.cache:  # TCP carries AXFR, whose answer depends on the client
-            return respond(self.zone, wire, tcp=True, client=client)
+            return answer(self.zone, wire, tcp=tcp, client=client)[0]
         key = wire[2:]
         cached = self._cache.get(key)
         if cached is not None:
             return wire[:2] + cached
-        reply = respond(self.zone, wire, tcp=False, client=client)
-        if reply is not None and len(wire) >= 2:
+        reply, cacheable = answer(self.zone, wire, tcp=False, client=client)
+        if reply is not None and cacheable and len(wire) >= 2:
             if len(self._cache) >= CACHE_MAX_ENTRIES:
                 self._cache.clear()
             self._cache[key] = reply[2:]
@@ -165,7 +173,9 @@ class DnsServer:
         self.health_port = health_port
         self._reload = reload or (lambda: load_spec(spec_path))
         self.serial = int(time.time())
+        self.key = transfer_key(spec)
         self.answerer = Answerer(self._build(spec, None), cache)
+        self.notifier = Notifier(notify_targets(spec), listen.host, self.key)
         self._health_task: asyncio.Task[None] | None = None
         self._transports: list[asyncio.BaseTransport] = []
         self._tcp_server: asyncio.Server | None = None
@@ -177,7 +187,11 @@ class DnsServer:
 
     def _build(self, spec: Spec, addresses: list[str] | None) -> Zone:
         ttl = health_ttl(spec) if len(spec.load_balancer.addresses) > 1 else None
-        return build_zone(spec, self.serial, addresses, ttl)
+        return build_zone(spec, self.serial, addresses, ttl, self.key)
+
+    def _serve_zone(self, zone: Zone) -> None:
+        self.answerer.swap(zone)
+        self.notifier.zone_changed(zone.soa)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -206,6 +220,7 @@ class DnsServer:
                 "pick another address or port with --listen (ports below 1024 need root)"
             ) from None
         self._start_health()
+        self.notifier.zone_changed(self.answerer.zone.soa)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
 
@@ -220,23 +235,47 @@ class DnsServer:
     def _on_health(self, serving: list[str]) -> None:
         log.info("load balancer addresses served: %s", ", ".join(serving))
         self._next_serial()
-        self.answerer.swap(self._build(self.spec, serving))
+        self._serve_zone(self._build(self.spec, serving))
 
     def reload(self) -> None:
-        """SIGHUP: read the spec again; keep the old zone when the new one is wrong."""
+        """SIGHUP: read the spec again; keep the old zone when the new one is wrong.
+
+        The serial moves (and secondaries are notified) only when the zone's content
+        changed; a new key or NOTIFY list applies from now on either way."""
         try:
             spec = self._reload()
-            self._next_serial()
-            zone = self._build(spec, None)
+            key = transfer_key(spec)
+            targets = notify_targets(spec)
         except Rke2haError as err:
             log.error("reload failed, still serving the previous zone: %s", err)
             return
+        old_key, self.key = self.key, key
+        try:
+            zone = self._build(spec, None)
+        except Rke2haError as err:
+            self.key = old_key
+            log.error("reload failed, still serving the previous zone: %s", err)
+            return
         self.spec = spec
-        self.answerer.swap(zone)
+        new_secondaries = (targets, key) != (self.notifier.targets, self.notifier.key)
+        if new_secondaries:  # else a round still retrying for the current serial goes on
+            self.notifier.cancel()
+            self.notifier = Notifier(targets, self.listen.host, key)
+        if zone.to_text() == self.answerer.zone.to_text():
+            self.answerer.swap(zone)  # the same records; the key or the ACLs may differ
+            if new_secondaries:
+                self.notifier.zone_changed(zone.soa)  # new secondaries hear of the zone
+            log.info(
+                "reloaded %s: zone unchanged (serial %d)", self.spec_path or "spec", self.serial
+            )
+        else:
+            self._next_serial()
+            self._serve_zone(self._build(spec, None))
+            log.info("reloaded %s (serial %d)", self.spec_path or "spec", self.serial)
         self._start_health()
-        log.info("reloaded %s (serial %d)", self.spec_path or "spec", self.serial)
 
     def close(self) -> None:
+        self.notifier.cancel()
         if self._health_task is not None:
             self._health_task.cancel()
         for transport in self._transports:
@@ -262,6 +301,29 @@ class DnsServer:
             await stop.wait()
         finally:
             self.close()
+
+
+def transfer_key(spec: Spec) -> dns.tsig.Key | None:
+    """The key of `dns.builtin.transfer_key`, read from its 0600 file; None when unset."""
+    config = spec.dns.builtin.transfer_key
+    if config is None:
+        return None
+    path = spec.resolve(config.key_file)
+    field = "dns.builtin.transfer_key.key_file"
+    return load_tsig(path, config.name, config.algorithm, field).key
+
+
+def notify_targets(spec: Spec) -> list[tuple[str, int]]:
+    """(IP, port) of every `dns.builtin.notify` entry; InvalidError naming a bad one."""
+    targets = []
+    for index, text in enumerate(spec.dns.builtin.notify):
+        try:
+            targets.append(parse_target(text))
+        except ValueError as err:
+            raise InvalidError(
+                f"dns.builtin.notify[{index}]: {err}; give a secondary's IP or IP:PORT"
+            ) from None
+    return targets
 
 
 def run(server: DnsServer) -> None:

@@ -3,8 +3,9 @@
 `respond` parses a query, asks `Zone.answer`, applies the client's UDP size (its EDNS0
 buffer, else 512 bytes) and truncates with TC when the answer does not fit, so the client
 retries over TCP. A message that cannot be parsed gets FORMERR when its header can be
-read, and nothing otherwise: nothing a client sends makes `respond` raise. Sans-I/O like
-the zone; the server adapters call it with the bytes they received.
+read, and nothing otherwise: nothing a client sends makes `respond` raise. TSIG-signed
+requests are verified by `signing.py` first. Sans-I/O like the zone; the server adapters
+call it with the bytes they received.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 
+from rke2ha.dns.signing import Rejected, read_query
 from rke2ha.dns.zone import Zone
 
 PLAIN_UDP_LIMIT = 512  # RFC 1035 limit for a client without EDNS0
@@ -51,21 +53,27 @@ def render(response: dns.message.Message, limit: int) -> bytes:
 
 def respond(zone: Zone, wire: bytes, *, tcp: bool, client: str) -> bytes | None:
     """The answer to the query bytes `wire`, or None when nothing should be sent."""
+    return answer(zone, wire, tcp=tcp, client=client)[0]
+
+
+def answer(zone: Zone, wire: bytes, *, tcp: bool, client: str) -> tuple[bytes | None, bool]:
+    """(the answer, or None when nothing should be sent; whether it may be cached).
+
+    Answers to TSIG-signed requests carry a signature over the request's MAC and the
+    current time, so they are never cached."""
     try:
-        query = dns.message.from_wire(wire, one_rr_per_rrset=False, ignore_trailing=False)
-    except dns.message.UnknownTSIGKey:
-        return _refused_header(wire, dns.rcode.NOTAUTH)
+        query = read_query(wire, zone.transfer_key)
     except Exception:  # dnspython raises many kinds for bad input; all mean FORMERR.
-        return formerr(wire)
+        return formerr(wire), True
+    if isinstance(query, Rejected):
+        return query.reply, False
     if query.flags & dns.flags.QR:
-        return None
+        return None, True
     try:
         response = zone.answer(query, tcp=tcp, client=client)
     except Exception:
-        return _refused_header(wire, dns.rcode.SERVFAIL)
-    if query.tsig is not None:  # we hold no keys: a signed query cannot be answered signed
-        return _refused_header(wire, dns.rcode.NOTAUTH)
-    return render(response, 65535 if tcp else udp_limit(query))
+        return _refused_header(wire, dns.rcode.SERVFAIL), False
+    return render(response, 65535 if tcp else udp_limit(query)), query.tsig is None
 
 
 def _refused_header(wire: bytes, rcode: int) -> bytes | None:

@@ -10,7 +10,11 @@ Rules this module keeps:
   never set, nothing is looked up elsewhere.
 - Unknown names get NXDOMAIN and known names without the asked type get NODATA, both with
   the SOA in authority (RFC 2308) so resolvers cache the negative answer.
-- AXFR/IXFR go to the clients in `dns.builtin.axfr_allow` only, and only over TCP.
+- Zone transfers (AXFR, and IXFR answered in AXFR form: there is no journal) go over TCP
+  to the clients in `dns.builtin.axfr_allow`; with a transfer key they must also be
+  TSIG-signed with it (`signing.py` has checked the signature before `answer` runs), and
+  with a key and an empty list the key alone admits. Anything else is REFUSED, as BIND
+  answers a request its `allow-transfer` does not match.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import dns.tsig
 
 # Re-exported: the lab topology and the zone renderer import it from here.
 from rke2ha.dns.hostport import split_host_port as split_host_port
@@ -50,6 +55,8 @@ class ZoneSettings:
     nameserver_address: str | None  # glue, when the nameserver sits inside the zone
     serial: int
     axfr_allow: frozenset[str] = frozenset()
+    # repr=False: dnspython's Key repr shows the secret, which must never reach a log.
+    transfer_key: dns.tsig.Key | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -59,6 +66,7 @@ class Zone:
     origin: dns.name.Name
     rrsets: dict[Key, dns.rrset.RRset]
     axfr_allow: frozenset[str] = frozenset()
+    transfer_key: dns.tsig.Key | None = field(default=None, repr=False)  # repr: the secret
     names: set[dns.name.Name] = field(init=False)
     negative_soa: dns.rrset.RRset = field(init=False)
 
@@ -109,7 +117,7 @@ class Zone:
             response.set_rcode(dns.rcode.REFUSED)
             return response
         if qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
-            return self._transfer(response, tcp=tcp, client=client)
+            return self._transfer(query, response, tcp=tcp, client=client)
         response.flags |= dns.flags.AA
         self._lookup(response, qname, qtype)
         return response
@@ -148,13 +156,37 @@ class Zone:
     def _is_empty_non_terminal(self, qname: dns.name.Name) -> bool:
         return any(name.is_subdomain(qname) for name in self.names)
 
+    def may_transfer(self, query: dns.message.Message, client: str) -> bool:
+        """The transfer ACL: `axfr_allow` (when set, or when there is no key) and the key."""
+        if self.transfer_key is None:
+            return _allowed(client, self.axfr_allow)
+        if not query.had_tsig or query.keyname != self.transfer_key.name:
+            return False
+        return not self.axfr_allow or _allowed(client, self.axfr_allow)
+
     def _transfer(
-        self, response: dns.message.Message, *, tcp: bool, client: str
+        self, query: dns.message.Message, response: dns.message.Message, *, tcp: bool, client: str
     ) -> dns.message.Message:
-        if not tcp or not _allowed(client, self.axfr_allow):
+        ixfr = query.question[0].rdtype == dns.rdatatype.IXFR
+        if not self.may_transfer(query, client) or (not tcp and not ixfr):
             response.set_rcode(dns.rcode.REFUSED)
             return response
         response.flags |= dns.flags.AA
+        if ixfr:
+            # RFC 1995 §3: the client's current SOA travels in the authority section.
+            theirs = [r for r in query.authority if r.rdtype == dns.rdatatype.SOA]
+            if len(theirs) != 1 or theirs[0].name != self.origin:
+                response.set_rcode(dns.rcode.FORMERR)
+                return response
+            # RFC 1995 §2: a client as new as we are, or asking over UDP, gets our SOA
+            # alone (over UDP: "ask again over TCP"). §4: without a journal the rest get
+            # the whole zone in AXFR form, which IXFR clients take as a full transfer.
+            if not tcp or serial_at_least(theirs[0][0].serial, self.soa[0].serial):
+                response.answer.append(self.soa)
+                return response
+        # One message: the zone is a handful of records (thousands of load balancer
+        # addresses would be needed to pass 64 KiB), so the signing of later messages of a
+        # transfer (RFC 8945 §5.3.1) never arises; the message is signed whole.
         response.answer.append(self.soa)
         response.answer.extend(
             rrset
@@ -163,6 +195,11 @@ class Zone:
         )
         response.answer.append(self.soa)
         return response
+
+
+def serial_at_least(theirs: int, ours: int) -> bool:
+    """`theirs` is equal to or newer than `ours` in RFC 1982 serial arithmetic (§3.2)."""
+    return (theirs - ours) % 2**32 < 2**31
 
 
 def _allowed(client: str, allow: Iterable[str]) -> bool:
@@ -182,8 +219,13 @@ def _allowed(client: str, allow: Iterable[str]) -> bool:
 # ---- building the zone ------------------------------------------------------------------
 
 
-def settings_from_spec(spec: Spec, serial: int) -> ZoneSettings:
-    """Nameserver name (default ns1.<zone>), its glue from `dns.builtin.listen`, AXFR ACL."""
+def settings_from_spec(
+    spec: Spec, serial: int, transfer_key: dns.tsig.Key | None = None
+) -> ZoneSettings:
+    """Nameserver name (default ns1.<zone>), its glue from `dns.builtin.listen`, AXFR ACL.
+
+    `transfer_key` is the key `dns.builtin.transfer_key` names, read by the caller (files
+    are I/O, this module is not)."""
     zone = dns.name.from_text(spec.dns.zone)
     nameserver = (
         dns.name.from_text(spec.dns.builtin.nameserver)
@@ -199,7 +241,9 @@ def settings_from_spec(spec: Spec, serial: int) -> ZoneSettings:
             ip = None
         if ip is not None and not ip.is_unspecified:
             glue = str(ip)
-    return ZoneSettings(nameserver, glue, serial, frozenset(spec.dns.builtin.axfr_allow))
+    return ZoneSettings(
+        nameserver, glue, serial, frozenset(spec.dns.builtin.axfr_allow), transfer_key
+    )
 
 
 def zone_from_records(desired: DesiredRecords, settings: ZoneSettings, ttl: int) -> Zone:
@@ -223,11 +267,15 @@ def zone_from_records(desired: DesiredRecords, settings: ZoneSettings, ttl: int)
         put(settings.nameserver, rdtype, ttl, [settings.nameserver_address])
     for record in desired.all:
         put(dns.name.from_text(record.name), record.rdtype, record.ttl, record.values)
-    return Zone(origin, rrsets, settings.axfr_allow)
+    return Zone(origin, rrsets, settings.axfr_allow, settings.transfer_key)
 
 
 def build_zone(
-    spec: Spec, serial: int, addresses: list[str] | None = None, ttl: int | None = None
+    spec: Spec,
+    serial: int,
+    addresses: list[str] | None = None,
+    ttl: int | None = None,
+    transfer_key: dns.tsig.Key | None = None,
 ) -> Zone:
     """The zone the spec describes; `addresses`/`ttl` override the LB addresses (health)."""
     desired = desired_records(spec, addresses)
@@ -238,4 +286,4 @@ def build_zone(
             tuple(type(r)(r.name, r.rdtype, ttl, r.values) for r in desired.address),
             desired.owner,
         )
-    return zone_from_records(desired, settings_from_spec(spec, serial), spec.dns.ttl)
+    return zone_from_records(desired, settings_from_spec(spec, serial, transfer_key), spec.dns.ttl)

@@ -9,6 +9,9 @@ existing zone only the record lines matter.
 nsupdate.txt creates the records with RFC 2136 prerequisites (`prereq nxdomain`): it never
 overwrites a hostname someone else already holds. The TSIG secret is never written into
 it: nsupdate reads the key from a file given with `-k`.
+
+With `dns.builtin.transfer_key`, `dns/named-secondary.conf` holds the key and zone clauses
+of a BIND secondary that follows `rke2ha dns serve` (the secret left as a placeholder).
 """
 
 from __future__ import annotations
@@ -141,8 +144,50 @@ def render_nsupdate(spec: Spec, spec_label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _primary_address(spec: Spec) -> tuple[str, int, bool]:
+    """(address, port, whether a placeholder) of `dns serve` as the secondary reaches it."""
+    host, port = split_host_port(spec.dns.builtin.listen or "0.0.0.0:53", 53)
+    if is_ip(host) and not ipaddress.ip_address(host).is_unspecified:
+        return host, port, False
+    return PLACEHOLDER_NS_ADDRESS, port, True
+
+
+def render_secondary(spec: Spec, spec_label: str) -> str:
+    """named.conf lines for a BIND secondary of `dns serve` signed with the transfer key.
+
+    BIND 9 ARM: a `type secondary` zone transfers from `primaries { ADDRESS port P key K; }`
+    and, by default, takes NOTIFY from those addresses. The secret is never written here."""
+    key = spec.dns.builtin.transfer_key
+    assert key is not None
+    address, port, placeholder = _primary_address(spec)
+    zone = spec.dns.zone.rstrip(".").lower()
+    notes = [
+        *header_lines(spec_label, f"a BIND secondary of zone {zone} following `rke2ha dns serve`"),
+        f"Put the base64 secret from {spec.resolve(key.key_file)} in place of SECRET, or keep "
+        "the key clause in a file of its own (mode 0600) and `include` it.",
+    ]
+    if placeholder:
+        notes.append(
+            f"{PLACEHOLDER_NS_ADDRESS} (TEST-NET-1) stands in for the primary's address: "
+            "dns.builtin.listen does not give one."
+        )
+    lines = [
+        *commented(notes, "//"),
+        f'key "{key.name}" {{ algorithm {key.algorithm}; secret "SECRET"; }};',
+        f'zone "{zone}" {{',
+        "    type secondary;",
+        f'    file "{zone}.db";',
+        f'    primaries {{ {address} port {port} key "{key.name}"; }};',
+        "};",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def dns_files(spec: Spec, spec_label: str) -> dict[str, str]:
-    return {
+    files = {
         zone_file_name(spec): render_zone(spec, spec_label),
         "dns/nsupdate.txt": render_nsupdate(spec, spec_label),
     }
+    if spec.dns.builtin.transfer_key is not None:
+        files["dns/named-secondary.conf"] = render_secondary(spec, spec_label)
+    return files

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from rke2ha.addresses import is_ip
+from rke2ha.dns.notify import parse_target
 from rke2ha.rules import sources
 from rke2ha.rules.facts import Facts
 from rke2ha.rules.finding import Issue, Rule, error, warning
@@ -92,6 +93,53 @@ def _record_target(spec: Spec, facts: Facts) -> Iterator[Issue]:
     yield from _a_targets(spec) if spec.dns.record == "A" else _cname_target(spec)
 
 
+def _builtin_transfer(spec: Spec, facts: Facts) -> Iterator[Issue]:
+    builtin = spec.dns.builtin
+    for index, text in enumerate(builtin.notify):
+        try:
+            parse_target(text)
+        except ValueError as err:
+            yield error(
+                f"dns.builtin.notify[{index}]",
+                f"{err}; NOTIFY is sent to a secondary's address",
+                "write the secondary's IP or IP:PORT (port 53 when left out), e.g. 192.0.2.53",
+            )
+    key = builtin.transfer_key
+    if key is None:
+        if builtin.notify and not builtin.axfr_allow:
+            yield warning(
+                "dns.builtin.notify",
+                "the notified secondaries cannot transfer the zone: axfr_allow is empty and "
+                "there is no transfer_key",
+                "add a transfer_key (TSIG), or the secondaries' IPs to dns.builtin.axfr_allow",
+            )
+        return
+    field = "dns.builtin.transfer_key.key_file"
+    path = spec.resolve(key.key_file)
+    fact = facts.file(path)
+    if not fact.exists or not fact.is_file:
+        yield error(
+            field,
+            f"TSIG key file {path} does not exist; `rke2ha dns serve` cannot start without it",
+            f"write the base64 TSIG secret alone to {path} (mode 0600): the `secret` value "
+            f"of `tsig-keygen -a {key.algorithm} {key.name}`",
+        )
+    elif not fact.private:
+        yield error(
+            field,
+            f"TSIG key file {path} is readable by others (mode {fact.mode or 0:o}); anyone "
+            "who reads it can transfer the zone, and `rke2ha dns serve` refuses it",
+            f"chmod 600 {path}",
+        )
+    elif path in facts.bad_tsig_secrets:
+        yield error(
+            field,
+            f"TSIG key file {path} {facts.bad_tsig_secrets[path]}",
+            "put the key's base64 secret alone in the file (the `secret` value of "
+            "`tsig-keygen` output)",
+        )
+
+
 RULES = (
     Rule("dns.cname_apex", "no CNAME at the zone apex", sources.CNAME_APEX, _cname_apex),
     Rule(
@@ -99,5 +147,11 @@ RULES = (
         "A to an IP (or an NLB alias), CNAME to a hostname",
         f"{sources.TUTORIAL}; {sources.RECORD_TYPES}; {sources.ROUTE53_ALIAS}",
         _record_target,
+    ),
+    Rule(
+        "dns.builtin_transfer",
+        "the built-in server's transfer key is a private base64 secret; NOTIFY goes to IPs",
+        f"{sources.SECRETS}; {sources.TSIG}; {sources.NOTIFY}",
+        _builtin_transfer,
     ),
 )

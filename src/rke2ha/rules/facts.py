@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rke2ha.errors import Rke2haError
+from rke2ha.dns.tsigkey import decode_secret
+from rke2ha.errors import InvalidError, Rke2haError
 from rke2ha.lab.material import default_pki_dir
 from rke2ha.spec import Spec
 from rke2ha.tlsfiles import TlsMaterial, load_tls_files
@@ -50,6 +51,9 @@ class Facts:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     files: Mapping[Path, FileFact] = field(default_factory=dict)
     tls: TlsFact | None = None
+    # TSIG secret files whose content is not a base64 secret: path -> the problem (the
+    # content itself is never kept).
+    bad_tsig_secrets: Mapping[Path, str] = field(default_factory=dict)
 
     def file(self, path: Path) -> FileFact:
         """The fact for `path` (an absolute path from `Spec.resolve`); unknown -> missing."""
@@ -72,6 +76,9 @@ def spec_files(spec: Spec) -> list[Path]:
         paths.append(health_token)
     if spec.dns.rfc2136 is not None:
         paths.append(spec.resolve(spec.dns.rfc2136.key_file))
+    transfer_key = spec.dns.builtin.transfer_key
+    if transfer_key is not None:
+        paths.append(spec.resolve(transfer_key.key_file))
     if spec.load_balancer.tls is not None:
         paths += [
             spec.resolve(spec.load_balancer.tls.cert),
@@ -88,19 +95,47 @@ def _lab_makes(spec: Spec, cert: Path, key: Path) -> bool:
     return cert.resolve().parent == pki and key.resolve().parent == pki
 
 
+def tsig_secret_problem(path: Path) -> str | None:
+    """Why the private file `path` does not hold a base64 TSIG secret; None when it does."""
+    try:
+        decode_secret(path.read_text(encoding="utf-8").strip(), path)
+    except (OSError, UnicodeDecodeError):
+        return "cannot be read as text"
+    except InvalidError:
+        return "is not base64"
+    return None
+
+
+def _bad_tsig_secrets(spec: Spec, files: Mapping[Path, FileFact]) -> dict[Path, str]:
+    transfer_key = spec.dns.builtin.transfer_key
+    if transfer_key is None:
+        return {}
+    path = spec.resolve(transfer_key.key_file)
+    fact = files.get(path)
+    if fact is None or not fact.is_file or not fact.private:
+        return {}  # missing or readable by others: a finding of its own, content unread
+    problem = tsig_secret_problem(path)
+    return {} if problem is None else {path: problem}
+
+
 def gather_facts(spec: Spec, now: datetime | None = None) -> Facts:
-    """Read what the rules need: file modes and, at layer 7, the certificate and key."""
+    """Read what the rules need: file modes, TSIG secrets' form and, at layer 7, the
+    certificate and key."""
     files = {path: stat_file(path) for path in spec_files(spec)}
+    secrets = _bad_tsig_secrets(spec, files)
     tls = None
     if spec.load_balancer.tls is not None:
         cert = spec.resolve(spec.load_balancer.tls.cert)
         key = spec.resolve(spec.load_balancer.tls.key)
         if _lab_makes(spec, cert, key):
             return Facts(
-                now=now or datetime.now(UTC), files=files, tls=TlsFact(None, made_by_lab=True)
+                now=now or datetime.now(UTC),
+                files=files,
+                tls=TlsFact(None, made_by_lab=True),
+                bad_tsig_secrets=secrets,
             )
         try:
             tls = TlsFact(load_tls_files(cert, key))
         except Rke2haError as err:
             tls = TlsFact(None, str(err))
-    return Facts(now=now or datetime.now(UTC), files=files, tls=tls)
+    return Facts(now=now or datetime.now(UTC), files=files, tls=tls, bad_tsig_secrets=secrets)

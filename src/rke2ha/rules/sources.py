@@ -26,6 +26,8 @@ INGRESS_HOST = (
     "RFC 1123 §2.1 / RFC 1035 §2.3.1"
 )
 CNAME_APEX = "RFC 1034 §3.6.2 / RFC 2181 §10.1: a CNAME cannot share a name with SOA and NS"
+TSIG = "RFC 8945 §5.2 (a TSIG key: name, algorithm, base64 secret); BIND 9 ARM: tsig-keygen"
+NOTIFY = "RFC 1996 §3 (NOTIFY is sent to the secondaries' addresses); BIND 9 ARM: also-notify"
 RECORD_TYPES = "RFC 1035 §3.3.1 (CNAME holds a domain name) and §3.4.1 (A holds an IPv4 address)"
 ROUTE53_ALIAS = "AWS docs: Route 53 alias records to an Elastic Load Balancing load balancer"
 NLB_LAYER4 = "AWS docs: Network Load Balancers work at layer 4 (TCP/UDP/TLS listeners)"

@@ -100,6 +100,11 @@ def _spec_copy(spec: Spec) -> dict[str, Any]:
     rfc2136 = spec.dns.rfc2136
     if rfc2136 is not None:
         data["dns"]["rfc2136"]["key_file"] = str(spec.resolve(rfc2136.key_file))
+    transfer_key = spec.dns.builtin.transfer_key
+    if transfer_key is not None:
+        data["dns"]["builtin"]["transfer_key"]["key_file"] = str(
+            spec.resolve(transfer_key.key_file)
+        )
     return data
 
 
