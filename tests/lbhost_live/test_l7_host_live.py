@@ -1,0 +1,270 @@
+"""Layer 7 and the health token on a load balancer host (`load_balancer.hosts`), on the
+test machines: `up` uploads the certificate (and with HAProxy the token's environment file
+and its haproxy.service drop-in) as root's 0600 files, TLS ends there for a real client, a
+certificate change is a reload, a token change a restart, the 6443 check sends the token
+the nodes require, and `down` leaves the machine as it was.
+
+The nodes serve, only between `up`s (whose pre-flight wants their ports free): plain HTTP
+on 80 answering their name (the ingress, behind 80/443 at layer 7), and TLS on 6443
+answering 200 only to `Authorization: Bearer <the token>` (else 401, as an apiserver that
+does not know the caller) and on 9345.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.lbhost_live.test_lbhost_live import rke2ha, write_spec
+from tests.support.certs import write_self_signed
+from tests.support.lbnodes import NODES, listing, nodes, wait_active
+from tests.support.machines import Machine, Testbed
+
+pytestmark = pytest.mark.root
+
+HOSTNAME = "rancher.rke2ha.test"  # Testbed.spec's hostname
+TOKEN = "h7-token-3b9f2c1d8e"
+UNIT = "rke2ha-l7test-nodes"
+SERVER = """\
+import http.server, socket, ssl, sys, threading
+want = "Bearer " + open(sys.argv[3]).read().strip()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        port = self.server.server_port
+        status, body = 200, socket.gethostname().encode()
+        if port == 6443 and self.headers.get("Authorization") != want:
+            status, body = 401, b'{"kind":"Status","code":401}'
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+def serve(port, tls):
+    server = http.server.ThreadingHTTPServer(("", port), Handler)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1], sys.argv[2])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+for port, tls in ((6443, True), (9345, True)):
+    threading.Thread(target=serve, args=(port, tls), daemon=True).start()
+serve(80, False)
+"""
+_runs = itertools.count(1)
+
+
+@contextlib.contextmanager
+def servers_on_nodes(bed: Testbed, directory: Path) -> Iterator[None]:
+    """SERVER on each node (bounded by RuntimeMaxSec), stopped and removed after."""
+    cert, key = write_self_signed(directory / "node.crt", directory / "node.key", "node")
+    unit = f"{UNIT}-{next(_runs)}"
+    files = {"/run/l7test.py": SERVER, "/run/l7test.crt": cert.read_text(),
+             "/run/l7test.key": key.read_text(), "/run/l7test.token": TOKEN}  # fmt: skip
+    for machine in nodes(bed):
+        for path, text in files.items():
+            machine.sh(f"umask 077 && cat > {path}", input=text, check=True)
+        started = machine.sh(
+            f"systemd-run --collect --unit={unit} -p RuntimeMaxSec=900 python3 /run/l7test.py "
+            "/run/l7test.crt /run/l7test.key /run/l7test.token"
+        )
+        assert started.returncode == 0, (machine.name, started.stderr)
+    try:
+        yield
+    finally:
+        for machine in nodes(bed):
+            machine.sh(f"systemctl stop {unit}; rm -f {' '.join(files)}")
+            assert machine.sh(f"systemctl is-active {unit}").stdout.strip() != "active"
+
+
+def l7_spec(bed: Testbed, tmp: Path, lb: Machine, engine: str, token: str | None) -> Path:
+    """A layer 7 spec for `lb` with a certificate for HOSTNAME (its own CA, so curl can
+    verify it) and, when `token`, the health token in a 0600 file."""
+    spec = write_spec(bed, tmp / f"{engine}.yaml", lb)
+    write_self_signed(tmp / "lb.crt", tmp / "lb.key", HOSTNAME, ca=True)
+    doc: dict[str, Any] = yaml.safe_load(spec.read_text())
+    doc["load_balancer"].update(
+        {"engine": engine, "layer": 7,
+         "tls": {"cert": str(tmp / "lb.crt"), "key": str(tmp / "lb.key")}}
+    )  # fmt: skip
+    doc["rancher"] = {"tls_source": "external"}
+    if token is not None:
+        (tmp / "health.token").write_text(token + "\n")
+        (tmp / "health.token").chmod(0o600)
+        doc["load_balancer"]["health"] = {"token_file": str(tmp / "health.token")}
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return spec
+
+
+def https(bed: Testbed, lb: Machine, ca: Path) -> str:
+    """One request to https://HOSTNAME/ resolved to the host, verified against `ca`."""
+    done = bed.workstation.run(
+        ["curl", "-sS", "--max-time", "5", "--cacert", str(ca),
+         "--resolve", f"{HOSTNAME}:443:{lb.address}", f"https://{HOSTNAME}/"],
+        timeout=15,
+    )  # fmt: skip
+    return done.stdout + done.stderr
+
+
+def stat_rows(machine: Machine) -> dict[tuple[str, str], dict[str, str]]:
+    """(backend, server) -> HAProxy's CSV fields by name, from the stats page on loopback."""
+    code = (
+        "import urllib.request; print(urllib.request.urlopen("
+        "'http://127.0.0.1:8404/;csv', timeout=3).read().decode())"
+    )
+    lines = machine.sh(f'python3 -c "{code}"').stdout.splitlines()
+    header = lines[0].lstrip("# ").split(",") if lines else []
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+    return {
+        (r["pxname"], r["svname"]): r
+        for r in rows
+        if r.get("svname") not in ("FRONTEND", "BACKEND")
+    }
+
+
+def wait_states(machine: Machine, want: dict[str, str], timeout: float = 30.0) -> dict[str, Any]:
+    """backend -> {server: (status, check code)} once each backend in `want` has every node
+    in the wanted state (UP, or DOWN with a check that got an answer)."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        rows = stat_rows(machine)
+        seen = {b: {s: (r["status"], r.get("check_code", "")) for (bb, s), r in rows.items()
+                    if bb == b} for b in want}  # fmt: skip
+        if all(
+            sorted(seen[b]) == list(NODES)
+            and all(st.startswith(state) and code for st, code in seen[b].values())
+            for b, state in want.items()
+        ):
+            break
+        time.sleep(0.3)
+    return seen
+
+
+def main_pid(machine: Machine, unit: str) -> str:
+    pid = machine.sh(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+    assert pid not in ("", "0"), pid
+    return pid
+
+
+def modes(machine: Machine, *paths: str) -> list[str]:
+    return machine.sh(f"stat -c '%a %U %G' {' '.join(paths)}").stdout.split("\n")[: len(paths)]
+
+
+def test_layer7_haproxy_with_the_health_token_on_a_host(testbed: Testbed, tmp_path: Path) -> None:
+    pem = f"/etc/haproxy/tls/{HOSTNAME}.pem"
+    env = "/etc/haproxy/health-token.env"
+    dropin = "/etc/systemd/system/haproxy.service.d/rke2ha-health-token.conf"
+    with testbed.extra_machine("lb-l7") as lb:
+        before = listing(lb)
+        spec = l7_spec(testbed, tmp_path, lb, "haproxy", TOKEN)
+        key_line = (tmp_path / "lb.key").read_text().splitlines()[1]
+
+        code, out = rke2ha(testbed, "plan", "-f", str(spec))
+        assert code == 0, out
+        assert f"upload {pem} to {pem}.rke2ha-new (secret, mode 0600, not shown)" in out, out
+        assert f"with the new {env}, {dropin}, {pem}" in out, out
+        assert "files = " in out and "daemon-reload" in out, out  # a fingerprint, no text
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0, out
+        assert TOKEN not in out and key_line not in out
+        assert f"{lb.name}: restart" not in out and f"{lb.name}: start haproxy.service" in out
+        assert modes(lb, pem, env) == ["600 root root", "600 root root"]
+        assert modes(lb, dropin) == ["644 root root"]
+        assert lb.sh(f"stat -c %a {Path(pem).parent}").stdout.strip() == "700"
+        # systemd gives HAProxy the token from the file; the config never holds it.
+        shown = lb.sh("systemctl show -p EnvironmentFiles haproxy.service").stdout
+        assert env in shown, shown
+        assert TOKEN not in lb.sh("cat /etc/haproxy/haproxy.cfg").stdout
+        code, out = rke2ha(testbed, "plan", "-f", str(spec), "--detailed-exitcode")
+        assert code == 0, out
+        pid = main_pid(lb, "haproxy.service")
+
+        with servers_on_nodes(testbed, tmp_path):
+            states = wait_states(lb, {"rke2ha_ingress": "UP", "rke2ha_6443": "UP"})
+            # The nodes answer 200 on 6443 only to the token: HAProxy sent it.
+            assert all(v == ("UP", "200") for v in states["rke2ha_6443"].values()), states
+            assert all(st == "UP" for st, _ in states["rke2ha_ingress"].values()), states
+            assert https(testbed, lb, tmp_path / "lb.crt") in NODES
+
+        # A new certificate alone: uploaded, checked, moved, reloaded (same master).
+        old_ca = tmp_path / "old-lb.crt"
+        old_ca.write_text((tmp_path / "lb.crt").read_text())
+        write_self_signed(tmp_path / "lb.crt", tmp_path / "lb.key", HOSTNAME, ca=True)
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0, out
+        assert f"{lb.name}: reload haproxy.service" in out and "restart" not in out, out
+        assert f"{lb.name}: upload the config" not in out, out
+        assert main_pid(lb, "haproxy.service") == pid
+        assert modes(lb, pem) == ["600 root root"]
+
+        # A wrong token: the environment changes only with a restart (a new master).
+        (tmp_path / "health.token").write_text("not-the-token\n")
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0, out
+        assert f"{lb.name}: restart haproxy.service (a reload keeps its old environment)" in out
+        assert "not-the-token" not in out
+        assert main_pid(lb, "haproxy.service") != pid
+
+        with servers_on_nodes(testbed, tmp_path):
+            assert https(testbed, lb, tmp_path / "lb.crt") in NODES  # the new certificate
+            said = https(testbed, lb, old_ca)
+            assert said not in NODES and "certificate" in said.lower(), said
+            states = wait_states(lb, {"rke2ha_ingress": "UP", "rke2ha_6443": "DOWN"})
+            # Every node refused the wrong token: 401, so none serves 6443.
+            assert all(
+                st.startswith("DOWN") and code == "401"
+                for st, code in states["rke2ha_6443"].values()
+            ), states
+
+        code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
+        assert code == 0, out
+        for path in (pem, env, dropin):
+            assert f"{lb.name}: remove {path}" in out, out
+        after = listing(lb)
+        assert after == before, sorted(set(after) ^ set(before))
+        gone = lb.sh(f"ls -d {Path(pem).parent} {Path(dropin).parent}")
+        assert gone.returncode != 0 and gone.stdout == "", gone.stdout
+
+
+def test_layer7_nginx_on_a_host_ends_tls_there_and_down_restores_it(
+    testbed: Testbed, tmp_path: Path
+) -> None:
+    crt = f"/etc/nginx/tls/{HOSTNAME}.crt"
+    key = f"/etc/nginx/tls/{HOSTNAME}.key"
+    with testbed.extra_machine("lb-n7") as lb:
+        before = listing(lb)
+        spec = l7_spec(testbed, tmp_path, lb, "nginx", None)
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0, out
+        assert f"{lb.name}: check it with the host's /usr/sbin/nginx, with the new" in out, out
+        assert wait_active(lb, ("nginx.service",)) == ["active"]
+        assert modes(lb, crt, key) == ["600 root root", "600 root root"]
+        pid = main_pid(lb, "nginx.service")
+
+        write_self_signed(tmp_path / "lb.crt", tmp_path / "lb.key", HOSTNAME, ca=True)
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0 and f"{lb.name}: reload nginx.service" in out, out
+        # nginx's reload keeps the master (nginx -s reload: nginx.org/en/docs/control.html).
+        assert main_pid(lb, "nginx.service") == pid
+
+        with servers_on_nodes(testbed, tmp_path):
+            seen = set()
+            deadline = time.monotonic() + 20
+            while len(seen) < len(NODES) and time.monotonic() < deadline:
+                answer = https(testbed, lb, tmp_path / "lb.crt")
+                assert answer in NODES, answer
+                seen.add(answer)
+            assert seen == set(NODES), seen
+
+        code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
+        assert code == 0, out
+        after = listing(lb)
+        assert after == before, sorted(set(after) ^ set(before))
+        assert lb.sh("ls -d /etc/nginx/tls").returncode != 0
