@@ -7,7 +7,7 @@ the nodes require, and `down` leaves the machine as it was.
 The nodes serve, only between `up`s (whose pre-flight wants their ports free): plain HTTP
 on 80 answering their name (the ingress, behind 80/443 at layer 7), and TLS on 6443
 answering 200 only to `Authorization: Bearer <the token>` (else 401, as an apiserver that
-does not know the caller) and on 9345.
+does not know the caller) and on 9345 (`pong`, the supervisor's `/ping`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,16 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.lbhost_live.test_lbhost_live import rke2ha, write_spec
+from tests.lbhost_live.test_lbhost_live import (
+    VIP,
+    VRRP_PASSWORD,
+    rke2ha,
+    wait_holders,
+    wait_holders_exactly,
+    write_pair_spec,
+    write_spec,
+)
+from tests.lbhost_live.test_pair_check_live import by_id, check_json
 from tests.support.certs import write_self_signed
 from tests.support.lbnodes import NODES, listing, nodes, wait_active
 from tests.support.machines import Machine, Testbed
@@ -37,7 +46,7 @@ want = "Bearer " + open(sys.argv[3]).read().strip()
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         port = self.server.server_port
-        status, body = 200, socket.gethostname().encode()
+        status, body = 200, socket.gethostname().encode() if port == 80 else b"pong"
         if port == 6443 and self.headers.get("Authorization") != want:
             status, body = 401, b'{"kind":"Status","code":401}'
         self.send_response(status)
@@ -104,12 +113,7 @@ def l7_spec(bed: Testbed, tmp: Path, lb: Machine, engine: str, token: str | None
 
 def https(bed: Testbed, lb: Machine, ca: Path) -> str:
     """One request to https://HOSTNAME/ resolved to the host, verified against `ca`."""
-    done = bed.workstation.run(
-        ["curl", "-sS", "--max-time", "5", "--cacert", str(ca),
-         "--resolve", f"{HOSTNAME}:443:{lb.address}", f"https://{HOSTNAME}/"],
-        timeout=15,
-    )  # fmt: skip
-    return done.stdout + done.stderr
+    return https_via(bed, lb.address, ca)
 
 
 def stat_rows(machine: Machine) -> dict[tuple[str, str], dict[str, str]]:
@@ -174,6 +178,7 @@ def test_layer7_haproxy_with_the_health_token_on_a_host(testbed: Testbed, tmp_pa
         code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
         assert code == 0, out
         assert TOKEN not in out and key_line not in out
+        print(out)  # the README's example (pytest -s)
         assert f"{lb.name}: restart" not in out and f"{lb.name}: start haproxy.service" in out
         assert modes(lb, pem, env) == ["600 root root", "600 root root"]
         assert modes(lb, dropin) == ["644 root root"]
@@ -209,6 +214,7 @@ def test_layer7_haproxy_with_the_health_token_on_a_host(testbed: Testbed, tmp_pa
         code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
         assert code == 0, out
         assert f"{lb.name}: restart haproxy.service (a reload keeps its old environment)" in out
+        print(out)
         assert "not-the-token" not in out
         assert main_pid(lb, "haproxy.service") != pid
 
@@ -268,3 +274,70 @@ def test_layer7_nginx_on_a_host_ends_tls_there_and_down_restores_it(
         after = listing(lb)
         assert after == before, sorted(set(after) ^ set(before))
         assert lb.sh("ls -d /etc/nginx/tls").returncode != 0
+
+
+def test_layer7_haproxy_pair_serves_tls_through_the_virtual_ip_and_check_passes(
+    testbed: Testbed, tmp_path: Path
+) -> None:
+    with testbed.extra_machine("lb7-a") as lb_a, testbed.extra_machine("lb7-b") as lb_b:
+        pair = [lb_a, lb_b]
+        before = {m.name: listing(m) for m in pair}
+        spec = write_pair_spec(testbed, tmp_path / "pair.yaml", pair, VRRP_PASSWORD)
+        one = l7_spec(testbed, tmp_path, lb_a, "haproxy", TOKEN)
+        doc: dict[str, Any] = yaml.safe_load(spec.read_text())
+        layer7 = yaml.safe_load(one.read_text())
+        for field in ("layer", "tls", "health"):
+            doc["load_balancer"][field] = layer7["load_balancer"][field]
+        doc["rancher"] = layer7["rancher"]
+        spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0, out
+        for m in pair:
+            track = m.sh("cat /etc/keepalived/keepalived.conf").stdout
+            assert "haproxy /run/haproxy/admin.sock rke2ha_ingress rke2ha_6443" in track, track
+
+        with servers_on_nodes(testbed, tmp_path):
+            held = wait_holders(pair, 1, 30)
+            assert len(held) == 1, held
+            holder = next(m for m in pair if m.name == held[0])
+            other = next(m for m in pair if m is not holder)
+            for m in pair:
+                states = wait_states(m, {"rke2ha_ingress": "UP", "rke2ha_6443": "UP"})
+                assert all(v == ("UP", "200") for v in states["rke2ha_6443"].values()), states
+                # The track script, asked about the layer 7 backend alone, passes.
+                said = m.sh(
+                    "python3 /etc/keepalived/rke2ha-track.py haproxy /run/haproxy/admin.sock "
+                    "rke2ha_ingress"
+                )
+                assert said.returncode == 0, said.stderr
+            assert https_via(testbed, VIP, tmp_path / "lb.crt") in NODES
+
+            doc = by_id(check_json(testbed, spec, "--ca", str(tmp_path / "lb.crt")))
+            for check_id in ("lb.pair.vip", "lb.pair.standby", f"lb.host.{lb_a.name}",
+                             f"lb.host.{lb_b.name}", "lb.port.443", "lb.port.80",
+                             "tls.certificate", "http.redirect"):  # fmt: skip
+                assert doc[check_id]["status"] == "pass", (check_id, doc[check_id])
+            assert "ingress UP" in doc[f"lb.host.{lb_a.name}"]["detail"], doc
+            code, said = rke2ha(testbed, "check", "-f", str(spec), "--ca", str(tmp_path / "lb.crt"))
+            print(said)  # the README's example (pytest -s)
+
+            # The holder's HAProxy stops: the address, and TLS through it, move to the other.
+            holder.sh("systemctl stop haproxy.service", check=True)
+            assert wait_holders_exactly(pair, [other.name], 15) == [other.name]
+            assert https_via(testbed, VIP, tmp_path / "lb.crt") in NODES
+
+        code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
+        assert code == 0, out
+        for m in pair:
+            after = listing(m)
+            assert after == before[m.name], (m.name, sorted(set(after) ^ set(before[m.name])))
+
+
+def https_via(bed: Testbed, address: str, ca: Path) -> str:
+    done = bed.workstation.run(
+        ["curl", "-sS", "--max-time", "5", "--cacert", str(ca),
+         "--resolve", f"{HOSTNAME}:443:{address}", f"https://{HOSTNAME}/"],
+        timeout=15,
+    )  # fmt: skip
+    return done.stdout + done.stderr
