@@ -119,6 +119,7 @@ def test_a_new_token_installs_the_drop_in_and_restarts_since_a_reload_keeps_the_
     assert steps[0].command == "mkdir -p -m 0755 /etc/systemd/system/haproxy.service.d"
     # The config's `.if defined(...)` guard passes in the check with a stand-in value.
     assert "RKE2HA_HEALTH_TOKEN=rke2ha-check /usr/sbin/haproxy -c -f" in steps[3].command
+    assert "with the new" not in steps[3].what  # the config names neither file
     assert steps[-2].command == "systemctl restart haproxy.service"
     assert "chmod 0644" in steps[5].command and "chmod 0600" in steps[4].command
     secret_free(steps)

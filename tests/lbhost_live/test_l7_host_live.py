@@ -173,7 +173,7 @@ def test_layer7_haproxy_with_the_health_token_on_a_host(testbed: Testbed, tmp_pa
         code, out = rke2ha(testbed, "plan", "-f", str(spec))
         assert code == 0, out
         assert f"upload {pem} to {pem}.rke2ha-new (secret, mode 0600, not shown)" in out, out
-        assert f"with the new {env}, {dropin}, {pem}" in out, out
+        assert f"/usr/sbin/haproxy, with the new {pem};" in out, out
         assert "files = " in out and "daemon-reload" in out, out  # a fingerprint, no text
         code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
         assert code == 0, out

@@ -419,9 +419,12 @@ def _check(engine: Engine, text: str, files: Sequence[SideFile], new: Sequence[S
         f"umask 077 && cat > {path} && ( {prefix}{engine.check_command(engine.check_file)}; "
         f"rc=$?; rm -f {path}; exit $rc )"
     )
-    names = ", ".join(s.path for s in new)
-    return Step("check", f"{what}, with the new {names}", command,
-                input=check_text(text, new), cleanup=(*cleanup, engine.check_file))  # fmt: skip
+    # Named are the files the config reads (a certificate); the token's files are not read
+    # by the check (its variable gets the stand-in), only by systemd when the unit starts.
+    names = ", ".join(s.path for s in new if s.path in text)
+    said = f"{what}, with the new {names}" if names else what
+    return Step("check", said, command, input=check_text(text, new),
+                cleanup=(*cleanup, engine.check_file))  # fmt: skip
 
 
 def _replace_file(steps: list[Step], side: SideFile, found: FileFacts, record: Record) -> Record:
