@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,30 @@ for port, tls in ((6443, True), (9345, True)):
 serve(80, False)
 """
 _runs = itertools.count(1)
+# Run inside the workstation namespace: the SSH adapter given the spec's files with a
+# certificate HAProxy cannot load (argv: spec). Exit 3 with the error and the steps that ran.
+BAD_CERT = """\
+import sys
+from rke2ha.lbhost import remote
+from rke2ha.lbhost.decide import ENGINES, up_steps
+from rke2ha.lbhost.files import SideFile
+from rke2ha.providers.existing.configs import host_files
+from rke2ha.specfile import load_spec
+from rke2ha.ssh.target import host_targets
+spec = load_spec(sys.argv[1])
+(target,) = host_targets(spec)
+engine = ENGINES["haproxy"]
+text, files = host_files(spec)
+junk = "-----BEGIN CERTIFICATE-----\\nbm90IGEgY2VydA==\\n-----END CERTIFICATE-----\\n"
+bad = [SideFile(f.path, junk) if f.path.endswith(".pem") else f for f in files]
+paths = [f.path for f in bad]
+try:
+    remote.run(target, engine, lambda f: up_steps(engine, f, text, None, bad)[0], print, paths)
+except remote.StepFailed as err:
+    print("ERROR:", err)
+    print("DONE:", " ".join(s.kind for s in err.done))
+    sys.exit(3)
+"""
 
 
 @contextlib.contextmanager
@@ -190,6 +215,21 @@ def test_layer7_haproxy_with_the_health_token_on_a_host(testbed: Testbed, tmp_pa
         code, out = rke2ha(testbed, "plan", "-f", str(spec), "--detailed-exitcode")
         assert code == 0, out
         pid = main_pid(lb, "haproxy.service")
+
+        # A certificate HAProxy cannot load: refused by the host's check of the staged files;
+        # nothing in place moved, nothing staged is left, the engine runs on.
+        placed = lb.sh(f"sha256sum {pem} /etc/haproxy/haproxy.cfg").stdout
+        done = testbed.workstation.run(
+            [sys.executable, "-c", BAD_CERT, str(spec)], timeout=60, cwd=str(tmp_path)
+        )
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "/usr/sbin/haproxy rejects the rendered config" in done.stdout, done.stdout
+        assert f"{pem}.rke2ha-new" in done.stdout  # HAProxy's own words name the staged file
+        assert "DONE: upload\n" in done.stdout, done.stdout
+        assert lb.sh(f"sha256sum {pem} /etc/haproxy/haproxy.cfg").stdout == placed
+        left = lb.sh("find /etc/haproxy -name '*.rke2ha-new' -o -name '*.rke2ha-check'").stdout
+        assert left == "", left
+        assert main_pid(lb, "haproxy.service") == pid
 
         with servers_on_nodes(testbed, tmp_path):
             states = wait_states(lb, {"rke2ha_ingress": "UP", "rke2ha_6443": "UP"})
