@@ -13,10 +13,8 @@ does not know the caller) and on 9345 (`pong`, the supervisor's `/ping`).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,41 +31,13 @@ from tests.lbhost_live.test_lbhost_live import (
 )
 from tests.lbhost_live.test_pair_check_live import by_id, check_json
 from tests.support.certs import write_self_signed
-from tests.support.lbnodes import NODES, listing, nodes, wait_active
+from tests.support.lbnodes import NODES, checked_servers, listing, wait_active
 from tests.support.machines import Machine, Testbed
 
 pytestmark = pytest.mark.root
 
 HOSTNAME = "rancher.rke2ha.test"  # Testbed.spec's hostname
 TOKEN = "h7-token-3b9f2c1d8e"
-UNIT = "rke2ha-l7test-nodes"
-SERVER = """\
-import http.server, socket, ssl, sys, threading
-want = "Bearer " + open(sys.argv[3]).read().strip()
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        port = self.server.server_port
-        status, body = 200, socket.gethostname().encode() if port == 80 else b"pong"
-        if port == 6443 and self.headers.get("Authorization") != want:
-            status, body = 401, b'{"kind":"Status","code":401}'
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-def serve(port, tls):
-    server = http.server.ThreadingHTTPServer(("", port), Handler)
-    if tls:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(sys.argv[1], sys.argv[2])
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    server.serve_forever()
-for port, tls in ((6443, True), (9345, True)):
-    threading.Thread(target=serve, args=(port, tls), daemon=True).start()
-serve(80, False)
-"""
-_runs = itertools.count(1)
 # Run inside the workstation namespace: the SSH adapter given the spec's files with a
 # certificate HAProxy cannot load (argv: spec). Exit 3 with the error and the steps that ran.
 BAD_CERT = """\
@@ -94,27 +64,9 @@ except remote.StepFailed as err:
 """
 
 
-@contextlib.contextmanager
-def servers_on_nodes(bed: Testbed, directory: Path) -> Iterator[None]:
-    """SERVER on each node (bounded by RuntimeMaxSec), stopped and removed after."""
-    cert, key = write_self_signed(directory / "node.crt", directory / "node.key", "node")
-    unit = f"{UNIT}-{next(_runs)}"
-    files = {"/run/l7test.py": SERVER, "/run/l7test.crt": cert.read_text(),
-             "/run/l7test.key": key.read_text(), "/run/l7test.token": TOKEN}  # fmt: skip
-    for machine in nodes(bed):
-        for path, text in files.items():
-            machine.sh(f"umask 077 && cat > {path}", input=text, check=True)
-        started = machine.sh(
-            f"systemd-run --collect --unit={unit} -p RuntimeMaxSec=900 python3 /run/l7test.py "
-            "/run/l7test.crt /run/l7test.key /run/l7test.token"
-        )
-        assert started.returncode == 0, (machine.name, started.stderr)
-    try:
-        yield
-    finally:
-        for machine in nodes(bed):
-            machine.sh(f"systemctl stop {unit}; rm -f {' '.join(files)}")
-            assert machine.sh(f"systemctl is-active {unit}").stdout.strip() != "active"
+def servers_on_nodes(bed: Testbed, directory: Path) -> contextlib.AbstractContextManager[None]:
+    """The nodes' servers, requiring TOKEN on 6443."""
+    return checked_servers(bed, directory, TOKEN)
 
 
 def l7_spec(bed: Testbed, tmp: Path, lb: Machine, engine: str, token: str | None) -> Path:

@@ -168,3 +168,60 @@ def stays(machines: list[Machine], address: str, want: list[str], seconds: float
             said = {m.name: m.sh(journal).stdout for m in machines}
             raise AssertionError((held, holders(machines, address), said))
         time.sleep(0.25)
+
+
+# What HAProxy's checks accept on every backend: plain HTTP on 80 answering the node's name
+# (the ingress, behind 80 and 443), TLS on 9345 answering `pong` (the supervisor's `/ping`)
+# and on 6443 `pong` too, or, given a token file (argv[3]), 200 only to `Authorization:
+# Bearer <token>` and 401 to anyone else (an apiserver that does not know the caller).
+CHECKED_SERVER = """\
+import http.server, socket, ssl, sys, threading
+want = "Bearer " + open(sys.argv[3]).read().strip() if len(sys.argv) > 3 else None
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        port = self.server.server_port
+        status, body = 200, socket.gethostname().encode() if port == 80 else b"pong"
+        if port == 6443 and want is not None and self.headers.get("Authorization") != want:
+            status, body = 401, b'{"kind":"Status","code":401}'
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+def serve(port, tls):
+    server = http.server.ThreadingHTTPServer(("", port), Handler)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1], sys.argv[2])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+for port, tls in ((6443, True), (9345, True)):
+    threading.Thread(target=serve, args=(port, tls), daemon=True).start()
+serve(80, False)
+"""
+CHECKED_UNIT = "rke2ha-lbtest-checked"
+
+
+@contextlib.contextmanager
+def checked_servers(bed: Testbed, directory: Path, token: str | None = None) -> Iterator[None]:
+    """CHECKED_SERVER on each node (bounded by RuntimeMaxSec), stopped and removed after."""
+    cert, key = write_self_signed(directory / "node.crt", directory / "node.key", "node")
+    unit = f"{CHECKED_UNIT}-{next(_runs)}"
+    files = {"/run/lbtest-checked.py": CHECKED_SERVER, "/run/lbtest-checked.crt": cert.read_text(),
+             "/run/lbtest-checked.key": key.read_text()}  # fmt: skip
+    if token is not None:
+        files["/run/lbtest-checked.token"] = token
+    for machine in nodes(bed):
+        for path, text in files.items():
+            machine.sh(f"umask 077 && cat > {path}", input=text, check=True)
+        started = machine.sh(
+            f"systemd-run --collect --unit={unit} -p RuntimeMaxSec=900 python3 {' '.join(files)}"
+        )
+        assert started.returncode == 0, (machine.name, started.stderr)
+    try:
+        yield
+    finally:
+        for machine in nodes(bed):
+            machine.sh(f"systemctl stop {unit}; rm -f {' '.join(files)}")
+            assert machine.sh(f"systemctl is-active {unit}").stdout.strip() != "active"
