@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.lbhost.test_spec_hosts import write
 from tests.support.certs import write_self_signed
 
 from rke2ha.lbhost.decide import (
@@ -204,24 +205,15 @@ def test_fingerprint_names_a_change_not_the_content() -> None:
 
 def l7_spec(tmp_path: Path, engine: str, token: bool) -> Path:
     cert, key = write_self_signed(tmp_path / "c.crt", tmp_path / "c.key", "rancher.example.com")
-    lb: dict[str, Any] = {
-        "engine": engine, "layer": 7, "address": "10.0.0.11",
-        "hosts": [{"name": "lb-1", "address": "10.0.0.11"}],
-        "tls": {"cert": str(cert), "key": str(key)},
-    }  # fmt: skip
+    lb: dict[str, Any] = {"engine": engine, "layer": 7, "tls": {"cert": str(cert), "key": str(key)}}
     if token:
         secret = tmp_path / "token"
         secret.write_text("tok-s3cret\n")
         secret.chmod(0o600)
         lb["health"] = {"token_file": str(secret)}
-    doc = {
-        "name": "rancher", "hostname": "rancher.example.com", "provider": "existing",
-        "nodes": [{"name": f"node-{i}", "address": f"10.0.1.{10 + i}"} for i in (1, 2, 3)],
-        "load_balancer": lb, "rancher": {"tls_source": "external"},
-        "dns": {"provider": "manual", "zone": "example.com"},
-        "ssh": {"user": "rke2ha", "known_hosts": "kh"},
-    }  # fmt: skip
-    path = tmp_path / "spec.yaml"
+    path = write(tmp_path, **lb)
+    doc = yaml.safe_load(path.read_text())
+    doc["rancher"] = {"tls_source": "external"}
     path.write_text(yaml.safe_dump(doc))
     return path
 

@@ -57,26 +57,33 @@ _runs = itertools.count(1)
 
 
 @contextlib.contextmanager
-def bootstrap_servers(bed: Testbed, tmp: Path) -> Iterator[None]:
-    """BOOTSTRAP_SERVER on every node (bounded to 15 minutes), stopped and removed after."""
-    cert, key = write_self_signed(tmp / "node.crt", tmp / "node.key", "node.rke2ha.test")
-    unit = f"{SERVER_UNIT}-{next(_runs)}"
+def python_on_nodes(bed: Testbed, unit: str, folder: str, files: dict[str, str]) -> Iterator[None]:
+    """`python3 <folder>/<first file> <folder>/<the others>...` on every node as a transient
+    unit named `unit-<n>` (bounded to 15 minutes), the files 0600 in `folder`; stopped and
+    removed after."""
+    name = f"{unit}-{next(_runs)}"
+    paths = [f"{folder}/{file}" for file in files]
     for machine in nodes(bed):
-        machine.sh("mkdir -p -m 700 /run/rke2ha-lbtest", check=True)
-        for name, text in (("server.py", BOOTSTRAP_SERVER), ("crt", cert.read_text()),
-                           ("key", key.read_text())):  # fmt: skip
-            machine.sh(f"umask 077 && cat > /run/rke2ha-lbtest/{name}", input=text, check=True)
+        machine.sh(f"mkdir -p -m 700 {folder}", check=True)
+        for path, text in zip(paths, files.values(), strict=True):
+            machine.sh(f"umask 077 && cat > {path}", input=text, check=True)
         started = machine.sh(
-            f"systemd-run --collect --unit={unit} -p RuntimeMaxSec=900 python3 "
-            "/run/rke2ha-lbtest/server.py /run/rke2ha-lbtest/crt /run/rke2ha-lbtest/key"
+            f"systemd-run --collect --unit={name} -p RuntimeMaxSec=900 python3 {' '.join(paths)}"
         )
         assert started.returncode == 0, (machine.name, started.stderr)
     try:
         yield
     finally:
         for machine in nodes(bed):
-            machine.sh(f"systemctl stop {unit}; rm -rf /run/rke2ha-lbtest")
-            assert machine.sh(f"systemctl is-active {unit}").stdout.strip() != "active"
+            machine.sh(f"systemctl stop {name}; rm -rf {folder}")
+            assert machine.sh(f"systemctl is-active {name}").stdout.strip() != "active"
+
+
+def bootstrap_servers(bed: Testbed, tmp: Path) -> contextlib.AbstractContextManager[None]:
+    """BOOTSTRAP_SERVER on every node (bounded to 15 minutes), stopped and removed after."""
+    cert, key = write_self_signed(tmp / "node.crt", tmp / "node.key", "node.rke2ha.test")
+    files = {"server.py": BOOTSTRAP_SERVER, "crt": cert.read_text(), "key": key.read_text()}
+    return python_on_nodes(bed, SERVER_UNIT, "/run/rke2ha-lbtest", files)
 
 
 def listing(machine: Machine) -> list[str]:
@@ -203,25 +210,12 @@ serve(80, False)
 CHECKED_UNIT = "rke2ha-lbtest-checked"
 
 
-@contextlib.contextmanager
-def checked_servers(bed: Testbed, directory: Path, token: str | None = None) -> Iterator[None]:
-    """CHECKED_SERVER on each node (bounded by RuntimeMaxSec), stopped and removed after."""
+def checked_servers(
+    bed: Testbed, directory: Path, token: str | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """CHECKED_SERVER on each node (bounded to 15 minutes), stopped and removed after."""
     cert, key = write_self_signed(directory / "node.crt", directory / "node.key", "node")
-    unit = f"{CHECKED_UNIT}-{next(_runs)}"
-    files = {"/run/lbtest-checked.py": CHECKED_SERVER, "/run/lbtest-checked.crt": cert.read_text(),
-             "/run/lbtest-checked.key": key.read_text()}  # fmt: skip
+    files = {"server.py": CHECKED_SERVER, "crt": cert.read_text(), "key": key.read_text()}
     if token is not None:
-        files["/run/lbtest-checked.token"] = token
-    for machine in nodes(bed):
-        for path, text in files.items():
-            machine.sh(f"umask 077 && cat > {path}", input=text, check=True)
-        started = machine.sh(
-            f"systemd-run --collect --unit={unit} -p RuntimeMaxSec=900 python3 {' '.join(files)}"
-        )
-        assert started.returncode == 0, (machine.name, started.stderr)
-    try:
-        yield
-    finally:
-        for machine in nodes(bed):
-            machine.sh(f"systemctl stop {unit}; rm -f {' '.join(files)}")
-            assert machine.sh(f"systemctl is-active {unit}").stdout.strip() != "active"
+        files["token"] = token
+    return python_on_nodes(bed, CHECKED_UNIT, "/run/rke2ha-lbtest-checked", files)
