@@ -246,3 +246,16 @@ def test_layer7_nginx_gets_chain_and_key_and_no_token_files(tmp_path: Path) -> N
     # nginx's track rule tries the node ports it forwards to: 80 (ingress), 6443, 9345.
     command = track_command(spec)
     assert "10.0.1.11:80" in command and "10.0.1.11:443" not in command
+
+
+def test_layer7_on_a_host_without_a_certificate_is_refused_naming_the_field(
+    tmp_path: Path, run_cli: Any
+) -> None:
+    path = write(tmp_path, layer=7)
+    doc = yaml.safe_load(path.read_text())
+    doc["rancher"] = {"tls_source": "external"}
+    path.write_text(yaml.safe_dump(doc))
+    result = run_cli("validate", "-f", str(path))
+    assert result.code == 1, result.out + result.err
+    assert "load_balancer.tls" in result.out and "no certificate is given" in result.out
+    assert "Traceback" not in result.err
