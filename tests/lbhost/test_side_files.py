@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from tests.lbhost.test_spec_hosts import write
 from tests.support.certs import write_self_signed
@@ -259,3 +260,44 @@ def test_layer7_on_a_host_without_a_certificate_is_refused_naming_the_field(
     assert result.code == 1, result.out + result.err
     assert "load_balancer.tls" in result.out and "no certificate is given" in result.out
     assert "Traceback" not in result.err
+
+
+def test_a_token_the_spec_dropped_is_planned_for_removal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state says rke2ha put the token's files on the host; the spec has no token now:
+    the plan shows the files' fingerprint going to `none` and the steps that remove them."""
+    from rke2ha.lbhost import remote
+    from rke2ha.plan import diff
+    from rke2ha.providers.base import Facts
+    from rke2ha.providers.existing.hosted import HostedEngine
+    from rke2ha.state import ResourceEntry, State, StateStore
+
+    spec = load_spec(write(tmp_path))
+    config, files = host_files(spec)
+    assert files == ()
+    record = Record("haproxy", False, True, False, True, sha256(config),
+                    files=((ENV, TOKEN.sha), (DROPIN, UNIT.sha)))  # fmt: skip
+    key = "load_balancer.hosts.lb-1"
+    state = State("rancher", "existing", "me")
+    state.resources[key] = ResourceEntry("lb_host", "lb-1 10.0.0.11", "created", record.attrs())
+    asked: list[tuple[str, ...]] = []
+
+    def read(target: Any, engine: Any, paths: tuple[str, ...] = ()) -> HostFacts:
+        asked.append(tuple(paths))
+        return facts(FileFacts({ENV: TOKEN.sha, DROPIN: UNIT.sha}, {}, frozenset()),
+                     config_sha=sha256(config), enabled="enabled", active="active")  # fmt: skip
+
+    monkeypatch.setattr(remote, "read_facts", read)
+    hosted = HostedEngine(spec, state, StateStore(tmp_path / "state", "rancher"))
+    seen = Facts(observed={})
+    hosted.describe(seen)
+    assert asked == [(ENV, DROPIN)]  # the recorded files are read back
+    plan = diff(hosted.desired(), seen.observed, kind_rank={"lb_host": 1})
+    (change,) = plan.changes
+    assert [(d.key, d.after) for d in change.diffs] == [("files", "none")]
+    hosted.explain(plan)
+    assert plan.changes[0].reason == (
+        f"on lb-1: remove {ENV}; remove {DROPIN}; systemctl daemon-reload; restart "
+        "haproxy.service (a reload keeps its old environment)"
+    )

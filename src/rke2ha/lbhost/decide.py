@@ -340,10 +340,13 @@ def up_steps(
                      f"{shlex.quote(engine.config)}")
             )  # fmt: skip
     wanted_paths = {side.path for side in files}
-    dropped = [(p, h) for p, h in record.files if p not in wanted_paths]
-    for path, written in dropped:
-        steps += _undo_file(path, written, facts.files, record)[0]
-    # A new drop-in counts only after daemon-reload; a new environment only after a restart.
+    dropped: list[Step] = []
+    for path, written in record.files:
+        if path not in wanted_paths:
+            dropped += _undo_file(path, written, facts.files, record)[0]
+    steps += dropped
+    # A new drop-in counts only after daemon-reload; a new environment only after a restart
+    # (and a file the spec no longer asks for may be either).
     unit_files = any(s.dropin for s in new_files) or bool(dropped)
     environment = any(s.restart or s.dropin for s in new_files) or bool(dropped)
     if unit_files:

@@ -193,7 +193,10 @@ class HostedEngine:
             config = "rke2ha's" if engine.mode == "0600" else sha256(self._text_for(key))[:16]
             props = {"engine": engine.name, "config": config, "service": WANTED_SERVICE}
             files = self._files_for(key)
-            if files:
+            record = self._record(key)
+            if files or (record is not None and record.files):
+                # "none" when the spec no longer asks for files rke2ha put there: a change,
+                # so `up` removes them.
                 props["files"] = fingerprint({f.path: f.sha for f in files})
             after = (address(parse(key)[0]),) if parse(key)[1] else ()
             wanted.append(Desired(key, KIND, props, depends_on=after))
