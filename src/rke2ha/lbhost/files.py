@@ -12,9 +12,10 @@ path is kept as `<path>.rke2ha-orig` and put back by `down`.
   (HAProxy 2.6 configuration.txt, bind option `crt`: "a PEM file containing both the
   required certificates and any associated private keys"; Debian's
   /usr/share/doc/haproxy/configuration.txt.gz).
-- nginx reads the chain (server certificate first) from `ssl_certificate` and the key
-  from `ssl_certificate_key`, in its master process, as root
-  (nginx.org/en/docs/http/ngx_http_ssl_module.html#ssl_certificate).
+- nginx reads the chain from `ssl_certificate`, the primary certificate first, then the
+  intermediates (nginx.org/en/docs/http/ngx_http_ssl_module.html#ssl_certificate), and
+  the key from `ssl_certificate_key`; the master process (root) must be able to read the
+  key, the workers need not (nginx.org/en/docs/http/configuring_https_servers.html).
 - The token: `EnvironmentFile=` in a drop-in `haproxy.service.d/*.conf`
   (systemd.unit(5), "drop-in" directories; systemd.exec(5), EnvironmentFile=: "read
   shortly before the process is executed", systemd 252 on Debian bookworm). A reload
