@@ -31,7 +31,7 @@ from tests.lbhost_live.test_lbhost_live import (
 )
 from tests.lbhost_live.test_pair_check_live import by_id, check_json
 from tests.support.certs import write_self_signed
-from tests.support.lbnodes import NODES, checked_servers, listing, wait_active
+from tests.support.lbnodes import NODES, checked_servers, listing, nodes, wait_active
 from tests.support.machines import Machine, Testbed
 
 pytestmark = pytest.mark.root
@@ -211,15 +211,17 @@ def test_layer7_haproxy_with_the_health_token_on_a_host(testbed: Testbed, tmp_pa
         assert main_pid(lb, "haproxy.service") != pid
 
         with servers_on_nodes(testbed, tmp_path):
-            assert https(testbed, lb, tmp_path / "lb.crt") in NODES  # the new certificate
-            said = https(testbed, lb, old_ca)
-            assert said not in NODES and "certificate" in said.lower(), said
             states = wait_states(lb, {"rke2ha_ingress": "UP", "rke2ha_6443": "DOWN"})
             # Every node refused the wrong token: 401, so none serves 6443.
             assert all(
                 st.startswith("DOWN") and code == "401"
                 for st, code in states["rke2ha_6443"].values()
             ), states
+            # Once the ingress backend is UP again (it started DOWN after the restart):
+            assert all(st == "UP" for st, _ in states["rke2ha_ingress"].values()), states
+            assert https(testbed, lb, tmp_path / "lb.crt") in NODES  # the new certificate
+            said = https(testbed, lb, old_ca)
+            assert said not in NODES and "certificate" in said.lower(), said
 
         code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
         assert code == 0, out
@@ -274,14 +276,7 @@ def test_layer7_haproxy_pair_serves_tls_through_the_virtual_ip_and_check_passes(
     with testbed.extra_machine("lb7-a") as lb_a, testbed.extra_machine("lb7-b") as lb_b:
         pair = [lb_a, lb_b]
         before = {m.name: listing(m) for m in pair}
-        spec = write_pair_spec(testbed, tmp_path / "pair.yaml", pair, VRRP_PASSWORD)
-        one = l7_spec(testbed, tmp_path, lb_a, "haproxy", TOKEN)
-        doc: dict[str, Any] = yaml.safe_load(spec.read_text())
-        layer7 = yaml.safe_load(one.read_text())
-        for field in ("layer", "tls", "health"):
-            doc["load_balancer"][field] = layer7["load_balancer"][field]
-        doc["rancher"] = layer7["rancher"]
-        spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+        spec = l7_pair_spec(testbed, tmp_path, pair, "haproxy", TOKEN)
 
         code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
         assert code == 0, out
@@ -324,6 +319,58 @@ def test_layer7_haproxy_pair_serves_tls_through_the_virtual_ip_and_check_passes(
         for m in pair:
             after = listing(m)
             assert after == before[m.name], (m.name, sorted(set(after) ^ set(before[m.name])))
+
+
+def l7_pair_spec(
+    bed: Testbed, tmp: Path, pair: list[Machine], engine: str, token: str | None
+) -> Path:
+    """`write_pair_spec`'s keepalived pair with `l7_spec`'s layer 7 settings."""
+    spec = write_pair_spec(bed, tmp / "pair.yaml", pair, VRRP_PASSWORD, engine=engine)
+    layer7 = yaml.safe_load(l7_spec(bed, tmp, pair[0], engine, token).read_text())
+    doc: dict[str, Any] = yaml.safe_load(spec.read_text())
+    for field in ("layer", "tls", "health"):
+        if field in layer7["load_balancer"]:
+            doc["load_balancer"][field] = layer7["load_balancer"][field]
+    doc["rancher"] = layer7["rancher"]
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return spec
+
+
+def test_layer7_nginx_pair_serves_tls_through_the_virtual_ip(
+    testbed: Testbed, tmp_path: Path
+) -> None:
+    with testbed.extra_machine("lbn7-a") as lb_a, testbed.extra_machine("lbn7-b") as lb_b:
+        pair = [lb_a, lb_b]
+        before = {m.name: listing(m) for m in pair}
+        spec = l7_pair_spec(testbed, tmp_path, pair, "nginx", None)
+        code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
+        assert code == 0, out
+        for m in pair:
+            assert wait_active(m, ("nginx.service", "keepalived.service")) == ["active"] * 2
+            assert modes(m, f"/etc/nginx/tls/{HOSTNAME}.key") == ["600 root root"]
+            track = m.sh("grep 'script \"' /etc/keepalived/keepalived.conf").stdout
+            # At layer 7 nginx forwards 80 and 443 to the nodes' port 80, never to 443.
+            assert f"{nodes_of(testbed)[0]}:80 " in track and ":443" not in track, track
+
+        with checked_servers(testbed, tmp_path):
+            held = wait_holders(pair, 1, 30)
+            assert len(held) == 1, held
+            holder = next(m for m in pair if m.name == held[0])
+            other = next(m for m in pair if m is not holder)
+            assert https_via(testbed, VIP, tmp_path / "lb.crt") in NODES
+            holder.sh("systemctl stop nginx.service", check=True)
+            assert wait_holders_exactly(pair, [other.name], 15) == [other.name]
+            assert https_via(testbed, VIP, tmp_path / "lb.crt") in NODES
+
+        code, out = rke2ha(testbed, "down", "-f", str(spec), "--yes")
+        assert code == 0, out
+        for m in pair:
+            after = listing(m)
+            assert after == before[m.name], (m.name, sorted(set(after) ^ set(before[m.name])))
+
+
+def nodes_of(bed: Testbed) -> list[str]:
+    return [m.address for m in nodes(bed)]
 
 
 def https_via(bed: Testbed, address: str, ca: Path) -> str:
