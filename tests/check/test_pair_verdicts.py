@@ -330,3 +330,13 @@ def test_the_drill_stops_the_pairs_own_engine_unit(tmp_path: Path) -> None:
     )
     assert undo_command("engine", "haproxy.service") == "systemctl start haproxy.service"
     assert FAULT_WORDS["engine"].format(engine=pair.engine) == "nginx stopped (systemctl stop)"
+
+
+def test_at_layer_7_the_standby_is_judged_on_the_ingress_backend() -> None:
+    """Layer 7 HAProxy has no `rke2ha_443`: 80 and 443 share `rke2ha_ingress`."""
+    up = {"rke2ha_ingress": dict.fromkeys(NODES, "UP"), "rke2ha_6443": {}}
+    result = vp.standby_ready([view("lb-a", holds_vip=True), view("lb-b", servers=up)])
+    assert result.ok and "node-1, node-2, node-3 UP" in result.detail
+    down = {"rke2ha_ingress": dict.fromkeys(NODES, "DOWN")}
+    result = vp.standby_ready([view("lb-a", holds_vip=True), view("lb-b", servers=down)])
+    assert result.failed and "no node UP behind 443" in result.detail

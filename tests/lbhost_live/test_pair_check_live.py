@@ -16,11 +16,8 @@ a real whole-machine freeze of the holder (every process SIGSTOPped) moves it in
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,66 +27,17 @@ from tests.lbhost_live.test_lbhost_live import (
     VIP,
     VRRP_PASSWORD,
     holders,
-    nodes,
     pair_snapshot,
     rke2ha,
     stats,
     wait_holders,
     write_pair_spec,
 )
-from tests.support.certs import write_self_signed
+from tests.support.lbnodes import checked_servers
 from tests.support.machines import Machine, Testbed
 from tests.support.machines.testbed import TIMINGS
 
 pytestmark = pytest.mark.root
-
-UNIT = "rke2ha-pairtest-nodes"
-SERVER = """\
-import http.server, socket, ssl, sys, threading
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"pong" if self.server.server_port != 80 else socket.gethostname().encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-def serve(port, tls):
-    server = http.server.ThreadingHTTPServer(("", port), Handler)
-    if tls:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(sys.argv[1], sys.argv[2])
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    server.serve_forever()
-for port, tls in ((6443, True), (9345, True)):
-    threading.Thread(target=serve, args=(port, tls), daemon=True).start()
-serve(80, False)
-"""
-_runs = itertools.count(1)
-
-
-@contextlib.contextmanager
-def servers_on_nodes(bed: Testbed, directory: Path) -> Iterator[None]:
-    """The server above on each node machine (bounded by RuntimeMaxSec), removed after."""
-    cert, key = write_self_signed(directory / "node.crt", directory / "node.key", "node")
-    unit = f"{UNIT}-{next(_runs)}"
-    files = {"/run/pairtest.py": SERVER, "/run/pairtest.crt": cert.read_text(),
-             "/run/pairtest.key": key.read_text()}  # fmt: skip
-    for machine in nodes(bed):
-        for path, text in files.items():
-            machine.sh(f"umask 077 && cat > {path}", input=text, check=True)
-        started = machine.sh(
-            f"systemd-run --collect --unit={unit} -p RuntimeMaxSec=900 "
-            "python3 /run/pairtest.py /run/pairtest.crt /run/pairtest.key"
-        )
-        assert started.returncode == 0, (machine.name, started.stderr)
-    try:
-        yield
-    finally:
-        for machine in nodes(bed):
-            machine.sh(f"systemctl stop {unit}; rm -f {' '.join(files)}")
-            assert machine.sh(f"systemctl is-active {unit}").stdout.strip() != "active"
 
 
 def all_up(machine: Machine, timeout: float = 30.0) -> dict[tuple[str, str], str]:
@@ -138,7 +86,7 @@ def test_check_judges_the_pair_and_the_drill_meets_the_failover_targets(
         code, out = rke2ha(testbed, "up", "-f", str(spec), "--yes")
         assert code == 0, out
 
-        with servers_on_nodes(testbed, tmp_path):
+        with checked_servers(testbed, tmp_path):
             assert len(wait_holders(pair, 1, 30)) == 1
             for m in pair:
                 states = all_up(m)

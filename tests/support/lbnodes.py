@@ -59,28 +59,39 @@ _runs = itertools.count(1)
 
 
 @contextlib.contextmanager
-def bootstrap_servers(bed: Testbed, tmp: Path, keep_alive: bool = False) -> Iterator[None]:
-    """BOOTSTRAP_SERVER on every node (bounded to 15 minutes), stopped and removed after;
-    `keep_alive`: HTTP/1.1 connections that stay open between requests."""
-    cert, key = write_self_signed(tmp / "node.crt", tmp / "node.key", "node.rke2ha.test")
-    unit = f"{SERVER_UNIT}-{next(_runs)}"
+def python_on_nodes(
+    bed: Testbed, unit: str, folder: str, files: dict[str, str], args: tuple[str, ...] = ()
+) -> Iterator[None]:
+    """`python3 <folder>/<first file> <folder>/<the others>... <args>` on every node as a
+    transient unit named `unit-<n>` (bounded to 15 minutes), the files 0600 in `folder`;
+    stopped and removed after."""
+    name = f"{unit}-{next(_runs)}"
+    paths = [f"{folder}/{file}" for file in files]
     for machine in nodes(bed):
-        machine.sh("mkdir -p -m 700 /run/rke2ha-lbtest", check=True)
-        for name, text in (("server.py", BOOTSTRAP_SERVER), ("crt", cert.read_text()),
-                           ("key", key.read_text())):  # fmt: skip
-            machine.sh(f"umask 077 && cat > /run/rke2ha-lbtest/{name}", input=text, check=True)
+        machine.sh(f"mkdir -p -m 700 {folder}", check=True)
+        for path, text in zip(paths, files.values(), strict=True):
+            machine.sh(f"umask 077 && cat > {path}", input=text, check=True)
         started = machine.sh(
-            f"systemd-run --collect --unit={unit} -p RuntimeMaxSec=900 python3 "
-            "/run/rke2ha-lbtest/server.py /run/rke2ha-lbtest/crt /run/rke2ha-lbtest/key"
-            + (" keep-alive" if keep_alive else "")
+            f"systemd-run --collect --unit={name} -p RuntimeMaxSec=900 python3 {' '.join([*paths, *args])}"
         )
         assert started.returncode == 0, (machine.name, started.stderr)
     try:
         yield
     finally:
         for machine in nodes(bed):
-            machine.sh(f"systemctl stop {unit}; rm -rf /run/rke2ha-lbtest")
-            assert machine.sh(f"systemctl is-active {unit}").stdout.strip() != "active"
+            machine.sh(f"systemctl stop {name}; rm -rf {folder}")
+            assert machine.sh(f"systemctl is-active {name}").stdout.strip() != "active"
+
+
+def bootstrap_servers(
+    bed: Testbed, tmp: Path, keep_alive: bool = False
+) -> contextlib.AbstractContextManager[None]:
+    """BOOTSTRAP_SERVER on every node (bounded to 15 minutes), stopped and removed after;
+    `keep_alive`: HTTP/1.1 connections that stay open between requests."""
+    cert, key = write_self_signed(tmp / "node.crt", tmp / "node.key", "node.rke2ha.test")
+    files = {"server.py": BOOTSTRAP_SERVER, "crt": cert.read_text(), "key": key.read_text()}
+    args = ("keep-alive",) if keep_alive else ()
+    return python_on_nodes(bed, SERVER_UNIT, "/run/rke2ha-lbtest", files, args)
 
 
 def listing(machine: Machine) -> list[str]:
@@ -172,3 +183,47 @@ def stays(machines: list[Machine], address: str, want: list[str], seconds: float
             said = {m.name: m.sh(journal).stdout for m in machines}
             raise AssertionError((held, holders(machines, address), said))
         time.sleep(0.25)
+
+
+# What HAProxy's checks accept on every backend: plain HTTP on 80 answering the node's name
+# (the ingress, behind 80 and 443), TLS on 9345 answering `pong` (the supervisor's `/ping`)
+# and on 6443 `pong` too, or, given a token file (argv[3]), 200 only to `Authorization:
+# Bearer <token>` and 401 to anyone else (an apiserver that does not know the caller).
+CHECKED_SERVER = """\
+import http.server, socket, ssl, sys, threading
+want = "Bearer " + open(sys.argv[3]).read().strip() if len(sys.argv) > 3 else None
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        port = self.server.server_port
+        status, body = 200, socket.gethostname().encode() if port == 80 else b"pong"
+        if port == 6443 and want is not None and self.headers.get("Authorization") != want:
+            status, body = 401, b'{"kind":"Status","code":401}'
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+def serve(port, tls):
+    server = http.server.ThreadingHTTPServer(("", port), Handler)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1], sys.argv[2])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+for port, tls in ((6443, True), (9345, True)):
+    threading.Thread(target=serve, args=(port, tls), daemon=True).start()
+serve(80, False)
+"""
+CHECKED_UNIT = "rke2ha-lbtest-checked"
+
+
+def checked_servers(
+    bed: Testbed, directory: Path, token: str | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """CHECKED_SERVER on each node (bounded to 15 minutes), stopped and removed after."""
+    cert, key = write_self_signed(directory / "node.crt", directory / "node.key", "node")
+    files = {"server.py": CHECKED_SERVER, "crt": cert.read_text(), "key": key.read_text()}
+    if token is not None:
+        files["token"] = token
+    return python_on_nodes(bed, CHECKED_UNIT, "/run/rke2ha-lbtest-checked", files)

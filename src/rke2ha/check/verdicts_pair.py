@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from rke2ha.check import catalog
 from rke2ha.check.pair_state import KEEPALIVED_UNIT, HostView
 from rke2ha.check.result import CheckResult
+from rke2ha.render.haproxy import INGRESS_BACKEND
 
 VIP_ID = "lb.pair.vip"
 STANDBY_ID = "lb.pair.standby"
-# The backend of the 443 frontend (`render/haproxy.py` names each `rke2ha_<port>`): the one
-# the keepalived track script asks about (`render/keepalived.py`, render_host_keepalived).
-TRACKED_BACKEND = "rke2ha_443"
+# The backend of the 443 frontend (`render/haproxy.py` names each `rke2ha_<port>` at layer 4;
+# at layer 7, 80 and 443 share `rke2ha_ingress`): among those the keepalived track script
+# asks about (`render/keepalived.py`, track_backends).
+TRACKED_BACKENDS = ("rke2ha_443", INGRESS_BACKEND)
 BACKEND_PREFIX = "rke2ha_"
 FIX_UNREACHED = (
     "log in to {host} over SSH as the spec's ssh: block says (`rke2ha preflight` shows why "
@@ -113,7 +115,8 @@ def standby_ready(views: Sequence[HostView]) -> CheckResult:
     if standby.engine != "active":
         problems.append(f"{standby.engine_name} is {standby.engine}")
         fixes.append(f"`systemctl start {standby.engine_unit}` on {standby.name}")
-    up = sorted(s for s, st in standby.servers.get(TRACKED_BACKEND, {}).items() if is_up(st))
+    tracked = next((standby.servers[b] for b in TRACKED_BACKENDS if b in standby.servers), {})
+    up = sorted(s for s, st in tracked.items() if is_up(st))
     if standby.engine == "active" and standby.node_state and not up:
         why = standby.stat_error or "none is UP"
         problems.append(f"its HAProxy has no node UP behind 443 ({why})")

@@ -21,15 +21,26 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from rke2ha.lbhost.files import (
+    DAEMON_RELOAD,
+    ORIG,
+    FileFacts,
+    SideFile,
+    changed,
+    check_text,
+    facts_lines,
+    parse_file_facts,
+)
 from rke2ha.render.keepalived import TRACK_SCRIPT, TRACK_SCRIPT_PATH
 
 StepKind = Literal[
     "install", "upload", "check", "save_original", "replace", "enable", "reload", "start",
     "restart", "stop", "restore", "remove_config", "disable", "purge", "verify", "helper",
-    "remove_helper",
+    "remove_helper", "mkdir", "daemon_reload", "remove_file", "rmdir",
 ]  # fmt: skip
 
 
@@ -59,6 +70,11 @@ class Engine:
     def original(self) -> str:
         """Where the host's own config waits while rke2ha's runs."""
         return f"{self.config}.rke2ha-orig"
+
+    @property
+    def check_file(self) -> str:
+        """Where a config naming staged side files (`files.check_text`) is checked."""
+        return f"{self.config}.rke2ha-check"
 
     def check_command(self, path: str) -> str:
         if self.name == "keepalived":
@@ -125,6 +141,7 @@ class HostFacts:
     active: str  # `systemctl is-active`: active, inactive, failed, activating, ...
     helper_sha: str | None = None  # the engine's helper file (`Engine.helper`); None: none
     missing_modules: tuple[str, ...] = ()  # of `Engine.modules`, those not installed
+    files: FileFacts = field(default_factory=FileFacts)  # the side files asked about
 
     @property
     def running(self) -> bool:
@@ -136,8 +153,8 @@ class HostFacts:
         return f"{self.enabled}, {self.active}"
 
 
-def facts_script(engine: Engine) -> str:
-    """Read-only: `key=value` lines for `parse_facts`."""
+def facts_script(engine: Engine, paths: Sequence[str] = ()) -> str:
+    """Read-only: `key=value` lines for `parse_facts`; `paths`: side files to read back."""
     pkg = shlex.quote(engine.package)
     unit = shlex.quote(engine.unit)
 
@@ -166,6 +183,7 @@ def facts_script(engine: Engine) -> str:
             f"echo enabled=$(systemctl is-enabled {unit} 2>/dev/null || true)",
             f"echo active=$(systemctl is-active {unit} 2>/dev/null || true)",
             *([f"echo helper=$({sha(engine.helper[0])})"] if engine.helper else []),
+            *facts_lines(paths),
             "true",
         ]
     )
@@ -185,6 +203,7 @@ def parse_facts(text: str) -> HostFacts:
         active=values.get("active") or "unknown",
         helper_sha=values.get("helper") or None,
         missing_modules=tuple(values.get("missing", "").split()),
+        files=parse_file_facts(values),
     )
 
 
@@ -199,6 +218,14 @@ class Record:
     was_running: bool  # the service ran before rke2ha came
     config_sha: str  # the config rke2ha last put in place
     installed_modules: tuple[str, ...] = ()  # `Engine.modules` rke2ha installed; down purges
+    # Side files (`files.SideFile`) rke2ha put in place: (path, sha256 of what it wrote).
+    files: tuple[tuple[str, str], ...] = ()
+    saved_files: tuple[str, ...] = ()  # of those, the host had its own: kept at `.rke2ha-orig`
+    made_dirs: tuple[str, ...] = ()  # folders rke2ha made for them; `down` removes them empty
+
+    @property
+    def file_paths(self) -> tuple[str, ...]:
+        return tuple(path for path, _ in self.files)
 
     def attrs(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,6 +240,9 @@ class Record:
             was_running=bool(attrs["was_running"]),
             config_sha=str(attrs["config_sha"]),
             installed_modules=tuple(attrs.get("installed_modules", ())),
+            files=tuple((str(p), str(h)) for p, h in attrs.get("files", ())),
+            saved_files=tuple(attrs.get("saved_files", ())),
+            made_dirs=tuple(attrs.get("made_dirs", ())),
         )
 
 
@@ -221,15 +251,21 @@ class Step:
     kind: StepKind
     what: str  # for people: the plan and the progress lines
     command: str  # run as root on the host
-    input: str | None = None  # the command's stdin (the config text)
+    input: str | None = field(default=None, repr=False)  # the command's stdin (a file's text)
     packages: tuple[str, ...] = ()  # what an `install` step installs (named when it fails)
+    cleanup: tuple[str, ...] = ()  # staged files to remove when a `check` step fails
 
 
 def up_steps(
-    engine: Engine, facts: HostFacts, text: str, previous: Record | None
+    engine: Engine,
+    facts: HostFacts,
+    text: str,
+    previous: Record | None,
+    files: Sequence[SideFile] = (),
 ) -> tuple[list[Step], Record]:
-    """The steps that make the host run `text` as its enabled, active service, and the
-    record to keep. A second run on a host that already matches gets no steps."""
+    """The steps that make the host run `text` as its enabled, active service, with `files`
+    (`files.SideFile`: a certificate, the token's environment file and drop-in) in place,
+    and the record to keep. A second run on a host that already matches gets no steps."""
     unit = shlex.quote(engine.unit)
     want = sha256(text)
     fresh_package = not facts.package_installed
@@ -268,20 +304,24 @@ def up_steps(
                  f"umask 022 && cat > {shlex.quote(helper[0])} && chmod 0755 "
                  f"{shlex.quote(helper[0])}", input=helper[1])
         )  # fmt: skip
-    changed = bool(wanted) or facts.config_sha != want
+    changed_config = bool(wanted) or facts.config_sha != want
+    new_files = changed(files, facts.files)
+    record, made = _folders(engine, facts, record, new_files)
+    steps += made
+    steps += [_upload_file(side) for side in new_files]
     umask = "077" if engine.mode == "0600" else "022"
-    if changed:
+    if changed_config or new_files:
         staged = shlex.quote(engine.staged)
-        steps += [
-            Step("upload", f"upload the config to {engine.staged}",
-                 f"umask {umask} && cat > {staged}", input=text),
-            Step("check", f"check it with the host's {engine.binary}",
-                 engine.check_command(engine.staged)),
-        ]  # fmt: skip
+        if changed_config:
+            steps.append(
+                Step("upload", f"upload the config to {engine.staged}",
+                     f"umask {umask} && cat > {staged}", input=text)
+            )  # fmt: skip
+        steps.append(_check(engine, text, files, new_files))
         # Only the first run finds the host's own config: on a later one the file there is
         # rke2ha's (had there been one of the host's, the first run saved it).
         keep = not record.installed_package and facts.config_sha is not None
-        if keep and previous is None:
+        if changed_config and keep and previous is None:
             if facts.original_sha is None:  # else a copy from an earlier run waits there
                 steps.append(
                     Step(
@@ -291,13 +331,34 @@ def up_steps(
                     )
                 )
             record = _with(record, saved_original=True)
-        steps.append(
-            Step("replace", f"move it over {engine.config}",
-                 f"chmod {engine.mode} {staged} && mv -f {staged} {shlex.quote(engine.config)}")
-        )  # fmt: skip
+        for side in new_files:
+            record = _replace_file(steps, side, facts.files, record)
+        if changed_config:
+            steps.append(
+                Step("replace", f"move it over {engine.config}",
+                     f"chmod {engine.mode} {staged} && mv -f {staged} "
+                     f"{shlex.quote(engine.config)}")
+            )  # fmt: skip
+    wanted_paths = {side.path for side in files}
+    dropped: list[Step] = []
+    for path, written in record.files:
+        if path not in wanted_paths:
+            dropped += _undo_file(path, written, facts.files, record)[0]
+    steps += dropped
+    # A new drop-in counts only after daemon-reload; a new environment only after a restart
+    # (and a file the spec no longer asks for may be either).
+    unit_files = any(s.dropin for s in new_files) or bool(dropped)
+    environment = any(s.restart or s.dropin for s in new_files) or bool(dropped)
+    if unit_files:
+        steps.append(Step("daemon_reload", "systemctl daemon-reload", DAEMON_RELOAD))
     if facts.enabled != "enabled":
         steps.append(Step("enable", f"enable {engine.unit}", f"systemctl enable {unit}"))
-    if fresh_package:
+    if environment and (fresh_package or facts.running):
+        steps.append(
+            Step("restart", f"restart {engine.unit} (a reload keeps its old environment)",
+                 f"systemctl restart {unit}")
+        )  # fmt: skip
+    elif fresh_package:
         # The package's own scripts may have started it (Debian does) on its default config.
         steps.append(
             Step("restart", f"start {engine.unit} on the new config",
@@ -305,29 +366,146 @@ def up_steps(
         )  # fmt: skip
     elif not facts.running:
         steps.append(Step("start", f"start {engine.unit}", f"systemctl start {unit}"))
-    elif changed:
+    elif changed_config or new_files:
         steps.append(Step("reload", f"reload {engine.unit}", f"systemctl reload {unit}"))
     if steps:
         steps.append(Step("verify", f"{engine.unit} is active", f"systemctl is-active {unit}"))
-    return steps, _with(record, config_sha=want)
+    kept = tuple(p for p in record.saved_files if p in wanted_paths)
+    put = tuple((side.path, side.sha) for side in files)
+    return steps, _with(record, config_sha=want, files=put, saved_files=kept)
+
+
+def _folders(
+    engine: Engine, facts: HostFacts, record: Record, new: Sequence[SideFile]
+) -> tuple[Record, list[Step]]:
+    """Steps making the missing folders of `new` (the engine's own folder comes with its
+    package), recorded so `down` removes them again."""
+    steps: list[Step] = []
+    made = list(record.made_dirs)
+    own = engine.config.rsplit("/", 1)[0]
+    seen = {own, *facts.files.folders}
+    for side in new:
+        folder = side.folder
+        if folder in seen:
+            continue
+        seen.add(folder)
+        steps.append(
+            Step("mkdir", f"create {folder}",
+                 f"mkdir -p -m {side.dir_mode} {shlex.quote(folder)}")
+        )  # fmt: skip
+        if folder not in made:
+            made.append(folder)
+    return _with(record, made_dirs=tuple(made)), steps
+
+
+def _upload_file(side: SideFile) -> Step:
+    umask = "077" if side.secret else "022"
+    what = f"upload {side.path} to {side.staged}" + (
+        f" (secret, mode {side.mode}, not shown)" if side.secret else ""
+    )
+    return Step("upload", what, f"umask {umask} && cat > {shlex.quote(side.staged)}",
+                input=side.text)  # fmt: skip
+
+
+def _check(engine: Engine, text: str, files: Sequence[SideFile], new: Sequence[SideFile]) -> Step:
+    """The host's binary checks the new config with the new side files, staged: nothing in
+    place is touched until it passes. A variable a side file sets for the engine (the
+    health token) gets a stand-in: the check reads the config's syntax, not the value."""
+    env = " ".join(f"{s.env}=rke2ha-check" for s in files if s.env)
+    prefix = f"{env} " if env else ""
+    cleanup = (engine.staged, *(s.staged for s in new))
+    what = f"check it with the host's {engine.binary}"
+    if not new:
+        return Step("check", what, prefix + engine.check_command(engine.staged), cleanup=cleanup)
+    path = shlex.quote(engine.check_file)
+    command = (
+        f"umask 077 && cat > {path} && ( {prefix}{engine.check_command(engine.check_file)}; "
+        f"rc=$?; rm -f {path}; exit $rc )"
+    )
+    # Named are the files the config reads (a certificate); the token's files are not read
+    # by the check (its variable gets the stand-in), only by systemd when the unit starts.
+    names = ", ".join(s.path for s in new if s.path in text)
+    said = f"{what}, with the new {names}" if names else what
+    return Step("check", said, command, input=check_text(text, new),
+                cleanup=(*cleanup, engine.check_file))  # fmt: skip
+
+
+def _replace_file(steps: list[Step], side: SideFile, found: FileFacts, record: Record) -> Record:
+    """Keep the host's own file at `side.path` once (the first time rke2ha writes there),
+    then move the staged copy over it."""
+    path, staged = shlex.quote(side.path), shlex.quote(side.staged)
+    if side.path not in record.file_paths and found.sha(side.path) is not None:
+        if found.original(side.path) is None:
+            steps.append(
+                Step("save_original", f"keep the host's own {side.path} as {side.original}",
+                     f"cp -p {path} {shlex.quote(side.original)}")
+            )  # fmt: skip
+        if side.path not in record.saved_files:
+            record = _with(record, saved_files=(*record.saved_files, side.path))
+    steps.append(
+        Step("replace", f"move it over {side.path}",
+             f"chmod {side.mode} {staged} && chown root:root {staged} && mv -f {staged} {path}")
+    )  # fmt: skip
+    return record
+
+
+def _undo_file(
+    path: str, written: str, found: FileFacts, record: Record
+) -> tuple[list[Step], list[str]]:
+    """Put back the host's own file at `path`, or remove rke2ha's; a file someone changed
+    since rke2ha wrote it stays (a note says so)."""
+    now = found.sha(path)
+    quoted, original = shlex.quote(path), shlex.quote(path + ORIG)
+    if now is None:
+        return [], []
+    if now != written:
+        kept = f" (the original stays at {path}{ORIG})" if found.original(path) else ""
+        return [], [f"{path} was changed after rke2ha wrote it; left as it is{kept}"]
+    if path in record.saved_files and found.original(path) is not None:
+        return [
+            Step("restore", f"put the host's own {path} back", f"mv -f {original} {quoted}")
+        ], []
+    return [Step("remove_file", f"remove {path}", f"rm -f {quoted}")], []
+
+
+def _undo_files(facts: HostFacts, record: Record) -> tuple[list[Step], list[str]]:
+    """Every side file rke2ha wrote undone, its folders removed when empty, and systemd
+    told when a drop-in went."""
+    steps: list[Step] = []
+    notes: list[str] = []
+    for path, written in record.files:
+        more, said = _undo_file(path, written, facts.files, record)
+        steps += more
+        notes += said
+    for folder in reversed(record.made_dirs):
+        if folder in facts.files.folders:
+            # Only when empty: anything another hand put there stays, with its folder.
+            steps.append(
+                Step("rmdir", f"remove {folder} (rke2ha made it) if empty",
+                     f"rmdir --ignore-fail-on-non-empty {shlex.quote(folder)}")
+            )  # fmt: skip
+    if record.files:
+        steps.append(Step("daemon_reload", "systemctl daemon-reload", DAEMON_RELOAD))
+    return steps, notes
 
 
 def down_steps(engine: Engine, facts: HostFacts, record: Record) -> tuple[list[Step], list[str]]:
     """The steps that leave the host as rke2ha found it, and notes on what stays."""
     unit = shlex.quote(engine.unit)
     config, original = shlex.quote(engine.config), shlex.quote(engine.original)
-    notes: list[str] = []
     helper = engine.helper
     drop_helper = (
         [Step("remove_helper", f"remove {helper[0]}", f"rm -f {shlex.quote(helper[0])}")]
         if helper is not None and facts.helper_sha is not None
         else []
     )
+    files, notes = _undo_files(facts, record)
     modules = record.installed_modules
     if record.installed_package:
         names = (engine.package, *modules)
         return [
             Step("stop", f"stop {engine.unit}", f"systemctl stop {unit}"),
+            *files,
             Step(
                 "purge",
                 f"purge package {' '.join(names)} (rke2ha installed it)",
@@ -354,6 +532,7 @@ def down_steps(engine: Engine, facts: HostFacts, record: Record) -> tuple[list[S
         steps.append(
             Step("remove_config", f"remove {engine.config} (there was none)", f"rm -f {config}")
         )
+    steps += files
     if record.enabled_unit and facts.enabled == "enabled":
         steps.append(Step("disable", f"disable {engine.unit}", f"systemctl disable {unit}"))
     if modules:
@@ -362,9 +541,11 @@ def down_steps(engine: Engine, facts: HostFacts, record: Record) -> tuple[list[S
                  f"{APT} purge -y -q {' '.join(shlex.quote(m) for m in modules)}")
         )  # fmt: skip
     if record.was_running:
+        # A restart when rke2ha's files go: the environment it gave the engine goes too.
+        how, said = ("restart", "restart") if record.files else ("reload-or-restart", "reload")
         steps.append(
-            Step("restart", f"reload {engine.unit} with the host's own config",
-                 f"systemctl reload-or-restart {unit}")
+            Step("restart", f"{said} {engine.unit} with the host's own config",
+                 f"systemctl {how} {unit}")
         )  # fmt: skip
     return steps + drop_helper, notes
 

@@ -87,7 +87,8 @@ def _run(engine: Engine, step: Step) -> str:
         printed = out.strip().splitlines() if step.kind == "check" else []
         return printed[-1] if printed else ""
     if step.kind == "check":
-        _sh(f"rm -f {shlex.quote(engine.staged)}", STEP_TIMEOUT)
+        staged = dict.fromkeys((engine.staged, *step.cleanup))
+        _sh("rm -f " + " ".join(shlex.quote(p) for p in staged), STEP_TIMEOUT)
     journal = ""
     if step.kind in JOURNALED:
         said_ok, said, _ = _sh(journal_command(engine), STEP_TIMEOUT)

@@ -24,8 +24,8 @@ PACKAGE_TIMEOUT = 600.0
 Note = Callable[[str], None]
 
 
-async def _facts(conn: Connection, engine: Engine) -> HostFacts:
-    result = await conn.run(facts_script(engine))
+async def _facts(conn: Connection, engine: Engine, paths: Sequence[str] = ()) -> HostFacts:
+    result = await conn.run(facts_script(engine, paths))
     if not result.ok:
         raise InvalidError(
             f"load balancer host {conn.target.node}: could not read its {engine.name} "
@@ -44,7 +44,8 @@ async def _run(conn: Connection, engine: Engine, step: Step) -> str:
         printed = result.stdout.strip().splitlines() if step.kind == "check" else []
         return printed[-1] if printed else ""
     if step.kind == "check":
-        await conn.run(f"rm -f {shlex.quote(engine.staged)}")
+        staged = dict.fromkeys((engine.staged, *step.cleanup))
+        await conn.run("rm -f " + " ".join(shlex.quote(p) for p in staged))
     journal = ""
     if step.kind in JOURNALED:
         said = await conn.run(journal_command(engine))
@@ -54,13 +55,13 @@ async def _run(conn: Connection, engine: Engine, step: Step) -> str:
     )
 
 
-def read_facts(target: Target, engine: Engine) -> HostFacts:
-    """The host's facts (read only)."""
+def read_facts(target: Target, engine: Engine, paths: Sequence[str] = ()) -> HostFacts:
+    """The host's facts (read only), side files at `paths` included."""
 
     async def go() -> HostFacts:
         conn = await connect(target)
         try:
-            return await _facts(conn, engine)
+            return await _facts(conn, engine, paths)
         finally:
             await conn.close()
 
@@ -76,7 +77,11 @@ class StepFailed(InvalidError):
 
 
 def run(
-    target: Target, engine: Engine, plan: Callable[[HostFacts], Sequence[Step]], note: Note
+    target: Target,
+    engine: Engine,
+    plan: Callable[[HostFacts], Sequence[Step]],
+    note: Note,
+    paths: Sequence[str] = (),
 ) -> list[Step]:
     """Read the facts again (they may have moved since `plan`), ask `plan` for the steps
     and run them in order; the steps that ran. StepFailed carries those on a failure."""
@@ -85,7 +90,7 @@ def run(
     async def go() -> list[Step]:
         conn = await connect(target)
         try:
-            facts = await _facts(conn, engine)
+            facts = await _facts(conn, engine, paths)
             for step in plan(facts):
                 try:
                     said = await _run(conn, engine, step)

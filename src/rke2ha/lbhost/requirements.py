@@ -1,8 +1,11 @@
 """What a spec with `load_balancer.hosts` must also say, for `validate` and for `up`. Pure.
 
-HAProxy or nginx at layer 4 on one host, or on two sharing `load_balancer.address` as a
-keepalived virtual IP; each missing piece is named with
-the field at fault, so a spec that asks for more is refused before anything is touched.
+HAProxy or nginx, at layer 4 or 7, on one host, or on two sharing `load_balancer.address`
+as a keepalived virtual IP; each missing piece is named with the field at fault, so a spec
+that asks for more is refused before anything is touched. What layer 7 and the health
+token need on a host (the certificate, the token's environment file) is installed with the
+config (`lbhost.files`); a layer 7 spec without `load_balancer.tls` is refused by the rule
+`lb.layer7_tls` and by the renderer, naming the field.
 """
 
 from __future__ import annotations
@@ -52,24 +55,6 @@ def problems(spec: Spec) -> list[Problem]:
                 "ssh",
                 "load_balancer.hosts are reached over SSH, but the spec has no ssh: block",
                 "add an ssh: block (user, identity_file, known_hosts)",
-            )
-        )
-    if lb.layer != 4:
-        found.append(
-            Problem(
-                "load_balancer.layer",
-                "layer 7 on load_balancer.hosts is not yet supported (the certificate would "
-                "have to be uploaded too)",
-                "use layer: 4 with load_balancer.hosts",
-            )
-        )
-    if lb.health.token_file is not None:
-        found.append(
-            Problem(
-                "load_balancer.health.token_file",
-                "a health token on load_balancer.hosts is not yet supported (it would have "
-                "to be installed as a systemd environment file there)",
-                "remove health.token_file, or run the engine on this machine",
             )
         )
     if len(lb.hosts) == 1:

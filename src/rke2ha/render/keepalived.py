@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from rke2ha.addresses import is_ip
 from rke2ha.errors import InvalidError
+from rke2ha.healthplan import port_health
 from rke2ha.render.common import DEFAULT_LAYOUT, commented, header_lines, host_port, node_address
+from rke2ha.render.haproxy import INGRESS_BACKEND
 from rke2ha.spec import LoadBalancerPair, Spec
 
 ENGINE_PROCESS = {
@@ -215,9 +217,28 @@ NGINX_PID_FILE = "/run/nginx.pid"  # Debian's build: --pid-path=/run/nginx.pid (
 
 
 def track_backends(spec: Spec) -> list[str]:
-    """The HAProxy backends the track script asks about: one per load balancer port (layer
-    4 names each `rke2ha_<port>`, `render.haproxy`)."""
-    return [f"rke2ha_{port}" for port in spec.load_balancer.ports]
+    """The HAProxy backends the track script asks about, named as `render.haproxy` names
+    them: `rke2ha_<port>` per TCP port; at layer 7, 80 and 443 share the one HTTP backend
+    (`rke2ha_ingress`) and have none of their own."""
+    lb = spec.load_balancer
+    names: list[str] = []
+    for port in lb.ports:
+        name = INGRESS_BACKEND if lb.layer == 7 and port in (80, 443) else f"rke2ha_{port}"
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def track_upstreams(spec: Spec) -> list[str]:
+    """`host:port` of every node port the engine forwards to (nginx's track rule): the
+    port behind each load balancer port (`healthplan.port_health`: at layer 7, 80 and 443
+    both go to the ingress's port 80)."""
+    ports = list(dict.fromkeys(port_health(spec, p).backend_port for p in spec.load_balancer.ports))
+    return [
+        host_port(node_address(node, f"nodes[{i}]"), port)
+        for port in ports
+        for i, node in enumerate(spec.nodes)
+    ]
 
 
 def track_command(spec: Spec) -> str:
@@ -235,11 +256,7 @@ def track_command(spec: Spec) -> str:
     """
     lb = spec.load_balancer
     if lb.engine == "nginx":
-        upstreams = [
-            host_port(node_address(node, f"nodes[{i}]"), port)
-            for port in lb.ports
-            for i, node in enumerate(spec.nodes)
-        ]
+        upstreams = track_upstreams(spec)
         return (
             f"/usr/bin/python3 {TRACK_SCRIPT_PATH} connect {NGINX_PID_FILE} {' '.join(upstreams)}"
         )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rke2ha.errors import InvalidError, UsageError
+from rke2ha.lbhost.files import SideFile, side_files
 from rke2ha.providers.existing.builtin import builtin_version, read_tls_pem
 from rke2ha.providers.existing.engines import CONFIG_PATHS, EnginePaths
 from rke2ha.render import Layout, Rendering, SecretInputs, render_files
@@ -192,8 +193,17 @@ def host_config_text(spec: Spec, drained: Collection[str] = ()) -> str:
     """The engine's config for `load_balancer.hosts`: rendered for the Debian package's own
     folder (/etc/haproxy), frontends bound to `load_balancer.address` (the host's; every
     address when two hosts share it as a virtual IP); `drained`: the state's drained nodes."""
+    return host_files(spec, drained)[0]
+
+
+def host_files(spec: Spec, drained: Collection[str] = ()) -> tuple[str, tuple[SideFile, ...]]:
+    """`host_config_text` and, from the same rendering, the files its config needs on the
+    host (`lbhost.files.side_files`: a layer 7 certificate and key, the health token's
+    environment file and drop-in)."""
     engine = spec.load_balancer.engine
     rendered = _rendered(
         spec, engine, Path("/etc"), _secret_inputs(spec), DEFAULT_LAYOUT.haproxy_socket, drained
     )
-    return rendered.files[CONFIG_PATHS[engine]].text
+    config = CONFIG_PATHS[engine]
+    texts = {path: file.text for path, file in rendered.files.items()}
+    return rendered.files[config].text, side_files(engine, texts, config)

@@ -29,11 +29,12 @@ from rke2ha.lbhost.decide import (
     sha256,
     up_steps,
 )
+from rke2ha.lbhost.files import SideFile, fingerprint
 from rke2ha.lbhost.requirements import require
 from rke2ha.maintenance import keep_drained_steps
 from rke2ha.plan import Change, Desired, Observed, Plan
 from rke2ha.providers.base import Facts, Reporter
-from rke2ha.providers.existing.configs import host_config_text
+from rke2ha.providers.existing.configs import host_files
 from rke2ha.render.keepalived import render_host_keepalived
 from rke2ha.secretfiles import read_secret
 from rke2ha.spec import Spec
@@ -45,7 +46,7 @@ PREFIX = "load_balancer.hosts."
 WANTED_SERVICE = "enabled, active"
 # Steps that change the host: after one of them ran, the record must be kept for `down`.
 CHANGING = frozenset(
-    {"install", "save_original", "replace", "enable", "start", "restart", "helper"}
+    {"install", "save_original", "replace", "enable", "start", "restart", "helper", "mkdir"}
 )
 VRRP_SUFFIX = "/keepalived"
 SPEC_LABEL = "the spec (rke2ha up, provider existing)"
@@ -87,13 +88,28 @@ class HostedEngine:
         self.keepalived: Engine = ENGINES["keepalived"]
         self.facts: dict[str, HostFacts] = {}  # by resource address
         self._text: str | None = None
+        self._files: tuple[SideFile, ...] = ()
         self._vrrp_texts: dict[str, str] = {}
 
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text = host_config_text(self.spec, self.state.drained)
+            self._text, self._files = host_files(self.spec, self.state.drained)
         return self._text
+
+    def _files_for(self, key: str) -> tuple[SideFile, ...]:
+        """The engine's side files (a layer 7 certificate, the health token); keepalived
+        has none."""
+        if parse(key)[1]:
+            return ()
+        _ = self.text
+        return self._files
+
+    def _paths(self, key: str) -> tuple[str, ...]:
+        """Side files to read back: the spec's and those the state says rke2ha wrote."""
+        record = self._record(key)
+        wanted = [f.path for f in self._files_for(key)]
+        return tuple(dict.fromkeys([*wanted, *(record.file_paths if record else ())]))
 
     def _engine(self, key: str) -> Engine:
         return self.keepalived if parse(key)[1] else self.engine
@@ -132,7 +148,7 @@ class HostedEngine:
         for key in wanted + leftover:
             name = parse(key)[0]
             target = self.targets[name]
-            found = remote.read_facts(target, self._engine(key))
+            found = remote.read_facts(target, self._engine(key), self._paths(key))
             self.facts[key] = found
             if key not in self.state.resources:
                 continue
@@ -164,7 +180,12 @@ class HostedEngine:
             config = "rke2ha's" if ours else ("none" if found.config_sha is None else "other")
         else:
             config = (found.config_sha or "none")[:16]
-        return {"engine": engine.name, "config": config, "service": found.service}
+        props = {"engine": engine.name, "config": config, "service": found.service}
+        record = self._record(key)
+        paths = {f.path for f in self._files_for(key)} | set(record.file_paths if record else ())
+        if paths:  # secret files: only their fingerprint, never their text or digests
+            props["files"] = fingerprint({p: found.files.sha(p) for p in paths})
+        return props
 
     def desired(self) -> list[Desired]:
         wanted: list[Desired] = []
@@ -172,6 +193,12 @@ class HostedEngine:
             engine = self._engine(key)
             config = "rke2ha's" if engine.mode == "0600" else sha256(self._text_for(key))[:16]
             props = {"engine": engine.name, "config": config, "service": WANTED_SERVICE}
+            files = self._files_for(key)
+            record = self._record(key)
+            if files or (record is not None and record.files):
+                # "none" when the spec no longer asks for files rke2ha put there: a change,
+                # so `up` removes them.
+                props["files"] = fingerprint({f.path: f.sha for f in files})
             after = (address(parse(key)[0]),) if parse(key)[1] else ()
             wanted.append(Desired(key, KIND, props, depends_on=after))
         return wanted
@@ -190,7 +217,7 @@ class HostedEngine:
                 steps, _ = down_steps(engine, found, record)
             else:
                 text = self._text_for(key)
-                steps, _ = up_steps(engine, found, text, record)
+                steps, _ = up_steps(engine, found, text, record, self._files_for(key))
                 steps = keep_drained_steps(
                     engine.name, steps, text, self.state.drained, engine.unit
                 )
@@ -202,11 +229,11 @@ class HostedEngine:
         name = parse(key)[0]
         target = self.targets[name]
         previous = self._record(key)
-        engine, text = self._engine(key), self._text_for(key)
+        engine, text, files = self._engine(key), self._text_for(key), self._files_for(key)
         chosen: dict[str, Record] = {}
 
         def plan(found: HostFacts) -> list[Step]:
-            steps, record = up_steps(engine, found, text, previous)
+            steps, record = up_steps(engine, found, text, previous, files)
             steps = keep_drained_steps(engine.name, steps, text, self.state.drained, engine.unit)
             chosen["record"] = record
             if previous is None and any(s.kind in CHANGING for s in steps):
@@ -216,7 +243,7 @@ class HostedEngine:
             return steps
 
         try:
-            remote.run(target, engine, plan, reporter.note)
+            remote.run(target, engine, plan, reporter.note, self._paths(key))
         except remote.StepFailed as failed:
             if previous is None and not any(s.kind in CHANGING for s in failed.done):
                 self._forget(key)  # nothing was changed there
@@ -243,7 +270,7 @@ class HostedEngine:
             notes.extend(said)
             return steps
 
-        remote.run(target, engine, plan, reporter.note)
+        remote.run(target, engine, plan, reporter.note, record.file_paths)
         for note in notes:
             reporter.note(f"{name}: {note}")
         self._forget(key)

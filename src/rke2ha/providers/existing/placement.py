@@ -54,7 +54,8 @@ def placement(
         )
     if lb.engine != "builtin":
         # The packaged unit reads /etc/<engine>: a layer 7 certificate or a health token
-        # would have to be installed there too (as on load_balancer.hosts, not yet).
+        # would have to be installed there too, as `lbhost.files` does on a host; this
+        # machine does not do that yet.
         if lb.layer != 4:
             return Placement(False, child + f"layer 7 {lb.engine} is run from the state folder")
         if lb.health.token_file is not None:
