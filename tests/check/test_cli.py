@@ -74,3 +74,16 @@ def test_nothing_running_fails_every_live_check_with_exit_1(
     )  # fmt: skip
     assert result.code == 1
     assert '"ok": false' in result.out and '"status": "pass"' not in result.out
+
+
+def test_dns_server_name_is_resolved_never_a_crash(
+    run_cli: Callable[..., CliResult], lab_file: Path
+) -> None:
+    result = run_cli(
+        "check", "-f", str(lab_file), "--port-offset", "23000", "--json", "--timeout", "1",
+        "--dns-server", "localhost:1",
+    )  # fmt: skip
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "crashed" not in result.out and "127.0.0.1:1" in result.out
+    bad = run_cli("check", "-f", str(lab_file), "--dns-server", "bad..name")
+    assert bad.code == 2 and "--dns-server 'bad..name': cannot resolve" in bad.err

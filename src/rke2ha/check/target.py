@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rke2ha.check import DEFAULT_TIMEOUT
 from rke2ha.check.verdicts import START_UNKNOWN, VIEW_UNKNOWN, lb_start, lb_view
+from rke2ha.dns.hostport import resolve_host_port
 from rke2ha.dns.resolve_check import expectation, server_command
 from rke2ha.errors import InvalidError, UsageError
 from rke2ha.healthplan import (
@@ -153,7 +154,9 @@ def node_ports(spec: Spec) -> tuple[int, ...]:
 
 def _dns_target(spec: Spec, options: CheckOptions) -> DnsTarget:
     if options.dns_server:
-        server: Endpoint | None = parse_host_port(options.dns_server, DNS_PORT, "--dns-server")
+        server: Endpoint | None = Endpoint(
+            *resolve_host_port(options.dns_server, DNS_PORT, "--dns-server")
+        )
         source = "--dns-server"
     elif (spec.provider == "lab" or spec.dns.provider == "builtin") and spec.dns.builtin.listen:
         listen = parse_host_port(spec.dns.builtin.listen, DNS_PORT, "dns.builtin.listen")
