@@ -9,10 +9,11 @@ them on disk. `render_to_dir` is the whole command as a library call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rke2ha.errors import InvalidError
+from rke2ha.render import outdir
 from rke2ha.render.bundle import RenderedFile, Rendering, SecretInputs, read_inputs, render_files
 from rke2ha.render.common import DEFAULT_LAYOUT, Layout
 from rke2ha.render.write import write_rendering
@@ -36,6 +37,7 @@ class RenderResult:
     written: list[Path]
     secret: list[Path]  # the subset written mode 0600
     skipped: dict[str, str]  # relative path -> why it was not rendered
+    removed: list[Path] = field(default_factory=list)  # an earlier render's, not written now
 
 
 def refuse_invalid(spec: Spec) -> None:
@@ -59,10 +61,18 @@ def render_to_dir(
     layout: Layout = DEFAULT_LAYOUT,
     force: bool = False,
 ) -> RenderResult:
-    """Validate (unless `force`), read secrets, render every file and write them."""
+    """Validate (unless `force`), read secrets, render every file, write them and remove
+    the files an earlier render into `out_dir` wrote that this one does not (`outdir`);
+    `force` also renders into a non-empty folder no render wrote."""
     if not force:
         refuse_invalid(spec)
+    earlier = outdir.prepare(out_dir, force=force)
     rendering = render_files(spec, spec_label, read_inputs(spec), layout)
+    current = set(rendering.files)
+    # Listed before writing: a render stopped half-way still leaves its files findable.
+    outdir.write_manifest(out_dir, earlier | current)
     written = write_rendering(rendering, out_dir)
+    removed = outdir.remove_stale(out_dir, earlier, current)
+    outdir.write_manifest(out_dir, current)
     secret = [out_dir / path for path, file in rendering.files.items() if file.secret]
-    return RenderResult(written, secret, rendering.skipped)
+    return RenderResult(written, secret, rendering.skipped, removed)
