@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,14 +54,23 @@ def create_secret(path: Path, content: bytes) -> bool:
     return True
 
 
-def ensure_secret(path: Path, nbytes: int = 32) -> str:
-    """The secret in `path`, generating a random hex one (mode 0600) the first time.
+def announce_created(path: Path, what: str) -> None:
+    """Tell the operator on stderr that a new secret file exists (never its content): a
+    typo in a path the spec names must not silently become a brand-new cluster token."""
+    from rke2ha.invocation import shown_path
+
+    print(f"rke2ha: created {what} {shown_path(path)} (0600)", file=sys.stderr)
+
+
+def ensure_secret(path: Path, nbytes: int = 32, *, what: str = "secret") -> str:
+    """The secret in `path`, generating a random hex one (mode 0600) the first time, which
+    is announced (`announce_created`) as `what`.
 
     Stable across calls: an RKE2 token must never change once servers have joined.
     """
     try:
-        if not path.exists():
-            write_secret(path, (secrets.token_hex(nbytes) + "\n").encode())
+        if not path.exists() and create_secret(path, (secrets.token_hex(nbytes) + "\n").encode()):
+            announce_created(path, what)
     except OSError as err:
         raise UsageError(
             f"{path}: cannot reach or create the secret file: {err.strerror or err}; "
@@ -76,8 +86,9 @@ class PlannedSecret:
     `up` then writes: both use this one value, and only `up` calls `keep()`.
     """
 
-    def __init__(self, path: Path, nbytes: int = 32) -> None:
+    def __init__(self, path: Path, nbytes: int = 32, *, what: str = "secret") -> None:
         self.path = path
+        self.what = what
         self.missing = not path.exists()
         self.value = secrets.token_hex(nbytes) if self.missing else read_secret(path)
 
@@ -94,6 +105,8 @@ class PlannedSecret:
                 f"{self.path}: cannot create the secret file: {err.strerror or err}; "
                 "run as a user who may write there"
             ) from None
+        if created:
+            announce_created(self.path, self.what)
         if not created and read_secret(self.path) != self.value:
             raise InvalidError(
                 f"{self.path}: made by someone else while this run had planned a new one; it "

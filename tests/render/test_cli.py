@@ -192,3 +192,20 @@ def test_empty_out_is_a_usage_error(specs: SpecFactory, tmp_path: Path, run_cli:
     result = run_cli("render", "-f", str(spec_file), "-o", "", cwd=work)
     assert result.code == 2 and "-o/--out is empty" in result.err
     assert list(work.iterdir()) == [] and result.out == ""
+
+
+def test_created_secrets_are_announced_never_shown(
+    specs: SpecFactory, tmp_path: Path, run_cli: Cli
+) -> None:
+    spec_file = specs.write({"rke2": {"token_file": "typo.tok"}})
+    first = run_cli("render", "-f", str(spec_file), "-o", str(tmp_path / "one"), cwd=tmp_path)
+    assert first.code == 0, first.err
+    token = (tmp_path / "typo.tok").read_text().strip()
+    assert stat.S_IMODE((tmp_path / "typo.tok").stat().st_mode) == 0o600
+    assert "rke2ha: created RKE2 token typo.tok (0600)" in first.err.splitlines()
+    password = ".rke2ha/secrets/rancher-bootstrap-password"
+    assert f"rke2ha: created Rancher bootstrap password {password} (0600)" in first.err
+    assert token not in first.out + first.err
+    again = run_cli("render", "-f", str(spec_file), "-o", str(tmp_path / "two"), cwd=tmp_path)
+    assert again.code == 0 and "created" not in again.err
+    assert (tmp_path / "typo.tok").read_text().strip() == token
