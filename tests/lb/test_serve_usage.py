@@ -66,6 +66,7 @@ def _serve(*args: str) -> subprocess.CompletedProcess[str]:
         ),
         (("-f", "examples/existing-l4.yaml", "--cert", "/x.crt"), "with -f the spec sets"),
         (("-f", "examples/existing-l4.yaml", "--port-offset", "60000"), "past 65535"),
+        (("--listen", LISTEN, "--backend", "127.0.30.11:80", "--workers", "10000"), "per CPU"),
     ],
 )  # fmt: skip
 def test_refused_with_one_clear_line(args: tuple[str, ...], says: str) -> None:

@@ -7,6 +7,7 @@ keeping `rke2ha --help` fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -68,6 +69,30 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
     return int(text)
+
+
+# More processes than this only compete for the CPUs the data plane already saturates; and
+# each one is a Python interpreter (~30 MB) that must start before the first is served.
+WORKERS_PER_CPU = 4
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as `taskset`/cgroups set it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _workers(text: str) -> int:
+    count = _positive(text)
+    cpus = usable_cpus()
+    if count > WORKERS_PER_CPU * cpus:
+        raise argparse.ArgumentTypeError(
+            f"{text} is more than {WORKERS_PER_CPU} per CPU ({cpus} usable here, so at most "
+            f"{WORKERS_PER_CPU * cpus}); more processes only compete for the same CPUs"
+        )
+    return count
 
 
 def _offset(text: str) -> int:
@@ -134,10 +159,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve_p.add_argument(
         "--workers",
-        type=_positive,
+        type=_workers,
         default=1,
         metavar="N",
-        help="processes sharing the listeners (SO_REUSEPORT; default 1)",
+        help=f"processes sharing the listeners (SO_REUSEPORT; default 1, at most "
+        f"{WORKERS_PER_CPU} per usable CPU)",
     )
     serve_p.add_argument(
         "--port-offset",
