@@ -21,11 +21,22 @@ from rke2ha.errors import InvalidError, UsageError
 SECRET_MODE = 0o600
 
 
+def make_private_dirs(folder: Path) -> None:
+    """`folder` and every missing parent, each made 0700 (`mkdir(parents=True, mode=...)`
+    gives the mode to the last one only: `.rke2ha/` would be 0755 above `secrets/`)."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
 @contextlib.contextmanager
 def _staged(path: Path, content: bytes) -> Iterator[str]:
     """A 0600 temporary file with `content` beside `path` (parents made 0700), for the
     caller to move or link into place; removed afterwards if it is still there."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, SECRET_MODE)
