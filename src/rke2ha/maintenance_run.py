@@ -30,12 +30,14 @@ from rke2ha.spec import Spec
 SOCKET_TIMEOUT = 5.0
 
 
-def apply(spec: Spec, node: str, action: Action) -> list[str]:
+def apply(spec: Spec, node: str, action: Action, port_offset: int = 0) -> list[str]:
+    """`port_offset`: the one the built-in load balancer was started with (`lb serve
+    --port-offset`), which moves its admin endpoint too."""
     lb = spec.load_balancer
     check_engine(lb.engine)
     check_node(node, [n.name for n in spec.nodes])
     if lb.engine == "builtin":
-        return [_builtin(spec, node, action)]
+        return [_builtin(spec, node, action, port_offset)]
     if lb.hosts:
         return _hosts(spec, node, action)
     return [_local_haproxy(spec, node, action)]
@@ -44,8 +46,8 @@ def apply(spec: Spec, node: str, action: Action) -> list[str]:
 # ---- the built-in load balancer ---------------------------------------------------------
 
 
-def _builtin(spec: Spec, node: str, action: Action) -> str:
-    listen = spec.load_balancer.admin_listen()
+def _builtin(spec: Spec, node: str, action: Action, port_offset: int = 0) -> str:
+    listen = spec.load_balancer.admin_listen(port_offset)
     if listen is None:
         raise InvalidError(
             "load_balancer.admin is empty: the built-in load balancer has no admin endpoint "
@@ -69,7 +71,7 @@ def _builtin(spec: Spec, node: str, action: Action) -> str:
         raise InvalidError(
             f"the built-in load balancer is not running: its admin endpoint {where} "
             f"(load_balancer.admin) does not answer ({reason}); start it (`rke2ha up` or "
-            "`rke2ha lb serve -f FILE`)"
+            "`rke2ha lb serve -f FILE`), or pass the --port-offset it was started with"
         ) from None
     frontends = ", ".join(answer.get("frontends", [])) or "no frontend"
     return f"{node}: {_verb(action)} on {frontends} (built-in load balancer, {where})"
