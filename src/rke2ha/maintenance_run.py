@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from rke2ha.errors import InvalidError
+from rke2ha.invocation import spec_command
 from rke2ha.maintenance import (
     Action,
     check_engine,
@@ -70,8 +71,9 @@ def _builtin(spec: Spec, node: str, action: Action, port_offset: int = 0) -> str
         reason = getattr(err, "reason", err)
         raise InvalidError(
             f"the built-in load balancer is not running: its admin endpoint {where} "
-            f"(load_balancer.admin) does not answer ({reason}); start it (`rke2ha up` or "
-            "`rke2ha lb serve -f FILE`), or pass the --port-offset it was started with"
+            f"(load_balancer.admin) does not answer ({reason}); start it "
+            f"(`{spec_command(spec, 'up')}` or `{spec_command(spec, 'lb', 'serve')}`), or pass "
+            "the --port-offset it was started with"
         ) from None
     frontends = ", ".join(answer.get("frontends", [])) or "no frontend"
     return f"{node}: {_verb(action)} on {frontends} (built-in load balancer, {where})"

@@ -67,5 +67,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"ok": True, "file": str(path), "provider": args.provider})
     else:
-        print(f"wrote {path} (provider {args.provider}); check it with: rke2ha validate -f {path}")
+        from rke2ha.invocation import command
+
+        check = command("validate", "-f", path)
+        print(f"wrote {path} (provider {args.provider}); check it with: {check}")
     return EXIT_OK

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rke2ha.errors import InvalidError
+from rke2ha.invocation import spec_command
 from rke2ha.render import outdir
 from rke2ha.render.bundle import RenderedFile, Rendering, SecretInputs, read_inputs, render_files
 from rke2ha.render.common import DEFAULT_LAYOUT, Layout
@@ -49,7 +50,8 @@ def refuse_invalid(spec: Spec) -> None:
         lines = "\n".join(f"  {f.id}: {f.path or '(spec)'}: {f.message}" for f in errors)
         raise InvalidError(
             f"the spec has {len(errors)} error{'s' * (len(errors) != 1)}; nothing rendered "
-            f"(run `rke2ha validate` for the fixes, or render anyway with --force):\n{lines}"
+            f"(run `{spec_command(spec, 'validate')}` for the fixes, or render anyway with "
+            f"--force):\n{lines}"
         )
 
 
