@@ -136,6 +136,8 @@ def read_secret(path: Path, *, what: str = "secret") -> str:
 
     A file others can read is refused (InvalidError): chmod it to 0600.
     """
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory, not a {what} file; give the file")
     try:
         if not is_private(path):
             raise InvalidError(
