@@ -284,7 +284,7 @@ _AD_HOC_FLAGS = (
 def build_config(args: argparse.Namespace, spec: Spec | None = None) -> LbConfig:
     """The one LbConfig the flags (and the spec of -f) describe; UsageError for
     contradictory flags. `spec` is the spec already read, if any."""
-    from rke2ha.commands.lb_l7 import l7_flags, wants_layer7
+    from rke2ha.commands.lb_l7 import check_key_mode, l7_flags, wants_layer7
     from rke2ha.lb.accesslog import log_target
     from rke2ha.lb.config import check_privileges, from_flags
 
@@ -302,6 +302,15 @@ def build_config(args: argparse.Namespace, spec: Spec | None = None) -> LbConfig
             raise UsageError(
                 "--port-offset applies to -f FILE; write the ports in --listen/--backend"
             )
+        backends = [text.strip() for text in args.backend or []]
+        twice = sorted({text for text in backends if backends.count(text) > 1})
+        if twice:
+            raise UsageError(
+                f"--backend {', '.join(twice)} given more than once; give each node once "
+                "(a node listed twice would get twice the connections)"
+            )
+        if layer7:
+            check_key_mode(args.key)
         options: dict[str, Any] = {
             name: getattr(args, name) for name in _AD_HOC_FLAGS if getattr(args, name) is not None
         }

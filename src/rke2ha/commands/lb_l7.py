@@ -20,6 +20,37 @@ if TYPE_CHECKING:
     from rke2ha.spec import Spec
 
 
+def _host_name(text: str) -> str:
+    """A host name as TLS SNI and Host carry it: a URL or a port is refused with the fix."""
+    if "://" in text or "/" in text:
+        host = text.split("://", 1)[-1].split("/", 1)[0]
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a URL; give the host name alone (--hostname {host or 'NAME'})"
+        )
+    if ":" in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a port does not belong here; give the host name alone "
+            f"(--hostname {text.split(':', 1)[0] or 'NAME'})"
+        )
+    return text
+
+
+def check_key_mode(key: Path | None) -> None:
+    """An ad hoc `--key` readable by others is refused, as the same key in a spec is
+    (rule tls.key in `rke2ha validate`): exit 1 before anything listens."""
+    from rke2ha.errors import InvalidError
+    from rke2ha.secretfiles import is_private
+
+    if key is None or not key.is_file():
+        return  # missing: the certificate loader says so, naming the file
+    if not is_private(key):
+        mode = key.stat().st_mode & 0o777
+        raise InvalidError(
+            f"--key {key}: the private key is readable by others (mode {mode:o}); "
+            f"run: chmod 600 {key}"
+        )
+
+
 def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
     from rke2ha.lb.config import HEADER_TIMEOUT
     from rke2ha.spec import LoadBalancer
@@ -41,8 +72,10 @@ def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--hostname",
+        type=_host_name,
         metavar="NAME",
-        help="the Rancher hostname: the certificate must cover it; redirects go to it",
+        help="the Rancher hostname (a name, not a URL): the certificate must cover it; "
+        "redirects go to it",
     )
     group.add_argument(
         "--redirect-from",
