@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rke2ha.commands.hostname_arg import host_name
 from rke2ha.durations import parse_duration
 from rke2ha.errors import UsageError
 
@@ -18,21 +19,6 @@ from rke2ha.errors import UsageError
 if TYPE_CHECKING:
     from rke2ha.lb.config import L7Flags
     from rke2ha.spec import Spec
-
-
-def _host_name(text: str) -> str:
-    """A host name as TLS SNI and Host carry it: a URL or a port is refused with the fix."""
-    if "://" in text or "/" in text:
-        host = text.split("://", 1)[-1].split("/", 1)[0]
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is a URL; give the host name alone (--hostname {host or 'NAME'})"
-        )
-    if ":" in text:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: a port does not belong here; give the host name alone "
-            f"(--hostname {text.split(':', 1)[0] or 'NAME'})"
-        )
-    return text
 
 
 def check_key_mode(key: Path | None) -> None:
@@ -72,7 +58,7 @@ def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--hostname",
-        type=_host_name,
+        type=host_name,
         metavar="NAME",
         help="the Rancher hostname (a name, not a URL): the certificate must cover it; "
         "redirects go to it",
