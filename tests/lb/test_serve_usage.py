@@ -73,6 +73,10 @@ def _serve(*args: str) -> subprocess.CompletedProcess[str]:
             "'https://r.test/' is a URL; give the host name alone (--hostname r.test)",
         ),
         (
+            ("--listen", "127.0.30.10:0", "--backend", "127.0.30.11:80"),
+            "port 0 (any free port) is not offered here, since clients must know the port",
+        ),
+        (
             ("--listen", LISTEN, "--backend", "127.0.30.11:80", "--backend", "127.0.30.11:80"),
             "--backend 127.0.30.11:80 given more than once",
         ),
