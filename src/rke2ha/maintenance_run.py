@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rke2ha.errors import InvalidError
+from rke2ha.invocation import spec_command
 from rke2ha.maintenance import (
     Action,
     check_engine,
@@ -45,12 +46,14 @@ SOCKET_TIMEOUT = 5.0
 KEEP_DRAINED_TIMEOUT = 30.0
 
 
-def apply(spec: Spec, node: str, action: Action) -> list[str]:
+def apply(spec: Spec, node: str, action: Action, port_offset: int = 0) -> list[str]:
+    """`port_offset`: the one the built-in load balancer was started with (`lb serve
+    --port-offset`), which moves its admin endpoint too."""
     lb = spec.load_balancer
     check_engine(lb.engine)
     check_node(node, [n.name for n in spec.nodes])
     if lb.engine == "builtin":
-        return [_builtin(spec, node, action)]
+        return [_builtin(spec, node, action, port_offset)]
     lock = StateLock(spec.state_dir, spec.name)
     with lock.acquire(f"lb {action} {node}"):
         store = StateStore(spec.state_dir, spec.name)
@@ -114,8 +117,8 @@ def _nginx(spec: Spec, node: str, action: Action, state: State | None) -> list[s
 # ---- the built-in load balancer ---------------------------------------------------------
 
 
-def _builtin(spec: Spec, node: str, action: Action) -> str:
-    listen = spec.load_balancer.admin_listen()
+def _builtin(spec: Spec, node: str, action: Action, port_offset: int = 0) -> str:
+    listen = spec.load_balancer.admin_listen(port_offset)
     if listen is None:
         raise InvalidError(
             "load_balancer.admin is empty: the built-in load balancer has no admin endpoint "
@@ -138,8 +141,9 @@ def _builtin(spec: Spec, node: str, action: Action) -> str:
         reason = getattr(err, "reason", err)
         raise InvalidError(
             f"the built-in load balancer is not running: its admin endpoint {where} "
-            f"(load_balancer.admin) does not answer ({reason}); start it (`rke2ha up` or "
-            "`rke2ha lb serve -f FILE`)"
+            f"(load_balancer.admin) does not answer ({reason}); start it "
+            f"(`{spec_command(spec, 'up')}` or `{spec_command(spec, 'lb', 'serve')}`), or pass "
+            "the --port-offset it was started with"
         ) from None
     frontends = ", ".join(answer.get("frontends", [])) or "no frontend"
     return f"{node}: {_verb(action)} on {frontends} (built-in load balancer, {where})"

@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,22 @@ from rke2ha.errors import InvalidError, UsageError
 SECRET_MODE = 0o600
 
 
+def make_private_dirs(folder: Path) -> None:
+    """`folder` and every missing parent, each made 0700 (`mkdir(parents=True, mode=...)`
+    gives the mode to the last one only: `.rke2ha/` would be 0755 above `secrets/`)."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
 @contextlib.contextmanager
 def _staged(path: Path, content: bytes) -> Iterator[str]:
     """A 0600 temporary file with `content` beside `path` (parents made 0700), for the
     caller to move or link into place; removed afterwards if it is still there."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, SECRET_MODE)
@@ -53,14 +65,23 @@ def create_secret(path: Path, content: bytes) -> bool:
     return True
 
 
-def ensure_secret(path: Path, nbytes: int = 32) -> str:
-    """The secret in `path`, generating a random hex one (mode 0600) the first time.
+def announce_created(path: Path, what: str) -> None:
+    """Tell the operator on stderr that a new secret file exists (never its content): a
+    typo in a path the spec names must not silently become a brand-new cluster token."""
+    from rke2ha.invocation import shown_path
+
+    print(f"rke2ha: created {what} {shown_path(path)} (0600)", file=sys.stderr)
+
+
+def ensure_secret(path: Path, nbytes: int = 32, *, what: str = "secret") -> str:
+    """The secret in `path`, generating a random hex one (mode 0600) the first time, which
+    is announced (`announce_created`) as `what`.
 
     Stable across calls: an RKE2 token must never change once servers have joined.
     """
     try:
-        if not path.exists():
-            write_secret(path, (secrets.token_hex(nbytes) + "\n").encode())
+        if not path.exists() and create_secret(path, (secrets.token_hex(nbytes) + "\n").encode()):
+            announce_created(path, what)
     except OSError as err:
         raise UsageError(
             f"{path}: cannot reach or create the secret file: {err.strerror or err}; "
@@ -76,8 +97,9 @@ class PlannedSecret:
     `up` then writes: both use this one value, and only `up` calls `keep()`.
     """
 
-    def __init__(self, path: Path, nbytes: int = 32) -> None:
+    def __init__(self, path: Path, nbytes: int = 32, *, what: str = "secret") -> None:
         self.path = path
+        self.what = what
         self.missing = not path.exists()
         self.value = secrets.token_hex(nbytes) if self.missing else read_secret(path)
 
@@ -94,6 +116,8 @@ class PlannedSecret:
                 f"{self.path}: cannot create the secret file: {err.strerror or err}; "
                 "run as a user who may write there"
             ) from None
+        if created:
+            announce_created(self.path, self.what)
         if not created and read_secret(self.path) != self.value:
             raise InvalidError(
                 f"{self.path}: made by someone else while this run had planned a new one; it "
@@ -112,6 +136,8 @@ def read_secret(path: Path, *, what: str = "secret") -> str:
 
     A file others can read is refused (InvalidError): chmod it to 0600.
     """
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory, not a {what} file; give the file")
     try:
         if not is_private(path):
             raise InvalidError(

@@ -228,8 +228,23 @@ class StateLock:
 
     @contextlib.contextmanager
     def acquire(self, operation: str, *, force_unlock: bool = False) -> Iterator[LockInfo]:
-        """Hold the lock for `operation`; raise InvalidError naming the holder if taken."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Hold the lock for `operation`; raise InvalidError naming the holder if taken.
+
+        A state folder made only to hold the lock is removed with it when nothing else was
+        put there: `plan`, or an `up` that stops at its confirmation, leaves no trace."""
+        folder = self.path.parent
+        made_folder = not folder.exists()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            with self._held(operation, force_unlock) as mine:
+                yield mine
+        finally:
+            if made_folder:
+                with contextlib.suppress(OSError):  # not empty: someone needs it now
+                    folder.rmdir()
+
+    @contextlib.contextmanager
+    def _held(self, operation: str, force_unlock: bool) -> Iterator[LockInfo]:
         mine = LockInfo(
             who=getpass.getuser(),
             host=socket.gethostname(),

@@ -88,6 +88,14 @@ def _yaml_hint(problem: str) -> str:
     return ""
 
 
+def line_column(text: str | bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of `offset` into `text` (characters, or bytes for bytes)."""
+    newline = b"\n" if isinstance(text, bytes) else "\n"
+    before = text[:offset]
+    line_start = before.rfind(newline) + 1  # type: ignore[arg-type]
+    return before.count(newline) + 1, offset - line_start + 1  # type: ignore[arg-type]
+
+
 def parse_yaml(text: str, filename: str = "<spec>") -> YamlSource:
     """Parse one YAML document; raise UsageError (exit 2) when it is not YAML."""
     try:
@@ -99,9 +107,22 @@ def parse_yaml(text: str, filename: str = "<spec>") -> YamlSource:
             loader.dispose()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
-        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
         problem = str(err.problem or err)
+        if mark is not None and problem == "but found another document":
+            raise UsageError(
+                f"{filename}:{mark.line + 1}: the spec must be one YAML document; remove the "
+                f"`---` on line {mark.line + 1} and what follows it, or merge the two"
+            ) from None
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
         raise UsageError(f"{where}: not valid YAML: {problem}{_yaml_hint(problem)}") from None
+    except yaml.reader.ReaderError as err:
+        # A character YAML does not allow (NUL, other control characters): PyYAML gives
+        # only an offset into the text; say where it is as an editor counts.
+        line, column = line_column(text, err.position)
+        raise UsageError(
+            f"{filename}:{line}:{column}: not valid YAML: character U+{err.character:04X} is "
+            "not allowed in YAML (control characters are not); remove it"
+        ) from None
     except yaml.YAMLError as err:
         raise UsageError(f"{filename}: not valid YAML: {err}") from None
     lines: dict[PathKey, int] = {}
@@ -113,7 +134,8 @@ def parse_yaml(text: str, filename: str = "<spec>") -> YamlSource:
 def read_yaml_file(path: Path) -> YamlSource:
     """Read and parse `path`; a missing or unreadable file is a UsageError (exit 2)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise UsageError(
             f"{path}: no such file; write one with `rke2ha init -f {path}` (a commented spec), "
@@ -122,8 +144,13 @@ def read_yaml_file(path: Path) -> YamlSource:
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory; pass the spec file with -f FILE") from None
     except UnicodeDecodeError as err:
+        line, byte_column = line_column(raw, err.start)
+        # Columns count characters, as editors do: decode the line up to the bad byte.
+        prefix = raw[err.start - byte_column + 1 : err.start]
+        column = len(prefix.decode("utf-8", errors="replace")) + 1
         raise UsageError(
-            f"{path}: not UTF-8 text (byte {err.start}: {err.object[err.start : err.start + 1]!r})"
+            f"{path}:{line}:{column}: not UTF-8 text (byte {raw[err.start : err.start + 1]!r}); "
+            "save the file as UTF-8"
         ) from None
     except OSError as err:
         raise UsageError(f"{path}: cannot read: {err.strerror}") from None

@@ -74,3 +74,38 @@ def test_nothing_running_fails_every_live_check_with_exit_1(
     )  # fmt: skip
     assert result.code == 1
     assert '"ok": false' in result.out and '"status": "pass"' not in result.out
+
+
+def test_dns_server_name_is_resolved_never_a_crash(
+    run_cli: Callable[..., CliResult], lab_file: Path
+) -> None:
+    result = run_cli(
+        "check", "-f", str(lab_file), "--port-offset", "23000", "--json", "--timeout", "1",
+        "--dns-server", "localhost:1",
+    )  # fmt: skip
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "crashed" not in result.out and "127.0.0.1:1" in result.out
+    bad = run_cli("check", "-f", str(lab_file), "--dns-server", "bad..name")
+    assert bad.code == 2 and "--dns-server 'bad..name': cannot resolve" in bad.err
+
+
+def test_file_arguments_exit_2_when_unreadable_1_when_wrong(
+    capsys: pytest.CaptureFixture[str], lab_file: Path, tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    shared = tmp_path / "shared.tok"
+    shared.write_text("token\n")
+    shared.chmod(0o644)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for args, code, words in (
+        (["--ca", str(folder)], 2, "is a directory, not a certificate file"),
+        (["--token", str(folder)], 2, "is a directory, not a --token file"),
+        (["--ca", str(junk)], 1, "not a PEM certificate"),
+        (["--token", str(shared)], 1, "readable by others"),
+    ):
+        assert main(["check", "-f", str(lab_file), *args]) == code, args
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, err
+        assert err.startswith(f"rke2ha check: error: {args[0]} ") or args[0] == "--token"

@@ -72,3 +72,27 @@ def test_silent_server_and_bad_flag(
     assert json.loads(result.out)["answer"]["rcode"] in ("TIMEOUT",) or "ERROR" in result.out
     bad = run_cli("dns", "check", "-f", str(spec), "--server", "127.0.20.1:http")
     assert bad.code == 2 and "--server" in bad.err and "Traceback" not in bad.err
+
+
+def test_server_names_are_resolved_and_bad_ones_refused(
+    write_spec: Callable[..., Path], run_cli: Callable[..., CliResult]
+) -> None:
+    spec = write_spec({"dns": {"provider": "manual"}})
+    idle = free_port("127.0.0.1")
+    # A name is resolved once (localhost is in /etc/hosts): nothing answers there, exit 1,
+    # and the hint is not the built-in server's (provider manual has no server to start).
+    named = run_cli("dns", "check", "-f", str(spec), "--server", f"localhost:{idle}")
+    assert named.code == 1, named.err
+    assert f"(via 127.0.0.1:{idle})" in named.out and "Traceback" not in named.err
+    assert "dns serve" not in named.out and "pass --server HOST:PORT" in named.out
+    v6 = run_cli("dns", "check", "-f", str(spec), "--server", f"[::1]:{idle}")
+    assert v6.code == 1 and f"(via [::1]:{idle})" in v6.out, v6.err
+    for value, words in (
+        ("x:y:z", "neither an IPv6 address nor a host name"),
+        ("bad..name", "cannot resolve 'bad..name'"),
+        ("", "has no host"),
+    ):
+        bad = run_cli("dns", "check", "-f", str(spec), "--server", value)
+        assert bad.code == 2, (value, bad.err)
+        assert f"--server {value!r}" in bad.err and words in bad.err
+        assert "Traceback" not in bad.err and bad.out == ""

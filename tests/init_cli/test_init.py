@@ -148,3 +148,15 @@ def test_json_names_the_file(run_cli, tmp_path):
     assert result.code == 0, result.err
     assert json.loads(result.out) == {"ok": True, "file": "x.yaml", "provider": "existing"}
     assert (tmp_path / "x.yaml").is_file()
+
+
+def test_flags_are_checked_before_the_file(run_cli, tmp_path):
+    (tmp_path / "rke2ha.yaml").write_text("name: mine\n")
+    for flags, says in (
+        (["--node", "foo bar"], "--node 'foo bar'"),
+        (["--hostname", "https://rancher.corp.example/"], "is a URL; give the host name alone "
+         "(--hostname rancher.corp.example)"),
+    ):  # fmt: skip
+        err = _one_line_usage_error(run_cli("init", *flags, cwd=tmp_path))
+        assert says in err and "already exists" not in err
+    assert (tmp_path / "rke2ha.yaml").read_text() == "name: mine\n"

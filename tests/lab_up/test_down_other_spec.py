@@ -43,8 +43,9 @@ def test_down_of_another_spec_refuses_and_stops_only_with_replace(tmp_path: Path
         refused = down(other)
         assert refused.code == 1, refused.out + refused.err
         assert f"was started from {running.resolve()}, not from {other}" in refused.err
-        assert f"`rke2ha down -f {running.resolve()}`" in refused.err
-        assert f"`rke2ha down -f {other} --replace`" in refused.err
+        # Commands as this process was started (`python -m rke2ha` here), to run as printed.
+        assert f" -m rke2ha down -f {running.resolve()}`" in refused.err
+        assert f" -m rke2ha down -f {other} --replace`" in refused.err
         # Nothing was stopped: the same processes run and the lab is whole.
         assert sorted(lab_pids(running)) == pids
         assert lab_status(running)["all_up"] is True

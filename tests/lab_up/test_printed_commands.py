@@ -83,3 +83,34 @@ def test_the_printed_stop_command_runs_as_printed(tmp_path: Path) -> None:
         )  # fmt: skip
     assert down.returncode == 0, down.stdout + down.stderr
     assert_nothing_left(spec_file, PREFIX)
+
+
+def test_init_and_lab_status_print_commands_that_run_as_printed(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "rke2ha"
+    if not script.is_file():
+        pytest.skip("no rke2ha console script beside this python (not an installed venv)")
+    (tmp_path / "bin").symlink_to(script.parent)
+    env = dict(os.environ, PATH="/usr/bin:/bin", COLUMNS="200")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bin/rke2ha", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=CLI_TIMEOUT,
+        )  # fmt: skip
+
+    init = run("init", "-f", "z.yaml")
+    assert init.returncode == 0, init.stderr
+    assert (
+        init.stdout.strip()
+        == "wrote z.yaml (provider lab); check it with: bin/rke2ha validate -f z.yaml"
+    )
+    printed = init.stdout.split("check it with: ", 1)[1].strip()
+    validate = subprocess.run(
+        printed, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=CLI_TIMEOUT,
+    )  # fmt: skip
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    write_spec(tmp_path / "lab.yaml", lab_spec(offset=OFFSET))
+    status = run("lab", "status", "-f", "lab.yaml")
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert "Start it with: bin/rke2ha up -f lab.yaml" in status.stdout

@@ -9,6 +9,8 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.lb.conftest import (
     LB_HOST,
     NODE_HOSTS,
+    REPO,
     connect_hello,
     echo_backends,
     free_port,
@@ -401,3 +404,43 @@ def test_max_connections_applies_back_pressure(start_lb: Any) -> None:
             await backend.kill()
 
     asyncio.run(scenario())
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The lb worker processes `pid` started (not its resource tracker)."""
+    found = []
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for child in children:
+            if b"rke2ha.lb.workers" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    except FileNotFoundError:
+        pass
+    return found
+
+
+def test_sigterm_while_workers_start_stops_cleanly() -> None:
+    """SIGTERM between the first worker's start and the workers' listening: the supervisor
+    stops them, frees the shared block (no resource_tracker warning) and exits 0."""
+    listen = f"{LB_HOST}:{free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rke2ha", "lb", "serve", "--listen", listen,
+         "--backend", "127.0.30.11:80", "--admin", "off", "--workers", "2"],
+        stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not (workers := _workers_of(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert workers, "no worker started"
+        proc.send_signal(signal.SIGTERM)  # a worker is an interpreter still importing
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "stopping" in err and "stopped" in err, err
+    assert "leaked" not in err and "Traceback" not in err, err
+    assert "workers listening" not in err  # it was stopped during start-up, as intended
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)

@@ -66,6 +66,20 @@ def _serve(*args: str) -> subprocess.CompletedProcess[str]:
         ),
         (("-f", "examples/existing-l4.yaml", "--cert", "/x.crt"), "with -f the spec sets"),
         (("-f", "examples/existing-l4.yaml", "--port-offset", "60000"), "past 65535"),
+        (("--listen", LISTEN, "--backend", "127.0.30.11:80", "--workers", "10000"), "per CPU"),
+        (
+            ("--layer", "7", "--listen", LISTEN, "--backend", "127.0.30.11:80",
+             "--cert", "/x.crt", "--key", "/x.key", "--hostname", "https://r.test/"),
+            "'https://r.test/' is a URL; give the host name alone (--hostname r.test)",
+        ),
+        (
+            ("--listen", "127.0.30.10:0", "--backend", "127.0.30.11:80"),
+            "port 0 (any free port) is not offered here, since clients must know the port",
+        ),
+        (
+            ("--listen", LISTEN, "--backend", "127.0.30.11:80", "--backend", "127.0.30.11:80"),
+            "--backend 127.0.30.11:80 given more than once",
+        ),
     ],
 )  # fmt: skip
 def test_refused_with_one_clear_line(args: tuple[str, ...], says: str) -> None:
@@ -100,3 +114,22 @@ def test_host_forms_that_stay_valid() -> None:
         check_not_itself(("::", 443), ("::1", 443), "--backend")
     with pytest.raises(UsageError, match="itself"):  # the same address, written otherwise
         check_not_itself(("::1", 443), ("0:0:0:0:0:0:0:1", 443), "--backend")
+
+
+def test_world_readable_key_and_foreign_admin_address_exit_1(tmp_path: Path) -> None:
+    from tests.support.certs import write_self_signed
+
+    cert, key = write_self_signed(tmp_path / "r.crt", tmp_path / "r.key", "r.test")
+    key.chmod(0o644)
+    layer7 = ("--layer", "7", "--cert", str(cert), "--key", str(key), "--hostname", "r.test")
+    proc = _serve("--listen", LISTEN, "--backend", "127.0.30.11:80", *layer7)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"--key {key}: the private key is readable by others (mode 644)" in proc.stderr
+    # 203.0.113.1 (TEST-NET-3) is not on this machine: the bind fails, nothing is sent.
+    proc = _serve(
+        "--listen", LISTEN, "--backend", "127.0.30.11:80", "--admin", "203.0.113.1:18404",
+        "--access-log", "off",
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "(the address is not assigned to this machine)" in proc.stderr
+    assert "another program may hold it" not in proc.stderr

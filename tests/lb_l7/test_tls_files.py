@@ -88,17 +88,19 @@ def test_lb_serve_help_lists_the_layer7_flags() -> None:
         assert flag in proc.stdout
 
 
-def test_a_loose_key_mode_is_warned_about_once_per_load(tmp_path: Path) -> None:
+def test_a_key_loosened_while_serving_is_warned_about_once_per_load(tmp_path: Path) -> None:
+    # At start a loose key is refused (as in a spec); one loosened later is served on, with
+    # a warning at each reload the operator asks for, never once per check.
     loose = make_cert(tmp_path / "loose", [HOSTNAME], tag="m")
-    os.chmod(loose.key, 0o644)
     lb = start_lb(tmp_path, loose, ["127.0.50.11:1"])
     try:
-        assert lb.stderr().count("readable by others") == 1  # at start, not once per check
-        lb.proc.send_signal(signal.SIGHUP)  # a reload the operator asked for warns again
-        deadline = time.monotonic() + 5
-        while "certificate reloaded" not in lb.stderr():
-            assert time.monotonic() < deadline, lb.stderr()
-            time.sleep(0.05)
-        assert lb.stderr().count("readable by others") == 2
+        os.chmod(loose.key, 0o644)
+        for reloads in (1, 2):
+            lb.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            while lb.stderr().count("certificate reloaded") < reloads:
+                assert time.monotonic() < deadline, lb.stderr()
+                time.sleep(0.05)
+            assert lb.stderr().count("readable by others") == reloads
     finally:
         lb.stop()

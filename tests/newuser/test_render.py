@@ -32,7 +32,8 @@ def test_into_a_read_only_folder(rke2ha: Runner, scratch: Path) -> None:
     (scratch / "ro").mkdir(mode=0o555)
     result = rke2ha("render", "-f", "existing-l4.yaml", "-o", "ro/x", unprivileged=True)
     assert result.code == 2
-    assert "ro/x/dns/example.com.zone: cannot write: Permission denied" in result.err
+    assert "ro/x/.rke2ha-render.json: cannot write: Permission denied" in result.err
+    assert not (scratch / "ro/x").exists()
     assert "pass -o a folder you can write" in result.err
 
 

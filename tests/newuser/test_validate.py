@@ -131,7 +131,34 @@ def test_binary_file(rke2ha: Runner, scratch: Path) -> None:
     (scratch / "binary.yaml").write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff")
     result = rke2ha("validate", "-f", "binary.yaml")
     assert result.code == 2
-    assert "binary.yaml: not UTF-8 text (byte 8: b'\\xd0')" in result.err
+    assert "binary.yaml:1:9: not UTF-8 text (byte b'\\xd0'); save the file as UTF-8" in result.err
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        # Line and column 1-based, columns in characters ("é" is two bytes, one column).
+        (
+            b"name: rancher\nhostname: \xc3\xa9x\xe9\n",
+            "bad.yaml:2:13: not UTF-8 text (byte b'\\xe9')",
+        ),
+        (
+            b"name: rancher\nhostname: r\x00\n",
+            "bad.yaml:2:12: not valid YAML: character U+0000 is not allowed in YAML",
+        ),
+        (
+            b"name: a\n---\nname: b\n",
+            "bad.yaml:2: the spec must be one YAML document; remove the `---` on line 2",
+        ),
+    ],
+)
+def test_bad_bytes_and_documents_name_line_and_column(
+    rke2ha: Runner, scratch: Path, content: bytes, says: str
+) -> None:
+    (scratch / "bad.yaml").write_bytes(content)
+    result = rke2ha("validate", "-f", "bad.yaml")
+    assert result.code == 2
+    assert f"rke2ha validate: error: {says}" in result.err, result.err
 
 
 def test_directory(rke2ha: Runner, scratch: Path) -> None:

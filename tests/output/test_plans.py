@@ -57,7 +57,8 @@ def test_another_spec_does_not_silently_take_over_the_lab(two_specs: tuple[Path,
     refused = run("up", "-f", str(l7), "--detach", cwd=folder, timeout=60)
     assert refused.code == 1, refused.out + refused.err
     assert f"was started from {l4.resolve()}, not from {l7}" in refused.err
-    assert f"`rke2ha down -f {l4.resolve()}`" in refused.err and "--replace" in refused.err
+    # Commands as they run from here (`python -m rke2ha`, the spec relative to the folder).
+    assert f" -m rke2ha down -f {l4.name}`" in refused.err and "--replace" in refused.err
     assert run("lab", "status", "-f", str(l4), cwd=folder).code == 0
 
     # Status and check of the other spec do not pass the running lab off as theirs.

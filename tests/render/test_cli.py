@@ -146,3 +146,90 @@ def test_render_keeps_the_state_s_drained_nodes_down_in_nginx_conf(
     again = run_cli("render", "-f", str(spec_file), "-o", str(tmp_path / "out2"))
     assert again.code == 0 and "keeps" not in again.err
     assert " down;" not in (tmp_path / "out2/nginx/nginx.conf").read_text()
+
+
+def test_rerender_removes_the_earlier_renders_files_only(
+    specs: SpecFactory, tmp_path: Path, run_cli: Cli
+) -> None:
+    out = tmp_path / "reuse"
+    assert run_cli("render", "-f", str(specs.write(specs.tls())), "-o", str(out)).code == 0
+    key = out / "nginx/tls/rancher.example.com.key"
+    ingress = out / "rancher/ingress-helmchartconfig.yaml"
+    assert key.is_file() and ingress.is_file()
+    (out / "nginx/tls/mine.txt").write_text("not rke2ha's\n")  # someone else's file
+    layer4 = run_cli("render", "-f", str(specs.write({})), "-o", str(out), "--json")
+    assert layer4.code == 0, layer4.err
+    removed = json.loads(layer4.out)["removed"]
+    assert str(key) in removed and str(ingress) in removed
+    assert str(out / "haproxy/tls/rancher.example.com.pem") in removed
+    assert not key.exists() and not ingress.exists()
+    assert not (out / "haproxy/tls").exists()  # left empty, removed
+    assert (out / "nginx/tls/mine.txt").read_text() == "not rke2ha's\n"
+    fresh = tmp_path / "fresh"
+    assert run_cli("render", "-f", str(specs.write({})), "-o", str(fresh)).code == 0
+    assert {k: v for k, v in tree(out).items() if k != "nginx/tls/mine.txt"} == tree(fresh)
+    listed = json.loads((out / ".rke2ha-render.json").read_text())["files"]
+    assert "haproxy/haproxy.cfg" in listed and "nginx/tls/rancher.example.com.key" not in listed
+    text = run_cli("render", "-f", str(specs.write(specs.tls())), "-o", str(out))
+    again = run_cli("render", "-f", str(specs.write({})), "-o", str(out))
+    assert text.code == again.code == 0
+    assert f"removed {key} (an earlier render wrote it; this spec does not)" in again.err
+
+
+def test_a_manifest_never_removes_files_outside_the_folder(
+    specs: SpecFactory, tmp_path: Path, run_cli: Cli
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep\n")
+    manifest = {"generator": "rke2ha render", "files": ["../precious.txt", str(outside)]}
+    (out / ".rke2ha-render.json").write_text(json.dumps(manifest))
+    result = run_cli("render", "-f", str(specs.write({})), "-o", str(out))
+    assert result.code == 0, result.err
+    assert outside.read_text() == "keep\n" and "removed" not in result.err
+
+
+def test_a_folder_no_render_wrote_is_refused_unless_forced(
+    specs: SpecFactory, tmp_path: Path, run_cli: Cli
+) -> None:
+    spec_file = specs.write({})
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    refused = run_cli("render", "-f", str(spec_file), "-o", str(out))
+    assert refused.code == 2 and "Traceback" not in refused.err
+    assert "the folder is not empty and no earlier `rke2ha render` wrote it" in refused.err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    forced = run_cli("render", "-f", str(spec_file), "-o", str(out), "--force")
+    assert forced.code == 0, forced.err
+    assert (out / "notes.txt").read_text() == "mine\n" and (out / "haproxy/haproxy.cfg").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_cli("render", "-f", str(spec_file), "-o", str(empty)).code == 0
+
+
+def test_empty_out_is_a_usage_error(specs: SpecFactory, tmp_path: Path, run_cli: Cli) -> None:
+    spec_file = specs.write({})
+    work = tmp_path / "cwd"
+    work.mkdir()
+    result = run_cli("render", "-f", str(spec_file), "-o", "", cwd=work)
+    assert result.code == 2 and "-o/--out is empty" in result.err
+    assert list(work.iterdir()) == [] and result.out == ""
+
+
+def test_created_secrets_are_announced_never_shown(
+    specs: SpecFactory, tmp_path: Path, run_cli: Cli
+) -> None:
+    spec_file = specs.write({"rke2": {"token_file": "typo.tok"}})
+    first = run_cli("render", "-f", str(spec_file), "-o", str(tmp_path / "one"), cwd=tmp_path)
+    assert first.code == 0, first.err
+    token = (tmp_path / "typo.tok").read_text().strip()
+    assert stat.S_IMODE((tmp_path / "typo.tok").stat().st_mode) == 0o600
+    assert "rke2ha: created RKE2 token typo.tok (0600)" in first.err.splitlines()
+    password = ".rke2ha/secrets/rancher-bootstrap-password"
+    assert f"rke2ha: created Rancher bootstrap password {password} (0600)" in first.err
+    assert token not in first.out + first.err
+    again = run_cli("render", "-f", str(spec_file), "-o", str(tmp_path / "two"), cwd=tmp_path)
+    assert again.code == 0 and "created" not in again.err
+    assert (tmp_path / "typo.tok").read_text().strip() == token

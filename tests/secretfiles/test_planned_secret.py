@@ -47,3 +47,15 @@ def test_create_secret_refuses_to_replace(tmp_path: Path) -> None:
     assert create_secret(path, b"first\n")
     assert not create_secret(path, b"second\n")
     assert path.read_text() == "first\n"
+
+
+def test_keep_announces_the_new_file_once_never_its_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "token"
+    planned = PlannedSecret(path, what="RKE2 token")
+    planned.keep()
+    planned.keep()
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"rke2ha: created RKE2 token {path} (0600)\n"
+    assert planned.value not in err

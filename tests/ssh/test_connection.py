@@ -181,6 +181,9 @@ def test_silent_server_times_out_and_closed_port_is_unreachable(tmp_path: Path) 
     with pytest.raises(SshError) as refused:
         run(connect(_target(tmp_path, closed)))
     assert refused.value.kind == "unreachable"
+    # The reason in words, not asyncio's "Connect call failed ('127.0.x.y', PORT)".
+    assert "connection refused (the machine answered, but nothing listens" in str(refused.value)
+    assert "Connect call failed" not in str(refused.value)
 
 
 def test_through_a_bastion_both_host_keys_checked(tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ def python_on_nodes(
         for path, text in zip(paths, files.values(), strict=True):
             machine.sh(f"umask 077 && cat > {path}", input=text, check=True)
         started = machine.sh(
-            f"systemd-run --collect --unit={name} -p RuntimeMaxSec=900 python3 {' '.join([*paths, *args])}"
+            f"systemd-run --collect --unit={name} -p RuntimeMaxSec=900 python3 "
+            + " ".join([*paths, *args])
         )
         assert started.returncode == 0, (machine.name, started.stderr)
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rke2ha.check import DEFAULT_TIMEOUT
 from rke2ha.check.verdicts import START_UNKNOWN, VIEW_UNKNOWN, lb_start, lb_view
+from rke2ha.dns.hostport import resolve_host_port
 from rke2ha.dns.resolve_check import expectation, server_command
 from rke2ha.errors import InvalidError, UsageError
 from rke2ha.healthplan import (
@@ -153,7 +154,9 @@ def node_ports(spec: Spec) -> tuple[int, ...]:
 
 def _dns_target(spec: Spec, options: CheckOptions) -> DnsTarget:
     if options.dns_server:
-        server: Endpoint | None = parse_host_port(options.dns_server, DNS_PORT, "--dns-server")
+        server: Endpoint | None = Endpoint(
+            *resolve_host_port(options.dns_server, DNS_PORT, "--dns-server")
+        )
         source = "--dns-server"
     elif (spec.provider == "lab" or spec.dns.provider == "builtin") and spec.dns.builtin.listen:
         listen = parse_host_port(spec.dns.builtin.listen, DNS_PORT, "dns.builtin.listen")
@@ -241,10 +244,25 @@ def build_target(
     )
 
 
+def _check_ca_file(path: Path) -> None:
+    """Exit 2 when `--ca` cannot be read (missing, a folder), 1 when it is no PEM bundle:
+    the rule for every file argument (README: exit codes)."""
+    from rke2ha.tlsfiles import load_certificate_chain
+
+    if not path.exists():
+        raise UsageError(f"--ca {path}: file not found; give a PEM CA bundle")
+    try:
+        load_certificate_chain(path)
+    except UsageError as err:
+        raise UsageError(f"--ca {err}; give a PEM CA bundle") from None
+    except InvalidError as err:
+        raise InvalidError(f"--ca {err}") from None
+
+
 def load_target(spec: Spec, options: CheckOptions) -> CheckTarget:
     """`build_target` after reading the token files (UsageError/InvalidError if unusable)."""
-    if options.ca_file is not None and not options.ca_file.is_file():
-        raise UsageError(f"--ca {options.ca_file}: file not found; give a PEM CA bundle")
+    if options.ca_file is not None:
+        _check_ca_file(options.ca_file)
     rancher_token = None
     if options.token_file is not None:
         rancher_token = read_secret(options.token_file, what="--token")

@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--dns-server",
         metavar="HOST[:PORT]",
-        help="DNS server for dns.record (default: the built-in server's listen address for "
+        help="DNS server for dns.record: an IP address, [IPv6]:PORT, or a name resolved "
+        "once by this machine (default: the built-in server's listen address for "
         "the lab or dns.provider builtin, else the system resolver)",
     )
     parser.add_argument(

@@ -93,7 +93,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dns-server",
         dest="server",
         metavar="HOST[:PORT]",
-        help="DNS server to ask (default: the built-in server for provider builtin, "
+        help="DNS server to ask: an IP address, [IPv6]:PORT, or a name resolved once by "
+        "this machine (default: the built-in server for provider builtin, "
         "else the system resolver)",
     )
     add_json_argument(check)

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json
+from rke2ha.commands.hostname_arg import host_name
 from rke2ha.errors import EXIT_OK, UsageError
 
 
@@ -30,7 +31,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="where the nodes come from (default: lab, everything on this machine)",
     )
     parser.add_argument(
-        "--hostname", metavar="NAME", help="Rancher's URL host (default: an example name)"
+        "--hostname",
+        type=host_name,
+        metavar="NAME",
+        help="Rancher's URL host, a name, not a URL (default: an example name)",
     )
     parser.add_argument(
         "--node",
@@ -49,6 +53,10 @@ def handle(args: argparse.Namespace) -> int:
     from rke2ha.specfile import DEFAULT_SPEC_FILE
 
     path = Path(args.spec_file) if args.spec_file else DEFAULT_SPEC_FILE
+    # The flags first: a bad --node or --hostname is reported even where a file exists, so
+    # the operator fixes the command once, not after moving the file.
+    nodes = [parse_node(text) for text in args.node]
+    text = starter_spec(args.provider, args.hostname, nodes, path.parent.resolve())
     if path.exists():
         raise UsageError(
             f"{path} already exists; init never overwrites a spec: remove it first, or write "
@@ -56,8 +64,6 @@ def handle(args: argparse.Namespace) -> int:
         )
     if not path.parent.is_dir():
         raise UsageError(f"{path.parent} is not a folder; create it first or pick another -f FILE")
-    nodes = [parse_node(text) for text in args.node]
-    text = starter_spec(args.provider, args.hostname, nodes, path.parent.resolve())
     try:
         # "x": a file that appeared since the check above is still not overwritten.
         with path.open("x", encoding="utf-8") as out:
@@ -67,5 +73,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"ok": True, "file": str(path), "provider": args.provider})
     else:
-        print(f"wrote {path} (provider {args.provider}); check it with: rke2ha validate -f {path}")
+        from rke2ha.invocation import command
+
+        check = command("validate", "-f", path)
+        print(f"wrote {path} (provider {args.provider}); check it with: {check}")
     return EXIT_OK

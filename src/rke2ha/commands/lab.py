@@ -124,7 +124,13 @@ def _register_faults(lab_commands: argparse._SubParsersAction[argparse.ArgumentP
             )
         fault.set_defaults(handler=_fault, fault=name)
     status = lab_commands.add_parser(
-        "status", help="show each lab process: pid, ports, state, load balancer rotation"
+        "status",
+        help="show each lab process: pid, ports, state, load balancer rotation",
+        description="Show each process of the spec's lab (node emulators, load balancer, DNS "
+        "server): pid, ports, state, and whether the load balancer has the node in rotation; "
+        "then how to reach the lab. Reads only. Exit 0 when every process runs, 1 when some "
+        "or all are down (the command that starts the lab is printed), 2 on bad flags or an "
+        "unreadable spec.",
     )
     add_spec_argument(status)
     add_json_argument(status)

@@ -7,6 +7,7 @@ keeping `rke2ha --help` fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -68,6 +69,30 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
     return int(text)
+
+
+# More processes than this only compete for the CPUs the data plane already saturates; and
+# each one is a Python interpreter (~30 MB) that must start before the first is served.
+WORKERS_PER_CPU = 4
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as `taskset`/cgroups set it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _workers(text: str) -> int:
+    count = _positive(text)
+    cpus = usable_cpus()
+    if count > WORKERS_PER_CPU * cpus:
+        raise argparse.ArgumentTypeError(
+            f"{text} is more than {WORKERS_PER_CPU} per CPU ({cpus} usable here, so at most "
+            f"{WORKERS_PER_CPU * cpus}); more processes only compete for the same CPUs"
+        )
+    return count
 
 
 def _offset(text: str) -> int:
@@ -134,10 +159,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve_p.add_argument(
         "--workers",
-        type=_positive,
+        type=_workers,
         default=1,
         metavar="N",
-        help="processes sharing the listeners (SO_REUSEPORT; default 1)",
+        help=f"processes sharing the listeners (SO_REUSEPORT; default 1, at most "
+        f"{WORKERS_PER_CPU} per usable CPU)",
     )
     serve_p.add_argument(
         "--port-offset",
@@ -258,7 +284,7 @@ _AD_HOC_FLAGS = (
 def build_config(args: argparse.Namespace, spec: Spec | None = None) -> LbConfig:
     """The one LbConfig the flags (and the spec of -f) describe; UsageError for
     contradictory flags. `spec` is the spec already read, if any."""
-    from rke2ha.commands.lb_l7 import l7_flags, wants_layer7
+    from rke2ha.commands.lb_l7 import check_key_mode, l7_flags, wants_layer7
     from rke2ha.lb.accesslog import log_target
     from rke2ha.lb.config import check_privileges, from_flags
 
@@ -276,6 +302,15 @@ def build_config(args: argparse.Namespace, spec: Spec | None = None) -> LbConfig
             raise UsageError(
                 "--port-offset applies to -f FILE; write the ports in --listen/--backend"
             )
+        backends = [text.strip() for text in args.backend or []]
+        twice = sorted({text for text in backends if backends.count(text) > 1})
+        if twice:
+            raise UsageError(
+                f"--backend {', '.join(twice)} given more than once; give each node once "
+                "(a node listed twice would get twice the connections)"
+            )
+        if layer7:
+            check_key_mode(args.key)
         options: dict[str, Any] = {
             name: getattr(args, name) for name in _AD_HOC_FLAGS if getattr(args, name) is not None
         }

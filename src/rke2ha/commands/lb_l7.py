@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rke2ha.commands.hostname_arg import host_name
 from rke2ha.durations import parse_duration
 from rke2ha.errors import UsageError
 
@@ -18,6 +19,22 @@ from rke2ha.errors import UsageError
 if TYPE_CHECKING:
     from rke2ha.lb.config import L7Flags
     from rke2ha.spec import Spec
+
+
+def check_key_mode(key: Path | None) -> None:
+    """An ad hoc `--key` readable by others is refused, as the same key in a spec is
+    (rule tls.key in `rke2ha validate`): exit 1 before anything listens."""
+    from rke2ha.errors import InvalidError
+    from rke2ha.secretfiles import is_private
+
+    if key is None or not key.is_file():
+        return  # missing: the certificate loader says so, naming the file
+    if not is_private(key):
+        mode = key.stat().st_mode & 0o777
+        raise InvalidError(
+            f"--key {key}: the private key is readable by others (mode {mode:o}); "
+            f"run: chmod 600 {key}"
+        )
 
 
 def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +58,10 @@ def add_l7_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--hostname",
+        type=host_name,
         metavar="NAME",
-        help="the Rancher hostname: the certificate must cover it; redirects go to it",
+        help="the Rancher hostname (a name, not a URL): the certificate must cover it; "
+        "redirects go to it",
     )
     group.add_argument(
         "--redirect-from",

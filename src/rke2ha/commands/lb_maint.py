@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from rke2ha.commands.common import add_spec_argument, spec_from_args
+from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
+from rke2ha.errors import UsageError
 
 HELP = {
     "drain": "take NODE out of every frontend for maintenance: no new connections, open "
@@ -31,12 +32,37 @@ def register(lb_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         )
         parser.add_argument("node", metavar="NODE", help="a node name from the spec")
         add_spec_argument(parser)
+        parser.add_argument(
+            "--port-offset",
+            type=_offset,
+            default=0,
+            metavar="N",
+            help="built-in engine: the --port-offset `lb serve` was started with (it moves "
+            "the admin endpoint too; default 0)",
+        )
+        add_json_argument(parser)
         parser.set_defaults(handler=handle, maint_action=action)
+
+
+def _offset(text: str) -> int:
+    if not text.isdigit() or int(text) > 60000:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number 0-60000")
+    return int(text)
 
 
 def handle(args: argparse.Namespace) -> int:
     from rke2ha.maintenance_run import apply
 
-    for line in apply(spec_from_args(args), args.node, args.maint_action):
+    spec = spec_from_args(args)
+    if args.port_offset and spec.load_balancer.engine != "builtin":
+        raise UsageError(
+            f"--port-offset is for load_balancer.engine builtin (its admin endpoint); this "
+            f"spec has engine {spec.load_balancer.engine}; leave --port-offset out"
+        )
+    lines = apply(spec, args.node, args.maint_action, args.port_offset)
+    if args.json:
+        print_json({"node": args.node, "action": args.maint_action, "load_balancers": lines})
+        return 0
+    for line in lines:
         print(line)
     return 0

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
 from rke2ha.commands.preflight import add_host_key_argument, gate
+from rke2ha.commands.provider_flags import DOWN_FLAGS, UP_FLAGS, refuse_foreign_flags
 from rke2ha.errors import EXIT_INVALID, Rke2haError, UsageError
 from rke2ha.invocation import spec_command
 from rke2ha.providers.lab import flags as lab_flags
@@ -76,25 +77,28 @@ def register(subparsers: Any) -> None:
         help=f"give up waiting after this long (default {DEFAULT_WAIT:g})",
     )
     up.add_argument(
-        "--adopt-dns",
-        action="store_true",
-        help="replace a record at the hostname that rke2ha did not make with the NLB alias",
-    )
-    up.add_argument(
         "--no-check",
         action="store_true",
         help="do not run `check` after applying (it runs with --wait, and once Rancher "
         "answers /ping with rancher.install)",
     )
-    up.add_argument(
-        "--merge-kubeconfig",
-        action="store_true",
-        help="with rke2.install: also merge the cluster's context into ~/.kube/config "
-        "(other contexts are kept)",
-    )
     up.add_argument("--force-unlock", action="store_true", help="break a held state lock")
     add_host_key_argument(up)  # provider existing with ssh: runs the pre-flight first
-    lab_flags.add_up_arguments(up)  # provider lab: --detach, --port-offset
+    # Each group's flags are refused (exit 2) with another provider (`provider_flags`).
+    existing = up.add_argument_group("provider existing")
+    existing.add_argument(
+        "--merge-kubeconfig",
+        action="store_true",
+        help="with rke2.install online or airgap: also merge the cluster's context into "
+        "~/.kube/config (other contexts are kept)",
+    )
+    aws = up.add_argument_group("provider aws")
+    aws.add_argument(
+        "--adopt-dns",
+        action="store_true",
+        help="replace a record at the hostname that rke2ha did not make with the NLB alias",
+    )
+    lab_flags.add_up_arguments(up)  # provider lab: --detach, --port-offset, --replace
     up.set_defaults(handler=run_up)
 
     down = subparsers.add_parser(
@@ -107,13 +111,13 @@ def register(subparsers: Any) -> None:
     add_spec_argument(down)
     add_json_argument(down)
     down.add_argument("--yes", action="store_true", help="destroy without asking")
-    down.add_argument(
+    down.add_argument("--force-unlock", action="store_true", help="break a held state lock")
+    down.add_argument_group("provider existing").add_argument(
         "--uninstall-rke2",
         action="store_true",
         help="also run rke2-uninstall.sh on the nodes where rke2ha installed RKE2 (deletes "
         "the cluster's data); plain down never touches RKE2",
     )
-    down.add_argument("--force-unlock", action="store_true", help="break a held state lock")
     lab_flags.add_down_arguments(down)  # provider lab: --replace
     down.set_defaults(handler=run_down)
 
@@ -184,6 +188,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def run_up(args: argparse.Namespace) -> int:
     lab_spec = spec_from_args(args)
+    refuse_foreign_flags(args, lab_spec, UP_FLAGS)
     if lab_spec.provider == "lab":  # local processes only: no confirmation; --detach
         return lab_flags.run_up(args, lab_spec)
     from rich.markup import escape
@@ -248,6 +253,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 def run_down(args: argparse.Namespace) -> int:
     lab_spec = spec_from_args(args)
+    refuse_foreign_flags(args, lab_spec, DOWN_FLAGS)
     if lab_spec.provider == "lab":  # stops the lab's own processes only: no confirmation
         return lab_flags.run_down(args, lab_spec)
     from rke2ha.providers import lifecycle

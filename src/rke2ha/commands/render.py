@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
-from rke2ha.errors import EXIT_OK
+from rke2ha.errors import EXIT_OK, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,8 +25,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "/var/lib/rancher/rke2/server/manifests/), "
             "dns/<zone>.zone + nsupdate.txt. Files holding secrets (RKE2 token, TLS key, "
             "health token) are written mode 0600. The RKE2 token and the Rancher bootstrap "
-            "password are created once and reused. The spec must pass `rke2ha validate` "
-            "first (exit 1 otherwise) unless --force is given. Same spec, same bytes."
+            "password are created once (announced on stderr) and reused. The spec must pass "
+            "`rke2ha validate` first (exit 1 otherwise) unless --force is given. Same spec, "
+            "same bytes. The files written are listed in DIR/.rke2ha-render.json; rendering "
+            "into the same folder again removes the files of the earlier render that this one "
+            "does not write (only those). A non-empty folder without that list is refused "
+            "(exit 2) unless --force is given."
         ),
     )
     add_spec_argument(parser)
@@ -34,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-o", "--out", required=True, metavar="DIR", help="folder to write into (created)"
     )
     parser.add_argument(
-        "--force", action="store_true", help="render even when validate reports errors"
+        "--force",
+        action="store_true",
+        help="render even when validate reports errors, and into a non-empty folder no "
+        "earlier render wrote (its files are overwritten when rendered, none removed)",
     )
     add_json_argument(parser)
     parser.set_defaults(handler=handle)
@@ -46,6 +53,8 @@ def handle(args: argparse.Namespace) -> int:
     from rke2ha.specfile import DEFAULT_SPEC_FILE
     from rke2ha.state import StateStore
 
+    if not args.out.strip():
+        raise UsageError("-o/--out is empty; give the folder to write into (e.g. -o out)")
     spec = spec_from_args(args)
     label = Path(args.spec_file).name if args.spec_file else DEFAULT_SPEC_FILE.name
     out_dir = Path(args.out)
@@ -62,6 +71,7 @@ def handle(args: argparse.Namespace) -> int:
                 "out": str(out_dir),
                 "files": [str(path) for path in result.written],
                 "secret_files": [str(path) for path in result.written if path in secret],
+                "removed": [str(path) for path in result.removed],
                 "skipped": [
                     {"path": str(out_dir / relative), "reason": why}
                     for relative, why in result.skipped.items()
@@ -75,6 +85,8 @@ def handle(args: argparse.Namespace) -> int:
         if path == ingress_config:
             note = f"  (install as {installed_path()} on every server)"
         print(f"{path}{note}")
+    for path in result.removed:
+        print(f"removed {path} (an earlier render wrote it; this spec does not)", file=sys.stderr)
     for relative, why in result.skipped.items():
         print(f"skipped {out_dir / relative}: {why}", file=sys.stderr)
     if drained:

@@ -21,9 +21,9 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from rke2ha.dns.hostport import split_host_port
+from rke2ha.dns.hostport import resolve_host_port
 from rke2ha.dns.records import absolute, address_values, check_in_zone, cname_target
-from rke2ha.errors import InvalidError, UsageError
+from rke2ha.errors import InvalidError
 from rke2ha.invocation import spec_command
 from rke2ha.spec import Spec
 
@@ -90,12 +90,17 @@ def judge(
     hostname: str, kind: str, expected: list[str], answer: Answer, start: str | None = None
 ) -> list[str]:
     """The problems with `answer` (empty when it is right); `start`: the command that
-    starts the DNS server (`server_command`), for the hint when nothing answered."""
+    starts the DNS server (`server_command`) when that server is rke2ha's to start, for the
+    hint when nothing answered; without it the hint is to ask a server that does answer."""
     if answer.rcode == "TIMEOUT" or answer.rcode.startswith("ERROR"):
         reason = "no answer" if answer.rcode == "TIMEOUT" else answer.rcode.lower()
-        how = f" (`{start}`)" if start else ""
+        if start is None:
+            return [
+                f"{reason} for {hostname}: pass --server HOST:PORT of a DNS server that "
+                f"answers for {hostname}"
+            ]
         return [
-            f"{reason} for {hostname}: is the DNS server running? Start it{how} "
+            f"{reason} for {hostname}: is the DNS server running? Start it (`{start}`) "
             "or pass --server HOST:PORT"
         ]
     if answer.rcode != "NOERROR":
@@ -173,12 +178,9 @@ def ask(
 
 def default_server(spec: Spec, server: str | None) -> tuple[str, int] | None:
     if server is not None:
-        try:
-            return split_host_port(server, 53)
-        except ValueError as err:
-            raise UsageError(f"--server: {err}") from None
+        return resolve_host_port(server, 53, "--server")
     if spec.dns.provider == "builtin" and spec.dns.builtin.listen:
-        host, port = split_host_port(spec.dns.builtin.listen, 53)
+        host, port = resolve_host_port(spec.dns.builtin.listen, 53, "dns.builtin.listen")
         return ("127.0.0.1" if host in ("0.0.0.0", "::", "") else host), port
     return None
 
@@ -192,6 +194,10 @@ def check(spec: Spec, server: str | None = None) -> CheckResult:
     hostname = absolute(spec.hostname)
     rdtypes = ["A", "AAAA"] if kind == "A" and any(":" in e for e in expected) else ["A"]
     answer = ask(hostname, where, rdtypes)
-    problems = judge(hostname, kind, expected, answer, server_command(spec))
-    label = f"{where[0]}:{where[1]}" if where else "system resolver"
+    # Only the lab's and the built-in server are rke2ha's to start (`rke2ha.check.target`).
+    own = spec.provider == "lab" or spec.dns.provider == "builtin"
+    problems = judge(hostname, kind, expected, answer, server_command(spec) if own else None)
+    label = "system resolver"
+    if where is not None:
+        label = f"[{where[0]}]:{where[1]}" if ":" in where[0] else f"{where[0]}:{where[1]}"
     return CheckResult(not problems, hostname, kind, expected, label, answer, problems)

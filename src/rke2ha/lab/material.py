@@ -187,5 +187,5 @@ def ensure_lab_material(
         ]
         for cert_path, key_path, names in leaves:
             _ensure_leaf(ca, cert_path, key_path, names, renew=renew)
-        ensure_secret(token_file)
+        ensure_secret(token_file, what="health token")
     return LabMaterial(pki, token_file)

@@ -326,6 +326,14 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     host = host.strip("[]")
     if not sep or not host or not port_text.lstrip("-").isdigit():
         raise UsageError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8443")
+    if int(port_text) == 0 and what != "--backend":
+        # `dns serve --listen HOST:0` takes any free port for tests; a load balancer's port
+        # is what clients, the DNS record and the nodes' checks are told, and with
+        # --workers each process would get another one.
+        raise UsageError(
+            f"{what} {text!r}: port 0 (any free port) is not offered here, since clients "
+            "must know the port; give one 1-65535, e.g. 127.0.0.1:8443"
+        )
     if not 0 < int(port_text) < 65536:
         raise UsageError(f"{what} {text!r}: the port must be 1-65535, e.g. 127.0.0.1:8443")
     problem = _host_problem(host)

@@ -55,16 +55,22 @@ def bind_listener(host: str, port: int) -> socket.socket:
         sock.listen(BACKLOG)
     except OSError as err:
         sock.close()
-        hint = {
-            errno.EADDRINUSE: "another program (without SO_REUSEPORT) holds the port",
-            errno.EADDRNOTAVAIL: "the address is not assigned to this machine",
-            errno.EACCES: "ports below 1024 need root; try --port-offset",
-        }.get(err.errno or 0, "")
+        hint = bind_hint(err, "another program (without SO_REUSEPORT) holds the port")
         raise InvalidError(
             f"cannot listen on {host}:{port}: {err.strerror}" + (f" ({hint})" if hint else "")
         ) from None
     sock.setblocking(False)
     return sock
+
+
+def bind_hint(err: OSError, in_use: str) -> str:
+    """Why a bind failed, in the operator's terms ("" when there is nothing to add);
+    `in_use`: what EADDRINUSE means for this listener."""
+    return {
+        errno.EADDRINUSE: in_use,
+        errno.EADDRNOTAVAIL: "the address is not assigned to this machine",
+        errno.EACCES: "ports below 1024 need root; try --port-offset",
+    }.get(err.errno or 0, "")
 
 
 def _established(sock: socket.socket) -> bool:

@@ -31,7 +31,7 @@ from rke2ha.lb.accesslog import AccessLog, utc_time
 from rke2ha.lb.admin import Snapshot, start_admin
 from rke2ha.lb.checks import Checker
 from rke2ha.lb.config import FrontendConfig, LbConfig
-from rke2ha.lb.frontend import Frontend, Session
+from rke2ha.lb.frontend import Frontend, Session, bind_hint
 from rke2ha.lb.frontend_api import FrontendLike
 from rke2ha.lb.health_state import Change
 from rke2ha.lb.pool import Backend, Pool
@@ -223,10 +223,10 @@ class LoadBalancer:
                 )
             except OSError as err:
                 await self.close()
+                hint = bind_hint(err, "another program may hold it") or "it cannot be used"
                 raise InvalidError(
-                    f"cannot serve the admin endpoint on {host}:{port}: {err.strerror}; "
-                    f"another program may hold it: choose a free one with "
-                    f"{self.config.admin_from}"
+                    f"cannot serve the admin endpoint on {host}:{port}: {err.strerror} "
+                    f"({hint}); choose another with {self.config.admin_from}"
                 ) from None
         self._spawn(self._sweeper())
         verb = "listening on" if self.data_plane else "checking backends of"

@@ -128,15 +128,24 @@ class Generation:
         self.closed = False
         self.procs: list[subprocess.Popen[bytes]] = []
         payload = pickle.dumps(config)
-        for index in range(config.workers):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "rke2ha.lb.workers", self.shm.name, str(index)],
-                stdin=subprocess.PIPE,
-            )
-            assert proc.stdin is not None
-            proc.stdin.write(payload)
-            proc.stdin.close()
-            self.procs.append(proc)
+        try:
+            for index in range(config.workers):
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "rke2ha.lb.workers", self.shm.name, str(index)],
+                    stdin=subprocess.PIPE,
+                )
+                self.procs.append(proc)
+                assert proc.stdin is not None
+                proc.stdin.write(payload)
+                proc.stdin.close()
+        except BaseException:
+            # No process limit or full pipe may leave the block behind (the resource
+            # tracker would report it leaked at exit) nor workers without a supervisor.
+            self.terminate()
+            for proc in self.procs:
+                proc.wait()
+            self.close()
+            raise
 
     def all_ready(self) -> bool:
         return all(self.cells[self.layout.ready(w)] == 1 for w in range(len(self.procs)))
@@ -174,19 +183,26 @@ class Supervisor:
 
     async def serve(self) -> int:
         self.lb.decorate = self.aggregate
+        loop = asyncio.get_running_loop()
+        # Before the first workers start: a SIGTERM while they start up stops them and
+        # frees the shared block, instead of killing the supervisor under them.
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
         await self.lb.start()
         generation = await self._start_generation(self.lb.config)
         if generation is None:
             await self.lb.close()
+            if self._stop.is_set():
+                log.info("stopped")
+                return 0
             return 1
-        loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
-        loop.add_signal_handler(signal.SIGINT, self._stop.set)
         sync = asyncio.create_task(self._sync_loop())
         stop = asyncio.create_task(self._stop.wait())
         dead = asyncio.create_task(self._watch())
         await asyncio.wait([stop, dead], return_when=asyncio.FIRST_COMPLETED)
+        if self._stop.is_set():
+            log.info("stopping: the workers drain")
         sync.cancel()  # it closes drained generations too: one closer from here on
         for gen in [*self.old, self.generation]:
             if gen is not None:
@@ -198,6 +214,7 @@ class Supervisor:
         stop.cancel()
         dead.cancel()
         await self.lb.close()
+        log.info("stopped")
         return 0 if self._stop.is_set() else 1
 
     async def _watch(self) -> None:
@@ -220,8 +237,11 @@ class Supervisor:
         generation = Generation(self._shared_affinity(config))
         self._publish(generation)
         while not generation.all_ready():
-            if generation.failed():
-                log.error("workers failed to start; keeping the previous generation")
+            if self._stop.is_set() or generation.failed():
+                if self._stop.is_set():
+                    log.info("stopping: while %d workers start", config.workers)
+                else:
+                    log.error("workers failed to start; keeping the previous generation")
                 generation.terminate()
                 await generation.wait()
                 generation.close()

@@ -10,10 +10,12 @@ them on disk. `render_to_dir` is the whole command as a library call.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rke2ha.errors import InvalidError
+from rke2ha.invocation import spec_command
+from rke2ha.render import outdir
 from rke2ha.render.bundle import RenderedFile, Rendering, SecretInputs, read_inputs, render_files
 from rke2ha.render.common import DEFAULT_LAYOUT, Layout
 from rke2ha.render.write import write_rendering
@@ -37,6 +39,7 @@ class RenderResult:
     written: list[Path]
     secret: list[Path]  # the subset written mode 0600
     skipped: dict[str, str]  # relative path -> why it was not rendered
+    removed: list[Path] = field(default_factory=list)  # an earlier render's, not written now
 
 
 def refuse_invalid(spec: Spec) -> None:
@@ -48,7 +51,8 @@ def refuse_invalid(spec: Spec) -> None:
         lines = "\n".join(f"  {f.id}: {f.path or '(spec)'}: {f.message}" for f in errors)
         raise InvalidError(
             f"the spec has {len(errors)} error{'s' * (len(errors) != 1)}; nothing rendered "
-            f"(run `rke2ha validate` for the fixes, or render anyway with --force):\n{lines}"
+            f"(run `{spec_command(spec, 'validate')}` for the fixes, or render anyway with "
+            f"--force):\n{lines}"
         )
 
 
@@ -61,11 +65,19 @@ def render_to_dir(
     force: bool = False,
     drained: Collection[str] = (),
 ) -> RenderResult:
-    """Validate (unless `force`), read secrets, render every file and write them; the
-    `drained` nodes marked down where the engine has no runtime control (nginx)."""
+    """Validate (unless `force`), read secrets, render every file (the `drained` nodes
+    marked down where the engine has no runtime control: nginx), write them and remove
+    the files an earlier render into `out_dir` wrote that this one does not (`outdir`);
+    `force` also renders into a non-empty folder no render wrote."""
     if not force:
         refuse_invalid(spec)
+    earlier = outdir.prepare(out_dir, force=force)
     rendering = render_files(spec, spec_label, read_inputs(spec), layout, drained)
+    current = set(rendering.files)
+    # Listed before writing: a render stopped half-way still leaves its files findable.
+    outdir.write_manifest(out_dir, earlier | current)
     written = write_rendering(rendering, out_dir)
+    removed = outdir.remove_stale(out_dir, earlier, current)
+    outdir.write_manifest(out_dir, current)
     secret = [out_dir / path for path, file in rendering.files.items() if file.secret]
-    return RenderResult(written, secret, rendering.skipped)
+    return RenderResult(written, secret, rendering.skipped, removed)

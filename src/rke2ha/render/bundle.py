@@ -139,9 +139,9 @@ def _read_text(path: Path, what: str) -> str:
 
 def read_inputs(spec: Spec) -> SecretInputs:
     """Create (once) and read the secrets the rendered files need."""
-    token = ensure_secret(spec.rke2_token_file)
+    token = ensure_secret(spec.rke2_token_file, what="RKE2 token")
     # install.sh reads the bootstrap password at run time; make sure there is one to read.
-    ensure_secret(spec.bootstrap_password_file)
+    ensure_secret(spec.bootstrap_password_file, what="Rancher bootstrap password")
     health_token = None
     if spec.health_token_file is not None:
         health_token = read_secret(spec.health_token_file, what="health token")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import os
 import time
 from collections.abc import AsyncIterator
@@ -162,9 +163,13 @@ def _mapped(err: BaseException, endpoint: Endpoint, keys: HostKeys, timeout: flo
             "restarting) and try again",
         )
     if isinstance(err, OSError):
+        # asyncio's connect says "Connect call failed ('10.0.0.1', 22)"; the errno says why.
+        reason = os.strerror(err.errno).lower() if err.errno else (err.strerror or str(err))
+        if err.errno == errno.ECONNREFUSED:
+            reason += " (the machine answered, but nothing listens on that port)"
         return SshError(
             "unreachable",
-            f"{where}: {err.strerror or err}",
+            f"{where}: {reason}",
             "check the address and port in the spec, that the machine runs and that sshd "
             "listens there",
         )

@@ -62,5 +62,7 @@ def affinity_key(settings: L7Settings) -> bytes | None:
     """The cookie's HMAC key: given, or read from (made once in) its 0600 file. None
     without either: `AffinityCookie` then makes one for its process alone."""
     if settings.affinity_secret is None and settings.affinity_secret_file is not None:
-        return bytes.fromhex(ensure_secret(settings.affinity_secret_file))
+        return bytes.fromhex(
+            ensure_secret(settings.affinity_secret_file, what="session affinity key")
+        )
     return settings.affinity_secret

@@ -159,7 +159,7 @@ class AwsProvider:
 
     def apply(self, plan: Plan, facts: Facts, reporter: Reporter) -> Outcome:
         assert isinstance(facts, AwsFacts)
-        token = ensure_secret(self.spec.rke2_token_file)
+        token = ensure_secret(self.spec.rke2_token_file, what="RKE2 token")
         done = self._applier(facts, reporter, token).run(plan)
         if self.state.resources:
             self.state.spec = spec_record(self.spec, self.spec.source_file)

@@ -68,7 +68,9 @@ class RancherRelease:
     def password(self) -> PlannedSecret:
         """The bootstrap password; a missing file is made by `up` (apply), never by `plan`."""
         if self._password is None:
-            self._password = PlannedSecret(self.spec.bootstrap_password_file)
+            self._password = PlannedSecret(
+                self.spec.bootstrap_password_file, what="Rancher bootstrap password"
+            )
         return self._password
 
     def manifests(self) -> dict[str, str]:

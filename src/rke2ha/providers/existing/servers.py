@@ -148,7 +148,7 @@ class Rke2Servers:
         """The cluster token; a missing rke2.token_file is made by `up` (`keep`), never
         by `plan`."""
         if self._token is None:
-            self._token = PlannedSecret(self.spec.rke2_token_file)
+            self._token = PlannedSecret(self.spec.rke2_token_file, what="RKE2 token")
         return self._token
 
     def files(self, node: str) -> NodeFiles:

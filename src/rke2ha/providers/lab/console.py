@@ -254,7 +254,7 @@ def print_status(spec: Spec, spec_file: Path, *, as_json: bool) -> int:
         # Connection hints for a lab that is not there would only lead to refused curls.
         console.print(
             f"lab {topology.name} is not up: no lab process of this spec runs. "
-            f"Start it with: rke2ha up -f {spec_file}"
+            f"Start it with: {command('up', '-f', spec_file)}"
         )
         return EXIT_INVALID
     for line in connection_lines(topology, spec_file):

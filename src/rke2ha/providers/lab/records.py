@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rke2ha.errors import InvalidError
+from rke2ha.invocation import command as program_command
 from rke2ha.providers.lab.processes import ProcessInfo, inspect
 from rke2ha.spec import Spec
 from rke2ha.state import ResourceEntry, State, StateLock, StateStore
@@ -127,15 +128,12 @@ def foreign_lab_message(spec: Spec, spec_file: Path, other: str, command: str = 
         f"the lab {spec.name!r} running from {spec.state_dir} was started from {other}, "
         f"not from {spec_file}"
     )
+    theirs = program_command("down", "-f", Path(other))
     if command == "down":
-        return (
-            f"{started}; stop it with its own spec (`rke2ha down -f {other}`), or stop it "
-            f"anyway with `rke2ha down -f {spec_file} --replace`"
-        )
-    return (
-        f"{started}; stop it first (`rke2ha down -f {other}`), or replace it "
-        f"with `rke2ha up -f {spec_file} --replace`"
-    )
+        ours = program_command("down", "-f", spec_file, "--replace")
+        return f"{started}; stop it with its own spec (`{theirs}`), or stop it anyway with `{ours}`"
+    ours = program_command("up", "-f", spec_file, "--replace")
+    return f"{started}; stop it first (`{theirs}`), or replace it with `{ours}`"
 
 
 @contextlib.contextmanager
