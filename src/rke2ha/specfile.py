@@ -88,7 +88,8 @@ def _message(error: Any, path: PathKey) -> str:
     # Show the scalar the operator wrote (a spec holds no secrets, only paths to them).
     if isinstance(given, str | int | float | bool) and kind not in ("literal_error", "enum"):
         shown = repr(given) if len(repr(given)) <= 60 else repr(given)[:57] + "..."
-        message += f" (got {shown})"
+        if repr(given) not in message:  # a validator's message may quote the value itself
+            message += f" (got {shown})"
     return message
 
 

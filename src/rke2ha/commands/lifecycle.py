@@ -163,6 +163,9 @@ def run_plan(args: argparse.Namespace) -> int:
 
     console = _console(args)
     try:
+        from rke2ha.rules.gate import refuse_invalid_spec
+
+        refuse_invalid_spec(args.spec_file, "plan")
         spec = spec_from_args(args)
         gate(spec, args, console)
         result = lifecycle.plan(spec, ProviderOptions(force_unlock=args.force_unlock))
@@ -183,6 +186,9 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    from rke2ha.rules.gate import refuse_invalid_spec
+
+    refuse_invalid_spec(args.spec_file, "up")
     lab_spec = spec_from_args(args)
     if lab_spec.provider == "lab":  # local processes only: no confirmation; --detach
         return lab_flags.run_up(args, lab_spec)
