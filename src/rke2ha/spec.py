@@ -343,7 +343,7 @@ class LoadBalancerVrrp(_Strict):
     auth_file: Path = Field(
         description=(
             "File (mode 0600) holding the VRRP password both hosts authenticate their "
-            "adverts with (keepalived uses its first 8 characters)."
+            "adverts with: 1-8 characters (keepalived's PASS authentication uses 8)."
         ),
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )

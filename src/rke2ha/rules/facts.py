@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rke2ha.errors import Rke2haError
 from rke2ha.lab.material import default_pki_dir
+from rke2ha.rules.localfiles import FileProblem, file_problems
 from rke2ha.spec import Spec
 from rke2ha.tlsfiles import TlsMaterial, load_tls_files
 
@@ -50,6 +51,7 @@ class Facts:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     files: Mapping[Path, FileFact] = field(default_factory=dict)
     tls: TlsFact | None = None
+    local_files: tuple[FileProblem, ...] = ()  # rule `files`
 
     def file(self, path: Path) -> FileFact:
         """The fact for `path` (an absolute path from `Spec.resolve`); unknown -> missing."""
@@ -91,16 +93,20 @@ def _lab_makes(spec: Spec, cert: Path, key: Path) -> bool:
 def gather_facts(spec: Spec, now: datetime | None = None) -> Facts:
     """Read what the rules need: file modes and, at layer 7, the certificate and key."""
     files = {path: stat_file(path) for path in spec_files(spec)}
+    local = file_problems(spec)
     tls = None
     if spec.load_balancer.tls is not None:
         cert = spec.resolve(spec.load_balancer.tls.cert)
         key = spec.resolve(spec.load_balancer.tls.key)
         if _lab_makes(spec, cert, key):
             return Facts(
-                now=now or datetime.now(UTC), files=files, tls=TlsFact(None, made_by_lab=True)
+                now=now or datetime.now(UTC),
+                files=files,
+                tls=TlsFact(None, made_by_lab=True),
+                local_files=local,
             )
         try:
             tls = TlsFact(load_tls_files(cert, key))
         except Rke2haError as err:
             tls = TlsFact(None, str(err))
-    return Facts(now=now or datetime.now(UTC), files=files, tls=tls)
+    return Facts(now=now or datetime.now(UTC), files=files, tls=tls, local_files=local)
