@@ -147,3 +147,23 @@ def test_init_node_uses_the_same_check() -> None:
     with pytest.raises(UsageError, match=r"'10\.0\.0\.300' is not an IPv4/IPv6 address"):
         parse_node("a=10.0.0.300")
     assert parse_node("a=10.0.0.30").address == "10.0.0.30"
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        (
+            "10.0.0.10:80",
+            "'10.0.0.10:80' is not an IPv4/IPv6 address or DNS name: a port does not belong "
+            "here; give the address alone (10.0.0.10)",
+        ),
+        (
+            "10.0.0.300",
+            "'10.0.0.300' is not an IPv4/IPv6 address or DNS name: it is not a valid IPv4 "
+            "address (four numbers 0-255 separated by dots)",
+        ),
+    ],
+)
+def test_load_balancer_address_with_port_or_bad_ip(tmp_path: Path, address: str, message) -> None:
+    document = _spec(address=address)
+    assert _problems(tmp_path, document) == [f"load_balancer.address: {message}"]
