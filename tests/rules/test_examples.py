@@ -35,6 +35,7 @@ ERROR_RULES = {
     "provider",
     "rancher.letsencrypt",
     "rke2.install",
+    "rke2.components",
     "files",
 }
 SECRETS = ("certs/*.key", "secrets/*.secret")
