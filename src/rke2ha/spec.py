@@ -40,6 +40,9 @@ from rke2ha.errors import UsageError
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+# true or false only: YAML already reads yes/no/on/off unquoted as booleans, and a quoted
+# "yes" or "no" (a string) is more likely a mistake than an answer.
+Flag = Annotated[bool, Field(strict=True)]
 # Every address a config file, a zone or a command line is made from: an IP or an RFC 1123
 # host name, so no value can carry a space or line break into what rke2ha renders.
 HostAddress = Annotated[str, AfterValidator(check_address)]
@@ -75,6 +78,20 @@ def _check_health_path(path: str | None) -> str | None:
         )
     return path
 
+
+# Names, and how a schema error says what they may hold (a regex means little to a reader).
+SPEC_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+MEMBER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+PATTERN_WORDS = {
+    SPEC_NAME_PATTERN: (
+        "lowercase letters, digits and '-', starting with a letter, not ending with '-', "
+        "2 to 32 characters (e.g. rancher-prod)"
+    ),
+    MEMBER_NAME_PATTERN: (
+        "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 "
+        "characters (e.g. node-1)"
+    ),
+}
 
 LOOPBACK_ADMIN = "127.0.0.1:8404"
 
@@ -207,9 +224,9 @@ class Ssh(_Strict):
 class Node(_Strict):
     """One RKE2 server node."""
 
-    name: Annotated[
-        str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    ] = Field(description="The node's name: RKE2's `node-name`, and how rke2ha names it.")
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=MEMBER_NAME_PATTERN)] = Field(
+        description="The node's name: RKE2's `node-name`, and how rke2ha names it."
+    )
     address: HostAddress | None = Field(
         None,
         description=(
@@ -306,9 +323,9 @@ class LoadBalancerPair(_Strict):
 class LoadBalancerHost(_Strict):
     """A machine the load balancer engine runs on as a systemd service (reached over SSH)."""
 
-    name: Annotated[
-        str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    ] = Field(description="The host's name, as rke2ha reports and records it.")
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=MEMBER_NAME_PATTERN)] = Field(
+        description="The host's name, as rke2ha reports and records it."
+    )
     address: HostAddress = Field(
         description=(
             "IP the engine binds (with one host, `load_balancer.address` must be this) and, "
@@ -469,7 +486,7 @@ class LoadBalancer(_Strict):
         ),
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )
-    send_proxy: bool = Field(
+    send_proxy: Flag = Field(
         False,
         description="Layer 4: send PROXY protocol v2 to the nodes (they must expect it).",
         json_schema_extra=_ON_MACHINES_WE_RUN,
@@ -484,7 +501,7 @@ class LoadBalancer(_Strict):
         description="Layer 7: status of port 80's redirect to https (308 keeps the method).",
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )
-    acme_passthrough: bool = Field(
+    acme_passthrough: Flag = Field(
         False,
         description=(
             "Layer 7: send port 80's `/.well-known/acme-challenge/` to the nodes instead of "
@@ -575,7 +592,7 @@ class Rke2(_Strict):
         json_schema_extra=_RENDERED_FOR_SERVERS,
     )
 
-    anonymous_health: bool | None = Field(
+    anonymous_health: Flag | None = Field(
         None,
         description=(
             "Open `/livez` and `/readyz` (only) to anonymous callers, so the load balancer's "
@@ -701,7 +718,7 @@ class Dns(_Strict):
 class Rancher(_Strict):
     """Rancher's Helm install (`rke2ha render`: rancher/values.yaml and install.sh)."""
 
-    install: bool = Field(
+    install: Flag = Field(
         False,
         description=(
             "existing with `rke2.install`: `up` installs cert-manager (when `tls_source` needs "
@@ -844,7 +861,7 @@ def _explicit_paths(model: BaseModel, prefix: str = "") -> Iterator[str]:
 class Spec(_Strict):
     """The whole spec: one file drives every command."""
 
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")] = Field(
+    name: Annotated[str, Field(pattern=SPEC_NAME_PATTERN)] = Field(
         description=(
             "Name of this installation (lowercase, digits, `-`; 2 to 32 characters): it "
             "names secret files, AWS resources and the DNS ownership record."

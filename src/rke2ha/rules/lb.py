@@ -105,6 +105,14 @@ def _health(spec: Spec, facts: Facts) -> Iterator[Issue]:
                 ),
                 f"set load_balancer.health.{field} above 0 (e.g. 1s)",
             )
+    if 0 < health.interval < health.timeout:
+        yield warning(
+            "load_balancer.health.timeout",
+            f"health timeout {format_duration(health.timeout)} is longer than the interval "
+            f"{format_duration(health.interval)}: a slow node's check is still running when "
+            "the next one is due, so checks fall behind their interval",
+            "set timeout at or below interval (e.g. interval: 2s, timeout: 1s)",
+        )
     detection = health.interval * health.fall + health.timeout
     if detection > MAX_DETECTION_SECONDS:
         yield warning(
