@@ -51,3 +51,29 @@ def test_down_still_reads_a_spec_with_rule_errors(run_cli, tmp_path: Path) -> No
     result = run_cli("down", "-f", str(spec), "--yes", cwd=tmp_path)
     assert "nodes.unique" not in result.err
     assert "is invalid" not in result.err
+
+
+def test_local_file_problems_stop_validate_and_plan(run_cli, tmp_path: Path) -> None:
+    # A pair whose VRRP password file is readable by others, and a two-line token file.
+    text = _write(tmp_path).read_text().replace(
+        "load_balancer: {engine: haproxy, address: 10.0.0.10}",
+        "load_balancer:\n  engine: haproxy\n  address: 10.0.0.10\n"
+        "  hosts: [{name: lb1, address: 10.0.0.1}, {name: lb2, address: 10.0.0.2}]\n"
+        "  vrrp: {auth_file: vrrp.pass}\n"
+        "rke2: {token_file: tok}\nssh: {user: root}",
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    (tmp_path / "vrrp.pass").write_text("pw123456\n")
+    (tmp_path / "vrrp.pass").chmod(0o644)
+    (tmp_path / "tok").write_text("tok\n\nsecondline\n")
+    (tmp_path / "tok").chmod(0o600)
+    validate = run_cli("validate", "-f", str(spec), cwd=tmp_path)
+    assert validate.code == 1
+    assert "error   files  load_balancer.vrrp.auth_file" in validate.out
+    assert "readable by others (mode 644)" in validate.out
+    assert "error   files  rke2.token_file" in validate.out
+    assert "more than one line" in validate.out
+    assert "pw123456" not in validate.out and "secondline" not in validate.out
+    plan = run_cli("plan", "-f", str(spec), cwd=tmp_path)
+    assert plan.code == 1 and "error   files  load_balancer.vrrp.auth_file" in plan.err
