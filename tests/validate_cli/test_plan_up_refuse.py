@@ -55,12 +55,16 @@ def test_down_still_reads_a_spec_with_rule_errors(run_cli, tmp_path: Path) -> No
 
 def test_local_file_problems_stop_validate_and_plan(run_cli, tmp_path: Path) -> None:
     # A pair whose VRRP password file is readable by others, and a two-line token file.
-    text = _write(tmp_path).read_text().replace(
-        "load_balancer: {engine: haproxy, address: 10.0.0.10}",
-        "load_balancer:\n  engine: haproxy\n  address: 10.0.0.10\n"
-        "  hosts: [{name: lb1, address: 10.0.0.1}, {name: lb2, address: 10.0.0.2}]\n"
-        "  vrrp: {auth_file: vrrp.pass}\n"
-        "rke2: {token_file: tok}\nssh: {user: root}",
+    text = (
+        _write(tmp_path)
+        .read_text()
+        .replace(
+            "load_balancer: {engine: haproxy, address: 10.0.0.10}",
+            "load_balancer:\n  engine: haproxy\n  address: 10.0.0.10\n"
+            "  hosts: [{name: lb1, address: 10.0.0.1}, {name: lb2, address: 10.0.0.2}]\n"
+            "  vrrp: {auth_file: vrrp.pass}\n"
+            "rke2: {token_file: tok}\nssh: {user: root}",
+        )
     )
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
