@@ -66,6 +66,32 @@ def _check_interface(name: str) -> str:
 Interface = Annotated[str, AfterValidator(_check_interface)]
 
 
+def _check_jump_host(text: str) -> str:
+    # `[user@]host[:port]` (`[v6]:port`), read by `ssh.target.parse_jump`: its host is an
+    # address like any other, its user a login name without spaces.
+    user, _, hostport = text.rpartition("@")
+    host = hostport
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif hostport.count(":") == 1:
+        host, _, port = hostport.partition(":")
+    else:
+        port = ""
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{text!r}: the port must be 1-65535; write [user@]host[:port]")
+    if any(char.isspace() or not char.isprintable() for char in user):
+        raise ValueError(f"{text!r}: the user holds a space or control character")
+    try:
+        check_address(host)
+    except ValueError as err:
+        raise ValueError(f"{err}; write [user@]host[:port]") from None
+    return text
+
+
+JumpHost = Annotated[str, AfterValidator(_check_jump_host)]
+
+
 def _check_health_path(path: str | None) -> str | None:
     # The path goes into the engines' check lines (HAProxy `http-check send uri`): an
     # absolute path of printable characters without spaces.
@@ -170,7 +196,7 @@ class NodeSsh(_Strict):
     identity_file: Path | None = Field(
         None, description="Private key for this node.", json_schema_extra=_ON_NODES_OVER_SSH
     )
-    jump_host: str | None = Field(
+    jump_host: JumpHost | None = Field(
         None,
         description="Bastion for this node (`[user@]host[:port]`).",
         json_schema_extra=_ON_NODES_OVER_SSH,
@@ -204,7 +230,7 @@ class Ssh(_Strict):
         ),
         json_schema_extra=_ON_NODES_OVER_SSH,
     )
-    jump_host: str | None = Field(
+    jump_host: JumpHost | None = Field(
         None,
         description="Bastion every connection goes through (`[user@]host[:port]`).",
         json_schema_extra=_ON_NODES_OVER_SSH,

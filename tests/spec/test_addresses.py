@@ -92,6 +92,11 @@ def test_node_address_error_names_field_and_value(tmp_path: Path) -> None:
             lambda d: d["load_balancer"].update(extra_addresses=[INJECTION]),
         ),
         ("nodes[0].ssh.host", lambda d: d["nodes"][0].update(ssh={"host": INJECTION})),
+        ("nodes[0].ssh.jump_host", lambda d: d["nodes"][0].update(ssh={"jump_host": INJECTION})),
+        (
+            "nodes[0].ssh.jump_host",
+            lambda d: d["nodes"][0].update(ssh={"jump_host": "ops@bastion.example:99999"}),
+        ),
         (
             "load_balancer.hosts[0].address",
             lambda d: d["load_balancer"].update(hosts=[{"name": "lb1", "address": INJECTION}]),
@@ -167,3 +172,14 @@ def test_init_node_uses_the_same_check() -> None:
 def test_load_balancer_address_with_port_or_bad_ip(tmp_path: Path, address: str, message) -> None:
     document = _spec(address=address)
     assert _problems(tmp_path, document) == [f"load_balancer.address: {message}"]
+
+
+@pytest.mark.parametrize(
+    "jump", ["bastion.example", "ops@10.0.0.5:2222", "[fd00::5]:22", "fd00::5"]
+)
+def test_jump_hosts_pass(tmp_path: Path, jump: str) -> None:
+    document = _spec()
+    document["nodes"][0]["ssh"] = {"jump_host": jump}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(document))
+    assert load_spec(path).nodes[0].ssh.jump_host == jump
