@@ -23,7 +23,6 @@ def is_ip(text: str) -> bool:
 # hyphens, each 1-63 characters, 253 in all; a trailing dot (fully qualified) is allowed.
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _DOTTED_NUMBERS = re.compile(r"[0-9.]+")
-ADDRESS_HINT = "give one IPv4 address (10.0.1.11), IPv6 address (fd00::11) or DNS name"
 
 
 def address_problem(text: str) -> str | None:
@@ -43,7 +42,7 @@ def address_problem(text: str) -> str | None:
     if text.startswith("[") and text.endswith("]") and is_ip(text[1:-1]):
         return "write the IPv6 address without brackets"
     host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and (is_ip(host.strip("[]")) or host.count(":") == 0):
+    if sep and host and port.isdigit() and (is_ip(host.strip("[]")) or ":" not in host):
         return f"a port does not belong here; give the address alone ({host.strip('[]')})"
     if ":" in text:
         return "it is not a valid IPv6 address"
