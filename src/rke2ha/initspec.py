@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from rke2ha.addresses import is_ip
+from rke2ha.addresses import check_address
 from rke2ha.errors import UsageError
 from rke2ha.rules import evaluate
 from rke2ha.rules.names import hostname_problem
@@ -34,7 +34,6 @@ DEFAULT_HOSTNAMES: dict[str, str] = {
     "aws": "rancher.example.com",
 }
 WIDTH = 92
-_DNS_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 # RFC 5737 documentation addresses: placeholders that can never reach a real machine.
 _PLACEHOLDER_NODES = ("192.0.2.11", "192.0.2.12", "192.0.2.13")
 _PLACEHOLDER_LB = "192.0.2.10"
@@ -62,10 +61,10 @@ def parse_node(text: str) -> InitNode:
         ) from None
     if not sep:
         return InitNode(name)
-    if not address or not (is_ip(address) or _DNS_NAME.match(address)):
-        raise UsageError(
-            f"{where}: {address!r} is not an IP address or DNS name; e.g. {name}=10.0.1.11"
-        )
+    try:
+        check_address(address)  # the same check as the spec's nodes[].address
+    except ValueError as err:
+        raise UsageError(f"{where}: {err}; e.g. {name}=10.0.1.11") from None
     return InitNode(name, address)
 
 

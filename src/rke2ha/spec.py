@@ -29,15 +29,122 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    field_validator,
     model_validator,
 )
 from pydantic.config import JsonDict
 
+from rke2ha.addresses import check_address, split_hostport
 from rke2ha.durations import parse_duration
 from rke2ha.errors import UsageError
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+# true or false only: YAML already reads yes/no/on/off unquoted as booleans, and a quoted
+# "yes" or "no" (a string) is more likely a mistake than an answer.
+Flag = Annotated[bool, Field(strict=True)]
+# Every address a config file, a zone or a command line is made from: an IP or an RFC 1123
+# host name, so no value can carry a space or line break into what rke2ha renders.
+HostAddress = Annotated[str, AfterValidator(check_address)]
+
+
+def _check_interface(name: str) -> str:
+    # Linux refuses interface names that are empty, "." or "..", 16 bytes or longer
+    # (IFNAMSIZ), or hold '/', ':' or whitespace (dev_valid_name, net/core/dev.c).
+    if (
+        not 0 < len(name.encode()) < 16
+        or name in (".", "..")
+        or any(char in "/:" or char.isspace() or not char.isprintable() for char in name)
+    ):
+        raise ValueError(
+            f"{name!r} is not a network interface name: 1-15 characters without '/', ':', "
+            "spaces or control characters (e.g. eth0)"
+        )
+    return name
+
+
+Interface = Annotated[str, AfterValidator(_check_interface)]
+
+
+def _check_jump_host(text: str) -> str:
+    # `[user@]host[:port]` (`[v6]:port`), read by `ssh.target.parse_jump`: its host is an
+    # address like any other, its user a login name without spaces.
+    user, _, hostport = text.rpartition("@")
+    host = hostport
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif hostport.count(":") == 1:
+        host, _, port = hostport.partition(":")
+    else:
+        port = ""
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{text!r}: the port must be 1-65535; write [user@]host[:port]")
+    if any(char.isspace() or not char.isprintable() for char in user):
+        raise ValueError(f"{text!r}: the user holds a space or control character")
+    try:
+        check_address(host)
+    except ValueError as err:
+        raise ValueError(f"{err}; write [user@]host[:port]") from None
+    return text
+
+
+JumpHost = Annotated[str, AfterValidator(_check_jump_host)]
+
+
+def _check_health_path(path: str | None) -> str | None:
+    # The path goes into the engines' check lines (HAProxy `http-check send uri`): an
+    # absolute path of printable characters without spaces.
+    if path is not None and (
+        not path.startswith("/") or any(char.isspace() or not char.isprintable() for char in path)
+    ):
+        raise ValueError(
+            f"{path!r} is not an HTTP path: it starts with '/' and holds no spaces or "
+            "control characters (e.g. /healthz)"
+        )
+    return path
+
+
+# Names, and how a schema error says what they may hold (a regex means little to a reader).
+SPEC_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+MEMBER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+PATTERN_WORDS = {
+    SPEC_NAME_PATTERN: (
+        "lowercase letters, digits and '-', starting with a letter, not ending with '-', "
+        "2 to 32 characters (e.g. rancher-prod)"
+    ),
+    MEMBER_NAME_PATTERN: (
+        "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 "
+        "characters (e.g. node-1)"
+    ),
+}
+
+LOOPBACK_ADMIN = "127.0.0.1:8404"
+
+
+def _check_admin(text: str) -> str:
+    # The admin endpoint can take nodes out of rotation and shows every node's state: it
+    # listens on loopback only (127.0.0.0/8 or ::1); empty turns it off.
+    if not text:
+        return text
+    parts = split_hostport(text)
+    port = parts[1] if parts else ""
+    if parts is None or not parts[0] or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT with a port 1-65535; e.g. {LOOPBACK_ADMIN}")
+    host = parts[0]
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(
+            f"{text!r}: the admin endpoint listens on a loopback address only (127.0.0.0/8 "
+            f"or [::1]): it can take nodes out of rotation; e.g. {LOOPBACK_ADMIN}, or empty "
+            "to turn it off"
+        )
+    return text
+
+
 ProviderName = Literal["lab", "existing", "aws"]
 PROVIDERS: tuple[ProviderName, ...] = ("lab", "existing", "aws")
 
@@ -75,7 +182,7 @@ _ON_NODES_OVER_SSH = used_by("existing")  # rke2ha reaches the servers (pre-flig
 class NodeSsh(_Strict):
     """How rke2ha reaches one node over SSH; every field left out comes from the top `ssh:`."""
 
-    host: str | None = Field(
+    host: HostAddress | None = Field(
         None,
         description="Address or DNS name sshd answers on. Default: the node's `address`.",
         json_schema_extra=_ON_NODES_OVER_SSH,
@@ -89,7 +196,7 @@ class NodeSsh(_Strict):
     identity_file: Path | None = Field(
         None, description="Private key for this node.", json_schema_extra=_ON_NODES_OVER_SSH
     )
-    jump_host: str | None = Field(
+    jump_host: JumpHost | None = Field(
         None,
         description="Bastion for this node (`[user@]host[:port]`).",
         json_schema_extra=_ON_NODES_OVER_SSH,
@@ -123,7 +230,7 @@ class Ssh(_Strict):
         ),
         json_schema_extra=_ON_NODES_OVER_SSH,
     )
-    jump_host: str | None = Field(
+    jump_host: JumpHost | None = Field(
         None,
         description="Bastion every connection goes through (`[user@]host[:port]`).",
         json_schema_extra=_ON_NODES_OVER_SSH,
@@ -143,10 +250,10 @@ class Ssh(_Strict):
 class Node(_Strict):
     """One RKE2 server node."""
 
-    name: Annotated[
-        str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    ] = Field(description="The node's name: RKE2's `node-name`, and how rke2ha names it.")
-    address: str | None = Field(
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=MEMBER_NAME_PATTERN)] = Field(
+        description="The node's name: RKE2's `node-name`, and how rke2ha names it."
+    )
+    address: HostAddress | None = Field(
         None,
         description=(
             "IP or DNS name the load balancer forwards to. Required for existing; the lab "
@@ -190,7 +297,7 @@ class Health(_Strict):
         ),
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )
-    path: str | None = Field(
+    path: Annotated[str | None, AfterValidator(_check_health_path)] = Field(
         None,
         description=(
             "Ingress health endpoint checked on node port 80 (catch-all server: no Rancher "
@@ -229,9 +336,11 @@ class TlsFiles(_Strict):
 class LoadBalancerPair(_Strict):
     """Two load balancer hosts sharing `load_balancer.address` as a VRRP virtual IP."""
 
-    primary: str = Field(description="Host that holds the virtual IP while it is up.")
-    standby: str = Field(description="Host that takes the virtual IP over when the primary fails.")
-    interface: str = Field("eth0", description="Network interface keepalived puts the IP on.")
+    primary: HostAddress = Field(description="Host that holds the virtual IP while it is up.")
+    standby: HostAddress = Field(
+        description="Host that takes the virtual IP over when the primary fails."
+    )
+    interface: Interface = Field("eth0", description="Network interface keepalived puts the IP on.")
     virtual_router_id: Annotated[int, Field(ge=1, le=255)] = Field(
         51, description="VRRP router id; unique among the VRRP routers of the network segment."
     )
@@ -240,10 +349,10 @@ class LoadBalancerPair(_Strict):
 class LoadBalancerHost(_Strict):
     """A machine the load balancer engine runs on as a systemd service (reached over SSH)."""
 
-    name: Annotated[
-        str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    ] = Field(description="The host's name, as rke2ha reports and records it.")
-    address: str = Field(
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=MEMBER_NAME_PATTERN)] = Field(
+        description="The host's name, as rke2ha reports and records it."
+    )
+    address: HostAddress = Field(
         description=(
             "IP the engine binds (with one host, `load_balancer.address` must be this) and, "
             "unless `ssh.host` says otherwise, the address rke2ha logs in to."
@@ -277,11 +386,11 @@ class LoadBalancerVrrp(_Strict):
     auth_file: Path = Field(
         description=(
             "File (mode 0600) holding the VRRP password both hosts authenticate their "
-            "adverts with (keepalived uses its first 8 characters)."
+            "adverts with: 1-8 characters (keepalived's PASS authentication uses 8)."
         ),
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )
-    interface: str = Field("eth0", description="Network interface on both hosts for the IP.")
+    interface: Interface = Field("eth0", description="Network interface on both hosts for the IP.")
     virtual_router_id: Annotated[int, Field(ge=1, le=255)] = Field(
         51, description="VRRP router id; unique among the VRRP routers of the network segment."
     )
@@ -304,7 +413,7 @@ class LoadBalancer(_Strict):
             "and, for existing, run by rke2ha), `aws-nlb` (provider aws only)."
         ),
     )
-    address: str | None = Field(
+    address: HostAddress | None = Field(
         None,
         description=(
             "What clients reach: an IP (record A) or a hostname (record CNAME); every server "
@@ -313,7 +422,7 @@ class LoadBalancer(_Strict):
         ),
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )
-    extra_addresses: list[str] = Field(
+    extra_addresses: list[HostAddress] = Field(
         default_factory=list,
         description=(
             "More load balancer addresses published beside `address` (several LB hosts "
@@ -403,7 +512,7 @@ class LoadBalancer(_Strict):
         ),
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )
-    send_proxy: bool = Field(
+    send_proxy: Flag = Field(
         False,
         description="Layer 4: send PROXY protocol v2 to the nodes (they must expect it).",
         json_schema_extra=_ON_MACHINES_WE_RUN,
@@ -418,7 +527,7 @@ class LoadBalancer(_Strict):
         description="Layer 7: status of port 80's redirect to https (308 keeps the method).",
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )
-    acme_passthrough: bool = Field(
+    acme_passthrough: Flag = Field(
         False,
         description=(
             "Layer 7: send port 80's `/.well-known/acme-challenge/` to the nodes instead of "
@@ -426,8 +535,8 @@ class LoadBalancer(_Strict):
         ),
         json_schema_extra=_ON_MACHINES_WE_RUN,
     )
-    admin: str = Field(
-        "127.0.0.1:8404",
+    admin: Annotated[str, AfterValidator(_check_admin)] = Field(
+        LOOPBACK_ADMIN,
         description=(
             "HOST:PORT of the built-in load balancer's admin endpoint (`/metrics`, `/status`, "
             "stats page), and of HAProxy's stats in rendered configs (loopback only). The lab "
@@ -509,7 +618,7 @@ class Rke2(_Strict):
         json_schema_extra=_RENDERED_FOR_SERVERS,
     )
 
-    anonymous_health: bool | None = Field(
+    anonymous_health: Flag | None = Field(
         None,
         description=(
             "Open `/livez` and `/readyz` (only) to anonymous callers, so the load balancer's "
@@ -548,7 +657,7 @@ class Rke2(_Strict):
 class Rfc2136(_Strict):
     """A primary DNS server that takes TSIG-signed dynamic updates (RFC 2136)."""
 
-    server: str = Field(description="Address of the primary server for `dns.zone`.")
+    server: HostAddress = Field(description="Address of the primary server for `dns.zone`.")
     port: Port = Field(53, description="Its DNS port.")
     key_name: str = Field(description="TSIG key name as the server knows it (ends with a dot).")
     key_file: Path = Field(description="File holding the base64 TSIG secret alone (mode 0600).")
@@ -627,18 +736,43 @@ class Dns(_Strict):
     ttl: Annotated[int, Field(ge=1, le=604_800)] = Field(
         60, description="TTL of the record, seconds."
     )
-    target: str | None = Field(None, description="CNAME target. Default: `load_balancer.address`.")
+    target: HostAddress | None = Field(
+        None, description="CNAME target. Default: `load_balancer.address`."
+    )
     builtin: BuiltinDns = Field(
         default_factory=BuiltinDns, description="Settings of dns.provider builtin."
     )
     rfc2136: Rfc2136 | None = Field(None, description="Settings of dns.provider rfc2136.")
     route53: Route53 | None = Field(None, description="Settings of dns.provider route53.")
 
+    @field_validator("builtin")
+    @classmethod
+    def _builtin_addresses(cls, builtin: BuiltinDns) -> BuiltinDns:
+        # Checked here rather than on BuiltinDns's fields, with the same address check as
+        # every other address of the spec; the message names the field.
+        if builtin.listen:
+            from rke2ha.dns.hostport import split_host_port
+
+            try:
+                check_address(split_host_port(builtin.listen, 53, lowest=0)[0])
+            except ValueError as err:
+                raise ValueError(f"listen: {err}; e.g. 10.0.0.53:53") from None
+        for index, client in enumerate(builtin.axfr_allow):
+            # Matched as networks (rke2ha.dns.zone); a name would never match a client.
+            try:
+                ipaddress.ip_network(client, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"axfr_allow[{index}]: {client!r} is not an IP address or network "
+                    "(e.g. 10.0.0.54 or 10.0.0.0/24)"
+                ) from None
+        return builtin
+
 
 class Rancher(_Strict):
     """Rancher's Helm install (`rke2ha render`: rancher/values.yaml and install.sh)."""
 
-    install: bool = Field(
+    install: Flag = Field(
         False,
         description=(
             "existing with `rke2.install`: `up` installs cert-manager (when `tls_source` needs "
@@ -781,7 +915,7 @@ def _explicit_paths(model: BaseModel, prefix: str = "") -> Iterator[str]:
 class Spec(_Strict):
     """The whole spec: one file drives every command."""
 
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")] = Field(
+    name: Annotated[str, Field(pattern=SPEC_NAME_PATTERN)] = Field(
         description=(
             "Name of this installation (lowercase, digits, `-`; 2 to 32 characters): it "
             "names secret files, AWS resources and the DNS ownership record."

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rke2ha.errors import InvalidError, UsageError
-from rke2ha.spec import Spec
+from rke2ha.spec import PATTERN_WORDS, Spec
 from rke2ha.yamlsource import PathKey, YamlSource, format_path, read_yaml_file
 
 DEFAULT_SPEC_FILE = Path("rke2ha.yaml")
@@ -82,13 +82,19 @@ def _message(error: Any, path: PathKey) -> str:
         return "required; add it"
     # pydantic prefixes errors raised inside validators with "Value error, ".
     message = str(error["msg"]).removeprefix("Value error, ")
+    if kind in ("bool_type", "bool_parsing"):
+        message = "write true or false (unquoted)"
+    if kind == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern", "")
+        message = f"may hold only {PATTERN_WORDS.get(pattern, f'text matching {pattern!r}')}"
     if kind == "list_type":
         message += ", written as [a, b] or one '- item' per line"
     given = error.get("input")
     # Show the scalar the operator wrote (a spec holds no secrets, only paths to them).
     if isinstance(given, str | int | float | bool) and kind not in ("literal_error", "enum"):
         shown = repr(given) if len(repr(given)) <= 60 else repr(given)[:57] + "..."
-        message += f" (got {shown})"
+        if repr(given) not in message:  # a validator's message may quote the value itself
+            message += f" (got {shown})"
     return message
 
 

@@ -109,7 +109,7 @@ aws:
   instance_type: m5.xlarge
   ami: {ami}
   allowed_cidrs: [203.0.113.0/24]
-  rke2_version: v1.32.5+rke2r1
+  rke2_version: v1.32.6+rke2r1
 {extra}"""
 
 

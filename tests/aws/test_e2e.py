@@ -169,7 +169,7 @@ def test_up_creates_everything_and_second_plan_is_clean(
         assert token not in text
         assert "token-file: /etc/rancher/rke2/rke2ha-token" in text
         assert f"- {HOSTNAME}\n- {lb['DNSName']}\n" in text
-        assert "INSTALL_RKE2_VERSION" in text and "v1.32.5+rke2r1" in text
+        assert "INSTALL_RKE2_VERSION" in text and "v1.32.6+rke2r1" in text
         assert "authentication-config=/etc/rancher/rke2/authentication-config.yaml" in text
     assert "server: https://" not in first
     for previous, node in (("node-1", "node-2"), ("node-2", "node-3")):

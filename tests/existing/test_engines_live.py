@@ -101,6 +101,39 @@ def test_up_serves_reloads_and_down_removes_all(
     assert curl(f"http://{LB}/", "-o", "/dev/null", max_time=2).returncode != 0
 
 
+def _weak_certificate(cert_path: Path, key_path: Path) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTNAME)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOSTNAME)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+
+
 @pytest.mark.parametrize("engine", ["haproxy", "nginx"])
 def test_config_the_binary_rejects_replaces_nothing(
     engine: str, deployment: Deployment, emulators: Emulators
@@ -110,11 +143,10 @@ def test_config_the_binary_rejects_replaces_nothing(
     pid = deployment.engine_pid()
     current = os.readlink(deployment.directory / ".rke2ha/existing" / engine / "current")
 
-    # Layer 7 with a file that is no certificate: the renderer copies it, the binary refuses.
-    (deployment.directory / "tls.crt").write_text("not a certificate\n")
-    key = deployment.directory / "tls.key"
-    key.write_text("not a key\n")
-    key.chmod(0o600)
+    # Layer 7 with a certificate `validate` accepts (it covers the hostname, its key matches)
+    # on a 1024-bit RSA key, which OpenSSL at Debian's default security level 2 refuses to
+    # load ("ee key too small"): the renderer copies it, the binary refuses.
+    _weak_certificate(deployment.directory / "tls.crt", deployment.directory / "tls.key")
     deployment.write(
         existing_spec(
             engine, load_balancer={"layer": 7, "tls": {"cert": "tls.crt", "key": "tls.key"}}
@@ -123,7 +155,7 @@ def test_config_the_binary_rejects_replaces_nothing(
     failed = deployment.cli("up", "--yes")
     assert failed.code == 1
     assert "rejects the rendered config (nothing was started or reloaded)" in failed.err
-    binary_says = "unable to load certificate" if engine == "haproxy" else "cannot load certificate"
+    binary_says = "unable to load SSL certificate" if engine == "haproxy" else "key too small"
     assert binary_says in failed.err, failed.err
     assert "Traceback" not in failed.err
 

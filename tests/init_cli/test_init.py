@@ -97,7 +97,7 @@ def test_an_existing_file_is_never_overwritten(run_cli, tmp_path):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--node", "n1=not an address"], "'not an address' is not an IP address or DNS name"),
+        (["--node", "n1=not an address"], "'not an address' is not an IPv4/IPv6 address"),
         (["--node", "=10.0.0.1"], "no node name"),
         (["--node", "bad name=10.0.0.1"], "node name 'bad name' must start"),
         (["--node", "n1=10.0.0.1", "--node", "n1=10.0.0.2"], "n1 is given twice"),

@@ -3,9 +3,11 @@
 Live, on 127.0.173.0/24 (this file's alone), port offset 23000. Two ways to fail:
 - a port the lab needs is held by another program: `up` refuses before it starts
   anything and names the spec fields that move the lab (never a flag `up` lacks);
-- the load balancer dies at start after the nodes and DNS were spawned (a layer 7 spec
-  whose certificate is not PEM): `up` stops every process it started, and its error
-  quotes this run's cause, not the older lines already in the same log file.
+- the load balancer dies at start after the nodes and DNS were spawned (its access log
+  path is a folder, which only the load balancer itself finds: `up` runs `validate`
+  first, so a spec fault would stop it before anything starts): `up` stops every process
+  it started, and its error quotes this run's cause, not the older lines already in the
+  same log file.
 """
 
 from __future__ import annotations
@@ -70,13 +72,11 @@ def test_a_taken_admin_port_is_refused_before_anything_starts(tmp_path: Path) ->
 def test_a_load_balancer_that_dies_stops_the_whole_lab_and_quotes_this_run(
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "bad.crt").write_text("not a certificate\n")
-    (tmp_path / "bad.key").write_text("not a key\n")
-    document = _spec(layer=7, tls={"cert": "bad.crt", "key": "bad.key"})
-    spec_file = write_yaml(tmp_path / "rke2ha.yaml", document)
+    spec_file = write_yaml(tmp_path / "rke2ha.yaml", _spec())
     log = tmp_path / ".rke2ha" / "lab" / "lab" / "logs" / "lb.log"
     log.parent.mkdir(parents=True)
     log.write_text(STALE)
+    (log.parent / "lb-access.log").mkdir()
 
     run = up(spec_file, offset=OFFSET)
 
@@ -85,7 +85,7 @@ def test_a_load_balancer_that_dies_stops_the_whole_lab_and_quotes_this_run(
     message = run.err.partition("rke2ha up: error: ")[2]
     first = message.splitlines()[0]
     assert first.startswith("lab lb exited while starting: rke2ha lb serve: error: ")
-    assert "bad.crt: not a PEM certificate" in first  # the cause, first
+    assert "lb-access.log': cannot open it for appending" in first  # the cause, first
     for stale in ("8404", "--admin", "Traceback", "uvloop", "Errno 98"):
         assert stale not in run.err, stale
     assert "nothing of this lab runs" in message.splitlines()[1]

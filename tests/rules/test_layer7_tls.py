@@ -108,11 +108,12 @@ def test_certificate_not_yet_valid_is_an_error(base, findings, by_rule, make_cer
     assert _errors(found) == [("error", "load_balancer.tls.cert")]
 
 
-def test_key_readable_by_others_is_a_warning(base, findings, by_rule, make_cert):
+def test_key_readable_by_others_is_an_error(base, findings, by_rule, make_cert):
+    # An error, as `render` and `up` refuse to read such a key.
     cert, key = make_cert()
     key.chmod(0o644)
     found = by_rule(findings(_layer7(base, cert, key)), "lb.layer7_tls")
-    assert _errors(found) == [("warning", "load_balancer.tls.key")]
+    assert _errors(found) == [("error", "load_balancer.tls.key")]
     assert "chmod 600" in found[0].fix
 
 

@@ -148,11 +148,12 @@ def test_rfc2136_missing_key_file_is_an_error(base, findings, by_rule):
     assert "tsig-keygen" in found[0].fix
 
 
-def test_rfc2136_key_file_readable_by_others_is_a_warning(base, findings, by_rule, tmp_path):
+def test_rfc2136_key_file_readable_by_others_is_an_error(base, findings, by_rule, tmp_path):
+    # An error, as `plan` and `up` refuse to read such a key.
     (tmp_path / "tsig.secret").write_text("c2VjcmV0\n")
     (tmp_path / "tsig.secret").chmod(0o640)
     found = by_rule(findings(_rfc2136(base)), "provider")
-    assert _paths(found) == [("warning", "dns.rfc2136.key_file")]
+    assert _paths(found) == [("error", "dns.rfc2136.key_file")]
     assert "640" in found[0].message
     assert "c2VjcmV0" not in found[0].message + found[0].fix
 

@@ -16,7 +16,9 @@ from rke2ha.yamlsource import YamlSource
 from .conftest import BASE, NOW
 
 TEXT = st.text(min_size=0, max_size=40)
-ADDRESS = st.one_of(st.ip_addresses().map(str), TEXT)
+# Addresses the schema accepts (it refuses anything else: tests/spec/test_addresses.py).
+HOST_NAME = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z0-9]{1,10}){0,3}", fullmatch=True)
+ADDRESS = st.one_of(st.ip_addresses().map(str), HOST_NAME)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

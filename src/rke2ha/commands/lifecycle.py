@@ -167,6 +167,9 @@ def run_plan(args: argparse.Namespace) -> int:
 
     console = _console(args)
     try:
+        from rke2ha.rules.gate import refuse_invalid_spec
+
+        refuse_invalid_spec(args.spec_file, "plan")
         spec = spec_from_args(args)
         gate(spec, args, console)
         result = lifecycle.plan(spec, ProviderOptions(force_unlock=args.force_unlock))
@@ -187,6 +190,9 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    from rke2ha.rules.gate import refuse_invalid_spec
+
+    refuse_invalid_spec(args.spec_file, "up")
     lab_spec = spec_from_args(args)
     refuse_foreign_flags(args, lab_spec, UP_FLAGS)
     if lab_spec.provider == "lab":  # local processes only: no confirmation; --detach

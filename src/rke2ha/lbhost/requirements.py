@@ -71,6 +71,7 @@ def problems(spec: Spec) -> list[Problem]:
             )
     else:
         found += _pair_problems(spec)
+    found += _distinct_addresses(spec)
     return found
 
 
@@ -104,6 +105,28 @@ def _pair_problems(spec: Spec) -> list[Problem]:
                     f"load_balancer.hosts[{index}].address",
                     f"{host.address} is not an IP address; keepalived's unicast peers are IPs",
                     "give the host's IP address (ssh.host may still name it)",
+                )
+            )
+    return found
+
+
+def _distinct_addresses(spec: Spec) -> list[Problem]:
+    """Two hosts on one address are one machine counted twice: no standby at all.
+
+    (Two hosts with one name are refused by the schema already.)
+    """
+    found: list[Problem] = []
+    seen: dict[str, int] = {}
+    for index, host in enumerate(spec.load_balancer.hosts):
+        first = seen.setdefault(host.address.lower(), index)
+        if first != index:
+            found.append(
+                Problem(
+                    f"load_balancer.hosts[{index}].address",
+                    f"load_balancer.hosts[{index}] ({host.name}) has the address {host.address} "
+                    f"of load_balancer.hosts[{first}]; one machine counted twice gives no "
+                    "standby",
+                    "give every load balancer host the address of its own machine",
                 )
             )
     return found

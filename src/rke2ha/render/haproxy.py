@@ -16,8 +16,6 @@ missing token is a startup error, not every apiserver silently marked down.
 
 from __future__ import annotations
 
-import ipaddress
-
 from rke2ha.healthplan import HttpProbe, PortHealth, port_health
 from rke2ha.render.common import (
     DEFAULT_LAYOUT,
@@ -32,7 +30,6 @@ from rke2ha.render.haproxy_fds import PER_CONNECTION, PER_THREAD, RESERVED, FdNe
 from rke2ha.spec import Spec
 
 TOKEN_ENV = "RKE2HA_HEALTH_TOKEN"
-ADMIN_FALLBACK = "127.0.0.1:8404"
 # Rancher's layer-7 guide: connect 30 s, read/write `http_timeout` (1800 s).
 L7_CONNECT_TIMEOUT = 30.0
 HTTP_REQUEST_TIMEOUT = 30.0
@@ -109,16 +106,9 @@ def _bind(layout: Layout, port: int) -> str:
 
 
 def _admin_address(spec: Spec) -> str:
-    """`load_balancer.admin` when it is a loopback address, else 127.0.0.1:8404.
-
-    The stats page shows every node's state and is never exposed beyond the host.
-    """
-    host = spec.load_balancer.admin.rpartition(":")[0].strip("[]")
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    return spec.load_balancer.admin if loopback else ADMIN_FALLBACK
+    """`load_balancer.admin`: the schema admits only a loopback HOST:PORT or empty (off),
+    so the stats page, which shows every node's state, never leaves the host."""
+    return spec.load_balancer.admin
 
 
 def _tcp_port(spec: Spec, layout: Layout, port: int) -> list[str]:
@@ -250,6 +240,8 @@ def _defaults(spec: Spec) -> list[str]:
 
 
 def _stats(spec: Spec) -> list[str]:
+    if not _admin_address(spec):
+        return []
     body = [
         f"bind {_admin_address(spec)}",
         "mode http",
@@ -274,8 +266,9 @@ def render_haproxy(spec: Spec, spec_label: str, layout: Layout = DEFAULT_LAYOUT)
         *header_lines(spec_label, f"HAProxy for {spec.hostname}, {mode}"),
         "Needs HAProxy 2.4 or later (http-check sequences; .if/.alert).",
         "Frontends bind every address, so the standby of a keepalived pair can start too.",
-        "Stats: http://" + _admin_address(spec) + "/ (loopback only).",
     ]
+    if _admin_address(spec):
+        notes.append("Stats: http://" + _admin_address(spec) + "/ (loopback only).")
     if layer7:
         notes.append(f"Certificate + key (one PEM, mode 0600): {layout.haproxy_pem(spec.hostname)}")
     if lb.affinity == "cookie" and not layer7:

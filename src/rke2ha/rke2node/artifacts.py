@@ -49,34 +49,48 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verified(folder: Path) -> list[Artifact]:
-    """The files to upload (the sums file last), each checked here; InvalidError names the
-    first missing or mismatching file, before anything has left this machine."""
-    where = f"rke2.airgap.artifacts {folder}"
+def check(folder: Path) -> tuple[list[Artifact], tuple[str, str] | None]:
+    """The files to upload (the sums file last) and the first problem as (what, fix):
+    a missing file, a tarball without a sum or with another one. `validate` reports the
+    problem on the field; `verified` refuses to upload."""
     missing = [n for n in (INSTALLER, *SUMMED, SUMS) if not (folder / n).is_file()]
     if missing:
-        raise InvalidError(
-            f"{where}: {', '.join(missing)} missing; nothing was uploaded; fix: put the release's "
-            f"{', '.join(SUMMED)} and {SUMS} (and install.sh from get.rke2.io) there"
+        return [], (
+            f"{', '.join(missing)} missing",
+            f"put the release's {', '.join(SUMMED)} and {SUMS} (and install.sh from "
+            "get.rke2.io) there",
         )
     sums = parse_sums((folder / SUMS).read_text(errors="replace"))
     files: list[Artifact] = []
     for name in SUMMED:
         expected = sums.get(name)
         if expected is None:
-            raise InvalidError(
-                f"{where}: {SUMS} has no sum for {name}; nothing was uploaded; fix: use the "
-                f"{SUMS} of the same release as {name}"
+            return [], (
+                f"{SUMS} has no sum for {name}",
+                f"use the {SUMS} of the same release as {name}",
             )
         actual = file_sha256(folder / name)
         if actual != expected:
-            raise InvalidError(
-                f"{where}: {name} does not match {SUMS} (sha256 {actual[:16]}..., expected "
-                f"{expected[:16]}...); nothing was uploaded; fix: download {name} again"
+            return [], (
+                f"{name} does not match {SUMS} (sha256 {actual[:16]}..., expected "
+                f"{expected[:16]}...)",
+                f"download {name} again",
             )
         files.append(Artifact(name, folder / name, actual))
     files.insert(0, Artifact(INSTALLER, folder / INSTALLER, file_sha256(folder / INSTALLER)))
     files.append(Artifact(SUMS, folder / SUMS, file_sha256(folder / SUMS)))
+    return files, None
+
+
+def verified(folder: Path) -> list[Artifact]:
+    """The files to upload (the sums file last), each checked here; InvalidError names the
+    first missing or mismatching file, before anything has left this machine."""
+    files, problem = check(folder)
+    if problem is not None:
+        what, fix = problem
+        raise InvalidError(
+            f"rke2.airgap.artifacts {folder}: {what}; nothing was uploaded; fix: {fix}"
+        )
     return files
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from rke2ha.rules import (
     dns,
+    files,
     hostname,
     ignored,
     install,
@@ -32,6 +33,7 @@ RULES: tuple[Rule, ...] = (
     *lb.RULES,
     *rke2.RULES,
     *install.RULES,
+    *files.RULES,
     *tls.RULES,
     *provider.RULES,
     *ignored.RULES,

@@ -16,6 +16,7 @@ from pathlib import Path
 from rke2ha.dns.tsigkey import decode_secret
 from rke2ha.errors import InvalidError, Rke2haError
 from rke2ha.lab.material import default_pki_dir
+from rke2ha.rules.localfiles import FileProblem, file_problems
 from rke2ha.spec import Spec
 from rke2ha.tlsfiles import TlsMaterial, load_tls_files
 
@@ -54,6 +55,7 @@ class Facts:
     # TSIG secret files whose content is not a base64 secret: path -> the problem (the
     # content itself is never kept).
     bad_tsig_secrets: Mapping[Path, str] = field(default_factory=dict)
+    local_files: tuple[FileProblem, ...] = ()  # rule `files`
 
     def file(self, path: Path) -> FileFact:
         """The fact for `path` (an absolute path from `Spec.resolve`); unknown -> missing."""
@@ -123,6 +125,7 @@ def gather_facts(spec: Spec, now: datetime | None = None) -> Facts:
     certificate and key."""
     files = {path: stat_file(path) for path in spec_files(spec)}
     secrets = _bad_tsig_secrets(spec, files)
+    local = file_problems(spec)
     tls = None
     if spec.load_balancer.tls is not None:
         cert = spec.resolve(spec.load_balancer.tls.cert)
@@ -133,9 +136,16 @@ def gather_facts(spec: Spec, now: datetime | None = None) -> Facts:
                 files=files,
                 tls=TlsFact(None, made_by_lab=True),
                 bad_tsig_secrets=secrets,
+                local_files=local,
             )
         try:
             tls = TlsFact(load_tls_files(cert, key))
         except Rke2haError as err:
             tls = TlsFact(None, str(err))
-    return Facts(now=now or datetime.now(UTC), files=files, tls=tls, bad_tsig_secrets=secrets)
+    return Facts(
+        now=now or datetime.now(UTC),
+        files=files,
+        tls=tls,
+        bad_tsig_secrets=secrets,
+        local_files=local,
+    )

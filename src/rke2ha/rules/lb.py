@@ -105,6 +105,14 @@ def _health(spec: Spec, facts: Facts) -> Iterator[Issue]:
                 ),
                 f"set load_balancer.health.{field} above 0 (e.g. 1s)",
             )
+    if 0 < health.interval < health.timeout:
+        yield warning(
+            "load_balancer.health.timeout",
+            f"health timeout {format_duration(health.timeout)} is longer than the interval "
+            f"{format_duration(health.interval)}: a slow node's check is still running when "
+            "the next one is due, so checks fall behind their interval",
+            "set timeout at or below interval (e.g. interval: 2s, timeout: 1s)",
+        )
     detection = health.interval * health.fall + health.timeout
     if detection > MAX_DETECTION_SECONDS:
         yield warning(
@@ -144,7 +152,14 @@ def _token_file(spec: Spec, facts: Facts) -> Iterator[Issue]:
     if path is None:
         return
     fact = facts.file(path)
-    if not fact.exists or not fact.is_file:
+    if not fact.exists and spec.provider == "lab":
+        # The lab makes its health token at `up` (rke2ha.lab.material), as its certificates.
+        yield info(
+            "load_balancer.health.token_file",
+            f"the lab's health token {path}: `rke2ha up` makes it (mode 0600)",
+            "nothing to do; it is checked like any other token file once it exists",
+        )
+    elif not fact.exists or not fact.is_file:
         yield error(
             "load_balancer.health.token_file",
             f"health token file {path} does not exist; the 6443 check cannot authenticate",

@@ -26,6 +26,12 @@ def hostname_problem(name: str, zone: str = "example.com") -> tuple[str, str] | 
     """
     if not name:
         return "is empty", "set it to the DNS name users will type, e.g. rancher.example.com"
+    if "://" in name or "/" in name:
+        host = name.split("://", 1)[-1].split("/", 1)[0]
+        return (
+            "is a URL; give the host name, not a URL (drop https:// and the path)",
+            f"write only the host name: {host}" if host else "write only the host name",
+        )
     if is_ip(name):
         return (
             "is an IP address; Rancher's server URL and its Ingress need a DNS name",

@@ -188,7 +188,8 @@ def _rfc2136(spec: Spec, facts: Facts) -> Iterator[Issue]:
             "`tsig-keygen -a hmac-sha256 NAME`",
         )
     elif not fact.private:
-        yield warning(
+        # An error, as for every secret file: `plan` and `up` refuse to read it.
+        yield error(
             "dns.rfc2136.key_file",
             f"TSIG key file {path} is readable by others (mode {fact.mode or 0:o}); anyone "
             "who reads it can rewrite the zone",

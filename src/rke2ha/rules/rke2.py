@@ -92,7 +92,51 @@ def _anonymous_health(spec: Spec, facts: Facts) -> Iterator[Issue]:
         )
 
 
+# RKE2's packaged ingress charts; `disable: <chart>` in config.yaml removes one (`rke2 server
+# --help`, "--disable ... valid items: rke2-coredns, rke2-ingress-nginx, rke2-metrics-server";
+# https://docs.rke2.io/reference/server_config). The Traefik chart is rke2-traefik
+# (`ingress-controller: traefik`, rancher/rke2#5928).
+INGRESS_CHARTS = {"nginx": "rke2-ingress-nginx", "traefik": "rke2-traefik"}
+COMPONENTS_SOURCE = (
+    "RKE2 docs: Server Configuration Reference, --disable "
+    "(https://docs.rke2.io/reference/server_config); RKE2 docs: Basic Network Options, "
+    "cni: none (https://docs.rke2.io/networking/basic_network_options)"
+)
+
+
+def _disabled(config: dict[str, object]) -> set[str]:
+    """The charts `disable` names: a list, or one string (comma-separated, as the flag)."""
+    value = config.get("disable")
+    items = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    return {part.strip() for item in items for part in str(item).split(",") if part.strip()}
+
+
+def _components(spec: Spec, facts: Facts) -> Iterator[Issue]:
+    chart = INGRESS_CHARTS[spec.ingress]
+    if chart in _disabled(spec.rke2.config):
+        yield error(
+            "rke2.config.disable",
+            f"rke2.config disables {chart}, the ingress the spec uses (ingress: "
+            f"{spec.ingress}): nothing would answer on the nodes' ports 80 and 443, so every "
+            "health check fails and Rancher is unreachable",
+            f"remove {chart} from rke2.config.disable, or set ingress to the controller you run",
+        )
+    if spec.rke2.cni == "none":
+        yield warning(
+            "rke2.cni",
+            "cni: none deploys no network plugin: the nodes stay NotReady, and Rancher does "
+            "not start, until you install a CNI yourself",
+            "pick one of canal, calico, cilium, flannel, or install your CNI before Rancher",
+        )
+
+
 RULES = (
+    Rule(
+        "rke2.components",
+        "RKE2 keeps the ingress the spec uses, and a CNI",
+        COMPONENTS_SOURCE,
+        _components,
+    ),
     Rule(
         "rke2.anonymous_health",
         "anonymous health endpoints only on an RKE2 that supports them",

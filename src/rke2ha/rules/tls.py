@@ -119,7 +119,8 @@ def _material(spec: Spec, facts: Facts, material: TlsMaterial) -> Iterator[Issue
         )
     key_fact = facts.file(key)
     if key_fact.exists and not key_fact.private:
-        yield warning(
+        # An error, as for every secret file: the engines' renderers refuse to read it.
+        yield error(
             "load_balancer.tls.key",
             f"the private key {key} is readable by others (mode {key_fact.mode or 0:o})",
             f"chmod 600 {key}",
