@@ -246,7 +246,7 @@ def build_target(
 
 def _check_ca_file(path: Path) -> None:
     """Exit 2 when `--ca` cannot be read (missing, a folder), 1 when it is no PEM bundle:
-    the rule for every file argument (README: exit codes)."""
+    the rule for every file argument (README: The spec, "Exit codes everywhere")."""
     from rke2ha.tlsfiles import load_certificate_chain
 
     if not path.exists():
