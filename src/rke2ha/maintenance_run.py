@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from rke2ha.errors import InvalidError
+from rke2ha.errors import InvalidError, Rke2haError
 from rke2ha.invocation import spec_command
 from rke2ha.maintenance import (
     Action,
@@ -63,8 +63,15 @@ def apply(spec: Spec, node: str, action: Action, port_offset: int = 0) -> list[s
             # the record, so `lb drain` again or `up` finishes the job.
             _record(store, state, node, action)
             return _nginx(spec, node, action, state)
+        # A drain is recorded first: when one host takes it and the next fails, `up`'s
+        # reload of the first must not bring the node back mid-maintenance. An enable is
+        # recorded once every host took it: a partial one leaves the node out where `up`
+        # reloads (the safe side), and the error says which host failed.
+        if action == "drain":
+            _record(store, state, node, action)
         lines = _hosts(spec, node, action) if lb.hosts else [_local_haproxy(spec, node, action)]
-        _record(store, state, node, action)  # HAProxy took it: kept over `up`'s reloads
+        if action == "enable":
+            _record(store, state, node, action)
         return lines
 
 
@@ -104,7 +111,15 @@ def _nginx(spec: Spec, node: str, action: Action, state: State | None) -> list[s
             "`rke2ha up` starts it"
         )
     provider = ExistingProvider(spec, ProviderOptions())
-    reached = provider.reapply_engine(_Notes())
+    notes = _Notes()
+    try:
+        reached = provider.reapply_engine(notes)
+    except Rke2haError as err:
+        # Which hosts already reloaded with the node marked: the operator needs to know.
+        if not notes.lines:
+            raise
+        done = "\n".join(f"  {line}" for line in notes.lines)
+        raise InvalidError(f"{err}\nwhat was done before it failed:\n{done}") from None
     upstreams = ", ".join(nginx_upstreams(host_config_text(spec, state.drained)))
     return [
         f"{node}: {_verb(action)} on {upstreams} (nginx "
@@ -219,13 +234,19 @@ def drain_again_local(config_text: str, drained: Sequence[str], worker: str) -> 
 
 
 def _sh(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["/bin/sh", "-c", command],
-        capture_output=True,
-        text=True,
-        timeout=KEEP_DRAINED_TIMEOUT,
-        check=False,
-    )
+    try:
+        return subprocess.run(
+            ["/bin/sh", "-c", command],
+            capture_output=True,
+            text=True,
+            timeout=KEEP_DRAINED_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InvalidError(
+            f"HAProxy's stats socket did not answer within {KEEP_DRAINED_TIMEOUT:g}s; check "
+            "`systemctl status haproxy` and run `rke2ha lb drain` again"
+        ) from None
 
 
 def send(path: str, command: str) -> str:

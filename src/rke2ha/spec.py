@@ -92,6 +92,30 @@ def _check_jump_host(text: str) -> str:
 JumpHost = Annotated[str, AfterValidator(_check_jump_host)]
 
 
+def _check_tsig_key_name(name: str) -> str:
+    # A domain name (RFC 8945 §4.2: the key name is an owner name), written into named.conf
+    # between quotes and parsed by dnspython: labels of letters, digits, '-' and '_', 1-63
+    # characters each, 253 in all (RFC 1035 §2.3.4), so no quote, brace or line break.
+    labels = name.removesuffix(".").split(".")
+    if (
+        not name
+        or len(name.removesuffix(".")) > 253
+        or any(
+            not 0 < len(label) < 64
+            or not all(c.isascii() and (c.isalnum() or c in "-_") for c in label)
+            for label in labels
+        )
+    ):
+        raise ValueError(
+            f"{name!r} is not a TSIG key name: dot-separated labels of letters, digits, '-' "
+            "or '_' (1-63 characters each), e.g. rke2ha-key."
+        )
+    return name
+
+
+TsigKeyName = Annotated[str, AfterValidator(_check_tsig_key_name)]
+
+
 def _check_health_path(path: str | None) -> str | None:
     # The path goes into the engines' check lines (HAProxy `http-check send uri`): an
     # absolute path of printable characters without spaces.
@@ -659,7 +683,9 @@ class Rfc2136(_Strict):
 
     server: HostAddress = Field(description="Address of the primary server for `dns.zone`.")
     port: Port = Field(53, description="Its DNS port.")
-    key_name: str = Field(description="TSIG key name as the server knows it (ends with a dot).")
+    key_name: TsigKeyName = Field(
+        description="TSIG key name as the server knows it (ends with a dot)."
+    )
     key_file: Path = Field(description="File holding the base64 TSIG secret alone (mode 0600).")
     algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = Field(
         "hmac-sha256", description="TSIG algorithm of the key."
@@ -677,7 +703,9 @@ class Route53(_Strict):
 class TransferKey(_Strict):
     """The TSIG key secondaries sign zone transfers and NOTIFY answers with (RFC 8945)."""
 
-    name: str = Field(description="TSIG key name as the secondaries know it (ends with a dot).")
+    name: TsigKeyName = Field(
+        description="TSIG key name as the secondaries know it (ends with a dot)."
+    )
     algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = Field(
         "hmac-sha256", description="TSIG algorithm of the key."
     )

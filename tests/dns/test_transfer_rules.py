@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,23 @@ def test_the_existing_engines_spec_copy_names_the_key_file_absolutely(tmp_path: 
     copy = builtin_version(spec).files.files[CONFIG_PATHS["builtin"]].text
     key = yaml.safe_load(copy)["dns"]["builtin"]["transfer_key"]
     assert key["key_file"] == str(tmp_path / "xfr.secret") and SECRET not in copy
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['k"; }; include "/etc/x', "xfr\nkey.", "a..b.", "x" * 64 + ".", "key name."],
+)
+def test_a_key_name_that_is_not_a_dns_name_is_refused_before_any_config(
+    tmp_path: Path, name: str
+) -> None:
+    # It goes between quotes into named.conf (render) and through dnspython (dns serve):
+    # a quote or line break would inject config, a bad label would crash the server.
+    path = spec_with(tmp_path, SECRET, transfer_key={"name": name, "key_file": "xfr.secret"})
+    done = subprocess.run(
+        [sys.executable, "-m", "rke2ha", "validate", "-f", str(path)],
+        cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "dns.builtin.transfer_key.name" in done.stdout + done.stderr
+    assert "is not a TSIG key name" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr

@@ -247,3 +247,20 @@ def test_a_request_changed_after_signing_never_gets_the_zone(
         return
     parsed = dns.message.from_wire(reply, keyring=False)
     assert not parsed.answer and parsed.rcode() != dns.rcode.NOERROR
+
+
+def test_a_udp_ixfr_answer_is_never_cached_since_it_depends_on_the_client() -> None:
+    # One allowed secondary and one stranger ask the same bytes over UDP: each gets its own
+    # answer, not the other's from the answer cache.
+    from rke2ha.dns.server import Answerer
+
+    spec = Spec.model_validate(merge(BASE_SPEC, {"dns": {"builtin": {"axfr_allow": [INSIDE]}}}))
+    zone = build_zone(spec, SERIAL)
+    answerer = Answerer(zone)
+    message = query("IXFR", key=None)
+    message.authority.append(dns.rrset.from_rdata(zone.origin, 60, zone.soa[0]))
+    wire = message.to_wire()
+    for client, rcode in ((OUTSIDE, dns.rcode.REFUSED), (INSIDE, dns.rcode.NOERROR)) * 2:
+        reply = answerer.answer(wire, tcp=False, client=client)
+        assert reply is not None
+        assert dns.message.from_wire(reply).rcode() == rcode, client

@@ -255,3 +255,28 @@ def test_nginx_reload_with_drained_nodes_waits_for_the_old_workers(tmp_path: Pat
 def test_nginx_upstream_names() -> None:
     text = "stream {\n    upstream rke2ha_6443 {\n    }\n    upstream rke2ha_9345 {\n}\n}"
     assert nginx_upstreams(text) == ["rke2ha_6443", "rke2ha_9345"]
+
+
+def test_a_drain_is_recorded_even_when_haproxy_does_not_take_it_and_an_enable_only_when_it_does(
+    tmp_path: Path,
+) -> None:
+    # With two hosts, a drain one host took and the next refused must stay recorded: `up`
+    # reloads the first host and would otherwise put the node back mid-maintenance.
+    from rke2ha.maintenance_run import apply
+    from rke2ha.providers.existing.engines import EnginePaths
+
+    text = rendered(tmp_path)  # its stats socket, /run/x/admin.sock, answers nobody
+    spec = load_spec(tmp_path / "rke2ha.yaml")
+    running = EnginePaths.under(spec.state_dir, "haproxy").running_config
+    running.parent.mkdir(parents=True, exist_ok=True)
+    running.write_text(text)
+    store = StateStore(spec.state_dir, spec.name)
+    store.save(store.load_or_new("existing"))
+    with pytest.raises(InvalidError):
+        apply(spec, "node-2", "drain")
+    loaded = store.load()
+    assert loaded is not None and loaded.drained == ["node-2"]
+    with pytest.raises(InvalidError):
+        apply(spec, "node-2", "enable")
+    loaded = store.load()
+    assert loaded is not None and loaded.drained == ["node-2"]  # not taken: still out

@@ -33,7 +33,6 @@ def _pair(base: dict[str, Any]) -> dict[str, Any]:
         (None, 0o600, "does not exist"),
         ("secret1\n", 0o644, "readable by others (mode 644)"),
         ("\n", 0o600, "is empty"),
-        ("abcdefghij\n", 0o600, "is 10 characters; keepalived's PASS authentication uses only"),
         ("ab#cd\n", 0o600, "space, quote, # or !"),
     ],
 )
@@ -44,6 +43,15 @@ def test_vrrp_auth_file(tmp_path, base, findings, content, mode, words) -> None:
     assert [f.path for f in errors] == ["load_balancer.vrrp.auth_file"]
     assert words in errors[0].message
     assert "secret1" not in errors[0].message.replace(str(tmp_path), "")
+
+
+def test_a_vrrp_password_over_eight_characters_is_a_warning(tmp_path, base, findings) -> None:
+    # keepalived and the render use its first 8 characters on both hosts: it works, but the
+    # rest protects nothing.
+    _write(tmp_path / "vrrp.pass", "abcdefghij\n")
+    found = of(findings(_pair(base)), "files")
+    assert [(f.path, f.severity) for f in found] == [("load_balancer.vrrp.auth_file", "warning")]
+    assert "is 10 characters; keepalived's PASS authentication uses only" in found[0].message
 
 
 def test_vrrp_auth_file_of_eight_characters_passes(tmp_path, base, findings) -> None:

@@ -12,6 +12,7 @@ import binascii
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.exception
 import dns.name
 import dns.tsig
 
@@ -60,4 +61,8 @@ def decode_secret(text: str, path: Path) -> bytes:
 def load_tsig(path: Path, name: str, algorithm: str, field: str) -> Tsig:
     """The key named `name` whose secret is in `path` (`field`: the spec field, for errors)."""
     text = read_secret(path, what=f"TSIG secret ({field})")
-    return Tsig(dns.name.from_text(name), decode_secret(text, path), ALGORITHMS[algorithm])
+    try:
+        key_name = dns.name.from_text(name)
+    except dns.exception.DNSException as err:  # the spec's validator should have caught it
+        raise InvalidError(f"{field}: the key name {name!r} is not a DNS name ({err})") from None
+    return Tsig(key_name, decode_secret(text, path), ALGORITHMS[algorithm])

@@ -14,6 +14,7 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
 
 from rke2ha.dns.signing import Rejected, read_query
 from rke2ha.dns.zone import Zone
@@ -60,7 +61,8 @@ def answer(zone: Zone, wire: bytes, *, tcp: bool, client: str) -> tuple[bytes | 
     """(the answer, or None when nothing should be sent; whether it may be cached).
 
     Answers to TSIG-signed requests carry a signature over the request's MAC and the
-    current time, so they are never cached."""
+    current time, and transfer answers depend on the client's address, so neither is
+    cached."""
     try:
         query = read_query(wire, zone.transfer_key)
     except Exception:  # dnspython raises many kinds for bad input; all mean FORMERR.
@@ -73,7 +75,10 @@ def answer(zone: Zone, wire: bytes, *, tcp: bool, client: str) -> tuple[bytes | 
         response = zone.answer(query, tcp=tcp, client=client)
     except Exception:
         return _refused_header(wire, dns.rcode.SERVFAIL), False
-    return render(response, 65535 if tcp else udp_limit(query)), query.tsig is None
+    # Transfer answers depend on who asks (axfr_allow): never served from the cache.
+    transfer = any(q.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR) for q in query.question)
+    cacheable = query.tsig is None and not transfer
+    return render(response, 65535 if tcp else udp_limit(query)), cacheable
 
 
 def _refused_header(wire: bytes, rcode: int) -> bytes | None:

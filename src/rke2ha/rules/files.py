@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from rke2ha.rules import sources
 from rke2ha.rules.facts import Facts
-from rke2ha.rules.finding import Issue, Rule, error
+from rke2ha.rules.finding import Issue, Rule, error, warning
 from rke2ha.spec import Spec
 
 AIRGAP = "RKE2 docs: Air-Gap Install, Tarball Method (https://docs.rke2.io/install/airgap)"
@@ -22,7 +22,8 @@ KEEPALIVED_AUTH = (
 
 def _files(spec: Spec, facts: Facts) -> Iterator[Issue]:
     for problem in facts.local_files:
-        yield error(problem.path, problem.message, problem.fix)
+        report = warning if problem.severity == "warning" else error
+        yield report(problem.path, problem.message, problem.fix)
 
 
 RULES = (

@@ -28,6 +28,8 @@ class FileProblem:
     path: str  # spec path of the field
     message: str
     fix: str
+    # "warning": usable as it is, but not what it looks like (a longer VRRP password).
+    severity: str = "error"
 
 
 def _private_text(path: Path, what: str) -> tuple[str | None, str | None]:
@@ -77,6 +79,8 @@ def _vrrp(spec: Spec) -> Iterator[FileProblem]:
             f"the VRRP password in {path} is {len(secret)} characters; keepalived's PASS "
             f"authentication uses only the first {VRRP_PASS_MAX}, so the rest protects nothing",
             f"write a password of at most {VRRP_PASS_MAX} characters",
+            # keepalived (and rke2ha's render) use the first 8: both hosts still agree.
+            severity="warning",
         )
     elif any(char.isspace() or char in "\"#!'" for char in secret):
         yield FileProblem(field, f"the VRRP password in {path} holds a space, quote, # or !", fix)
