@@ -36,6 +36,8 @@ $(RUNTIME): pyproject.toml
 	elif ! $(PIP) uv >$(PIP_LOG) 2>&1; then \
 	  echo "make: could not install uv into $(VENV); pip installs instead (slower)"; fi
 	@$(call INSTALL,-e .)
+	@# git keeps modes 0644/0755 only: the examples' secrets are made 0600, as rke2ha requires.
+	@chmod 600 examples/secrets/tsig.secret examples/certs/*.key 2>/dev/null || true
 	@touch $@
 
 $(DEV): $(RUNTIME)
