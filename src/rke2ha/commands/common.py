@@ -20,6 +20,14 @@ if TYPE_CHECKING:
 FILE_COMPLETION = {"bash": "_shtab_compgen_files", "zsh": "_files"}
 
 
+def port_offset(text: str) -> int:
+    """argparse type of every `--port-offset N`: what is added to each port (0-60000, so
+    the highest default port still fits under 65536)."""
+    if not text.isdigit() or int(text) > 60000:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number 0-60000")
+    return int(text)
+
+
 def add_spec_argument(parser: argparse.ArgumentParser) -> None:
     action = parser.add_argument(
         "-f",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from rke2ha.commands.common import add_spec_argument, spec_from_args
+from rke2ha.commands.common import add_spec_argument, port_offset, spec_from_args
 from rke2ha.durations import parse_duration
 from rke2ha.errors import UsageError
 
@@ -95,12 +95,6 @@ def _workers(text: str) -> int:
     return count
 
 
-def _offset(text: str) -> int:
-    if not text.isdigit() or int(text) > 60000:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number 0-60000")
-    return int(text)
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lb = subparsers.add_parser(
         "lb",
@@ -167,7 +161,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve_p.add_argument(
         "--port-offset",
-        type=_offset,
+        type=port_offset,
         default=0,
         metavar="N",
         help="add N to every frontend, backend and check port (run the lab without root)",

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import argparse
 
-from rke2ha.commands.common import add_json_argument, add_spec_argument, print_json, spec_from_args
+from rke2ha.commands.common import (
+    add_json_argument,
+    add_spec_argument,
+    port_offset,
+    print_json,
+    spec_from_args,
+)
 from rke2ha.errors import UsageError
 
 HELP = {
@@ -34,7 +40,7 @@ def register(lb_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         add_spec_argument(parser)
         parser.add_argument(
             "--port-offset",
-            type=_offset,
+            type=port_offset,
             default=0,
             metavar="N",
             help="built-in engine: the --port-offset `lb serve` was started with (it moves "
@@ -42,12 +48,6 @@ def register(lb_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         )
         add_json_argument(parser)
         parser.set_defaults(handler=handle, maint_action=action)
-
-
-def _offset(text: str) -> int:
-    if not text.isdigit() or int(text) > 60000:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number 0-60000")
-    return int(text)
 
 
 def handle(args: argparse.Namespace) -> int:

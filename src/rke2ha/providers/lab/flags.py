@@ -10,14 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rke2ha.commands.common import port_offset
 from rke2ha.spec import Spec
 from rke2ha.specfile import DEFAULT_SPEC_FILE
-
-
-def _offset(text: str) -> int:
-    if not text.isdigit() or int(text) > 60_000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port offset (0-60000)")
-    return int(text)
 
 
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +25,7 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--port-offset",
-        type=_offset,
+        type=port_offset,
         default=None,
         metavar="N",
         help="add N to every lab port (default: real ports as root, else lab.port_offset)",
