@@ -3,6 +3,7 @@ load balancer in front of three node emulators, traffic checked with curl."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from tests.existing.conftest import (
     keepalive_request,
     port_80_redirect,
 )
+from tests.support.certs import write_self_signed
 
 from rke2ha import procs
 from rke2ha.providers import lifecycle
@@ -102,36 +104,14 @@ def test_up_serves_reloads_and_down_removes_all(
 
 
 def _weak_certificate(cert_path: Path, key_path: Path) -> None:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTNAME)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOSTNAME)]), critical=False)
-        .sign(key, hashes.SHA256())
+    write_self_signed(
+        cert_path,
+        key_path,
+        HOSTNAME,
+        rsa_bits=1024,
+        backdate=datetime.timedelta(days=1),
+        valid_for=datetime.timedelta(days=365),
     )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
 
 
 @pytest.mark.parametrize("engine", ["haproxy", "nginx"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 
@@ -21,12 +21,18 @@ def write_self_signed(
     ca: bool = False,
     backdate: datetime.timedelta = datetime.timedelta(hours=1),
     valid_for: datetime.timedelta = datetime.timedelta(days=30),
+    rsa_bits: int | None = None,
 ) -> tuple[Path, Path]:
     """An EC P-256 certificate with CN and DNS SAN `hostname` (and IP SAN `ip`).
 
     `ca` adds a critical BasicConstraints CA:TRUE, which lets the certificate serve as its
-    own trust anchor (a client given it as the CA file then verifies the server)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    own trust anchor (a client given it as the CA file then verifies the server).
+    `rsa_bits`: an RSA key of that size instead (e.g. 1024, which OpenSSL refuses to serve)."""
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+        ec.generate_private_key(ec.SECP256R1())
+        if rsa_bits is None
+        else rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    )
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.datetime.now(datetime.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(hostname)]
